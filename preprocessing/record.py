@@ -1,0 +1,55 @@
+"""The one record type that flows through every preprocessing stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class CodeFile:
+    """One source file of a dump.
+
+    ``extra`` holds the input's remaining fields (size, copies, stars, ...); they are written
+    back unchanged. ``source`` and ``line`` say where the record came from (input file and
+    1-based line or row) and are never written to the output.
+    """
+
+    content: str
+    repo_name: str
+    path: str
+    license: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+    line: int = 0
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The output row: the canonical fields plus the input's other fields."""
+        row: dict[str, Any] = {
+            "repo_name": self.repo_name,
+            "path": self.path,
+            "license": self.license,
+        }
+        row.update(self.extra)
+        row["content"] = self.content
+        return row
+
+    @property
+    def where(self) -> str:
+        """``file:line`` for messages."""
+        return f"{self.source}:{self.line}" if self.line else self.source
+
+
+@dataclass(slots=True)
+class Rejected:
+    """A record that could not be read or is invalid, with its named reason."""
+
+    reason: str
+    source: str = ""
+    line: int = 0
+    nbytes: int = 0
+    detail: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}:{self.line}" if self.line else self.source
