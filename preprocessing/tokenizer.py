@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import keyword
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,11 +25,29 @@ FIM_TOKENS = ("<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>")
 # Salts of keyed_uniform: one per decision, so the held-out split and the sample are independent.
 HELDOUT_SALT = "tokenizer_heldout"
 SAMPLE_SALT = "tokenizer_sample"
+# Files longer than this go to the trainer in exact pieces of at most this many characters.
+TRAIN_CHUNK_CHARS = 1 << 20
 # Records go to HF tokenizers in batches of this many characters (bounded memory per call).
 EVAL_BATCH_CHARS = 1 << 20
 # Name patterns searched in an input directory, in order; the first that matches wins, so that
 # RUN/dedup's clusters.jsonl.zst is never read as code.
 INPUT_PATTERNS = ("part-*.jsonl.zst", "part-*.jsonl*", "*.jsonl.zst", "*.jsonl*", "*.json*")
+
+
+# Where a text may be cut so that encoding the pieces gives exactly the ids of encoding the whole.
+# The ByteLevel pre-tokenizer splits with GPT-2's regex
+#   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+# and BPE never merges across its pieces, so a cut is exact where the regex always has a piece
+# boundary and no piece looks past it. Two such places, preferred in this order:
+# 1. after a newline that has a printable ASCII character on both sides ("x\ny"): the newline is a
+#    piece of its own ("\s+" stops at the non-space; "\s+(?!\S)" cannot end before it).
+# 2. between printable ASCII characters of different classes (letter / digit / punctuation), the
+#    apostrophe excluded because of the contractions ('s, 't, ...).
+_ASCII_PUNCT = r"!-&(-/:-@\[-`{-~"
+_LINE_CUT = re.compile(r"(?<=[!-~])\n(?=[!-~])")
+_CLASS_CUT = re.compile(
+    rf"(?<=[A-Za-z])(?=[0-9{_ASCII_PUNCT}])|(?<=[0-9])(?=[A-Za-z{_ASCII_PUNCT}])|(?<=[{_ASCII_PUNCT}])(?=[A-Za-z0-9])"
+)
 
 
 @dataclass
@@ -123,6 +142,34 @@ def iter_records(files: Sequence[Path], stats: StageStats) -> Iterator[CodeFile]
 def is_heldout(record: CodeFile, cfg: TokenizerConfig) -> bool:
     """Whether the record's repository is in the held-out split (a pure function of repo_name and seed)."""
     return keyed_uniform(record.repo_name.encode("utf-8", "surrogatepass"), HELDOUT_SALT, cfg.seed) < cfg.heldout_fraction
+
+
+def safe_chunks(text: str, chunk_chars: int) -> tuple[list[str], int]:
+    """Cut ``text`` into pieces of at most ``chunk_chars`` whose encodings concatenate to the encoding of ``text``.
+
+    Returns the pieces and the number of cuts made where no exact place was found in the last half of a
+    piece (only in text that is not code: e.g. ``chunk_chars / 2`` characters of whitespace or non-ASCII
+    letters); such a cut may change the ids next to it, and callers count it.
+    """
+    if len(text) <= chunk_chars:
+        return [text], 0
+    pieces: list[str] = []
+    inexact = 0
+    start = 0
+    while len(text) - start > chunk_chars:
+        lo, hi = start + chunk_chars // 2, start + chunk_chars
+        cut = None
+        for m in _LINE_CUT.finditer(text, lo, hi):  # the last line cut: pieces close to chunk_chars
+            cut = m.end()
+        if cut is None:
+            m = _CLASS_CUT.search(text, lo, hi)
+            cut = m.end() if m else None
+        if cut is None:
+            cut, inexact = hi, inexact + 1
+        pieces.append(text[start:cut])
+        start = cut
+    pieces.append(text[start:])
+    return pieces, inexact
 
 
 def build_tokenizer(cfg: TokenizerConfig) -> tuple[Any, Any]:
@@ -229,9 +276,13 @@ def _heldout_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageStat
 
 
 def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageStats) -> Iterator[str]:
-    """The training sample, streamed; stops reading at the first cap reached."""
+    """The training sample, streamed; stops reading at the first cap reached.
+
+    Long files go to the trainer in exact pieces (its pre-tokenization of one 50 MB string takes GBs), and
+    a file that crosses max_bytes is used up to the cap only.
+    """
     max_files = cfg.max_files if cfg.max_files is not None else float("inf")
-    max_bytes = cfg.max_bytes if cfg.max_bytes is not None else float("inf")
+    budget = cfg.max_bytes if cfg.max_bytes is not None else float("inf")
     for record in iter_records(files, stats):
         nbytes = len(record.content.encode("utf-8", "surrogatepass"))
         if not record.content:
@@ -244,9 +295,16 @@ def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageSta
         ):
             stats.drop("not_sampled", nbytes)
         else:
-            stats.keep(nbytes)
-            yield record.content
-            if stats.kept >= max_files or stats.bytes_out >= max_bytes:
+            stats.keep(0)
+            stats.bytes_in += nbytes
+            for piece in safe_chunks(record.content, TRAIN_CHUNK_CHARS)[0]:
+                used = len(piece.encode("utf-8", "surrogatepass"))
+                stats.bytes_out += used
+                budget -= used
+                yield piece
+                if budget <= 0:
+                    return
+            if stats.kept >= max_files:
                 return
 
 

@@ -91,8 +91,10 @@ def test_max_bytes_cap(tmp_path):
     write_corpus(tmp_path / "in", max_files=60, parts=1)
     cfg = TokenizerConfig(vocab_size=600, max_bytes=50_000, max_files=None, compare_gpt2=False)
     stats = train_tokenizer(tmp_path / "in", tmp_path / "tok", cfg)
-    # Reading stops at the first file that crosses the cap.
+    # The file that crosses the cap is used up to the cap (in exact pieces), then reading stops.
     assert 50_000 <= stats["totals"]["train_bytes"] < 50_000 + 60_000
+    sample = stats["stages"]["train_sample"]
+    assert sample["bytes_out"] == stats["totals"]["train_bytes"] <= sample["bytes_in"]
 
 
 def test_gpt2_tokenizer_matches_known_ids():
