@@ -135,3 +135,36 @@ def test_valid_split_is_by_repository():
         assert len({split_of(CodeFile("x", repo, f"f{j}.py"), cfg) for j in range(5)}) == 1
     share = sum(split_of(CodeFile("x", r, "a.py"), cfg) == "valid" for r in repos) / len(repos)
     assert 0.15 < share < 0.45
+
+
+HUGE_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from preprocessing.pack import PackConfig, pack
+stats = pack(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), PackConfig(), workers=2)
+peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(stats["splits"]["train"]["tokens"], stats["splits"]["train"]["samples"], stats["totals"]["inexact_cuts"], peak // 1024)
+"""
+
+
+@pytest.mark.slow
+def test_a_50mb_file_packs_in_bounded_memory(corpus, tmp_path):
+    import subprocess
+    import sys
+
+    base, rows, tok = corpus
+    text = "".join(r["content"] for r in rows)
+    big = (text * (50_000_000 // len(text) + 1))[:50_000_000]
+    write_jsonl_zst(tmp_path / "in" / "part-00000.jsonl.zst", [{"repo_name": "r", "path": "big.py", "content": big}])
+    expected_tokens = len(tok.encode(text, add_special_tokens=False).ids) * (50_000_000 // len(text))
+    del big, text
+    out = subprocess.run(
+        [sys.executable, "-c", HUGE_SCRIPT, str(tmp_path / "in"), str(corpus[0] / "tokenizer"), str(tmp_path / "out")],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent,
+    )
+    tokens, samples, inexact, peak_mb = map(int, out.stdout.split())
+    assert inexact == 0
+    assert samples == (tokens + 1) // 1024
+    assert tokens >= expected_tokens  # whole copies of the corpus, plus the cut-off copy
+    # The 50 MB string, its JSON line and compressed input are held once; tokens are not all in memory at once.
+    assert peak_mb < 1000, f"peak RSS {peak_mb} MB"
