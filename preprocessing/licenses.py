@@ -262,7 +262,7 @@ def _resolve_term(term: str) -> str | None:
     spdx = _alias_table().get(_squash(term))
     if spdx is not None:
         return spdx
-    if re.search(r"[,;]\s*(?!version|v\.?\s*\d)", term, re.IGNORECASE):
+    if re.search(r"[,;](?!\s*(?:version|v\.?\s*\d))", term, re.IGNORECASE):
         return None  # a list of several licenses ("public domain, Python, 2-Clause BSD, GPL 3")
     spdx = _gpl_family(term)
     if spdx is not None:
