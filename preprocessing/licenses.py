@@ -629,6 +629,17 @@ def detect_license_text(text: str) -> str | None:
     return result(norm, start) if callable(result) else result
 
 
+def leading_text(content: str, n_lines: int) -> str:
+    """The first ``n_lines`` newline-terminated lines of ``content``, without copying the rest."""
+    pos = 0
+    for _ in range(n_lines):
+        j = content.find("\n", pos)
+        if j < 0:
+            return content
+        pos = j + 1
+    return content[:pos]
+
+
 _SPDX_HEADER = re.compile(r"SPDX-License-Identifier:\s*(.+?)\s*(?:\*/|-->|\"\"\"|''')?\s*$", re.MULTILINE)
 
 # Well-known per-file notices (matched on normalised text of the file's first lines).
@@ -662,7 +673,7 @@ def file_header_license(content: str, max_lines: int = 50) -> str | None:
     """
     if not content:
         return None
-    head = "\n".join(content.split("\n", max_lines)[:max_lines])
+    head = leading_text(content, max_lines)
     m = _SPDX_HEADER.search(head)
     if m is not None:
         spdx = normalize_license(m.group(1).strip().strip("\"'"))
