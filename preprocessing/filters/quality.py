@@ -14,6 +14,7 @@ from preprocessing.record import CodeFile
 _ASCII_ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # [\W_] is exactly "not str.isalnum()" for every code point (checked in tests).
 _NON_ALNUM = re.compile(r"[\W_]+")
+_ASCII_RUN = re.compile(r"[\x00-\x7f]+")
 
 _CONFIG_TEST_PHRASES = ("unit tests", "test file", "configuration file")
 _KEYWORDS = ("def ", "class ", "for ", "while ")
@@ -29,7 +30,11 @@ def alnum_count(content: str) -> int:
     if content.isascii():
         raw = content.encode("ascii")
         return len(raw) - len(raw.translate(None, _ASCII_ALNUM))
-    return len(_NON_ALNUM.sub("", content))
+    # ASCII alphanumerics by bytes.translate on the UTF-8 bytes (multi-byte sequences are never
+    # ASCII alphanumerics), then the non-ASCII characters, usually few, by the regex.
+    raw = content.encode("utf-8", "surrogatepass")
+    non_ascii = _ASCII_RUN.sub("", content)
+    return len(raw) - len(raw.translate(None, _ASCII_ALNUM)) + len(_NON_ALNUM.sub("", non_ascii))
 
 
 def line_lengths(content: str) -> tuple[int, int, float]:
