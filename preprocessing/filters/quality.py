@@ -46,6 +46,16 @@ def line_lengths(content: str) -> tuple[int, int, float]:
     return len(lines), max(lengths), sum(lengths) / len(lines)
 
 
+def head_lines(content: str, n: int) -> list[str]:
+    """``content.splitlines()[:n]`` without splitting the whole file."""
+    end = -1
+    for _ in range(n):
+        end = content.find("\n", end + 1)
+        if end < 0:
+            return content.splitlines()[:n]
+    return content[: end + 1].splitlines()[:n]
+
+
 def file_metrics(content: str) -> dict[str, Any]:
     """Size and the statistics CodeParrot filters on, for reports: size (bytes), lines,
     max_line_length, mean_line_length, alnum_fraction (over characters)."""
@@ -176,18 +186,19 @@ class QualityFilter(Filter):
                 return "quality:max_size"
         if n_chars == 0:
             return None  # min_size = 0 keeps empty files; no statistic is defined for them
-        lines = content.splitlines()
-        lengths = list(map(len, lines))
-        if max(lengths) > cfg.max_line_length:
+        # the pipeline computes the metrics once per record (they feed the report too)
+        m = record.metrics or file_metrics(content)
+        if m["max_line_length"] > cfg.max_line_length:
             return "quality:max_line_length"
-        if sum(lengths) / len(lengths) > cfg.max_mean_line_length:
+        if m["mean_line_length"] > cfg.max_mean_line_length:
             return "quality:mean_line_length"
-        if alnum_count(content) / n_chars < cfg.min_alnum_fraction:
+        if m["alnum_fraction"] < cfg.min_alnum_fraction:
             return "quality:alnum_fraction"
+        lines = head_lines(content, cfg.config_or_test_scan_lines)
         lower = content.lower()
         key = None
         if cfg.config_or_test_drop_prob > 0 and is_config_or_test(
-            content, lower, lines[: cfg.config_or_test_scan_lines], cfg.config_or_test_coeff
+            content, lower, lines, cfg.config_or_test_coeff
         ):
             key = record_key(record.repo_name, record.path)
             if keyed_uniform(key, "config_or_test", cfg.seed) <= cfg.config_or_test_drop_prob:
