@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -298,3 +299,19 @@ def test_load_state_dict_rejects_changed_shards(numbered):
         ds.load_state_dict({"seed": 0, "epoch": 0, "consumed_samples": 2 * N})
     ds.load_state_dict({"seed": 9, "epoch": 2, "consumed_samples": 2 * N + 12})
     assert ds.state_dict() == {"seed": 9, "epoch": 2, "consumed_samples": 2 * N + 12}
+
+
+def test_finite_epochs_drop_the_incomplete_last_batch(numbered):
+    G, m = 36, 6  # 2 epochs = 240 samples = 6 whole steps + 24 dropped
+    ds = ShardDataset(numbered, G, m, seed=2, num_epochs=2)
+    got = [i for b in DataLoader(ds, batch_size=m) for i in _ids(b)]
+    assert got == (ds.epoch_order(0).tolist() + ds.epoch_order(1).tolist())[: 6 * G]
+    with pytest.raises(ValueError, match="no whole global batch"):
+        ShardDataset(numbered, 2 * N, 4, num_epochs=1)
+
+
+def test_reader_survives_pickling(numbered):
+    r = ShardReader(numbered)
+    first = r[0].copy()
+    clone = pickle.loads(pickle.dumps(r))
+    assert np.array_equal(clone[0], first) and np.array_equal(clone[N - 1], r[N - 1])
