@@ -174,9 +174,9 @@ def main() -> None:
         ds = ShardDataset(tmp / "shards", global_batch_size=args.batch, micro_batch_size=args.batch, seed=0)
         order = ds.epoch_order(0)
         print(f"\nshuffled read, batch {args.batch}, seq {args.seq}, {batches} batches "
-              ""
               "(per core = tokens per CPU-second of the main process + its workers)")
-        print(f"{'reader':>28} {'workers':>7} {'Mtok/cpu-s':>10} {'vs memmap':>9} {'x H100 need':>11} {'wall Mtok/s':>11}")
+        header = ("reader", "workers", "Mtok/cpu-s", "vs memmap", "x H100 need", "wall Mtok/s")
+        print("{:>28} {:>7} {:>10} {:>9} {:>11} {:>11}".format(*header))
         for workers in (0, 1):
             memmap = MemmapDataset(raw, n, args.seq, order, args.batch)
             base = loader_tokens_per_s(memmap, args.batch, workers, batches)

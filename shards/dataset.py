@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +23,8 @@ class ShardDataset(IterableDataset):
     [c0 + s*G, c0 + (s+1)*G) where c0 is the loaded consumed_samples; rank r owns the contiguous slice
     r*G/world .. (r+1)*G/world of it, served as micro batches of m samples; DataLoader worker w of W
     serves the rank's micro batches t with t % W == w, so DataLoader's in-order round robin rebuilds
-    the rank's sequence. Use ``DataLoader(ds, batch_size=micro_batch_size, num_workers=W)``.
+    the rank's sequence. Use ``DataLoader(ds, batch_size=micro_batch_size, num_workers=W)`` (keep its
+    default in_order=True). Every new iterator starts again at consumed_samples.
 
     The stream is infinite unless num_epochs is given; then it stops after the last whole global batch
     (the incomplete tail of the last epoch is dropped, so every rank sees the same number of steps).
@@ -45,6 +47,9 @@ class ShardDataset(IterableDataset):
         num_epochs: int | None = None,
     ) -> None:
         super().__init__()
+        global_batch_size, micro_batch_size, rank, world_size = map(
+            operator.index, (global_batch_size, micro_batch_size, rank, world_size)
+        )
         if micro_batch_size <= 0 or global_batch_size <= 0 or world_size <= 0:
             raise ValueError("global_batch_size, micro_batch_size and world_size must be > 0")
         if global_batch_size % (world_size * micro_batch_size):
@@ -55,7 +60,8 @@ class ShardDataset(IterableDataset):
             )
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
-        if not isinstance(seed, int) or seed < 0:
+        seed = operator.index(seed)
+        if seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         if num_epochs is not None and num_epochs <= 0:
             raise ValueError(f"num_epochs must be > 0 or None (infinite), got {num_epochs}")

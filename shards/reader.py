@@ -138,7 +138,8 @@ class ShardReader:
             except FileNotFoundError:
                 raise ShardError(f"{self._files[shard]}: shard disappeared after the index was opened") from None
         data = os.pread(fd, end - start, start)
-        n = min(self.samples_per_block, int(self._starts[shard + 1] - self._starts[shard]) - block * self.samples_per_block)
+        spb = self.samples_per_block
+        n = min(spb, int(self._starts[shard + 1] - self._starts[shard]) - block * spb)
         try:
             raw = self._dctx.decompress(data, max_output_size=n * self._sample_bytes)
         except zstandard.ZstdError as e:

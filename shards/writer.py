@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
 import re
 from pathlib import Path
@@ -69,8 +70,9 @@ class ShardWriter:
         samples_per_block: int | None = None,
         zstd_level: int = DEFAULT_ZSTD_LEVEL,
     ) -> None:
-        if not isinstance(seq_length, int) or seq_length <= 0:
-            raise ValueError(f"seq_length must be a positive int, got {seq_length!r}")
+        seq_length, vocab_size, max_shard_bytes = map(operator.index, (seq_length, vocab_size, max_shard_bytes))
+        if seq_length <= 0:
+            raise ValueError(f"seq_length must be > 0, got {seq_length}")
         self.dtype = dtype_for_vocab(vocab_size)
         if not isinstance(tokenizer_hash, str) or not tokenizer_hash:
             raise ValueError("tokenizer_hash must be a non-empty string; use shards.tokenizer_hash(tokenizer_dir)")
@@ -86,6 +88,7 @@ class ShardWriter:
             raise ValueError(f"extra_index must be JSON-serialisable: {e}") from None
         if samples_per_block is None:
             samples_per_block = max(1, DEFAULT_BLOCK_BYTES // (seq_length * self.dtype.itemsize))
+        samples_per_block = operator.index(samples_per_block)
         if samples_per_block <= 0:
             raise ValueError(f"samples_per_block must be > 0, got {samples_per_block}")
 
