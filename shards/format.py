@@ -155,7 +155,8 @@ def validate_index(index: Any, where: Path) -> None:
                 f"{where}: shard {name}: block table has {len(offsets)} offsets, "
                 f"expected {nblocks + 1} starting at 0 for {ns} samples"
             )
-        if any(not isinstance(o, int) or o <= p for p, o in zip(offsets, offsets[1:])):
+        table = np.asarray(offsets)
+        if table.dtype.kind not in "iu" or not bool(np.all(np.diff(table) > 0)):
             raise ShardError(f"{where}: shard {name}: block offsets are not strictly increasing integers")
         for key in totals:
             totals[key] += shard[key]

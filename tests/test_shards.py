@@ -180,6 +180,10 @@ def test_index_not_matching_shards(three_shards):
     _edit_index(three_shards, lambda ix: ix["shards"][1].update(num_samples=ix["shards"][1]["num_samples"] + 1))
     with pytest.raises(ShardError, match=r"index.json: shard shard\.00001\.zst: num_tokens"):
         ShardReader(three_shards)
+    _edit_index(three_shards, lambda ix: ix["shards"][1].update(num_samples=ix["shards"][1]["num_samples"] - 1))
+    _edit_index(three_shards, lambda ix: ix["shards"][0]["block_offsets"].__setitem__(1, 0))
+    with pytest.raises(ShardError, match=r"shard\.00000\.zst: block offsets are not strictly increasing"):
+        ShardReader(three_shards)
 
 
 def test_unsupported_version(three_shards):
