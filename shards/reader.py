@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import os
 from pathlib import Path
@@ -81,8 +83,10 @@ class ShardReader:
             if verify:
                 self._verify(file, shard["hash"])
 
-        self._starts = np.cumsum([0] + [s["num_samples"] for s in index["shards"]], dtype=np.int64)
-        self._offsets = [np.asarray(s["block_offsets"], dtype=np.int64) for s in index["shards"]]
+        # plain ints: scalar lookups on lists are faster than on numpy arrays, and the offset lists are
+        # the parsed index's own (no copy)
+        self._starts = list(itertools.accumulate((s["num_samples"] for s in index["shards"]), initial=0))
+        self._offsets = [s["block_offsets"] for s in index["shards"]]
         self._sample_bytes = self.seq_length * self.dtype.itemsize
         self._reset_process_state()
 
@@ -109,8 +113,8 @@ class ShardReader:
 
     def locate(self, i: int) -> tuple[int, int, int]:
         """(shard, block within shard, row within block) of global sample i."""
-        shard = int(np.searchsorted(self._starts, i, side="right")) - 1
-        j = i - int(self._starts[shard])
+        shard = bisect.bisect_right(self._starts, i) - 1
+        j = i - self._starts[shard]
         return shard, j // self.samples_per_block, j % self.samples_per_block
 
     def __getitem__(self, i: int) -> np.ndarray:
@@ -130,7 +134,7 @@ class ShardReader:
         if cached is not None and cached[0] == block:
             return cached[1]
         offsets = self._offsets[shard]
-        start, end = int(offsets[block]), int(offsets[block + 1])
+        start, end = offsets[block], offsets[block + 1]
         fd = self._fds.get(shard)
         if fd is None:
             try:
@@ -139,7 +143,7 @@ class ShardReader:
                 raise ShardError(f"{self._files[shard]}: shard disappeared after the index was opened") from None
         data = os.pread(fd, end - start, start)
         spb = self.samples_per_block
-        n = min(spb, int(self._starts[shard + 1] - self._starts[shard]) - block * spb)
+        n = min(spb, self._starts[shard + 1] - self._starts[shard] - block * spb)
         try:
             raw = self._dctx.decompress(data, max_output_size=n * self._sample_bytes)
         except zstandard.ZstdError as e:
