@@ -15,6 +15,10 @@ import zstandard
 
 from shards.format import CONTENT_HASH, INDEX_NAME, ShardError, parse_dtype, validate_index
 
+# Open file descriptors and cached blocks per process are bounded (oldest evicted first), so that a
+# corpus of thousands of shards stays under the usual 1024-file limit and a few MB of cache per worker.
+MAX_OPEN_SHARDS = 128
+
 
 class ShardReader:
     """Opens `path`/index.json and checks it before any sample is read.
@@ -26,8 +30,8 @@ class ShardReader:
     naming the file. ``r[i]`` returns a read-only (seq_length,) array of the index dtype.
 
     File handles are opened lazily per process, so a reader can be shared with forked or spawned
-    DataLoader workers. The last decompressed block of each shard is cached, so sequential reads
-    decompress each block once.
+    DataLoader workers. The last decompressed block of each shard is cached (for up to
+    MAX_OPEN_SHARDS shards), so sequential reads decompress each block once.
     """
 
     def __init__(
@@ -137,6 +141,8 @@ class ShardReader:
         start, end = offsets[block], offsets[block + 1]
         fd = self._fds.get(shard)
         if fd is None:
+            if len(self._fds) >= MAX_OPEN_SHARDS:  # bounded: a big corpus has thousands of shards
+                os.close(self._fds.pop(next(iter(self._fds))))
             try:
                 fd = self._fds[shard] = os.open(self._files[shard], os.O_RDONLY)
             except FileNotFoundError:
@@ -154,6 +160,8 @@ class ShardReader:
                 f"expected {n * self._sample_bytes}; the shard is corrupt"
             )
         arr = np.frombuffer(raw, dtype=self.dtype).reshape(n, self.seq_length)
+        if shard not in self._cache and len(self._cache) >= MAX_OPEN_SHARDS:
+            del self._cache[next(iter(self._cache))]
         self._cache[shard] = (block, arr)
         return arr
 

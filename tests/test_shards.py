@@ -319,3 +319,12 @@ def test_reader_survives_pickling(numbered):
     first = r[0].copy()
     clone = pickle.loads(pickle.dumps(r))
     assert np.array_equal(clone[0], first) and np.array_equal(clone[N - 1], r[N - 1])
+
+
+def test_reader_bounds_open_files(three_shards, monkeypatch):
+    monkeypatch.setattr("shards.reader.MAX_OPEN_SHARDS", 2)
+    r = ShardReader(three_shards)
+    expected = np.stack([r[i] for i in range(len(r))])
+    order = np.random.default_rng(0).permutation(len(r))
+    assert np.array_equal(np.stack([r[i] for i in order]), expected[order])
+    assert len(r._fds) <= 2 and len(r._cache) <= 2
