@@ -100,20 +100,22 @@ class ShardDataset(IterableDataset):
         return {"seed": self.seed, "epoch": c // self.samples_per_epoch, "consumed_samples": c}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume at global position state["consumed_samples"]; call before creating the iterator."""
-        missing = {"seed", "epoch", "consumed_samples"} - state.keys()
+        """Resume at global position state["consumed_samples"] with state["seed"]; call before iterating.
+
+        "epoch" is informational: it is always consumed_samples // samples_per_epoch, so a state whose
+        consumed_samples was updated without its epoch ({**ds.state_dict(), "consumed_samples": c}) resumes
+        correctly.
+        """
+        missing = {"seed", "consumed_samples"} - state.keys()
         if missing:
             raise ValueError(f"state is missing {sorted(missing)}; pass what state_dict() returned")
-        c = int(state["consumed_samples"])
+        c = operator.index(state["consumed_samples"])
         if c < 0:
             raise ValueError(f"consumed_samples must be >= 0, got {c}")
-        if c // self.samples_per_epoch != state["epoch"]:
-            raise ValueError(
-                f"state says epoch {state['epoch']} at consumed_samples {c}, but with {self.samples_per_epoch} "
-                f"samples per epoch that is epoch {c // self.samples_per_epoch}: the shards changed since "
-                "the state was saved"
-            )
-        self.seed = int(state["seed"])
+        seed = operator.index(state["seed"])
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed}")
+        self.seed = seed
         self.consumed_samples = c
 
     # -- order -----------------------------------------------------------------------------------

@@ -297,12 +297,15 @@ def test_batch_sizes_must_divide(numbered):
         ShardDataset(numbered, 24, 3, rank=2, world_size=2)
 
 
-def test_load_state_dict_rejects_changed_shards(numbered):
+def test_load_state_dict_derives_the_epoch(numbered):
     ds = ShardDataset(numbered, 12, 3)
-    with pytest.raises(ValueError, match="the shards changed"):
-        ds.load_state_dict({"seed": 0, "epoch": 0, "consumed_samples": 2 * N})
-    ds.load_state_dict({"seed": 9, "epoch": 2, "consumed_samples": 2 * N + 12})
+    # the trainer's idiom: only consumed_samples updated, epoch left stale
+    ds.load_state_dict({**ds.state_dict(), "seed": 9, "consumed_samples": 2 * N + 12})
     assert ds.state_dict() == {"seed": 9, "epoch": 2, "consumed_samples": 2 * N + 12}
+    first = next(iter(DataLoader(ds, batch_size=3)))
+    assert _ids(first) == ds.epoch_order(2)[12:15].tolist()
+    with pytest.raises(ValueError, match="missing"):
+        ds.load_state_dict({"epoch": 0})
 
 
 def test_finite_epochs_drop_the_incomplete_last_batch(numbered):
