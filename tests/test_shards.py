@@ -80,9 +80,7 @@ def test_writes_are_atomic_and_index_is_last(tmp_path, monkeypatch):
     a = _samples(100, 32, 1000)
     with ShardWriter(tmp_path, 32, 1000, TOK, max_shard_bytes=2000, samples_per_block=2) as w:
         w.write_many(a[:10])
-        names = {p.name for p in tmp_path.iterdir()}
-        assert "index.json" not in names
-        assert not any(n.endswith(".zst") for n in names if n + ".tmp" in names)  # open shard only as .tmp
+        assert {p.name for p in tmp_path.iterdir()} == {"shard.00000.zst.tmp"}  # open shard: temp name only
         w.write_many(a[10:])
     shards = json.loads((tmp_path / "index.json").read_text())["shards"]
     assert len(shards) > 1 and renames == [s["file"] for s in shards] + ["index.json"]
