@@ -116,8 +116,8 @@ def child(args: argparse.Namespace) -> None:
 
 def measured(side: str, dump: Path, tokenizer: Path, out: Path) -> dict:
     """Run one side in a fresh process."""
-    proc = subprocess.run([sys.executable, __file__, "--child", side, "--dump", str(dump), "--tokenizer", str(tokenizer),
-                           "--out", str(out)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cmd = [sys.executable, __file__, "--child", side, "--dump", str(dump), "--tokenizer", str(tokenizer), "--out", str(out)]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     if proc.returncode:
         raise SystemExit(proc.stderr)
     return {**json.loads(proc.stdout.strip().splitlines()[-1]), "side": side}
@@ -169,9 +169,9 @@ def main() -> None:
         print(f"1 and 2 workers byte-identical shards: {same}; shards {rows[1]['shard_mb']:.1f} MB")
 
         if args.huge_mb:
-            from tests._pycorpus import write_jsonl_zst
-            from preprocessing.tokenizer import iter_records
             from preprocessing.stats import StageStats
+            from preprocessing.tokenizer import iter_records
+            from tests._pycorpus import write_jsonl_zst
 
             text = "".join(r.content for r in iter_records([dump], StageStats("x")))
             size = int(args.huge_mb * 1e6)

@@ -55,8 +55,8 @@ def main() -> None:
     ap.add_argument("--max-heldout-mb", type=float, default=8.0)
     args = ap.parse_args()
 
-    from preprocessing.tokenizer import TokenizerConfig, is_heldout, train_tokenizer
     from preprocessing.record import CodeFile
+    from preprocessing.tokenizer import TokenizerConfig, is_heldout, train_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         dump = Path(tmp) / "dedup" / "part-00000.jsonl.zst"

@@ -17,7 +17,14 @@ import numpy as np
 from preprocessing.hashing import keyed_uniform
 from preprocessing.record import CodeFile
 from preprocessing.stats import StageStats
-from preprocessing.tokenizer import EOS_TOKEN, iter_records, resolve_inputs, safe_chunks
+from preprocessing.tokenizer import (
+    EOS_TOKEN,
+    iter_records,
+    publish_dir,
+    resolve_inputs,
+    safe_chunks,
+    staging_dir,
+)
 
 SPLITS = ("train", "valid")
 VALID_SALT = "pack_valid_split"
@@ -238,10 +245,7 @@ def pack(
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
     thash = tokenizer_hash(str(tok_path))
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = staging_dir(out_dir)
 
     started = time.perf_counter()
     stats = StageStats("pack")
@@ -335,13 +339,7 @@ def pack(
         "wall_time_s": round(wall, 3),
     }
     write_json_atomic(tmp / "stats.json", result)
-    if out_dir.exists():
-        old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out_dir)
+    publish_dir(tmp, out_dir)
     return result
 
 

@@ -238,36 +238,43 @@ def _batches(texts: Iterable[str], max_chars: int) -> Iterator[list[str]]:
         yield batch
 
 
-def measure_tokenizer(tok: Any, texts: Iterable[str]) -> dict[str, Any]:
-    """Characters per token, vocabulary use and Python keyword splits of ``tok`` over ``texts`` (streamed)."""
-    vocab_size = tok.get_vocab_size(with_added_tokens=True)
-    used = np.zeros(vocab_size, dtype=bool)
-    chars = tokens = files = 0
+def measure_tokenizers(tokenizers: dict[str, Any], texts: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Per tokenizer: characters per token, vocabulary use and Python keyword splits over ``texts``.
+
+    ``texts`` is streamed once (batches of ~1M characters) and each batch is encoded by every tokenizer.
+    """
+    used = {name: np.zeros(tok.get_vocab_size(with_added_tokens=True), dtype=bool) for name, tok in tokenizers.items()}
+    tokens = dict.fromkeys(tokenizers, 0)
+    chars = files = 0
     for batch in _batches(texts, EVAL_BATCH_CHARS):
-        for enc in tok.encode_batch(batch, add_special_tokens=False):
-            ids = np.asarray(enc.ids, dtype=np.int64)
-            used[ids] = True
-            tokens += len(ids)
+        for name, tok in tokenizers.items():
+            for enc in tok.encode_batch(batch, add_special_tokens=False):
+                ids = np.asarray(enc.ids, dtype=np.int64)
+                used[name][ids] = True
+                tokens[name] += len(ids)
         chars += sum(len(t) for t in batch)
         files += len(batch)
     keywords = sorted(set(keyword.kwlist) | set(keyword.softkwlist))
-    bare = {kw: len(tok.encode(kw, add_special_tokens=False).ids) for kw in keywords}
-    spaced = {kw: len(tok.encode(" " + kw, add_special_tokens=False).ids) for kw in keywords}
-    return {
-        "files": files,
-        "chars": chars,
-        "tokens": tokens,
-        "chars_per_token": round(chars / tokens, 4) if tokens else None,
-        "vocab_size": vocab_size,
-        "vocab_used": int(used.sum()),
-        "vocab_used_fraction": round(float(used.mean()), 4),
-        # A keyword at the start of a line is pre-tokenized bare ("def"); after a space or an
-        # indentation, with its leading space (" def"). Both should be one token in a code tokenizer.
-        "keywords_not_single_token": {
-            "bare": [kw for kw in keywords if bare[kw] > 1],
-            "after_space": [kw for kw in keywords if spaced[kw] > 1],
-        },
-    }
+    out = {}
+    for name, tok in tokenizers.items():
+        bare = {kw: len(tok.encode(kw, add_special_tokens=False).ids) for kw in keywords}
+        spaced = {kw: len(tok.encode(" " + kw, add_special_tokens=False).ids) for kw in keywords}
+        out[name] = {
+            "files": files,
+            "chars": chars,
+            "tokens": tokens[name],
+            "chars_per_token": round(chars / tokens[name], 4) if tokens[name] else None,
+            "vocab_size": len(used[name]),
+            "vocab_used": int(used[name].sum()),
+            "vocab_used_fraction": round(float(used[name].mean()), 4),
+            # A keyword at the start of a line is pre-tokenized bare ("def"); after a space or an
+            # indentation, with its leading space (" def"). Both should be one token in a code tokenizer.
+            "keywords_not_single_token": {
+                "bare": [kw for kw in keywords if bare[kw] > 1],
+                "after_space": [kw for kw in keywords if spaced[kw] > 1],
+            },
+        }
+    return out
 
 
 def _heldout_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageStats) -> Iterator[str]:
@@ -319,14 +326,35 @@ def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageSta
                 return
 
 
+def staging_dir(out_dir: Path) -> Path:
+    """An empty ``<out_dir>.tmp-<pid>`` next to ``out_dir``, where a stage builds its output directory.
+
+    Staging directories left by killed runs (``<out_dir>.tmp-*``, ``<out_dir>.old-*``) are removed first.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*out_dir.parent.glob(f"{out_dir.name}.tmp-*"), *out_dir.parent.glob(f"{out_dir.name}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    tmp.mkdir()
+    return tmp
+
+
+def publish_dir(tmp: Path, out_dir: Path) -> None:
+    """Move a complete staging directory to ``out_dir``, replacing an older one (never a half-written mix)."""
+    if out_dir.exists():
+        old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
+        out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out_dir)
+
+
 def _save_atomic(hf_tokenizer: Any, out_dir: Path, stats: dict[str, Any]) -> None:
     """Save the HF tokenizer directory and its stats.json under a temporary name, then rename."""
     from preprocessing.io import write_json_atomic
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = staging_dir(out_dir)
     hf_tokenizer.save_pretrained(str(tmp))
     # transformers 5 writes tokenizer_class "TokenizersBackend", which 4.x cannot resolve;
     # "PreTrainedTokenizerFast" loads the same tokenizer.json in both.
@@ -336,13 +364,7 @@ def _save_atomic(hf_tokenizer: Any, out_dir: Path, stats: dict[str, Any]) -> Non
     config.pop("backend", None)
     write_json_atomic(config_path, config)
     write_json_atomic(tmp / "stats.json", stats)
-    if out_dir.exists():
-        old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out_dir)
+    publish_dir(tmp, out_dir)
 
 
 def train_tokenizer(
@@ -374,16 +396,18 @@ def train_tokenizer(
     train_time = time.perf_counter() - started
 
     heldout_stats = StageStats("heldout_eval")
-    ours = measure_tokenizer(tok, _heldout_texts(files, cfg, heldout_stats)) if cfg.heldout_fraction > 0 else None
-    gpt2: dict[str, Any] | None = None
+    measured: dict[str, dict[str, Any]] = {}
     gpt2_note = None
-    if cfg.compare_gpt2 and ours is not None and ours["files"]:
-        try:
-            gpt2_tok = load_gpt2_tokenizer(cfg.gpt2_dir)
-        except FileNotFoundError as exc:
-            gpt2_note = str(exc)
-        else:
-            gpt2 = measure_tokenizer(gpt2_tok, _heldout_texts(files, cfg, StageStats("heldout_gpt2")))
+    if cfg.heldout_fraction > 0:
+        tokenizers = {"ours": tok}
+        if cfg.compare_gpt2:
+            try:
+                tokenizers["gpt2"] = load_gpt2_tokenizer(cfg.gpt2_dir)
+            except FileNotFoundError as exc:
+                gpt2_note = str(exc)
+        measured = measure_tokenizers(tokenizers, _heldout_texts(files, cfg, heldout_stats))
+    ours = measured.get("ours")
+    gpt2 = measured.get("gpt2") if ours and ours["files"] else None
 
     stats: dict[str, Any] = {
         "format_version": 1,

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from preprocessing.pack import PackConfig, pack, split_of
-from preprocessing.tokenizer import safe_chunks
 from preprocessing.record import CodeFile
-from preprocessing.tokenizer import TokenizerConfig, train_tokenizer
+from preprocessing.tokenizer import TokenizerConfig, safe_chunks, train_tokenizer
 from tests._pycorpus import write_corpus, write_jsonl_zst
 
 
@@ -71,9 +70,11 @@ def test_deterministic_for_1_and_2_workers_and_chunk_sizes(corpus, tmp_path):
     stats = pack(base / "dedup", base / "tokenizer", tmp_path / "chunked", chunked, workers=2)
     assert stats["totals"]["inexact_cuts"] == 0
     assert tree_bytes(tmp_path / "chunked") == one
-    # A re-run replaces the output whole.
+    # A re-run replaces the output whole, and clears what a killed run left behind.
+    (tmp_path / "w1.tmp-99999" / "train").mkdir(parents=True)
     pack(base / "dedup", base / "tokenizer", tmp_path / "w1", cfg, workers=1)
     assert tree_bytes(tmp_path / "w1") == one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunked", "w1", "w2"]
 
 
 def test_safe_chunks_encode_exactly(corpus):
@@ -110,7 +111,7 @@ def test_accounting_with_bad_and_empty_records(corpus, tmp_path):
 
 
 def test_bad_inputs_are_clear_errors(corpus, tmp_path):
-    base, rows, _ = corpus
+    base, _, _ = corpus
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty holds no .jsonl"):
         pack(tmp_path / "empty", base / "tokenizer", tmp_path / "out")
@@ -158,7 +159,7 @@ def test_a_50mb_file_packs_in_bounded_memory(corpus, tmp_path):
     expected_tokens = len(tok.encode(text, add_special_tokens=False).ids) * (50_000_000 // len(text))
     del big, text
     out = subprocess.run(
-        [sys.executable, "-c", HUGE_SCRIPT, str(tmp_path / "in"), str(corpus[0] / "tokenizer"), str(tmp_path / "out")],
+        [sys.executable, "-c", HUGE_SCRIPT, str(tmp_path / "in"), str(base / "tokenizer"), str(tmp_path / "out")],
         capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent,
     )
     tokens, samples, inexact, peak_mb = map(int, out.stdout.split())
