@@ -58,8 +58,8 @@ class TokenizerConfig:
     """Size of the vocabulary, special tokens included (uint16 shards need <= 65536)."""
     min_frequency: int = 2
     """A pair is merged only if it occurs at least this often in the sample."""
-    max_files: int | None = 300_000
-    """Cap on training files (the seed trains on 300k files); None = no cap."""
+    max_files: int | None = None
+    """Cap on training files; None = no cap (max_bytes is the memory bound)."""
     max_bytes: int | None = 1 << 30
     """Cap on training bytes (UTF-8); bounds the trainer's memory (its pair counts grow with the
     distinct pre-tokens of the sample). None = no cap."""
