@@ -127,3 +127,19 @@ def test_config_validation():
         TokenizerConfig(vocab_size=100)
     with pytest.raises(ValueError, match="heldout_fraction"):
         TokenizerConfig(heldout_fraction=1.0)
+
+
+def test_long_files_train_in_exact_pieces(tmp_path, monkeypatch):
+    import preprocessing.tokenizer as tokenizer_module
+
+    rows = write_corpus(tmp_path / "in", max_files=80, parts=1)
+    big = "".join(r["content"] for r in rows)  # one ~1 MB file
+    write_jsonl_zst(tmp_path / "big" / "part-00000.jsonl.zst", [{"repo_name": "r", "path": "big.py", "content": big}])
+    cfg = TokenizerConfig(vocab_size=500, heldout_fraction=0.0, compare_gpt2=False)
+    monkeypatch.setattr(tokenizer_module, "TRAIN_CHUNK_CHARS", 4096)
+    pieces = train_tokenizer(tmp_path / "big", tmp_path / "pieces", cfg)
+    monkeypatch.setattr(tokenizer_module, "TRAIN_CHUNK_CHARS", 1 << 30)
+    whole = train_tokenizer(tmp_path / "big", tmp_path / "whole", cfg)
+    # The pieces have exactly the pre-tokens of the whole file, so the trainer learns the same merges.
+    assert (tmp_path / "pieces" / "tokenizer.json").read_bytes() == (tmp_path / "whole" / "tokenizer.json").read_bytes()
+    assert pieces["totals"]["train_bytes"] == whole["totals"]["train_bytes"] == len(big.encode())
