@@ -341,6 +341,7 @@ def test_quality_agrees_with_codeparrot_on_real_files() -> None:
         expected = cp.keep(example, cp.CodeParrotArgs(), lambda rule, key=key: keyed_uniform(key, rule, 0))
         ours = autogen.filter(r) or qual.filter(r)
         assert (ours is None) == expected, (path, ours)
+        assert qual.check(r, file_metrics(r.content)) == qual.filter(r)  # precomputed metrics agree
 
 
 # ---------------------------------------------------------------- build_filters

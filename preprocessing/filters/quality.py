@@ -9,6 +9,7 @@ from typing import Any
 
 from preprocessing.filters.base import Filter
 from preprocessing.hashing import keyed_uniform, record_key
+from preprocessing.licenses import leading_text
 from preprocessing.record import CodeFile
 
 _ASCII_ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -164,11 +165,21 @@ class QualityFilter(Filter):
         self.__init__(state["config"])  # type: ignore[misc]
 
     def filter(self, record: CodeFile) -> str | None:
+        return self.check(record)
+
+    def check(self, record: CodeFile, metrics: dict[str, Any] | None = None) -> str | None:
+        """:meth:`filter`, reusing ``file_metrics(record.content)`` when the caller already has it."""
         cfg = self.config
         content = record.content
         n_chars = len(content)
+        if metrics is not None:
+            size = metrics["size"]
+            if size < cfg.min_size:
+                return "quality:min_size"
+            if cfg.max_size is not None and size > cfg.max_size:
+                return "quality:max_size"
         # Sizes in bytes lie in [n_chars, 4 * n_chars]; encode only when that range straddles a limit.
-        if n_chars < cfg.min_size or (cfg.max_size is not None and 4 * n_chars > cfg.max_size):
+        elif n_chars < cfg.min_size or (cfg.max_size is not None and 4 * n_chars > cfg.max_size):
             size = utf8_size(content)
             if size < cfg.min_size:
                 return "quality:min_size"
@@ -176,14 +187,22 @@ class QualityFilter(Filter):
                 return "quality:max_size"
         if n_chars == 0:
             return None  # min_size = 0 keeps empty files; no statistic is defined for them
-        lines = content.splitlines()
-        lengths = list(map(len, lines))
-        if max(lengths) > cfg.max_line_length:
+        lines: list[str] | None = None
+        if metrics is not None:
+            line_max, line_mean = metrics["max_line_length"], metrics["mean_line_length"]
+        else:
+            lines = content.splitlines()
+            lengths = list(map(len, lines))
+            line_max, line_mean = max(lengths), sum(lengths) / len(lengths)
+        if line_max > cfg.max_line_length:
             return "quality:max_line_length"
-        if sum(lengths) / len(lengths) > cfg.max_mean_line_length:
+        if line_mean > cfg.max_mean_line_length:
             return "quality:mean_line_length"
-        if alnum_count(content) / n_chars < cfg.min_alnum_fraction:
+        alnum = metrics["alnum_fraction"] if metrics is not None else alnum_count(content) / n_chars
+        if alnum < cfg.min_alnum_fraction:
             return "quality:alnum_fraction"
+        if lines is None:
+            lines = leading_text(content, cfg.config_or_test_scan_lines).splitlines()
         lower = content.lower()
         key = None
         if cfg.config_or_test_drop_prob > 0 and is_config_or_test(
