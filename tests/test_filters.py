@@ -89,8 +89,10 @@ def test_license_filter_options() -> None:
 
 
 def test_license_filter_config_errors() -> None:
-    with pytest.raises(ValueError, match="not SPDX ids.*'MIT License'"):
+    with pytest.raises(ValueError, match="not SPDX ids: 'MIT License' -> 'MIT'"):
         LicenseFilterConfig(allowed=["MIT License"])
+    with pytest.raises(ValueError, match="'my-license' \\(unknown\\)"):
+        LicenseFilterConfig(allowed=["MIT", "my-license"])
     with pytest.raises(ValueError, match="header_lines must be >= 1"):
         LicenseFilterConfig(header_lines=0)
 
