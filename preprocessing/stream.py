@@ -213,7 +213,7 @@ def run_stream(cfg: StreamConfig, run_dir: str | Path, force: bool = False) -> d
     manifest.check("stream", identity, force=force)
     reader = open_reader(cfg.input)
     fingerprint = reader.fingerprint()
-    if manifest.is_done("stream", identity, fingerprint) and (out_dir / "stats.json").exists():
+    if not force and manifest.is_done("stream", identity, fingerprint) and (out_dir / "stats.json").exists():
         stats = read_json(out_dir / "stats.json")
         stats["skipped"] = True
         return stats

@@ -9,7 +9,6 @@ from typing import Any
 
 from preprocessing.filters.base import Filter
 from preprocessing.hashing import keyed_uniform, record_key
-from preprocessing.licenses import leading_text
 from preprocessing.record import CodeFile
 
 _ASCII_ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -45,6 +44,16 @@ def line_lengths(content: str) -> tuple[int, int, float]:
         return 0, 0, 0.0
     lengths = list(map(len, lines))
     return len(lines), max(lengths), sum(lengths) / len(lines)
+
+
+def head_lines(content: str, n: int) -> list[str]:
+    """``content.splitlines()[:n]`` without splitting the whole file."""
+    end = -1
+    for _ in range(n):
+        end = content.find("\n", end + 1)
+        if end < 0:
+            return content.splitlines()[:n]
+    return content[: end + 1].splitlines()[:n]
 
 
 def file_metrics(content: str) -> dict[str, Any]:
@@ -165,10 +174,11 @@ class QualityFilter(Filter):
         self.__init__(state["config"])  # type: ignore[misc]
 
     def filter(self, record: CodeFile) -> str | None:
-        return self.check(record)
+        # The pipeline computes file_metrics once per record (they feed the report too).
+        return self.check(record, record.metrics)
 
     def check(self, record: CodeFile, metrics: dict[str, Any] | None = None) -> str | None:
-        """:meth:`filter`, reusing ``file_metrics(record.content)`` when the caller already has it."""
+        """:meth:`filter` with ``metrics = file_metrics(record.content)`` given (computed here if None)."""
         cfg = self.config
         content = record.content
         n_chars = len(content)
@@ -187,26 +197,19 @@ class QualityFilter(Filter):
                 return "quality:max_size"
         if n_chars == 0:
             return None  # min_size = 0 keeps empty files; no statistic is defined for them
-        lines: list[str] | None = None
-        if metrics is not None:
-            line_max, line_mean = metrics["max_line_length"], metrics["mean_line_length"]
-        else:
-            lines = content.splitlines()
-            lengths = list(map(len, lines))
-            line_max, line_mean = max(lengths), sum(lengths) / len(lengths)
-        if line_max > cfg.max_line_length:
+        if metrics is None:
+            metrics = file_metrics(content)
+        if metrics["max_line_length"] > cfg.max_line_length:
             return "quality:max_line_length"
-        if line_mean > cfg.max_mean_line_length:
+        if metrics["mean_line_length"] > cfg.max_mean_line_length:
             return "quality:mean_line_length"
-        alnum = metrics["alnum_fraction"] if metrics is not None else alnum_count(content) / n_chars
-        if alnum < cfg.min_alnum_fraction:
+        if metrics["alnum_fraction"] < cfg.min_alnum_fraction:
             return "quality:alnum_fraction"
-        if lines is None:
-            lines = leading_text(content, cfg.config_or_test_scan_lines).splitlines()
+        lines = head_lines(content, cfg.config_or_test_scan_lines)
         lower = content.lower()
         key = None
         if cfg.config_or_test_drop_prob > 0 and is_config_or_test(
-            content, lower, lines[: cfg.config_or_test_scan_lines], cfg.config_or_test_coeff
+            content, lower, lines, cfg.config_or_test_coeff
         ):
             key = record_key(record.repo_name, record.path)
             if keyed_uniform(key, "config_or_test", cfg.seed) <= cfg.config_or_test_drop_prob:
