@@ -181,24 +181,16 @@ class QualityFilter(Filter):
         """:meth:`filter` with ``metrics = file_metrics(record.content)`` given (computed here if None)."""
         cfg = self.config
         content = record.content
-        n_chars = len(content)
-        if metrics is not None:
-            size = metrics["size"]
-            if size < cfg.min_size:
-                return "quality:min_size"
-            if cfg.max_size is not None and size > cfg.max_size:
-                return "quality:max_size"
-        # Sizes in bytes lie in [n_chars, 4 * n_chars]; encode only when that range straddles a limit.
-        elif n_chars < cfg.min_size or (cfg.max_size is not None and 4 * n_chars > cfg.max_size):
-            size = utf8_size(content)
-            if size < cfg.min_size:
-                return "quality:min_size"
-            if cfg.max_size is not None and size > cfg.max_size:
-                return "quality:max_size"
-        if n_chars == 0:
-            return None  # min_size = 0 keeps empty files; no statistic is defined for them
         if metrics is None:
             metrics = file_metrics(content)
+        size = metrics["size"]
+        if size < cfg.min_size:
+            return "quality:min_size"
+        if cfg.max_size is not None and size > cfg.max_size:
+            return "quality:max_size"
+        n_chars = len(content)
+        if n_chars == 0:
+            return None  # min_size = 0 keeps empty files; no statistic is defined for them
         if metrics["max_line_length"] > cfg.max_line_length:
             return "quality:max_line_length"
         if metrics["mean_line_length"] > cfg.max_mean_line_length:
