@@ -29,6 +29,7 @@ from preprocessing.tokenizer import (
 SPLITS = ("train", "valid")
 VALID_SALT = "pack_valid_split"
 
+
 @dataclass
 class PackConfig:
     """Settings of `cp-preprocess pack`."""
