@@ -42,8 +42,10 @@ INPUT_PATTERNS = ("part-*.jsonl.zst", "part-*.jsonl*", "*.jsonl.zst", "*.jsonl*"
 # 1. after a newline that has a printable ASCII character on both sides ("x\ny"): the newline is a
 #    piece of its own ("\s+" stops at the non-space; "\s+(?!\S)" cannot end before it).
 # 2. between printable ASCII characters of different classes (letter / digit / punctuation), the
-#    apostrophe excluded because of the contractions ('s, 't, ...).
-_ASCII_PUNCT = r"!-&(-/:-@\[-`{-~"
+#    apostrophe excluded because of the contractions ('s, 't, ...), and < > | _ excluded so that no
+#    cut falls inside a special token written in the text (<|endoftext|>, <fim_prefix>), which HF
+#    tokenizers matches before pre-tokenizing.
+_ASCII_PUNCT = r"!-&(-/:;=?@\[-^`{}~"
 _LINE_CUT = re.compile(r"(?<=[!-~])\n(?=[!-~])")
 _CLASS_CUT = re.compile(
     rf"(?<=[A-Za-z])(?=[0-9{_ASCII_PUNCT}])|(?<=[0-9])(?=[A-Za-z{_ASCII_PUNCT}])|(?<=[{_ASCII_PUNCT}])(?=[A-Za-z0-9])"

@@ -82,6 +82,7 @@ def test_safe_chunks_encode_exactly(corpus):
     texts = [r["content"] for r in rows[::5]]
     texts.append("    x = [" + ", ".join(f"'{i}s'" for i in range(3000)) + "]\n")  # one long indented line
     texts.append("a" * 500 + "  \n\n   \t" * 200 + "ß" * 500)  # no exact place at all
+    texts.append("tok<|endoftext|>x(<fim_prefix>1," * 300)  # special tokens in the text are never cut
     for text in texts:
         whole = tok.encode(text, add_special_tokens=False).ids
         for size in (64, 300, 2048):
@@ -91,8 +92,9 @@ def test_safe_chunks_encode_exactly(corpus):
             if inexact == 0:
                 parts = [i for p in pieces for i in tok.encode(p, add_special_tokens=False).ids]
                 assert parts == whole, (size, text[:80])
-    assert safe_chunks(texts[-2], 300)[1] == 0
-    assert safe_chunks(texts[-1], 300)[1] > 0
+    assert safe_chunks(texts[-3], 300)[1] == 0
+    assert safe_chunks(texts[-2], 300)[1] > 0
+    assert safe_chunks(texts[-1], 64)[1] == 0
 
 
 def test_accounting_with_bad_and_empty_records(corpus, tmp_path):
