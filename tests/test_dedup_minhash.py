@@ -89,8 +89,10 @@ def test_signatures_are_a_function_of_content_and_seed():
 def test_lsh_params_come_from_datasketch():
     from datasketch.lsh import _optimal_param
 
-    assert NearDedupConfig().lsh_params == _optimal_param(0.85, 256, 0.5, 0.5)
-    assert NearDedupConfig(threshold=0.7).lsh_params == _optimal_param(0.7, 256, 0.5, 0.5)
+    assert NearDedupConfig().lsh_params == _optimal_param(0.85, 256, 0.1, 0.9) == (18, 14)
+    assert NearDedupConfig(threshold=0.7, false_positive_weight=0.5, false_negative_weight=0.5).lsh_params == (
+        _optimal_param(0.7, 256, 0.5, 0.5)
+    )
     assert NearDedupConfig(bands=64, rows=4).lsh_params == (64, 4)
 
 
