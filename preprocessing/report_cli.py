@@ -1,0 +1,33 @@
+"""`cp-preprocess report`: thin Click command over :func:`preprocessing.report.write_report`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--compare", "compare_dir", type=click.Path(file_okay=False), help="A second run (B) shown against RUN (A).")
+@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False), help="Output directory (default: RUN/report).")
+@click.option("--no-plots", is_flag=True, help="Tables only (no matplotlib; faster).")
+def report_command(run_dir: str, compare_dir: str | None, output_dir: str | None, no_plots: bool) -> None:
+    """Write RUN/report/report.json and a self-contained report.html from the stages' stats."""
+    from preprocessing.report import ReportConfig, write_report
+
+    try:
+        paths = write_report(run_dir, compare_dir, output_dir, ReportConfig(plots=not no_plots))
+    except ValueError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    import json
+
+    report = json.loads(paths["json"].read_text())
+    missing = [m["what"] for m in report.get("missing") or []]
+    failed = [c["check"] for c in report.get("checks") or [] if not c["ok"]]
+    click.echo(f"report: {paths['html']} (+ {paths['json'].name})")
+    if missing:
+        click.echo(f"missing: {'; '.join(missing)}")
+    for problem in [*(report.get("problems") or []), *(f"check failed: {c}" for c in failed)]:
+        click.echo(f"warning: {problem}", err=True)
