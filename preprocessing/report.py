@@ -428,6 +428,8 @@ def _run_info(run_dir: Path, stats: dict[str, dict[str, Any]], problems: list[st
         "versions": versions,
         "configs": configs,
         "seeds": {f"{key}.{k}": v for key, c in configs.items() for k, v in _seeds(c).items()},
+        # stages with stats but no manifest entry: their versions, command and time are not recorded
+        "not_in_manifest": [key for key, *_ in STAGE_FILES if key in stats and key not in mstages],
     }
 
 
@@ -700,7 +702,7 @@ def _fmt(x: Any, digits: int = 4) -> str:
     if isinstance(x, int):
         return f"{x:,}"
     if isinstance(x, float):
-        return f"{x:,.{digits}g}" if abs(x) < 1e6 else f"{x:,.0f}"
+        return f"{x:,.{digits}g}" if abs(x) < 1000 else f"{x:,.0f}"
     return str(x)
 
 
@@ -930,6 +932,9 @@ def _sections_html(r: dict[str, Any], plots: dict[str, str], why: dict[str, str]
                                                " ".join(map(str, v["argv"] or []))] for k, v in ms.items()])
     else:
         body += '<div class="missing">manifest.json is missing: versions and commands are unknown.</div>'
+    if run.get("not_in_manifest"):
+        body += (f'<p class="sub">Not in manifest.json (no versions, command or time recorded): '
+                 f'{_e(", ".join(run["not_in_manifest"]))}.</p>')
     versions = run.get("versions") or {}
     if versions:
         names = list(dict.fromkeys(k for v in versions.values() for k in v))

@@ -74,7 +74,11 @@ def bars(title: str, categories: Sequence[str], series: dict[str, Sequence[float
             if log:
                 ax.set_yscale("log")
         if len(series) > 1:
-            ax.legend(frameon=False)
+            ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        if not log and all(isinstance(v, int) for values in series.values() for v in values if v is not None):
+            from matplotlib.ticker import MaxNLocator
+
+            (ax.xaxis if horizontal else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
         if not categories:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         ax.set_title(label(title, 100))
@@ -90,7 +94,7 @@ def bin_labels(edges: Sequence[float | None]) -> list[str]:
             return f"{int(x) >> 20}M"
         if x >= 1024 and x % 1024 == 0:
             return f"{int(x) >> 10}k"
-        return f"{x:.3g}"
+        return str(int(x)) if x == int(x) else f"{x:.3g}"
 
     out = []
     for lo, hi in zip(edges, edges[1:]):
