@@ -9,7 +9,6 @@ missing and how to get it, never a traceback.
 
 from __future__ import annotations
 
-import base64
 import heapq
 import html
 import io
@@ -17,6 +16,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +84,7 @@ class ReportConfig:
 def _get(d: Any, *keys: str | int, default: Any = None) -> Any:
     """``d[k1][k2]...`` or ``default`` when a level is missing or of the wrong type."""
     for k in keys:
-        if isinstance(d, dict) and k in d:
-            d = d[k]
-        elif isinstance(d, list) and isinstance(k, int) and -len(d) <= k < len(d):
+        if isinstance(d, dict) and k in d or isinstance(d, list) and isinstance(k, int) and -len(d) <= k < len(d):
             d = d[k]
         else:
             return default
@@ -310,9 +308,11 @@ def _duplicates(run_dir: Path, stats: dict[str, dict[str, Any]], cfg: ReportConf
             missing.append({"what": "largest near-duplicate clusters", "why": "dedup/clusters.jsonl.zst not found",
                             "fix": f"re-run `cp-preprocess dedup {run_dir}`"})
         else:
+            import zstandard
+
             try:
                 near["largest"], near["cluster_rows"] = read_largest_clusters(cpath, cfg.largest_clusters, cfg.cluster_members)
-            except Exception as exc:  # zstd or JSON damage: the rest of the report still stands
+            except (zstandard.ZstdError, OSError, ValueError, AttributeError, TypeError) as exc:  # damage: the rest stands
                 problems.append(f"dedup/clusters.jsonl.zst could not be read ({type(exc).__name__}: {exc})")
         out["near"] = near
     return out
@@ -439,7 +439,7 @@ def _checks(funnel: list[dict[str, Any]], stats: dict[str, dict[str, Any]], shar
     for r in funnel:
         checks.append({"check": f"{r['stage']}: files in = kept + dropped + rejected", "ok": r["balanced"],
                        "detail": f"{r['files_in']} = {r['files_out']} + {r['dropped']} + {r['rejected']}"})
-    for a, b in zip(funnel, funnel[1:]):
+    for a, b in pairwise(funnel):
         ok = a["files_out"] == b["files_in"]
         checks.append({"check": f"{a['stage']} -> {b['stage']}: files out = next files in", "ok": ok,
                        "detail": f"{a['files_out']} -> {b['files_in']}"})
@@ -473,7 +473,7 @@ BYTE_UNITS = {"clean/stats.json": "UTF-8 content bytes", "dedup/stats.json": "JS
 
 def _notes(funnel: list[dict[str, Any]]) -> list[str]:
     notes = []
-    for a, b in zip(funnel, funnel[1:]):
+    for a, b in pairwise(funnel):
         if a["file"] != b["file"] and a["files_out"] == b["files_in"] and a["bytes_out"] != b["bytes_in"]:
             ua, ub = BYTE_UNITS.get(a["file"], "bytes"), BYTE_UNITS.get(b["file"], "bytes")
             notes.append(f"{b['stage']} counts {_fmt(b['bytes_in'])} bytes in where {a['stage']} wrote "
@@ -881,7 +881,9 @@ def _sections_html(r: dict[str, Any], plots: dict[str, str], why: dict[str, str]
 
     tok = r.get("tokenizer")
     if tok:
-        kw = lambda d, k: ", ".join((d or {}).get(k) or []) or "none"  # noqa: E731
+        def kw(d: Any, k: str) -> str:
+            return ", ".join((d or {}).get(k) or []) or "none"
+
         body = _table(["", "ours", "GPT-2"], [
             ["characters per token (held-out)", tok["chars_per_token"], tok["gpt2_chars_per_token"]],
             ["vocabulary size", tok["vocab_size"], tok["gpt2_vocab_size"]],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
@@ -97,7 +98,7 @@ def bin_labels(edges: Sequence[float | None]) -> list[str]:
         return str(int(x)) if x == int(x) else f"{x:.3g}"
 
     out = []
-    for lo, hi in zip(edges, edges[1:]):
+    for lo, hi in pairwise(edges):
         out.append(f"≥{fmt(lo)}" if hi is None else f"{fmt(lo)}–{fmt(hi)}")
     return out
 

@@ -8,15 +8,23 @@ import shutil
 import subprocess
 import sysconfig
 from html.parser import HTMLParser
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import zstandard
 from click.testing import CliRunner
 
-from preprocessing.report import PLOT_IDS, STATS_FORMAT_VERSION, ReportConfig, build_report, render_html, write_report
-from preprocessing.report_cli import report_command
 from preprocessing.readers import InputConfig
+from preprocessing.report import (
+    PLOT_IDS,
+    STATS_FORMAT_VERSION,
+    ReportConfig,
+    build_report,
+    render_html,
+    write_report,
+)
+from preprocessing.report_cli import report_command
 from preprocessing.stream import StreamConfig, run_stream
 
 HOSTILE = "</script><img src=x onerror=alert(1)>"
@@ -115,7 +123,7 @@ def test_report_numbers_equal_stage_stats(full_run: Path) -> None:
         assert row["files_in"] == row["files_out"] + row["dropped"] + row["rejected"]
         assert row["removed_pct"] == pytest.approx(100 * (s["records_in"] - s["kept"]) / s["records_in"], abs=1e-3)
     names = list(funnel)
-    for a, b in zip(names, names[1:]):
+    for a, b in pairwise(names):
         assert funnel[a]["files_out"] == funnel[b]["files_in"]
     assert funnel["read"]["files_in"] == stream["totals"]["records_read"]
     assert funnel["pack"]["tokens_in"] == pack["totals"]["tokens"]
@@ -291,6 +299,18 @@ def test_missing_stages_are_named(crafted_run: Path, tmp_path: Path) -> None:
     assert "dedup/stats.json not found" in page and "cp-preprocess pack" in page
 
 
+def test_damaged_clusters_file(crafted_run: Path, tmp_path: Path) -> None:
+    run = _copy_stream_only(crafted_run, tmp_path / "run")
+    shutil.copytree(crafted_run / "dedup", run / "dedup")
+    (run / "dedup" / "clusters.jsonl.zst").write_bytes(b"not zstd at all")
+    report = build_report(run)
+    assert any("clusters.jsonl.zst could not be read" in p for p in report["problems"])
+    assert report["duplicates"]["near"]["removed"] == _read(run / "dedup" / "stats.json")["near_dedup"]["removed"]
+    (run / "dedup" / "clusters.jsonl.zst").unlink()
+    report = build_report(run)
+    assert any(m["what"] == "largest near-duplicate clusters" for m in report["missing"])
+
+
 def test_empty_run_dir_and_no_run_dir(tmp_path: Path) -> None:
     report = build_report(tmp_path)
     assert report["funnel"] == [] and len(report["missing"]) == 4 and report["headline"]["files_read"] is None
@@ -376,7 +396,7 @@ def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     base = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
-    return subprocess.run(base + args, capture_output=True, text=True, timeout=120)
+    return subprocess.run(base + args, capture_output=True, text=True, timeout=120, check=False)
 
 
 def _console_errors(stderr: str) -> list[str]:
