@@ -389,10 +389,16 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
 # the page in a real browser
 
 
-def _chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium (installed by the test set-up); the test is skipped without it."""
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
         pytest.skip("chromium is not on PATH (Debian: apt-get install -y chromium)")
+    return exe
+
+
+def _chromium(exe: str, args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     base = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
@@ -405,13 +411,13 @@ def _console_errors(stderr: str) -> list[str]:
             if ":CONSOLE" in line or "Uncaught" in line or "Refused to" in line or "Content Security Policy" in line]
 
 
-def test_page_renders_in_chromium(full_run: Path, crafted_run: Path, tmp_path: Path) -> None:
+def test_page_renders_in_chromium(chromium: str, full_run: Path, crafted_run: Path, tmp_path: Path) -> None:
     import numpy as np
     from matplotlib.image import imread
 
     page = full_run / "report" / "report.html"
     png = tmp_path / "shot.png"
-    proc = _chromium([f"--screenshot={png}", "--window-size=1280,2000", page.as_uri()], tmp_path)
+    proc = _chromium(chromium, [f"--screenshot={png}", "--window-size=1280,2000", page.as_uri()], tmp_path)
     assert png.exists(), proc.stderr[-2000:]
     assert _console_errors(proc.stderr) == []
     assert _console_errors('[1:1:1128/1:INFO:CONSOLE:1] "boom", source: file:///x.html (1)')  # the filter works
@@ -423,7 +429,7 @@ def test_page_renders_in_chromium(full_run: Path, crafted_run: Path, tmp_path: P
 
     # the hostile page: the browser's DOM holds the text, and no element made from it
     hostile = crafted_run / "report" / "report.html"
-    proc = _chromium(["--dump-dom", hostile.as_uri()], tmp_path)
+    proc = _chromium(chromium, ["--dump-dom", hostile.as_uri()], tmp_path)
     assert _console_errors(proc.stderr) == []
     dom = _parse(proc.stdout)
     assert any(t == "h2" for t, _ in dom.tags), proc.stdout[:500]
