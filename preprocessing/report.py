@@ -976,8 +976,12 @@ def _compare_html(a: dict[str, Any], b: dict[str, Any], plots: dict[str, str]) -
     body += "<h3>Drops and rejects</h3>" + _table(["stage", "kind", "reason", "A files", "A %", "B files", "B %"], [
         [*k, _get(ra, k, "count"), _pct_s(_get(ra, k, "pct_of_stage_input")), _get(rb, k, "count"),
          _pct_s(_get(rb, k, "pct_of_stage_input"))] for k in keys])
-    body += '<div class="grid">' + "".join(_figure(plots, {}, pid, "cmp-", pid.replace("compare_", "").replace("_", " "))
-                                           for pid in plots) + "</div>"
+    def caption(pid: str) -> str:
+        metric = pid.removeprefix("compare_hist_")
+        return (f"Distribution of {HISTOGRAM_METRICS[metric]}, kept files, A against B" if metric in HISTOGRAM_METRICS
+                else "Files out of each stage, A against B")
+
+    body += '<div class="grid">' + "".join(_figure(plots, {}, pid, "cmp-", caption(pid)) for pid in plots) + "</div>"
     return f'<section id="compare"><h2>A against B</h2>{body}</section>'
 
 

@@ -31,3 +31,7 @@ def report_command(run_dir: str, compare_dir: str | None, output_dir: str | None
         click.echo(f"missing: {'; '.join(missing)}")
     for problem in [*(report.get("problems") or []), *(f"check failed: {c}" for c in failed)]:
         click.echo(f"warning: {problem}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    report_command()
