@@ -77,6 +77,21 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
         dedup_stage(run_dir=run_dir, config_path=config_path, workers=workers, force=force)
 
 
+@main.command("run")
+@click.argument("config_path", required=False, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "run_dir", default=DEFAULT_RUN, show_default=True, help="Run directory.")
+@click.option("--workers", type=int, help="Worker processes for every stage.")
+@click.option("--limit", type=int, help="Stop reading after this many input records.")
+@click.option("--force", is_flag=True, help="Overwrite a run made with another config.")
+@clean_errors
+def run_cmd(config_path: str | None, run_dir: str, workers: int | None, limit: int | None, force: bool) -> None:
+    """Run every preprocessing stage of a preset (default: CodeParrot's, on this Python installation)."""
+    from preprocessing.pipeline import run_pipeline
+
+    results = run_pipeline(run_dir, config_path, workers=workers, limit=limit, force=force)
+    _summary(results["stream"], Path(run_dir) / "clean")
+
+
 def _summary(stats: dict[str, Any], out_dir: Path) -> None:
     t = stats["totals"]
     skipped = " (already done: skipped)" if stats.get("skipped") else ""

@@ -6,11 +6,11 @@ how records were split across workers.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import xxhash
 
 # Fixed bin edges, so histograms of different workers and runs add up.
@@ -38,7 +38,7 @@ class Histograms:
             value = metrics.get(name)
             if value is None:
                 continue
-            i = int(np.searchsorted(edges, value, side="right")) - 1
+            i = bisect_right(edges, value) - 1
             self.counts[name][min(max(i, 0), len(edges) - 2)] += 1
 
     def merge(self, other: Histograms) -> None:
@@ -54,7 +54,9 @@ class Histograms:
 
 def example_of(repo_name: str, path: str, content: str, where: str = "") -> dict[str, Any]:
     """A short example for the report: where it came from and its first lines."""
-    head = "\n".join(content.splitlines()[:EXAMPLE_LINES])[:1000]
+    from preprocessing.filters.quality import head_lines
+
+    head = "\n".join(head_lines(content, EXAMPLE_LINES))[:1000]
     return {"repo_name": repo_name, "path": path, "where": where, "head": head}
 
 

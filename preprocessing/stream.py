@@ -94,10 +94,9 @@ def _process_unit(unit: Any) -> UnitResult:
             profile.add_example(f"rejected:{item.reason}", item.where.encode(),
                                 {"repo_name": "", "path": "", "where": item.where, "head": item.detail})
             continue
-        line = orjson.dumps(item.to_json_dict()) + b"\n"
-        nbytes = len(line)
-        read.keep(nbytes)
         item.metrics = file_metrics(item.content)
+        nbytes = item.metrics["size"]  # bytes are counted as UTF-8 content bytes in every stage
+        read.keep(nbytes)
         profile.before.add(item.metrics)
         reason = None
         for f in _STATE.filters:
@@ -110,6 +109,7 @@ def _process_unit(unit: Any) -> UnitResult:
                                 example_of(item.repo_name, item.path, item.content, item.where))
             continue
         filt.keep(nbytes)
+        line = orjson.dumps(item.to_json_dict()) + b"\n"
         kept.append((content_hash(item.content, normalize), line, item.metrics, item.license, item.repo_name))
     return UnitResult(read, filt, profile, kept)
 
@@ -126,7 +126,7 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
     """Run the stage over ``reader`` into ``writer``; returns the stats dict (no files besides the writer's)."""
     read, filt, dedup = StageStats("read"), StageStats("filter"), StageStats("exact_dedup")
     profile = CorpusProfile()
-    seen = HashSet64()
+    seen = HashSet64(1 << 10)
     filters = build_filters(cfg.filters)
     limit = cfg.input.limit
     bar = _progress()
@@ -145,14 +145,15 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
             else:
                 new = [True] * len(res.kept)
             for is_new, (h, line, metrics, lic, repo) in zip(new, res.kept):
+                nbytes = metrics["size"]
                 if is_new:
-                    dedup.keep(len(line))
+                    dedup.keep(nbytes)
                     writer.write_line(line)
                     profile.after.add(metrics)
                     profile.licenses[lic or "unknown"] += 1
                     profile.repos[repo] += 1
                 else:
-                    dedup.drop("exact_duplicate", len(line))
+                    dedup.drop("exact_duplicate", nbytes)
                     if len(profile.examples.get("exact_duplicate", [])) < 3:
                         row = orjson.loads(line)
                         profile.add_example("exact_duplicate", record_key(row.get("repo_name", ""), row.get("path", "")),
@@ -212,7 +213,7 @@ def run_stream(cfg: StreamConfig, run_dir: str | Path, force: bool = False) -> d
     manifest.check("stream", identity, force=force)
     reader = open_reader(cfg.input)
     fingerprint = reader.fingerprint()
-    if manifest.is_done("stream", identity, fingerprint) and (out_dir / "stats.json").exists():
+    if not force and manifest.is_done("stream", identity, fingerprint) and (out_dir / "stats.json").exists():
         stats = read_json(out_dir / "stats.json")
         stats["skipped"] = True
         return stats

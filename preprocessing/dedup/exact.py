@@ -18,14 +18,16 @@ class ExactDedupConfig:
     """Hash the content with all whitespace runs removed (CodeParrot hashes stripped content)."""
 
 
-_WS = str.maketrans("", "", " \t\n\r\f\v")
+_WS = b" \t\n\r\f\v"
 
 
 def content_hash(content: str, normalize_whitespace: bool = True) -> int:
-    """xxh3-64 of the (whitespace-stripped) UTF-8 content; 0 is reserved, so it maps to 1."""
-    text = content.translate(_WS) if normalize_whitespace else content
-    h = xxhash.xxh3_64_intdigest(text.encode("utf-8", "surrogatepass"))
-    return h or 1
+    """xxh3-64 of the UTF-8 content with all ASCII whitespace removed (bytes.translate runs at
+    GB/s, str.translate at tens of MB/s); 0 is reserved for empty slots, so it maps to 1."""
+    data = content.encode("utf-8", "surrogatepass")
+    if normalize_whitespace:
+        data = data.translate(None, _WS)
+    return xxhash.xxh3_64_intdigest(data) or 1
 
 
 class HashSet64:

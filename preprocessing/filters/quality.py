@@ -14,6 +14,7 @@ from preprocessing.record import CodeFile
 _ASCII_ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # [\W_] is exactly "not str.isalnum()" for every code point (checked in tests).
 _NON_ALNUM = re.compile(r"[\W_]+")
+_ASCII_RUN = re.compile(r"[\x00-\x7f]+")
 
 _CONFIG_TEST_PHRASES = ("unit tests", "test file", "configuration file")
 _KEYWORDS = ("def ", "class ", "for ", "while ")
@@ -29,7 +30,11 @@ def alnum_count(content: str) -> int:
     if content.isascii():
         raw = content.encode("ascii")
         return len(raw) - len(raw.translate(None, _ASCII_ALNUM))
-    return len(_NON_ALNUM.sub("", content))
+    # ASCII alphanumerics by bytes.translate on the UTF-8 bytes (multi-byte sequences are never
+    # ASCII alphanumerics), then the non-ASCII characters, usually few, by the regex.
+    raw = content.encode("utf-8", "surrogatepass")
+    non_ascii = _ASCII_RUN.sub("", content)
+    return len(raw) - len(raw.translate(None, _ASCII_ALNUM)) + len(_NON_ALNUM.sub("", non_ascii))
 
 
 def line_lengths(content: str) -> tuple[int, int, float]:
@@ -39,6 +44,16 @@ def line_lengths(content: str) -> tuple[int, int, float]:
         return 0, 0, 0.0
     lengths = list(map(len, lines))
     return len(lines), max(lengths), sum(lengths) / len(lines)
+
+
+def head_lines(content: str, n: int) -> list[str]:
+    """``content.splitlines()[:n]`` without splitting the whole file."""
+    end = -1
+    for _ in range(n):
+        end = content.find("\n", end + 1)
+        if end < 0:
+            return content.splitlines()[:n]
+    return content[: end + 1].splitlines()[:n]
 
 
 def file_metrics(content: str) -> dict[str, Any]:
@@ -171,18 +186,19 @@ class QualityFilter(Filter):
                 return "quality:max_size"
         if n_chars == 0:
             return None  # min_size = 0 keeps empty files; no statistic is defined for them
-        lines = content.splitlines()
-        lengths = list(map(len, lines))
-        if max(lengths) > cfg.max_line_length:
+        # the pipeline computes the metrics once per record (they feed the report too)
+        m = record.metrics or file_metrics(content)
+        if m["max_line_length"] > cfg.max_line_length:
             return "quality:max_line_length"
-        if sum(lengths) / len(lengths) > cfg.max_mean_line_length:
+        if m["mean_line_length"] > cfg.max_mean_line_length:
             return "quality:mean_line_length"
-        if alnum_count(content) / n_chars < cfg.min_alnum_fraction:
+        if m["alnum_fraction"] < cfg.min_alnum_fraction:
             return "quality:alnum_fraction"
+        lines = head_lines(content, cfg.config_or_test_scan_lines)
         lower = content.lower()
         key = None
         if cfg.config_or_test_drop_prob > 0 and is_config_or_test(
-            content, lower, lines[: cfg.config_or_test_scan_lines], cfg.config_or_test_coeff
+            content, lower, lines, cfg.config_or_test_coeff
         ):
             key = record_key(record.repo_name, record.path)
             if keyed_uniform(key, "config_or_test", cfg.seed) <= cfg.config_or_test_drop_prob:

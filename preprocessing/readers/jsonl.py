@@ -145,7 +145,7 @@ def row_to_record(row: dict[str, Any], columns: ColumnsConfig, source: str, line
     for col in (columns.repo_name, columns.path):
         if col and row.get(col) is None:
             return Rejected(f"missing_field:{col}", source, line, nbytes)
-    size = len(content.encode("utf-8", "surrogatepass"))
+    size = len(content) if content.isascii() else len(content.encode("utf-8", "surrogatepass"))
     reason = check_content(content, size, max_bytes)
     if reason:
         return Rejected(reason, source, line, nbytes)
