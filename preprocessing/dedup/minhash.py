@@ -264,8 +264,41 @@ if _HAVE_NUMBA:
         _TOKEN_BYTE[_c] = True
 
     @numba.njit(cache=True)
+    def _distinct(values):
+        """The distinct values, in first-seen order (open addressing: linear in len(values))."""
+        n = values.shape[0]
+        cap = 16
+        while cap < 2 * n:
+            cap *= 2
+        mask = np.uint64(cap - 1)
+        table = np.zeros(cap, dtype=np.uint64)  # 0 marks an empty slot; the value 0 is tracked apart
+        out = np.empty(n, dtype=np.uint64)
+        m = 0
+        seen_zero = False
+        for t in range(n):
+            h = values[t]
+            if h == 0:
+                if not seen_zero:
+                    seen_zero = True
+                    out[m] = h
+                    m += 1
+                continue
+            i = h & mask  # xxh64 output is uniformly mixed: its low bits index the table
+            while True:
+                v = table[i]
+                if v == 0:
+                    table[i] = h
+                    out[m] = h
+                    m += 1
+                    break
+                if v == h:
+                    break
+                i = (i + np.uint64(1)) & mask
+        return out[:m]
+
+    @numba.njit(cache=True)
     def _shingles(buf, start, end, ngram):
-        """(sorted distinct shingle hashes, distinct token count) of buf[start:end]."""
+        """(distinct shingle hashes in first-seen order, distinct token count) of buf[start:end]."""
         is_tok = _TOKEN_BYTE
         toks = np.empty((end - start) // 2 + 1, dtype=np.uint64)
         nt = 0
@@ -281,7 +314,7 @@ if _HAVE_NUMBA:
             else:
                 i += 1
         toks = toks[:nt]
-        distinct = np.unique(toks)
+        distinct = _distinct(toks)
         if ngram == 1:
             return distinct, distinct.shape[0]
         if nt < ngram:
@@ -290,7 +323,7 @@ if _HAVE_NUMBA:
         grams = np.empty(nt - ngram + 1, dtype=np.uint64)
         for g in range(nt - ngram + 1):
             grams[g] = _xxh64(raw, 8 * g, 8 * (g + ngram), 0)
-        return np.unique(grams), distinct.shape[0]
+        return _distinct(grams), distinct.shape[0]
 
     @numba.njit(cache=True)
     def _minhash_into(sh, a, b, out):
@@ -366,7 +399,7 @@ class MinHashSignature:
         """Sorted distinct shingle hashes of one file (used by ``verify: exact``)."""
         if self.cfg.use_numba and data:
             buf = np.frombuffer(data.lower() if self.cfg.lowercase else data, dtype=np.uint8)
-            return _shingles(buf, 0, len(data), self.cfg.ngram)[0]
+            return np.sort(_shingles(buf, 0, len(data), self.cfg.ngram)[0])
         return shingle_hashes_reference(data, self.cfg.ngram, self.cfg.lowercase)[0]
 
 
