@@ -177,3 +177,16 @@ def test_cli_run_directory(tmp_path):
     assert json.loads((run / "manifest.json").read_text())["stages"]["dedup"]["finished"]
     res = CliRunner().invoke(dedup_command, [str(run), "--threshold", "0.7"])
     assert res.exit_code == 2 and "another config" in res.output
+
+
+def test_stream_hook_runs_stage_from_preset(tmp_path, capsys):
+    from preprocessing.dedup.cli import run_dedup_from_preset
+
+    run = tmp_path / "run"
+    (run / "clean").mkdir(parents=True)
+    write_jsonl(run / "clean" / "part-00000.jsonl.zst", dump_rows())
+    preset = tmp_path / "p.yaml"
+    preset.write_text("near_dedup:\n  keep: longest\n")
+    stats = run_dedup_from_preset(run_dir=run, config_path=str(preset), workers=None, force=False)
+    assert stats["config"]["keep"] == "longest" and stats["near_dedup"]["removed"] == 10
+    assert "removed 10 near-duplicates" in capsys.readouterr().out
