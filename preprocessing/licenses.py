@@ -371,16 +371,25 @@ def _render(node: Any, parent: str | None = None) -> str:
     return f"({text})" if parent is not None and parent != op else text
 
 
-@lru_cache(maxsize=4096)
-def normalize_license(value: str | None) -> str | None:
+def normalize_license(value: str | list[str] | None) -> str | None:
     """A free-form license string (or SPDX expression, or a whole license text) -> SPDX, or None.
 
     ``"MIT License"`` -> ``"MIT"``; ``"new BSD"`` -> ``"BSD-3-Clause"``; ``"GPLv3+"`` ->
     ``"GPL-3.0-or-later"``; ``"mit or apache 2.0"`` -> ``"MIT OR Apache-2.0"``. A bare "BSD" is read
-    as BSD-3-Clause (what PyPI's "BSD License" classifier almost always means).
+    as BSD-3-Clause (what PyPI's "BSD License" classifier almost always means). A list (The
+    Stack's ``max_stars_repo_licenses``) is read as the OR of its items.
     """
     if value is None:
         return None
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return None
+        value = " OR ".join(f"({v})" for v in value)
+    return _normalize_cached(str(value))
+
+
+@lru_cache(maxsize=4096)
+def _normalize_cached(value: str) -> str | None:
     value = value.strip()
     if not value or value.upper() in ("UNKNOWN", "NONE", "NOASSERTION", "OTHER", "N/A"):
         return None

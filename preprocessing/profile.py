@@ -72,7 +72,9 @@ class CorpusProfile:
 
     def add_example(self, reason: str, key: bytes, example: dict[str, Any]) -> None:
         """Keep the EXAMPLES_PER_REASON examples with the smallest hash of their key (deterministic)."""
-        rank = xxhash.xxh3_64_intdigest(key)
+        self._offer(reason, xxhash.xxh3_64_intdigest(key), example)
+
+    def _offer(self, reason: str, rank: int, example: dict[str, Any]) -> None:
         bucket = self.examples.setdefault(reason, [])
         if len(bucket) < EXAMPLES_PER_REASON or rank < bucket[-1][0]:
             bucket.append((rank, example))
@@ -89,11 +91,7 @@ class CorpusProfile:
             self.repos = Counter(dict(self.repos.most_common(_REPO_COUNTER_CAP // 2)))
         for reason, items in other.examples.items():
             for rank, ex in items:
-                bucket = self.examples.setdefault(reason, [])
-                if len(bucket) < EXAMPLES_PER_REASON or rank < bucket[-1][0]:
-                    bucket.append((rank, ex))
-                    bucket.sort(key=lambda t: t[0])
-                    del bucket[EXAMPLES_PER_REASON:]
+                self._offer(reason, rank, ex)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -334,3 +334,10 @@ def test_file_header_license_on_a_real_vendored_lgpl_file() -> None:
     if not hits:
         pytest.skip("pip's vendored chardet is not installed here")
     assert file_header_license(hits[0].read_text(encoding="utf-8")) == "LGPL-2.1-or-later"
+
+
+def test_normalize_license_list_is_an_or() -> None:
+    # The Stack's max_stars_repo_licenses is a list of GitHub license keys.
+    assert normalize_license(["mit", "apache-2.0"]) == "MIT OR Apache-2.0"
+    assert normalize_license(["gpl-3.0"]) == "GPL-3.0-only"
+    assert normalize_license([]) is None

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import zstandard
 
 from preprocessing.readers import (
     ColumnsConfig, HFDatasetReader, InputConfig, InputError, JsonlReader, LocalReposReader, ParquetReader,

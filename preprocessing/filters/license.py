@@ -32,11 +32,12 @@ class LicenseFilterConfig:
     def __post_init__(self) -> None:
         if self.header_lines < 1:
             raise ValueError(f"license.header_lines must be >= 1, got {self.header_lines}; set it to e.g. 50")
-        unknown = [a for a in self.allowed if normalize_license(a) != a]
+        unknown = {a: normalize_license(a) for a in self.allowed if normalize_license(a) != a}
         if unknown:
+            hints = ", ".join(f"{a!r} -> {n!r}" if n else f"{a!r} (unknown)" for a, n in unknown.items())
             raise ValueError(
-                f"license.allowed has entries that are not SPDX ids: {unknown}; "
-                "write them as SPDX ids (e.g. 'MIT', 'Apache-2.0', 'BSD-3-Clause')"
+                f"license.allowed has entries that are not SPDX ids: {hints}; write them as current "
+                "SPDX ids (e.g. 'MIT', 'Apache-2.0', 'BSD-3-Clause', 'GPL-3.0-only')"
             )
 
 

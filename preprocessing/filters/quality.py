@@ -174,25 +174,28 @@ class QualityFilter(Filter):
         self.__init__(state["config"])  # type: ignore[misc]
 
     def filter(self, record: CodeFile) -> str | None:
+        # The pipeline computes file_metrics once per record (they feed the report too).
+        return self.check(record, record.metrics)
+
+    def check(self, record: CodeFile, metrics: dict[str, Any] | None = None) -> str | None:
+        """:meth:`filter` with ``metrics = file_metrics(record.content)`` given (computed here if None)."""
         cfg = self.config
         content = record.content
+        if metrics is None:
+            metrics = file_metrics(content)
+        size = metrics["size"]
+        if size < cfg.min_size:
+            return "quality:min_size"
+        if cfg.max_size is not None and size > cfg.max_size:
+            return "quality:max_size"
         n_chars = len(content)
-        # Sizes in bytes lie in [n_chars, 4 * n_chars]; encode only when that range straddles a limit.
-        if n_chars < cfg.min_size or (cfg.max_size is not None and 4 * n_chars > cfg.max_size):
-            size = utf8_size(content)
-            if size < cfg.min_size:
-                return "quality:min_size"
-            if cfg.max_size is not None and size > cfg.max_size:
-                return "quality:max_size"
         if n_chars == 0:
             return None  # min_size = 0 keeps empty files; no statistic is defined for them
-        # the pipeline computes the metrics once per record (they feed the report too)
-        m = record.metrics or file_metrics(content)
-        if m["max_line_length"] > cfg.max_line_length:
+        if metrics["max_line_length"] > cfg.max_line_length:
             return "quality:max_line_length"
-        if m["mean_line_length"] > cfg.max_mean_line_length:
+        if metrics["mean_line_length"] > cfg.max_mean_line_length:
             return "quality:mean_line_length"
-        if m["alnum_fraction"] < cfg.min_alnum_fraction:
+        if metrics["alnum_fraction"] < cfg.min_alnum_fraction:
             return "quality:alnum_fraction"
         lines = head_lines(content, cfg.config_or_test_scan_lines)
         lower = content.lower()

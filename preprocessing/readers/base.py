@@ -149,3 +149,22 @@ class Reader:
     def warnings(self) -> list[str]:
         """Problems found while listing units (empty files, truncated archives), for stats.json."""
         return getattr(self, "_warnings", [])
+
+
+class FileDumpReader(Reader):
+    """A reader over dump files (JSONL, Parquet): paths, column mapping and limits."""
+
+    suffixes: tuple[str, ...] = ()
+
+    def __init__(self, paths: list[str] | str, columns: ColumnsConfig | None = None,
+                 batch_records: int = 256, max_file_bytes: int = 10 << 20):
+        self.paths = expand_paths([paths] if isinstance(paths, (str, os.PathLike)) else list(paths), self.suffixes)
+        self.columns = columns or ColumnsConfig()
+        self.batch_records = batch_records
+        self.max_file_bytes = max_file_bytes
+        self._warnings: list[str] = []
+
+    def fingerprint(self) -> str:
+        from preprocessing.manifest import fingerprint_files
+
+        return fingerprint_files(self.paths)

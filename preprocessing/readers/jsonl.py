@@ -11,8 +11,7 @@ from typing import Any, BinaryIO
 import orjson
 import zstandard
 
-from preprocessing.manifest import fingerprint_files
-from preprocessing.readers.base import ColumnsConfig, InputError, Reader, check_content, expand_paths
+from preprocessing.readers.base import ColumnsConfig, FileDumpReader, InputError, check_content
 from preprocessing.record import CodeFile, Rejected
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".ndjson", ".ndjson.gz", ".ndjson.zst")
@@ -165,7 +164,7 @@ def row_to_record(row: dict[str, Any], columns: ColumnsConfig, source: str, line
     )
 
 
-class JsonlReader(Reader):
+class JsonlReader(FileDumpReader):
     """Streams JSON Lines files (plain, .gz, .zst); the main process only splits lines.
 
     Reject reasons: invalid_utf8, invalid_json, missing_field:<col>, invalid_field:<col>, binary,
@@ -174,16 +173,7 @@ class JsonlReader(Reader):
 
     name = "jsonl"
 
-    def __init__(self, paths: list[str] | str, columns: ColumnsConfig | None = None,
-                 batch_records: int = 256, max_file_bytes: int = 10 << 20):
-        self.paths = expand_paths([paths] if isinstance(paths, (str, Path)) else list(paths), JSONL_SUFFIXES)
-        self.columns = columns or ColumnsConfig()
-        self.batch_records = batch_records
-        self.max_file_bytes = max_file_bytes
-        self._warnings: list[str] = []
-
-    def fingerprint(self) -> str:
-        return fingerprint_files(self.paths)
+    suffixes = JSONL_SUFFIXES
 
     def units(self) -> Iterator[JsonlUnit]:
         for path in self.paths:

@@ -182,25 +182,6 @@ class LocalReposReader(Reader):
             yield read_file_record(unit, rel, self.max_file_bytes)
 
 
-def _dist_license(dist: metadata.Distribution) -> str | None:
-    from preprocessing.licenses import detect_license_text, license_from_metadata
-
-    lic = license_from_metadata(dist.metadata)
-    if lic:
-        return lic
-    for f in dist.files or []:
-        in_dist_info = ".dist-info" in str(f)
-        if in_dist_info and (_LICENSE_FILE.match(f.name) or "/licenses/" in str(f)):
-            try:
-                text = f.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                continue
-            lic = detect_license_text(text or "")
-            if lic:
-                return lic
-    return None
-
-
 class PythonEnvReader(Reader):
     """The embedded default: the running interpreter's own sources as a dump.
 
@@ -225,6 +206,8 @@ class PythonEnvReader(Reader):
         """(repo_name, license, root, files) for the stdlib and every distribution, sorted."""
         if self._plan is not None:
             return self._plan
+        from preprocessing.licenses import license_from_distribution
+
         paths = sysconfig.get_paths()
         site_dirs = {os.path.realpath(paths["purelib"]), os.path.realpath(paths["platlib"])}
         plan: list[tuple[str, str | None, str, list[str]]] = []
@@ -249,7 +232,7 @@ class PythonEnvReader(Reader):
                                 if str(f).endswith(self.extensions) and not str(f).startswith("..")})
                 files = [f for f in files if os.path.isfile(root / f)]
                 if files:
-                    plan.append((key, _dist_license(dist), str(root), files))
+                    plan.append((key, license_from_distribution(dist), str(root), files))
         if not any(files for *_, files in plan):
             raise InputError(f"no {'/'.join(self.extensions)} files found in the Python installation {sys.prefix}")
         self._plan = plan

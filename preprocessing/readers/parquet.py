@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from preprocessing.manifest import fingerprint_files
-from preprocessing.readers.base import ColumnsConfig, InputError, Reader, expand_paths
+from preprocessing.readers.base import FileDumpReader, InputError
 from preprocessing.readers.jsonl import row_to_record
 from preprocessing.record import CodeFile, Rejected
 
@@ -31,21 +29,12 @@ class ParquetUnit:
         return ParquetUnit(self.source, self.row_group, self.first_row, min(n, self.num_rows))
 
 
-class ParquetReader(Reader):
+class ParquetReader(FileDumpReader):
     """Streams Parquet files row group by row group; all columns other than the mapped ones are kept."""
 
     name = "parquet"
 
-    def __init__(self, paths: list[str] | str, columns: ColumnsConfig | None = None,
-                 batch_records: int = 256, max_file_bytes: int = 10 << 20):
-        self.paths = expand_paths([paths] if isinstance(paths, (str, Path)) else list(paths), PARQUET_SUFFIXES)
-        self.columns = columns or ColumnsConfig()
-        self.batch_records = batch_records
-        self.max_file_bytes = max_file_bytes
-        self._warnings: list[str] = []
-
-    def fingerprint(self) -> str:
-        return fingerprint_files(self.paths)
+    suffixes = PARQUET_SUFFIXES
 
     def _open(self, source: str) -> pq.ParquetFile:
         try:
