@@ -65,15 +65,19 @@ def exact_truth(sets: list[np.ndarray], threshold: float) -> np.ndarray:
 
 
 def datasketch_recipe(texts: list[str], cfg: NearDedupConfig) -> np.ndarray:
-    """CodeParrot's minhash_deduplication.py recipe: MinHash(256) + MinHashLSH, query then insert."""
+    """CodeParrot's minhash_deduplication.py recipe: MinHash(256) + MinHashLSH, query then insert
+    (with the preset's shingles and threshold)."""
     from datasketch import MinHash, MinHashLSH
 
     lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
     flagged = np.zeros(len(texts), dtype=bool)
     for i, text in enumerate(texts):
-        tokens = {t for t in NON_ALPHA.split(text) if len(t.strip()) > 0}
+        words = [t for t in NON_ALPHA.split(text.lower() if cfg.lowercase else text) if len(t.strip()) > 0]
+        tokens = set(words)
         if len(tokens) < cfg.min_tokens:
             continue
+        if cfg.ngram > 1:  # BigCode: the same n-gram shingles as ours, joined by spaces
+            tokens = {" ".join(words[i : i + cfg.ngram]) for i in range(len(words) - cfg.ngram + 1)}
         m = MinHash(num_perm=cfg.num_perm)
         m.update_batch([t.encode() for t in tokens])
         hits = lsh.query(m)

@@ -151,3 +151,42 @@ def test_presets_load(preset):
         pytest.skip(f"{path} is not on this branch")
     cfg = load_config(NearDedupConfig, path, section="near_dedup")
     assert (cfg.threshold, cfg.ngram) == ((0.85, 1) if preset == "codeparrot.yaml" else (0.7, 5))
+
+
+def test_keep_score_rules():
+    from preprocessing.dedup.near import keep_score
+    from preprocessing.record import CodeFile
+
+    rec = CodeFile(content="abc", repo_name="r", path="p", license="Apache-2.0", extra={"stars": "12", "max_stars_count": None})
+    assert keep_score(rec, b"abc", NearDedupConfig(keep="first")) == 0
+    assert keep_score(rec, b"abcd", NearDedupConfig(keep="longest")) == 4
+    assert keep_score(rec, b"", NearDedupConfig(keep="license")) == 4  # second of five preferred
+    assert keep_score(rec, b"", NearDedupConfig(keep="license", preferred_licenses=["gpl-3.0"])) == 0
+    assert keep_score(rec, b"", NearDedupConfig(keep="stars")) == 12
+    assert keep_score(rec, b"", NearDedupConfig(keep="stars", stars_field="max_stars_count")) == 0
+
+
+def test_cli_run_directory(tmp_path):
+    run = tmp_path / "run"
+    (run / "clean").mkdir(parents=True)
+    write_jsonl(run / "clean" / "part-00000.jsonl.zst", dump_rows())
+    res = CliRunner().invoke(dedup_command, [str(run), "--keep", "longest"])
+    assert res.exit_code == 0, res.output
+    stats = json.loads((run / "dedup" / "stats.json").read_text())
+    assert stats["config"]["keep"] == "longest" and stats["near_dedup"]["removed"] == 10
+    assert json.loads((run / "manifest.json").read_text())["stages"]["dedup"]["finished"]
+    res = CliRunner().invoke(dedup_command, [str(run), "--threshold", "0.7"])
+    assert res.exit_code == 2 and "another config" in res.output
+
+
+def test_stream_hook_runs_stage_from_preset(tmp_path, capsys):
+    from preprocessing.dedup.cli import run_dedup_from_preset
+
+    run = tmp_path / "run"
+    (run / "clean").mkdir(parents=True)
+    write_jsonl(run / "clean" / "part-00000.jsonl.zst", dump_rows())
+    preset = tmp_path / "p.yaml"
+    preset.write_text("near_dedup:\n  keep: longest\n")
+    stats = run_dedup_from_preset(run_dir=run, config_path=str(preset), workers=None, force=False)
+    assert stats["config"]["keep"] == "longest" and stats["near_dedup"]["removed"] == 10
+    assert "removed 10 near-duplicates" in capsys.readouterr().out

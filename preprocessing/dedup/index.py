@@ -1,11 +1,13 @@
 """Pass 1 state of near-dedup and the clustering: signatures on disk, band tables, verified union-find.
 
 Files are added in input order (their ordinal is their position among the readable records).
-Per file the index holds in RAM: 12 bytes per LSH band in the band tables (13 bands at
-threshold 0.85: 156 bytes; spilled to disk past the memory budget), 8 bytes of keep-rule
-score and 1 byte of status; on disk, the signature (4 bytes per permutation: 1 KiB at 256) in
-a memmap, and with ``verify: exact`` the shingle hashes (8 bytes per distinct shingle).
-Clustering adds 4 bytes (union-find), 4 bytes (similarity) and 8 bytes (cluster sizes) per file.
+Per file the index holds in RAM: 12 bytes per LSH band in the band tables (18 bands at the
+default threshold 0.85: 216 bytes; spilled to disk past the memory budget), 1 byte of status
+and, unless keep=first, 8 bytes of keep-rule score; on disk, the signature (4 bytes per
+permutation: 1 KiB at 256) in a memmap, and with ``verify: exact`` the shingle hashes (8 bytes
+per distinct shingle). Clustering adds at most 30 bytes per file (union-find 4, cluster sizes 8,
+cluster id 4, kept 4, similarity 4, flags 2, sort temporaries for members only); pass 2 keeps
+the 13 bytes of cluster id, kept, similarity and drop flag plus 8 bytes of countdown per file.
 """
 
 from __future__ import annotations
@@ -106,7 +108,8 @@ class NearDedupIndex:
             self._sh_out.write(np.ascontiguousarray(batch.shingles, dtype="<u8").tobytes())
             self._sh_counts.append(batch.shingle_counts)
         self.tables.add(ordinals[ok], batch.keys[ok])
-        self._scores.append(batch.scores)
+        if self.cfg.keep != "first":
+            self._scores.append(batch.scores)
         self._clusterable.append(ok)
         self.n += k
 
@@ -141,9 +144,10 @@ class NearDedupIndex:
         member = sizes[roots] > 1
         cluster = np.where(member, roots, -1).astype(np.int32)
         kept = self._kept(cluster, member)
-        drop = member & (kept != np.arange(n))
-        similarity = np.zeros(n, dtype=np.float32)
         idx = np.flatnonzero(member)
+        drop = np.zeros(n, dtype=bool)
+        drop[idx] = kept[idx] != idx
+        similarity = np.zeros(n, dtype=np.float32)
         for s in range(0, len(idx), _VERIFY_BATCH):
             i = idx[s : s + _VERIFY_BATCH]
             similarity[i] = estimated_jaccard(sig[i], sig[kept[i]])
@@ -216,10 +220,12 @@ class NearDedupIndex:
 
     def memory_note(self) -> dict[str, Any]:
         """Bytes per file held by this index (RAM and disk), as stated in the module docstring."""
+        score = 0 if self.cfg.keep == "first" else 8
         return {
             "band_table_bytes_per_file": self.bands * ENTRY_BYTES,
-            "ram_bytes_per_file_pass1": self.bands * ENTRY_BYTES + 8 + 1,
-            "ram_bytes_per_file_clustering": self.bands * ENTRY_BYTES + 8 + 1 + 4 + 4 + 8,
+            "ram_bytes_per_file_pass1": self.bands * ENTRY_BYTES + 1 + score,
+            "ram_bytes_per_file_clustering": self.bands * ENTRY_BYTES + 1 + score + 30,
+            "ram_bytes_per_file_pass2": 13 + 8,
             "disk_signature_bytes_per_file": 4 * self.cfg.num_perm,
             "memory_budget_mb": self.cfg.memory_budget_mb,
         }

@@ -63,11 +63,10 @@ class BandTables:
         if not self._ords:
             return
         self.spill_dir.mkdir(parents=True, exist_ok=True)
-        keys = np.concatenate(self._keys)
         ords = np.concatenate(self._ords)
         c = self._spilled_chunks
-        for band in range(self.bands):
-            k = keys[:, band]
+        for band in range(self.bands):  # one band column at a time: the extra memory is 1/bands
+            k = np.concatenate([chunk[:, band] for chunk in self._keys])
             part = k >> self._shift if self._shift is not None else np.zeros(len(k), np.uint64)
             for p in range(self.partitions):
                 sel = part == p
@@ -82,10 +81,9 @@ class BandTables:
         if not self.spilled:
             if not self._ords:
                 return
-            keys = np.concatenate(self._keys)
             ords = np.concatenate(self._ords)
             for band in range(self.bands):
-                yield band, keys[:, band], ords
+                yield band, np.concatenate([chunk[:, band] for chunk in self._keys]), ords
             return
         self._spill()  # the tail joins the partitions
         for band in range(self.bands):

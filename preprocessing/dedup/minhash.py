@@ -17,6 +17,7 @@ docs/dedup.md) and a reference over ``re`` + the ``xxhash`` package + numpy.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -116,16 +117,19 @@ class NearDedupConfig:
         """(bands, rows): explicit, or datasketch's choice minimising the weighted FP/FN areas."""
         if self.bands is not None:
             return self.bands, self.rows  # type: ignore[return-value]
-        from datasketch.lsh import _optimal_param
-
-        b, r = _optimal_param(
-            self.threshold, self.num_perm, self.false_positive_weight, self.false_negative_weight
-        )
-        return int(b), int(r)
+        return _optimal_lsh_params(self.threshold, self.num_perm, self.false_positive_weight, self.false_negative_weight)
 
     @property
     def use_numba(self) -> bool:
         return self.backend == "numba" or (self.backend == "auto" and _HAVE_NUMBA)
+
+
+@functools.lru_cache(maxsize=64)
+def _optimal_lsh_params(threshold: float, num_perm: int, fp_weight: float, fn_weight: float) -> tuple[int, int]:
+    from datasketch.lsh import _optimal_param  # imports scipy.integrate: ~0.5 s, paid once per process
+
+    b, r = _optimal_param(threshold, num_perm, fp_weight, fn_weight)
+    return int(b), int(r)
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -205,22 +209,15 @@ if _HAVE_NUMBA:
         return acc * _P1
 
     @numba.njit(cache=True, inline="always")
-    def _byte(buf, i, lower):
-        c = np.uint64(buf[i])
-        if lower and 65 <= c <= 90:
-            c += np.uint64(32)
-        return c
-
-    @numba.njit(cache=True, inline="always")
-    def _lane(buf, i, nbytes, lower):
+    def _lane(buf, i, nbytes):
         v = np.uint64(0)
         for k in range(nbytes):
-            v |= _byte(buf, i + k, lower) << np.uint64(8 * k)
+            v |= np.uint64(buf[i + k]) << np.uint64(8 * k)
         return v
 
     @numba.njit(cache=True)
-    def _xxh64(buf, start, end, seed, lower):
-        """xxh64 of buf[start:end] (bit-identical to xxhash.xxh64_intdigest), optionally lowercased."""
+    def _xxh64(buf, start, end, seed):
+        """xxh64 of buf[start:end], bit-identical to xxhash.xxh64_intdigest."""
         n = end - start
         seed = np.uint64(seed)
         i = start
@@ -231,10 +228,10 @@ if _HAVE_NUMBA:
             v4 = seed - _P1
             limit = end - 32
             while i <= limit:
-                v1 = _round(v1, _lane(buf, i, 8, lower))
-                v2 = _round(v2, _lane(buf, i + 8, 8, lower))
-                v3 = _round(v3, _lane(buf, i + 16, 8, lower))
-                v4 = _round(v4, _lane(buf, i + 24, 8, lower))
+                v1 = _round(v1, _lane(buf, i, 8))
+                v2 = _round(v2, _lane(buf, i + 8, 8))
+                v3 = _round(v3, _lane(buf, i + 16, 8))
+                v4 = _round(v4, _lane(buf, i + 24, 8))
                 i += 32
             h = _rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18)
             for v in (v1, v2, v3, v4):
@@ -244,15 +241,15 @@ if _HAVE_NUMBA:
             h = seed + _P5
         h += np.uint64(n)
         while i + 8 <= end:
-            h ^= _round(np.uint64(0), _lane(buf, i, 8, lower))
+            h ^= _round(np.uint64(0), _lane(buf, i, 8))
             h = _rotl(h, 27) * _P1 + _P4
             i += 8
         if i + 4 <= end:
-            h ^= _lane(buf, i, 4, lower) * _P1
+            h ^= _lane(buf, i, 4) * _P1
             h = _rotl(h, 23) * _P2 + _P3
             i += 4
         while i < end:
-            h ^= _byte(buf, i, lower) * _P5
+            h ^= np.uint64(buf[i]) * _P5
             h = _rotl(h, 11) * _P1
             i += 1
         h ^= h >> np.uint64(33)
@@ -262,28 +259,62 @@ if _HAVE_NUMBA:
         h ^= h >> np.uint64(32)
         return h
 
-    @numba.njit(cache=True)
-    def _is_token_byte(c):
-        return (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122) or c == 95
+    _TOKEN_BYTE = np.zeros(256, dtype=np.bool_)
+    for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_":
+        _TOKEN_BYTE[_c] = True
 
     @numba.njit(cache=True)
-    def _shingles(buf, start, end, ngram, lower):
-        """(sorted distinct shingle hashes, distinct token count) of buf[start:end]."""
+    def _distinct(values):
+        """The distinct values, in first-seen order (open addressing: linear in len(values))."""
+        n = values.shape[0]
+        cap = 16
+        while cap < 2 * n:
+            cap *= 2
+        mask = np.uint64(cap - 1)
+        table = np.zeros(cap, dtype=np.uint64)  # 0 marks an empty slot; the value 0 is tracked apart
+        out = np.empty(n, dtype=np.uint64)
+        m = 0
+        seen_zero = False
+        for t in range(n):
+            h = values[t]
+            if h == 0:
+                if not seen_zero:
+                    seen_zero = True
+                    out[m] = h
+                    m += 1
+                continue
+            i = h & mask  # xxh64 output is uniformly mixed: its low bits index the table
+            while True:
+                v = table[i]
+                if v == 0:
+                    table[i] = h
+                    out[m] = h
+                    m += 1
+                    break
+                if v == h:
+                    break
+                i = (i + np.uint64(1)) & mask
+        return out[:m]
+
+    @numba.njit(cache=True)
+    def _shingles(buf, start, end, ngram):
+        """(distinct shingle hashes in first-seen order, distinct token count) of buf[start:end]."""
+        is_tok = _TOKEN_BYTE
         toks = np.empty((end - start) // 2 + 1, dtype=np.uint64)
         nt = 0
         i = start
         while i < end:
-            if _is_token_byte(buf[i]):
+            if is_tok[buf[i]]:
                 j = i + 1
-                while j < end and _is_token_byte(buf[j]):
+                while j < end and is_tok[buf[j]]:
                     j += 1
-                toks[nt] = _xxh64(buf, i, j, 0, lower)
+                toks[nt] = _xxh64(buf, i, j, 0)
                 nt += 1
                 i = j + 1  # buf[j] is not a token byte
             else:
                 i += 1
         toks = toks[:nt]
-        distinct = np.unique(toks)
+        distinct = _distinct(toks)
         if ngram == 1:
             return distinct, distinct.shape[0]
         if nt < ngram:
@@ -291,8 +322,8 @@ if _HAVE_NUMBA:
         raw = toks.view(np.uint8)  # little-endian lanes of the token hashes
         grams = np.empty(nt - ngram + 1, dtype=np.uint64)
         for g in range(nt - ngram + 1):
-            grams[g] = _xxh64(raw, 8 * g, 8 * (g + ngram), 0, False)
-        return np.unique(grams), distinct.shape[0]
+            grams[g] = _xxh64(raw, 8 * g, 8 * (g + ngram), 0)
+        return _distinct(grams), distinct.shape[0]
 
     @numba.njit(cache=True)
     def _minhash_into(sh, a, b, out):
@@ -304,9 +335,9 @@ if _HAVE_NUMBA:
             out[k] = np.uint32(acc[k] >> np.uint64(32))
 
     @numba.njit(cache=True)
-    def _signatures_kernel(buf, offsets, ngram, lower, a, b, sig, ntok):
+    def _signatures_kernel(buf, offsets, ngram, a, b, sig, ntok):
         for d in range(offsets.shape[0] - 1):
-            sh, nd = _shingles(buf, offsets[d], offsets[d + 1], ngram, lower)
+            sh, nd = _shingles(buf, offsets[d], offsets[d + 1], ngram)
             ntok[d] = nd
             _minhash_into(sh, a, b, sig[d])
 
@@ -315,7 +346,7 @@ if _HAVE_NUMBA:
         for d in range(sig.shape[0]):
             raw = sig[d].view(np.uint8)
             for i in range(bands):
-                keys[d, i] = _xxh64(raw, 4 * i * rows, 4 * (i + 1) * rows, i, False)
+                keys[d, i] = _xxh64(raw, 4 * i * rows, 4 * (i + 1) * rows, i)
 
 
 # --------------------------------------------------------------------------- public API
@@ -345,10 +376,11 @@ class MinHashSignature:
         if cfg.use_numba:
             offsets = np.zeros(n + 1, dtype=np.int64)
             np.cumsum([len(c) for c in contents], out=offsets[1:])
-            buf = np.frombuffer(b"".join(contents), dtype=np.uint8)
+            joined = b"".join(contents)
+            buf = np.frombuffer(joined.lower() if cfg.lowercase else joined, dtype=np.uint8)  # ASCII-only lower
             if buf.size == 0:
                 buf = np.zeros(1, dtype=np.uint8)
-            _signatures_kernel(buf, offsets, cfg.ngram, cfg.lowercase, self.a, self.b, sig, ntok)
+            _signatures_kernel(buf, offsets, cfg.ngram, self.a, self.b, sig, ntok)
         else:
             for d, data in enumerate(contents):
                 sh, ntok[d] = shingle_hashes_reference(data, cfg.ngram, cfg.lowercase)
@@ -366,7 +398,8 @@ class MinHashSignature:
     def shingles(self, data: bytes) -> np.ndarray:
         """Sorted distinct shingle hashes of one file (used by ``verify: exact``)."""
         if self.cfg.use_numba and data:
-            return _shingles(np.frombuffer(data, dtype=np.uint8), 0, len(data), self.cfg.ngram, self.cfg.lowercase)[0]
+            buf = np.frombuffer(data.lower() if self.cfg.lowercase else data, dtype=np.uint8)
+            return np.sort(_shingles(buf, 0, len(data), self.cfg.ngram)[0])
         return shingle_hashes_reference(data, self.cfg.ngram, self.cfg.lowercase)[0]
 
 
