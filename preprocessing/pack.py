@@ -17,7 +17,14 @@ import numpy as np
 from preprocessing.hashing import keyed_uniform
 from preprocessing.record import CodeFile
 from preprocessing.stats import StageStats
-from preprocessing.tokenizer import EOS_TOKEN, iter_records, resolve_inputs, safe_chunks
+from preprocessing.tokenizer import (
+    EOS_TOKEN,
+    iter_records,
+    publish_dir,
+    resolve_inputs,
+    safe_chunks,
+    staging_dir,
+)
 
 SPLITS = ("train", "valid")
 VALID_SALT = "pack_valid_split"
@@ -42,6 +49,9 @@ class PackConfig:
     """A token shard rolls over at this many (compressed) bytes."""
     batch_chars: int = 1 << 20
     """Characters of content per worker task (one HF tokenizers batch call): bounds memory per worker."""
+    max_file_bytes: int = 1 << 30
+    """Records larger than this are rejected as too_large (the stream stage already applies its own limit;
+    long files are packed in pieces, so this only bounds the memory of one record)."""
     chunk_chars: int = 256 << 10
     """Files longer than this are encoded in pieces of at most this size, cut where the ids stay exact."""
 
@@ -154,14 +164,14 @@ class _SplitCounts:
 
 def _tasks(
     files: Sequence[Path], cfg: PackConfig, tokenizer_path: str, eos_id: int, stats: StageStats,
-    counts: dict[str, _SplitCounts],
+    counts: dict[str, _SplitCounts], warnings: list[str],
 ) -> Iterator[EncodeTask]:
     """Read records, cut long files into exact pieces (so one huge file spreads over all workers), batch them."""
     pieces: list[str] = []
     splits: list[str] = []
     ends: list[bool] = []
     size = 0
-    for record in iter_records(files, stats):
+    for record in iter_records(files, stats, cfg.max_file_bytes, warnings):
         nbytes = len(record.content.encode("utf-8", "surrogatepass"))
         if not record.content:
             stats.drop("empty_content", nbytes)
@@ -235,15 +245,13 @@ def pack(
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
     thash = tokenizer_hash(str(tok_path))
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = staging_dir(out_dir)
 
     started = time.perf_counter()
     stats = StageStats("pack")
     counts = {s: _SplitCounts() for s in SPLITS}
-    extra_index = {"tokenizer": str(tok_path), "eos_id": eos_id, "add_eos": cfg.add_eos}
+    extra_index = {"eos_id": eos_id, "add_eos": cfg.add_eos}
+    warnings: list[str] = []
     try:
         with contextlib.ExitStack() as stack:
             writers = {
@@ -257,7 +265,7 @@ def pack(
             }
             packers = {s: SamplePacker(writers[s], cfg.seq_length) for s in SPLITS}
             stack.enter_context(_tokenizers_threads(workers == 1))
-            tasks = _tasks(files, cfg, str(tok_path), eos_id, stats, counts)
+            tasks = _tasks(files, cfg, str(tok_path), eos_id, stats, counts, warnings)
             for batch in ordered_map(encode_task, tasks, workers=workers, window=2 * workers):
                 for s in SPLITS:
                     counts[s].files += batch.files[s]
@@ -297,7 +305,6 @@ def pack(
             "shards": writers[s].summary,
         }
     inexact = sum(c.inexact_cuts for c in counts.values())
-    warnings = []
     if cfg.valid_fraction > 0 and splits["valid"]["samples"] == 0:
         warnings.append(
             f"the valid split is empty ({splits['valid']['files']} files, {splits['valid']['tokens']} tokens): "
@@ -332,11 +339,44 @@ def pack(
         "wall_time_s": round(wall, 3),
     }
     write_json_atomic(tmp / "stats.json", result)
-    if out_dir.exists():
-        old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out_dir)
+    publish_dir(tmp, out_dir)
     return result
+
+
+def run_pack(
+    cfg: PackConfig,
+    run_dir: str | os.PathLike | None,
+    workers: int = 1,
+    inputs: Sequence[str | os.PathLike] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """The `pack` stage: RUN/dedup (or ``inputs``) + the tokenizer (``cfg.tokenizer``, else RUN/tokenizer) ->
+    RUN/shards/{train,valid} (or ``out_dir``), recorded in RUN/manifest.json.
+
+    The input fingerprint covers the tokenizer, so a retrained tokenizer re-packs; the worker count is not
+    part of the config identity (outputs do not depend on it).
+    """
+    from preprocessing.config import to_dict
+    from preprocessing.io import read_json
+    from preprocessing.manifest import RunManifest, fingerprint_files
+
+    if run_dir is None and (not inputs or out_dir is None or cfg.tokenizer is None):
+        raise ValueError("give a run directory, or inputs, an output directory and pack.tokenizer")
+    files = resolve_inputs(list(inputs) if inputs else Path(run_dir) / "dedup")  # type: ignore[arg-type]
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "shards"  # type: ignore[arg-type]
+    tok = tokenizer_json(cfg.tokenizer if cfg.tokenizer is not None else Path(run_dir) / "tokenizer")  # type: ignore[arg-type]
+    if run_dir is None:
+        return pack(files, tok, out, cfg, workers=workers)
+    manifest = RunManifest(run_dir)
+    config = to_dict(cfg)
+    manifest.check("pack", config, force=force)
+    fingerprint = fingerprint_files([*files, tok])
+    if not force and manifest.is_done("pack", config, fingerprint) and (out / "stats.json").exists():
+        stats = read_json(out / "stats.json")
+        stats["skipped"] = True
+        return stats
+    manifest.mark_started("pack", config, fingerprint)
+    stats = pack(files, tok, out, cfg, workers=workers)
+    manifest.mark_done("pack", config, fingerprint, outputs=[str(out / s) for s in SPLITS], wall_time_s=stats["wall_time_s"])
+    return stats

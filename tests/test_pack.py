@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from preprocessing.pack import PackConfig, pack, split_of
-from preprocessing.tokenizer import safe_chunks
 from preprocessing.record import CodeFile
-from preprocessing.tokenizer import TokenizerConfig, train_tokenizer
+from preprocessing.tokenizer import TokenizerConfig, safe_chunks, train_tokenizer
 from tests._pycorpus import write_corpus, write_jsonl_zst
 
 
@@ -71,9 +70,11 @@ def test_deterministic_for_1_and_2_workers_and_chunk_sizes(corpus, tmp_path):
     stats = pack(base / "dedup", base / "tokenizer", tmp_path / "chunked", chunked, workers=2)
     assert stats["totals"]["inexact_cuts"] == 0
     assert tree_bytes(tmp_path / "chunked") == one
-    # A re-run replaces the output whole.
+    # A re-run replaces the output whole, and clears what a killed run left behind.
+    (tmp_path / "w1.tmp-99999" / "train").mkdir(parents=True)
     pack(base / "dedup", base / "tokenizer", tmp_path / "w1", cfg, workers=1)
     assert tree_bytes(tmp_path / "w1") == one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chunked", "w1", "w2"]
 
 
 def test_safe_chunks_encode_exactly(corpus):
@@ -104,14 +105,13 @@ def test_accounting_with_bad_and_empty_records(corpus, tmp_path):
         fh.write(zstandard.ZstdCompressor().compress(b'{"repo_name": "x", "content": \n'))
     stats = pack(tmp_path / "in", base / "tokenizer", tmp_path / "out", PackConfig(seq_length=64, valid_fraction=0.0))
     st = stats["stages"]["pack"]
-    assert st["kept"] == 40 and st["dropped"] == {"empty_content": 1}
-    assert sum(st["rejected"].values()) == 1
-    assert st["records_in"] == st["kept"] + 1 + 1
+    assert st["kept"] == 40 and st["rejected"] == {"empty_content": 1, "invalid_json": 1}
+    assert st["records_in"] == st["kept"] + sum(st["dropped"].values()) + sum(st["rejected"].values()) == 42
     assert stats["splits"]["valid"]["files"] == 0 and stats["warnings"] == []
 
 
 def test_bad_inputs_are_clear_errors(corpus, tmp_path):
-    base, rows, _ = corpus
+    base, _, _ = corpus
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="empty holds no .jsonl"):
         pack(tmp_path / "empty", base / "tokenizer", tmp_path / "out")
@@ -135,3 +135,36 @@ def test_valid_split_is_by_repository():
         assert len({split_of(CodeFile("x", repo, f"f{j}.py"), cfg) for j in range(5)}) == 1
     share = sum(split_of(CodeFile("x", r, "a.py"), cfg) == "valid" for r in repos) / len(repos)
     assert 0.15 < share < 0.45
+
+
+HUGE_SCRIPT = """
+import resource, sys
+from pathlib import Path
+from preprocessing.pack import PackConfig, pack
+stats = pack(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), PackConfig(), workers=2)
+peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print(stats["splits"]["train"]["tokens"], stats["splits"]["train"]["samples"], stats["totals"]["inexact_cuts"], peak // 1024)
+"""
+
+
+@pytest.mark.slow
+def test_a_50mb_file_packs_in_bounded_memory(corpus, tmp_path):
+    import subprocess
+    import sys
+
+    base, rows, tok = corpus
+    text = "".join(r["content"] for r in rows)
+    big = (text * (50_000_000 // len(text) + 1))[:50_000_000]
+    write_jsonl_zst(tmp_path / "in" / "part-00000.jsonl.zst", [{"repo_name": "r", "path": "big.py", "content": big}])
+    expected_tokens = len(tok.encode(text, add_special_tokens=False).ids) * (50_000_000 // len(text))
+    del big, text
+    out = subprocess.run(
+        [sys.executable, "-c", HUGE_SCRIPT, str(tmp_path / "in"), str(base / "tokenizer"), str(tmp_path / "out")],
+        capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent,
+    )
+    tokens, samples, inexact, peak_mb = map(int, out.stdout.split())
+    assert inexact == 0
+    assert samples == (tokens + 1) // 1024
+    assert tokens >= expected_tokens  # whole copies of the corpus, plus the cut-off copy
+    # The 50 MB string, its JSON line and compressed input are held once; tokens are not all in memory at once.
+    assert peak_mb < 1000, f"peak RSS {peak_mb} MB"

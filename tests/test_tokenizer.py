@@ -16,7 +16,7 @@ from preprocessing.tokenizer import (
 )
 from tests._pycorpus import write_corpus, write_jsonl_zst
 
-SMALL = dict(vocab_size=2000, heldout_fraction=0.15, seed=0)
+SMALL = {"vocab_size": 2000, "heldout_fraction": 0.15, "seed": 0}
 
 
 @pytest.fixture(scope="module")
