@@ -50,13 +50,13 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _tokenize_and_pack(run: Path) -> None:
-    from preprocessing.pack import PackConfig, pack
-    from preprocessing.tokenizer import TokenizerConfig, train_tokenizer
+    from preprocessing.pack import PackConfig, run_pack
+    from preprocessing.tokenizer import TokenizerConfig, run_tokenizer
 
     # half the repositories held out / in valid, so both sides are non-empty whatever is installed
     cfg = TokenizerConfig(vocab_size=512, heldout_fraction=0.5, max_bytes=1 << 20, max_heldout_bytes=300_000)
-    train_tokenizer(run / "dedup", run / "tokenizer", cfg)
-    pack(run / "dedup", run / "tokenizer", run / "shards", PackConfig(seq_length=128, valid_fraction=0.5))
+    run_tokenizer(cfg, run)
+    run_pack(PackConfig(seq_length=128, valid_fraction=0.5), run)
 
 
 def _stdlib_rows(n: int) -> list[dict]:
@@ -170,6 +170,7 @@ def test_report_numbers_equal_stage_stats(full_run: Path) -> None:
                     "pack": pack["wall_time_s"]}
     run = report["run"]
     assert run["versions"]["stream"]["python"] and run["configs"]["stream"] == stream["config"]
+    assert set(run["versions"]) == {"stream", "dedup", "tokenizer", "pack"} and run["not_in_manifest"] == []
     assert run["seeds"]["tokenizer.seed"] == 0 and "stream.filters.quality.seed" in run["seeds"]
     assert report["headline"]["files_read"] == 200 and report["headline"]["tokens"] == pack["totals"]["tokens"]
 
