@@ -384,6 +384,14 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "does not exist" in result.output
     result = CliRunner().invoke(report_command, [str(tmp_path), "--no-plots"])
     assert result.exit_code == 0 and "missing: stream" in result.output
+    assert "data-plot-missing" in (tmp_path / "report" / "report.html").read_text()
+    preset = tmp_path / "p.yaml"
+    preset.write_text("report:\n  largest_clusters: 3\n")
+    result = CliRunner().invoke(report_command, [str(tmp_path), "--config", str(preset), "--dry-run"])
+    assert result.exit_code == 0 and json.loads(result.output)["largest_clusters"] == 3
+    preset.write_text("report:\n  largest_clustrs: 3\n")
+    result = CliRunner().invoke(report_command, [str(tmp_path), "--config", str(preset)])
+    assert result.exit_code == 2 and "largest_clustrs" in result.output
 
 
 # ---------------------------------------------------------------------------------------------
