@@ -73,8 +73,9 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
     stats = run_stream(cfg, run_dir, force=force)
     _summary(stats, Path(run_dir) / "clean")
     if near_dedup:
-        dedup_stage = _near_dedup_runner()
-        dedup_stage(run_dir=run_dir, config_path=config_path, workers=workers, force=force)
+        from preprocessing.dedup.cli import run_dedup_from_preset
+
+        run_dedup_from_preset(run_dir, config_path, workers=workers, force=force)
 
 
 @main.command("run")
@@ -89,7 +90,16 @@ def run_cmd(config_path: str | None, run_dir: str, workers: int | None, limit: i
     from preprocessing.pipeline import run_pipeline
 
     results = run_pipeline(run_dir, config_path, workers=workers, limit=limit, force=force)
-    _summary(results["stream"], Path(run_dir) / "clean")
+    run = Path(run_dir)
+    _summary(results["stream"], run / "clean")
+    from preprocessing.dedup.cli import _summary as dedup_summary
+
+    dedup_summary(results["dedup"], run / "dedup")
+    from preprocessing.tokpack_cli import pack_summary, tokenizer_summary
+
+    tokenizer_summary(results["tokenizer"], str(run / "tokenizer"))
+    pack_summary(results["pack"], str(run / "shards"))
+    click.echo(f"report: {results['report']['html']}  (open it in a browser)")
 
 
 def _summary(stats: dict[str, Any], out_dir: Path) -> None:
@@ -104,8 +114,17 @@ def _summary(stats: dict[str, Any], out_dir: Path) -> None:
         click.echo(f"warning: {w}", err=True)
 
 
-def _near_dedup_runner() -> Callable[..., Any]:
-    raise click.UsageError("--near-dedup needs the dedup stage, which is not installed in this build")
+def _register_stage_commands() -> None:
+    """The other stages keep their Click commands next to their library code."""
+    from preprocessing.dedup.cli import dedup_command
+    from preprocessing.report_cli import report_command
+    from preprocessing.tokpack_cli import pack_command, tokenizer_command
+
+    for command in (dedup_command, tokenizer_command, pack_command, report_command):
+        main.add_command(command)
+
+
+_register_stage_commands()
 
 
 if __name__ == "__main__":  # pragma: no cover
