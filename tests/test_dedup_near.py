@@ -19,7 +19,8 @@ from tests.conftest import stdlib_rows, write_jsonl
 
 
 def read_rows(path: Path) -> list[dict]:
-    data = zstandard.ZstdDecompressor().stream_reader(open(path, "rb")).read()
+    with open(path, "rb") as f:
+        data = zstandard.ZstdDecompressor().stream_reader(f).read()
     return [json.loads(line) for line in data.splitlines() if line.strip()]
 
 
