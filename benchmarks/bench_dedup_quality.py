@@ -26,11 +26,15 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from preprocessing.dedup.index import cluster_contents  # noqa: E402
-from preprocessing.dedup.minhash import MinHashSignature, NearDedupConfig, encode_content  # noqa: E402
-from preprocessing.hashing import keyed_uniform, record_key  # noqa: E402
-from preprocessing.readers import InputConfig, open_reader  # noqa: E402
-from preprocessing.record import CodeFile  # noqa: E402
+from preprocessing.dedup.index import cluster_contents
+from preprocessing.dedup.minhash import (
+    MinHashSignature,
+    NearDedupConfig,
+    encode_content,
+)
+from preprocessing.hashing import keyed_uniform, record_key
+from preprocessing.readers import InputConfig, open_reader
+from preprocessing.record import CodeFile
 
 NON_ALPHA = re.compile("[^A-Za-z_0-9]")
 

@@ -33,7 +33,7 @@ needs_numba = pytest.mark.skipif(not mh._HAVE_NUMBA, reason="numba not installed
 @needs_numba
 def test_numba_xxh64_matches_xxhash_package():
     buf = np.frombuffer(bytes(range(256)) * 2, dtype=np.uint8)
-    for n in range(0, 80):
+    for n in range(80):
         for seed in (0, 3):
             assert mh._xxh64(buf, 5, 5 + n, seed) == xxhash.xxh64_intdigest(bytes(buf[5 : 5 + n]), seed=seed)
 
@@ -44,7 +44,7 @@ def test_numba_xxh64_matches_xxhash_package():
 @pytest.mark.parametrize("ngram,lowercase", [(1, False), (5, True), (3, False)])
 def test_numba_and_numpy_backends_give_identical_signatures(ngram, lowercase):
     texts = stdlib_texts(40) + [b"", b"x", "caf\u00e9 \udcff na\u00efve".encode("utf-8", "surrogatepass")]
-    kw = dict(ngram=ngram, lowercase=lowercase, num_perm=64)
+    kw = {"ngram": ngram, "lowercase": lowercase, "num_perm": 64}
     fast = MinHashSignature(NearDedupConfig(backend="numba", **kw))
     ref = MinHashSignature(NearDedupConfig(backend="numpy", **kw))
     a, b = fast.signatures(texts), ref.signatures(texts)

@@ -19,7 +19,8 @@ from tests.conftest import stdlib_rows, write_jsonl
 
 
 def read_rows(path: Path) -> list[dict]:
-    data = zstandard.ZstdDecompressor().stream_reader(open(path, "rb")).read()
+    with open(path, "rb") as f:
+        data = zstandard.ZstdDecompressor().stream_reader(f).read()
     return [json.loads(line) for line in data.splitlines() if line.strip()]
 
 
@@ -190,3 +191,18 @@ def test_stream_hook_runs_stage_from_preset(tmp_path, capsys):
     stats = run_dedup_from_preset(run_dir=run, config_path=str(preset), workers=None, force=False)
     assert stats["config"]["keep"] == "longest" and stats["near_dedup"]["removed"] == 10
     assert "removed 10 near-duplicates" in capsys.readouterr().out
+
+
+def test_file_over_reader_limit_is_rejected_by_default_and_deduped_when_allowed(tmp_path):
+    # 12 MB here (the 50 MB case is tested on the signature kernel in test_dedup_minhash.py).
+    line = "value_{i} = compute(alpha_{j}, beta) + {i}\n"
+    big = "".join(line.format(i=i, j=i % 97) for i in range(300_000))
+    assert len(big) > 10 << 20
+    rows = [{"repo_name": "r", "path": "big.py", "content": big},
+            {"repo_name": "r", "path": "big_copy.py", "content": big + "extra_tail = 1\n"}]
+    write_jsonl(tmp_path / "big.jsonl", rows)
+    st = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(tmp_path / "big.jsonl")]), tmp_path / "a")
+    assert st["totals"]["rejected"] == {"too_large": 2}  # the reader's max_file_bytes (10 MB) applies
+    st = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(tmp_path / "big.jsonl")], max_file_bytes=64 << 20),
+                        tmp_path / "b")
+    assert st["totals"]["kept"] == 1 and st["near_dedup"]["removed"] == 1

@@ -21,7 +21,12 @@ from typing import Any
 import numpy as np
 
 from preprocessing.dedup.lsh import ENTRY_BYTES, BandTables
-from preprocessing.dedup.minhash import MinHashSignature, NearDedupConfig, estimated_jaccard, exact_jaccard
+from preprocessing.dedup.minhash import (
+    MinHashSignature,
+    NearDedupConfig,
+    estimated_jaccard,
+    exact_jaccard,
+)
 from preprocessing.dedup.unionfind import UnionFind
 
 _VERIFY_BATCH = 8192
@@ -86,9 +91,9 @@ class NearDedupIndex:
             self.bands, int(cfg.memory_budget_mb * (1 << 20)), self.work_dir / "spill", cfg.spill_partitions
         )
         self._sig_path = self.work_dir / "signatures.u32"
-        self._sig_out = open(self._sig_path, "wb")
+        self._sig_out = open(self._sig_path, "wb")  # noqa: SIM115 - appended to across add() calls
         self._sh_path = self.work_dir / "shingles.u64"
-        self._sh_out = open(self._sh_path, "wb") if cfg.verify == "exact" else None
+        self._sh_out = open(self._sh_path, "wb") if cfg.verify == "exact" else None  # noqa: SIM115
         self._sh_counts: list[np.ndarray] = []
         self._scores: list[np.ndarray] = []
         self._clusterable: list[np.ndarray] = []
@@ -156,7 +161,7 @@ class NearDedupIndex:
             "files": n,
             "too_short_to_cluster": int((~clusterable).sum()),
             "files_in_clusters": int(member.sum()),
-            "clusters": int(len(cluster_sizes)),
+            "clusters": len(cluster_sizes),
             "removed": int(drop.sum()),
             "largest_cluster": int(cluster_sizes.max()) if len(cluster_sizes) else 0,
             "cluster_size_histogram": size_histogram(cluster_sizes),

@@ -126,7 +126,9 @@ class NearDedupConfig:
 
 @functools.lru_cache(maxsize=64)
 def _optimal_lsh_params(threshold: float, num_perm: int, fp_weight: float, fn_weight: float) -> tuple[int, int]:
-    from datasketch.lsh import _optimal_param  # imports scipy.integrate: ~0.5 s, paid once per process
+    from datasketch.lsh import (
+        _optimal_param,  # imports scipy.integrate: ~0.5 s, paid once per process
+    )
 
     b, r = _optimal_param(threshold, num_perm, fp_weight, fn_weight)
     return int(b), int(r)

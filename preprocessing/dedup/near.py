@@ -24,7 +24,11 @@ import orjson
 
 from preprocessing.config import to_dict
 from preprocessing.dedup.index import ClusterResult, NearDedupIndex, SketchBatch, sketch
-from preprocessing.dedup.minhash import MinHashSignature, NearDedupConfig, encode_content
+from preprocessing.dedup.minhash import (
+    MinHashSignature,
+    NearDedupConfig,
+    encode_content,
+)
 from preprocessing.io import read_json, remove_stale_tmp, write_json_atomic
 from preprocessing.manifest import RunManifest
 from preprocessing.parallel import ordered_map
