@@ -86,6 +86,27 @@ def test_truncated_compressed_file_keeps_complete_lines_and_names_the_rest(tmp_p
     assert [r.path for r in ok] == [r["path"] for r in rows[: len(ok)]]
 
 
+@pytest.mark.parametrize("chunk", [1, 3, 7, 64, 1 << 20])
+def test_iter_lines_splits_like_bytes_split_for_any_chunk_size(tmp_path: Path, monkeypatch, chunk: int):
+    from preprocessing.readers import jsonl
+
+    monkeypatch.setattr(jsonl, "_CHUNK", chunk)
+    data = b"a\n\nbc\n" + b"x" * 5000 + b"\n" + b"yy\nlast line, no newline"
+    path = tmp_path / "lines.jsonl"
+    path.write_bytes(data)
+    assert list(jsonl.iter_lines(path)) == list(enumerate(data.split(b"\n"), 1))
+    path.write_bytes(data + b"\n")  # a final newline ends the last line, it does not open an empty one
+    assert list(jsonl.iter_lines(path)) == list(enumerate(data.split(b"\n"), 1))
+
+
+def test_iter_lines_is_linear_in_one_long_line(tmp_path: Path):
+    from preprocessing.readers.jsonl import iter_lines
+
+    path = tmp_path / "long.jsonl"
+    path.write_bytes(b"z" * (64 << 20) + b"\nend\n")  # 64 chunks: joined once, not copied per chunk
+    assert [(n, len(line)) for n, line in iter_lines(path)] == [(1, 64 << 20), (2, 3)]
+
+
 def test_empty_file_warns_and_empty_dir_or_missing_path_is_an_error(tmp_path: Path):
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")

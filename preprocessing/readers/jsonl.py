@@ -83,7 +83,10 @@ def _iter_plain_chunks(f: BinaryIO) -> Iterator[bytes]:
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, raw line without newline) for a plain, .gz or .zst file. Raises TruncatedInput
-    (after yielding the complete lines) and leaves the partial last line to the caller via the exception."""
+    (after yielding the complete lines) and leaves the partial last line to the caller via the exception.
+
+    Linear in the input: the pieces of a line that spans chunks are joined once, at its newline.
+    """
     name = path.name
     if name.endswith(".zst"):
         chunks_of = _iter_zstd_chunks
@@ -92,23 +95,29 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     else:
         chunks_of = _iter_plain_chunks
     lineno = 0
-    rest = b""
+    pending: list[bytes] = []  # pieces of the line that is not complete yet
     with open(path, "rb") as f:
         try:
             for chunk in chunks_of(f):
-                data = rest + chunk if rest else chunk
-                lines = data.split(b"\n")
-                rest = lines.pop()
+                if b"\n" not in chunk:
+                    pending.append(chunk)
+                    continue
+                lines = chunk.split(b"\n")
+                if pending:
+                    pending.append(lines[0])
+                    lines[0] = b"".join(pending)
+                last = lines.pop()
+                pending = [last] if last else []
                 for line in lines:
                     lineno += 1
                     yield lineno, line
         except TruncatedInput as exc:
-            exc.partial = rest  # type: ignore[attr-defined]
+            exc.partial = b"".join(pending)  # type: ignore[attr-defined]
             exc.lineno = lineno + 1  # type: ignore[attr-defined]
             raise
-    if rest:
+    if pending:
         lineno += 1
-        yield lineno, rest
+        yield lineno, b"".join(pending)
 
 
 @dataclass

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from preprocessing.readers.base import FileDumpReader, InputError
 from preprocessing.readers.jsonl import row_to_record
 from preprocessing.record import CodeFile, Rejected
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 PARQUET_SUFFIXES = (".parquet",)
 
@@ -30,13 +31,19 @@ class ParquetUnit:
 
 
 class ParquetReader(FileDumpReader):
-    """Streams Parquet files row group by row group; all columns other than the mapped ones are kept."""
+    """Streams Parquet files row group by row group; all columns other than the mapped ones are kept.
+
+    pyarrow is imported on first use (~0.1 s), so commands that read JSONL never load it.
+    """
 
     name = "parquet"
 
     suffixes = PARQUET_SUFFIXES
 
     def _open(self, source: str) -> pq.ParquetFile:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         try:
             return pq.ParquetFile(source)
         except (OSError, pa.ArrowException) as exc:
@@ -61,6 +68,8 @@ class ParquetReader(FileDumpReader):
                 first += rows
 
     def decode(self, unit: ParquetUnit) -> Iterator[CodeFile | Rejected]:
+        import pyarrow as pa
+
         pf = self._open(unit.source)
         row = unit.first_row
         try:
