@@ -96,6 +96,32 @@ def test_lsh_params_come_from_datasketch():
     assert NearDedupConfig(bands=64, rows=4).lsh_params == (64, 4)
 
 
+def test_lsh_params_are_memoised_on_disk_without_importing_datasketch_again(tmp_path, monkeypatch):
+    import sys
+
+    from datasketch.lsh import _optimal_param
+
+    from preprocessing.dedup import minhash
+
+    cache = tmp_path / "lsh_params.json"
+    monkeypatch.setattr(minhash, "_lsh_cache_path", lambda: cache)
+    minhash._optimal_lsh_params.cache_clear()
+    assert minhash._optimal_lsh_params(0.8, 128, 0.3, 0.7) == _optimal_param(0.8, 128, 0.3, 0.7)
+    assert cache.exists()
+    # A new process (here: a cleared per-process cache and no importable datasketch) reads it back.
+    minhash._optimal_lsh_params.cache_clear()
+    monkeypatch.setitem(sys.modules, "datasketch.lsh", None)
+    assert minhash._optimal_lsh_params(0.8, 128, 0.3, 0.7) == _optimal_param(0.8, 128, 0.3, 0.7)
+    with pytest.raises(ImportError):  # an unseen argument still goes to datasketch
+        minhash._optimal_lsh_params(0.9, 128, 0.3, 0.7)
+    # A damaged cache is recomputed, not trusted.
+    monkeypatch.delitem(sys.modules, "datasketch.lsh")
+    cache.write_text("{not json")
+    minhash._optimal_lsh_params.cache_clear()
+    assert minhash._optimal_lsh_params(0.8, 128, 0.3, 0.7) == _optimal_param(0.8, 128, 0.3, 0.7)
+    minhash._optimal_lsh_params.cache_clear()
+
+
 @pytest.mark.parametrize(
     "kw,match",
     [

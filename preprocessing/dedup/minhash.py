@@ -18,8 +18,12 @@ docs/dedup.md) and a reference over ``re`` + the ``xxhash`` package + numpy.
 from __future__ import annotations
 
 import functools
+import importlib.util
+import json
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import xxhash
@@ -124,13 +128,55 @@ class NearDedupConfig:
         return self.backend == "numba" or (self.backend == "auto" and _HAVE_NUMBA)
 
 
+def _lsh_cache_path() -> Path:
+    """Where datasketch's (bands, rows) choices are kept across processes: beside the numba kernel cache."""
+    return Path(__file__).with_name("__pycache__") / "lsh_params.json"
+
+
+def _datasketch_stamp() -> str | None:
+    """Size and mtime of the installed datasketch/lsh.py (found without importing it), or None."""
+    spec = importlib.util.find_spec("datasketch")
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        st = os.stat(os.path.join(os.path.dirname(spec.origin), "lsh.py"))
+    except OSError:
+        return None
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 @functools.lru_cache(maxsize=64)
 def _optimal_lsh_params(threshold: float, num_perm: int, fp_weight: float, fn_weight: float) -> tuple[int, int]:
-    from datasketch.lsh import (
-        _optimal_param,  # imports scipy.integrate: ~0.5 s, paid once per process
-    )
+    """datasketch.lsh._optimal_param, memoised per process and on disk.
+
+    Importing datasketch loads scipy.integrate (~0.6 s) and the integration takes ~0.1 s: a
+    process start would pay both for two integers. The on-disk memo is keyed by the arguments and
+    the installed datasketch/lsh.py (size, mtime), so a changed datasketch recomputes; a cache that
+    cannot be read or written is skipped.
+    """
+    stamp = _datasketch_stamp()
+    key = f"{threshold!r}|{num_perm}|{fp_weight!r}|{fn_weight!r}|{stamp}"
+    path = _lsh_cache_path()
+    memo: dict = {}
+    if stamp is not None:
+        try:
+            memo = json.loads(path.read_text())
+            b, r = memo[key]
+            return int(b), int(r)
+        except (OSError, ValueError, KeyError, TypeError):
+            memo = memo if isinstance(memo, dict) and len(memo) < 256 else {}
+    from datasketch.lsh import _optimal_param
 
     b, r = _optimal_param(threshold, num_perm, fp_weight, fn_weight)
+    if stamp is not None:
+        memo[key] = [int(b), int(r)]
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(exist_ok=True)
+            tmp.write_text(json.dumps(memo, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
     return int(b), int(r)
 
 
