@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import orjson
 import pytest
 import yaml
 import zstandard
@@ -206,3 +207,73 @@ def test_file_over_reader_limit_is_rejected_by_default_and_deduped_when_allowed(
     st = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(tmp_path / "big.jsonl")], max_file_bytes=64 << 20),
                         tmp_path / "b")
     assert st["totals"]["kept"] == 1 and st["near_dedup"]["removed"] == 1
+
+
+def canonical_line(row: dict) -> bytes:
+    """A row as `stream` writes it (RUN/clean): pass 2 copies such lines without parsing them."""
+    first = {k: row.get(k) for k in ("repo_name", "path", "license")}
+    rest = {k: v for k, v in row.items() if k not in (*first, "content")}
+    return orjson.dumps({**first, **rest, "content": row["content"]}) + b"\n"
+
+
+@pytest.fixture
+def mixed_dump(tmp_path: Path) -> Path:
+    """Verbatim (canonical) lines and lines to rewrite (json.dumps spacing and escapes, other key
+    order), near-duplicates in both forms, blank and rejected lines, in one .zst and one plain file."""
+    rows = dump_rows()[:-1]
+    lines = [canonical_line(r) if i % 3 else json.dumps(r).encode() + b"\n" for i, r in enumerate(rows)]
+    lines.insert(7, b"\n")
+    lines.insert(12, b'{"repo_name": "r", "path": "e.py", "content": "  \\n"}\n')
+    d = tmp_path / "mixed"
+    d.mkdir()
+    (d / "a.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(b"".join(lines[:25])))
+    (d / "b.jsonl").write_bytes(b"".join(lines[25:]) + b"{cut")
+    return d
+
+
+def test_pass2_writes_exactly_the_reserialised_rows_of_kept_records(mixed_dump, tmp_path):
+    from preprocessing.readers import JsonlReader
+    from preprocessing.record import CodeFile
+
+    records = [r for r in JsonlReader(str(mixed_dump)).records() if isinstance(r, CodeFile)]
+    for workers, batch in [(1, 256), (2, 5)]:
+        out = tmp_path / f"out{workers}"
+        st = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(mixed_dump)], batch_records=batch), out,
+                            workers=workers)
+        removed = {m["ordinal"] for c in read_rows(out / "clusters.jsonl.zst") for m in c["members"]
+                   if m["ordinal"] != c["kept"]}
+        assert len(removed) == st["near_dedup"]["removed"] == 10
+        expected = b"".join(orjson.dumps(r.to_json_dict()) + b"\n" for i, r in enumerate(records) if i not in removed)
+        with open(out / "part-00000.jsonl.zst", "rb") as f:
+            assert zstandard.ZstdDecompressor().stream_reader(f).read() == expected
+        assert st["totals"]["rejected"] == {"empty_content": 1, "invalid_json": 1}
+    assert outputs(tmp_path / "out1") == outputs(tmp_path / "out2")
+
+
+def test_bytes_are_utf8_content_bytes(mixed_dump, tmp_path):
+    from preprocessing.readers import JsonlReader
+    from preprocessing.record import CodeFile, Rejected
+
+    items = list(JsonlReader(str(mixed_dump)).records())
+    st = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(mixed_dump)]), tmp_path / "out")
+    size = [len(r.content.encode("utf-8", "surrogatepass")) for r in items if isinstance(r, CodeFile)]
+    rejected = sum(r.nbytes for r in items if isinstance(r, Rejected))
+    kept = read_rows(tmp_path / "out" / "part-00000.jsonl.zst")
+    assert st["totals"]["bytes_read"] == sum(size) + rejected
+    assert st["totals"]["bytes_kept"] == sum(len(r["content"].encode()) for r in kept) < sum(size)
+
+
+def test_input_changed_between_the_passes_is_an_error(mixed_dump, tmp_path, monkeypatch):
+    from preprocessing.dedup.index import NearDedupIndex
+
+    cluster = NearDedupIndex.cluster
+    plain = mixed_dump / "b.jsonl"
+
+    def edit_then_cluster(self):  # a same-length edit of one verbatim line between the passes
+        data = plain.read_bytes()
+        plain.write_bytes(data.replace(b"import", b"IMPORT", 1))
+        return cluster(self)
+
+    monkeypatch.setattr(NearDedupIndex, "cluster", edit_then_cluster)
+    with pytest.raises(ValueError, match=r"input changed between the two passes of near-dedup \(lines of work unit 1 differ"):
+        run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(mixed_dump)]), tmp_path / "out")

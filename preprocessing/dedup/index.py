@@ -4,11 +4,11 @@ Files are added in input order (their ordinal is their position among the readab
 Per file the index holds in RAM: 12 bytes per LSH band in the band tables (18 bands at the
 default threshold 0.85: 216 bytes; spilled to disk past the memory budget), 1 byte of status
 and, unless keep=first, 8 bytes of keep-rule score; on disk, the signature (4 bytes per
-permutation: 1 KiB at 256) in a memmap, and with ``verify: exact`` the shingle hashes (8 bytes
-per distinct shingle). Clustering adds at most 30 bytes per file (union-find 4, cluster sizes 8,
-cluster id 4, kept 4, similarity 4, flags 2, sort temporaries for members only); pass 2 keeps
-the 13 bytes of cluster id, kept, similarity and drop flag plus 8 bytes of countdown per file.
-"""
+permutation: 1 KiB at 256) in a memmap, the UTF-8 content size (8 bytes, counted by pass 2)
+and with ``verify: exact`` the shingle hashes (8 bytes per distinct shingle). Clustering adds at
+most 30 bytes per file (union-find 4, cluster sizes 8, cluster id 4, kept 4, similarity 4,
+flags 2, sort temporaries for members only); pass 2 keeps the 13 bytes of cluster id, kept,
+similarity and drop flag plus 8 bytes of countdown per file."""
 
 from __future__ import annotations
 
@@ -75,6 +75,7 @@ class ClusterResult:
     similarity: np.ndarray  # float32[n]: estimated Jaccard to the kept file (members only)
     drop: np.ndarray  # bool[n]
     too_short: int
+    nbytes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # int64[n] UTF-8 content size (disk)
     stats: dict[str, Any] = field(default_factory=dict)
 
 
@@ -92,6 +93,8 @@ class NearDedupIndex:
         )
         self._sig_path = self.work_dir / "signatures.u32"
         self._sig_out = open(self._sig_path, "wb")  # noqa: SIM115 - appended to across add() calls
+        self._size_path = self.work_dir / "sizes.i64"
+        self._size_out = open(self._size_path, "wb")  # noqa: SIM115
         self._sh_path = self.work_dir / "shingles.u64"
         self._sh_out = open(self._sh_path, "wb") if cfg.verify == "exact" else None  # noqa: SIM115
         self._sh_counts: list[np.ndarray] = []
@@ -109,6 +112,7 @@ class NearDedupIndex:
             raise ValueError("near-dedup handles at most 2**31 - 1 files per run (int32 ordinals)")
         ok = batch.ntokens >= max(self.cfg.min_tokens, 1)
         self._sig_out.write(np.ascontiguousarray(batch.sig, dtype="<u4").tobytes())
+        self._size_out.write(np.ascontiguousarray(batch.nbytes, dtype="<i8").tobytes())
         if self._sh_out is not None:
             self._sh_out.write(np.ascontiguousarray(batch.shingles, dtype="<u8").tobytes())
             self._sh_counts.append(batch.shingle_counts)
@@ -121,6 +125,7 @@ class NearDedupIndex:
     def cluster(self) -> ClusterResult:
         """Verify candidate pairs, join them transitively and pick the kept file per cluster."""
         self._sig_out.close()
+        self._size_out.close()
         n, cfg = self.n, self.cfg
         clusterable = np.concatenate(self._clusterable) if self._clusterable else np.zeros(0, bool)
         sig = (
@@ -181,6 +186,7 @@ class NearDedupIndex:
             drop=drop,
             too_short=stats["too_short_to_cluster"],
             stats=stats,
+            nbytes=np.memmap(self._size_path, dtype="<i8", mode="r", shape=(n,)) if n else np.zeros(0, np.int64),
         )
 
     def _verifier(self, sig: np.ndarray):
@@ -232,16 +238,17 @@ class NearDedupIndex:
             "ram_bytes_per_file_clustering": self.bands * ENTRY_BYTES + 1 + score + 30,
             "ram_bytes_per_file_pass2": 13 + 8,
             "disk_signature_bytes_per_file": 4 * self.cfg.num_perm,
+            "disk_size_bytes_per_file": 8,
             "memory_budget_mb": self.cfg.memory_budget_mb,
         }
 
     def close(self) -> None:
         """Delete the work files (signatures, shingles, spill partitions)."""
-        for f in (self._sig_out, self._sh_out):
+        for f in (self._sig_out, self._size_out, self._sh_out):
             if f is not None and not f.closed:
                 f.close()
         self.tables.cleanup()
-        for p in (self._sig_path, self._sh_path):
+        for p in (self._sig_path, self._size_path, self._sh_path):
             p.unlink(missing_ok=True)
 
 

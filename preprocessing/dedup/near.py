@@ -6,6 +6,11 @@ spilled, signatures in a disk memmap). Clustering verifies the candidate pairs a
 with a union-find. Pass 2 streams the input again and writes every record that is not a
 removed near-duplicate, unchanged, plus ``clusters.jsonl.zst`` and ``stats.json``. The
 outcome depends only on the input and the config: never on the number of workers.
+
+With JSON Lines input, pass 1 also notes per line whether the line is exactly what pass 2
+would write for its record (the case of RUN/clean): pass 2 then copies such lines without
+parsing them, and decodes again only the other lines, the rejected ones and cluster members.
+Bytes are counted as UTF-8 content bytes, as in `stream` and `pack`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import xxhash
 
 from preprocessing.config import to_dict
 from preprocessing.dedup.index import ClusterResult, NearDedupIndex, SketchBatch, sketch
@@ -32,7 +38,14 @@ from preprocessing.dedup.minhash import (
 from preprocessing.io import read_json, remove_stale_tmp, write_json_atomic
 from preprocessing.manifest import RunManifest
 from preprocessing.parallel import ordered_map
-from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
+from preprocessing.readers import (
+    InputConfig,
+    JsonlReader,
+    Reader,
+    limit_units,
+    open_reader,
+)
+from preprocessing.readers.jsonl import JsonlUnit
 from preprocessing.record import CodeFile, Rejected
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
@@ -40,6 +53,14 @@ from preprocessing.writers import ShardedJsonlWriter
 STATS_FORMAT_VERSION = 1
 STAGE = "near_dedup"
 DROP_REASON = "near_duplicate"
+CHANGED = "the input changed between the two passes of near-dedup ({}); re-run"
+
+# What pass 1 found on each JSON line (1 byte per line, kept in RAM between the passes).
+LINE_VERBATIM = 0  # a record whose line is byte for byte the row pass 2 writes: copied unparsed
+LINE_REWRITE = 1  # a record whose row pass 2 serialises again (other key order, spacing, escapes)
+LINE_REJECTED = 2  # rejected by the reader (re-decoded in pass 2 for its reason)
+# Per record, what pass 2 must know about it (1 byte per record of a unit).
+_MEMBER, _DROPPED = 1, 2
 
 
 @dataclass
@@ -48,13 +69,18 @@ class UnitSketch:
 
     rejected: list[tuple[str, int]]
     batch: SketchBatch
+    lines: bytes = b""  # JSON Lines input: LINE_* of each line of the unit
+    digest: int = 0  # JSON Lines input: hash of the unit's lines (pass 2 checks it)
 
 
 @dataclass
 class UnitRows:
-    """Pass-2 result of one work unit: serialised records (or rejections) in input order."""
+    """Pass-2 result of one work unit: per record in input order the line to write (None when the
+    record is removed) with its repo_name and path (set for cluster members), and the rejections."""
 
-    items: list[tuple[bytes, str, str] | tuple[None, str, int]] = field(default_factory=list)
+    records: list[tuple[bytes | None, str, str]] = field(default_factory=list)
+    rejected: list[tuple[str, int]] = field(default_factory=list)
+    digest: int = 0
 
 
 class _Worker:
@@ -102,13 +128,77 @@ def _sketch_unit(unit: Any) -> UnitSketch:
     return UnitSketch(rejected, sketch(contents, scores, _STATE.hasher))
 
 
+def _lines_digest(unit: JsonlUnit) -> int:
+    h = xxhash.xxh3_64()
+    for _, line in unit.lines:
+        h.update(line)
+        h.update(b"\n")
+    return h.intdigest()
+
+
+def _sketch_lines_unit(unit: JsonlUnit) -> UnitSketch:
+    """Pass 1 over JSON lines: :func:`_sketch_unit`, plus the LINE_* of each line and a digest."""
+    reader: JsonlReader = _STATE.reader  # type: ignore[assignment]
+    cfg = _STATE.hasher.cfg
+    rejected: list[tuple[str, int]] = []
+    contents: list[bytes] = []
+    scores: list[int] = []
+    status = bytearray(len(unit.lines))
+    for i, (lineno, line) in enumerate(unit.lines):
+        item = reader.decode_line(unit.source, lineno, line)
+        if isinstance(item, Rejected):
+            rejected.append((item.reason, item.nbytes))
+            status[i] = LINE_REJECTED
+            continue
+        if orjson.dumps(item.to_json_dict()) != line:
+            status[i] = LINE_REWRITE
+        data = encode_content(item.content)
+        contents.append(data)
+        scores.append(keep_score(item, data, cfg))
+    rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
+    return UnitSketch(rejected, sketch(contents, scores, _STATE.hasher), bytes(status), _lines_digest(unit))
+
+
 def _rows_unit(unit: Any) -> UnitRows:
     out = UnitRows()
     for item in _STATE.reader.decode(unit):
         if isinstance(item, Rejected):
-            out.items.append((None, item.reason, item.nbytes))
+            out.rejected.append((item.reason, item.nbytes))
         else:
-            out.items.append((orjson.dumps(item.to_json_dict()) + b"\n", item.repo_name, item.path))
+            out.records.append((orjson.dumps(item.to_json_dict()) + b"\n", item.repo_name, item.path))
+    return out
+
+
+def _rows_lines_unit(job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
+    """Pass 2 over JSON lines: a verbatim line of a kept file that is in no cluster is written as
+    read; the others are decoded again (rewritten rows, cluster members' names, rejections)."""
+    unit, status, flags = job
+    reader: JsonlReader = _STATE.reader  # type: ignore[assignment]
+    out = UnitRows(digest=_lines_digest(unit))
+    records, r = out.records, 0
+    for (lineno, line), st in zip(unit.lines, status):
+        if st == LINE_REJECTED:
+            item = reader.decode_line(unit.source, lineno, line)
+            if isinstance(item, CodeFile):
+                raise ValueError(CHANGED.format(f"{unit.source}:{lineno} was rejected, now it is not"))
+            out.rejected.append((item.reason, item.nbytes))
+            continue
+        f = flags[r]
+        r += 1
+        if f == 0 and st == LINE_VERBATIM:
+            records.append((line + b"\n", "", ""))
+            continue
+        item = reader.decode_line(unit.source, lineno, line)
+        if not isinstance(item, CodeFile):
+            raise ValueError(CHANGED.format(f"{unit.source}:{lineno} is rejected now"))  # noqa: TRY004 - not a type error
+        if f & _DROPPED:
+            text = None
+        elif st == LINE_VERBATIM:
+            text = line + b"\n"
+        else:
+            text = orjson.dumps(item.to_json_dict()) + b"\n"
+        records.append((text, item.repo_name, item.path))
+    out.rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
     return out
 
 
@@ -149,25 +239,28 @@ def run_near_dedup(
     shutil.rmtree(work_dir, ignore_errors=True)
     stats = StageStats(STAGE)  # counted in pass 2; pass 1 counts rejections only to check the input
     pass1_rejected: Counter = Counter()
+    lines = LineNotes() if isinstance(reader, JsonlReader) else None
     t0 = time.perf_counter()
     index = NearDedupIndex(cfg, work_dir)
     try:
         # Pass 1: signatures and band keys, in parallel, appended in input order.
-        for res in ordered_map(_sketch_unit, _units(reader, limit), workers=workers, window=2 * workers,
-                               initializer=_init_worker, initargs=(reader, cfg)):
+        for res in ordered_map(_sketch_unit if lines is None else _sketch_lines_unit, _units(reader, limit),
+                               workers=workers, window=2 * workers, initializer=_init_worker, initargs=(reader, cfg)):
             for reason, _nbytes in res.rejected:
                 pass1_rejected[reason] += 1
             index.add(res.batch)
+            if lines is not None:
+                lines.add(res.lines, res.digest)
         t1 = time.perf_counter()
         result = index.cluster()
         t2 = time.perf_counter()
         # Pass 2: stream the input again, keep what is not a removed near-duplicate.
         with ShardedJsonlWriter(out_dir, "part", cfg.shard_max_bytes, cfg.compression_level) as writer, \
                 ShardedJsonlWriter(out_dir, "clusters", 1 << 62, cfg.compression_level) as cluster_writer:
-            _filter_pass(cfg, reader, limit, workers, result, stats, writer, cluster_writer)
+            _filter_pass(cfg, reader, limit, workers, result, stats, writer, cluster_writer, lines)
         t3 = time.perf_counter()
         if pass1_rejected != stats.rejected:
-            raise ValueError("the input changed between the two passes of near-dedup (rejections differ); re-run")
+            raise ValueError(CHANGED.format("rejections differ"))
     finally:
         index.close()
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -202,6 +295,33 @@ def run_near_dedup(
     return out
 
 
+@dataclass
+class LineNotes:
+    """What pass 1 noted about JSON lines for pass 2: LINE_* per line (1 byte) and a digest per unit."""
+
+    status: bytearray = field(default_factory=bytearray)
+    digests: list[int] = field(default_factory=list)
+
+    def add(self, status: bytes, digest: int) -> None:
+        self.status += status
+        self.digests.append(digest)
+
+    def jobs(self, units: Iterator[JsonlUnit], result: ClusterResult) -> Iterator[tuple[JsonlUnit, bytes, bytes]]:
+        """Pass-2 work units: each with its lines' LINE_* and its records' _MEMBER/_DROPPED flags."""
+        pos = ordinal = 0
+        for u, unit in enumerate(units):
+            status = bytes(self.status[pos : pos + len(unit.lines)])
+            k = len(status) - status.count(LINE_REJECTED)
+            if u >= len(self.digests) or len(status) != len(unit.lines) or ordinal + k > result.n:
+                raise ValueError(CHANGED.format("more records"))
+            sl = slice(ordinal, ordinal + k)
+            flags = (result.cluster[sl] >= 0).astype(np.uint8) | (result.drop[sl].astype(np.uint8) << 1)
+            pos, ordinal = pos + len(unit.lines), ordinal + k
+            yield unit, status, flags.tobytes()
+        if pos != len(self.status):
+            raise ValueError(CHANGED.format("fewer records"))
+
+
 def _filter_pass(
     cfg: NearDedupConfig,
     reader: Reader,
@@ -211,38 +331,50 @@ def _filter_pass(
     stats: StageStats,
     writer: ShardedJsonlWriter,
     cluster_writer: ShardedJsonlWriter,
+    lines: LineNotes | None = None,
 ) -> None:
     """Write the kept records and, as each cluster's last member passes, its clusters.jsonl row."""
     cluster, kept, sim, drop = result.cluster, result.kept, result.similarity, result.drop
     left = np.bincount(cluster[cluster >= 0], minlength=result.n) if result.n else np.zeros(0, np.int64)
     open_clusters: dict[int, list[dict[str, Any]]] = {}
     ordinal = 0
-    for res in ordered_map(_rows_unit, _units(reader, limit), workers=workers, window=2 * workers,
-                           initializer=_init_worker, initargs=(reader, cfg)):
-        for line, a, b in res.items:
-            if line is None:
-                stats.reject(a, b)
-                continue
-            if ordinal >= result.n:
-                raise ValueError("the input changed between the two passes of near-dedup (more records); re-run")
-            if drop[ordinal]:
-                stats.drop(DROP_REASON, len(line))
+    units = _units(reader, limit)
+    if lines is None:
+        results = ordered_map(_rows_unit, units, workers=workers, window=2 * workers,
+                              initializer=_init_worker, initargs=(reader, cfg))
+    else:
+        results = ordered_map(_rows_lines_unit, lines.jobs(units, result), workers=workers, window=2 * workers,
+                              initializer=_init_worker, initargs=(reader, cfg))
+    for u, res in enumerate(results):
+        if lines is not None and res.digest != lines.digests[u]:
+            raise ValueError(CHANGED.format(f"lines of work unit {u} differ"))
+        for reason, nbytes in res.rejected:
+            stats.reject(reason, nbytes)
+        k = len(res.records)
+        if ordinal + k > result.n:
+            raise ValueError(CHANGED.format("more records"))
+        sizes = result.nbytes[ordinal : ordinal + k].tolist()
+        dropped = drop[ordinal : ordinal + k].tolist()
+        clusters = cluster[ordinal : ordinal + k].tolist()
+        for i, (line, a, b) in enumerate(res.records):
+            if dropped[i]:
+                stats.drop(DROP_REASON, sizes[i])
             else:
-                stats.keep(len(line))
-                writer.write_line(line)
-            c = int(cluster[ordinal])
+                stats.keep(sizes[i])
+                writer.write_line(line)  # type: ignore[arg-type]
+            c = clusters[i]
             if c >= 0:
                 members = open_clusters.setdefault(c, [])
-                members.append({"ordinal": ordinal, "repo_name": a, "path": b,
-                                "similarity": round(float(sim[ordinal]), 4)})
+                members.append({"ordinal": ordinal + i, "repo_name": a, "path": b,
+                                "similarity": round(float(sim[ordinal + i]), 4)})
                 left[c] -= 1
                 if left[c] == 0:
-                    cluster_writer.write_row({"cluster": c, "size": len(members), "kept": int(kept[ordinal]),
+                    cluster_writer.write_row({"cluster": c, "size": len(members), "kept": int(kept[ordinal + i]),
                                               "members": members})
                     del open_clusters[c]
-            ordinal += 1
+        ordinal += k
     if ordinal != result.n:
-        raise ValueError("the input changed between the two passes of near-dedup (fewer records); re-run")
+        raise ValueError(CHANGED.format("fewer records"))
     if cluster_writer.rows == 0:
         cluster_writer.write_line(b"")  # an empty (but valid) clusters file
 

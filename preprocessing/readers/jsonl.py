@@ -211,21 +211,24 @@ class JsonlReader(FileDumpReader):
                 yield unit
 
     def decode(self, unit: JsonlUnit) -> Iterator[CodeFile | Rejected]:
-        cols = self.columns
         for lineno, line in unit.lines:
-            nbytes = len(line) + 1
+            yield self.decode_line(unit.source, lineno, line)
+        yield from unit.rejected
+
+    def decode_line(self, source: str, lineno: int, line: bytes) -> CodeFile | Rejected:
+        """The record (or rejection) of one raw line; :meth:`decode` is this for each line of a unit."""
+        nbytes = len(line) + 1
+        try:
+            row = orjson.loads(line)  # validates UTF-8 itself: no decoded copy for the common case
+        except orjson.JSONDecodeError:
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError:
-                yield Rejected("invalid_utf8", unit.source, lineno, nbytes)
-                continue
+                return Rejected("invalid_utf8", source, lineno, nbytes)
             try:
                 row = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
-                yield Rejected("invalid_json", unit.source, lineno, nbytes, detail=str(exc)[:200])
-                continue
-            if not isinstance(row, dict):
-                yield Rejected("invalid_json", unit.source, lineno, nbytes, detail="not a JSON object")
-                continue
-            yield row_to_record(row, cols, unit.source, lineno, nbytes, self.max_file_bytes)
-        yield from unit.rejected
+                return Rejected("invalid_json", source, lineno, nbytes, detail=str(exc)[:200])
+        if not isinstance(row, dict):
+            return Rejected("invalid_json", source, lineno, nbytes, detail="not a JSON object")
+        return row_to_record(row, self.columns, source, lineno, nbytes, self.max_file_bytes)
