@@ -248,6 +248,16 @@ def test_pass2_writes_exactly_the_reserialised_rows_of_kept_records(mixed_dump, 
             assert zstandard.ZstdDecompressor().stream_reader(f).read() == expected
         assert st["totals"]["rejected"] == {"empty_content": 1, "invalid_json": 1}
     assert outputs(tmp_path / "out1") == outputs(tmp_path / "out2")
+    # All verbatim (RUN/clean): pass 2 runs in the main process whatever the workers, same outputs.
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "part-00000.jsonl").write_bytes(b"".join(canonical_line(r) for r in dump_rows()[:-1]))
+    for workers in (1, 2):
+        run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(clean)], batch_records=9), tmp_path / f"c{workers}",
+                       workers=workers)
+    assert outputs(tmp_path / "c1") == outputs(tmp_path / "c2")
+    with open(tmp_path / "c1" / "part-00000.jsonl.zst", "rb") as f:
+        assert len(zstandard.ZstdDecompressor().stream_reader(f).read().splitlines()) == len(dump_rows()) - 1 - 10
 
 
 def test_bytes_are_utf8_content_bytes(mixed_dump, tmp_path):

@@ -343,8 +343,11 @@ def _filter_pass(
         results = ordered_map(_rows_unit, units, workers=workers, window=2 * workers,
                               initializer=_init_worker, initargs=(reader, cfg))
     else:
-        results = ordered_map(_rows_lines_unit, lines.jobs(units, result), workers=workers, window=2 * workers,
-                              initializer=_init_worker, initargs=(reader, cfg))
+        # Copying verbatim lines is no work for a worker: shipping them there and back would cost
+        # more than it saves, so workers only help when many lines must be serialised again.
+        pass2_workers = workers if 4 * lines.status.count(LINE_REWRITE) > len(lines.status) else 1
+        results = ordered_map(_rows_lines_unit, lines.jobs(units, result), workers=pass2_workers,
+                              window=2 * pass2_workers, initializer=_init_worker, initargs=(reader, cfg))
     for u, res in enumerate(results):
         if lines is not None and res.digest != lines.digests[u]:
             raise ValueError(CHANGED.format(f"lines of work unit {u} differ"))
