@@ -10,8 +10,9 @@ deduplicated shards, and the wall time includes the interpreter start and import
   same single pass (no second pass, no verification: generous to the baseline).
 * ours: the `dedup` command (two passes, verified clusters, clusters.jsonl.zst, stats.json).
 
-Two input sizes (``--mb`` and 4x ``--mb``) give MB/s per core and peak RSS (main process and
-largest worker).
+Two input sizes (``--mb`` and 4x ``--mb``) give MB/s per core, peak RSS (main process and
+largest worker) and the CPU time of each run (user + system, the process and its workers), which
+is steadier than wall time on a loaded machine.
 
     python benchmarks/bench_dedup_speed.py                  # 10 and 40 MB, 1 worker, ~1 min
     python benchmarks/bench_dedup_speed.py --mb 50 --workers 2
@@ -162,6 +163,8 @@ def child(method: str, inp: Path, out: Path, workers: int) -> None:
     res = fn(inp, out, workers)
     res["rss_main_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res["rss_worker_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    res["cpu_s"] = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+                       for f in ("ru_utime", "ru_stime"))
     print("RESULT " + json.dumps(res))
 
 
@@ -197,7 +200,7 @@ def main() -> None:
         timed("ours", warm, tmp / "warm_out", args.workers)  # numba JIT cache filled before timing
         print(f"workers={args.workers} (both methods); wall = process start to exit, imports included")
         print(f"{'input MB':>8s} {'method':>11s} {'wall s':>7s} {'MB/s/core':>9s} {'RSS main':>9s} "
-              f"{'RSS wkr':>8s} {'removed':>8s} {'speedup':>8s}")
+              f"{'RSS wkr':>8s} {'removed':>8s} {'speedup':>8s} {'cpu s':>6s} {'cpu speedup':>11s}")
         for mb in (args.mb, 4 * args.mb):
             inp = tmp / f"in{mb}"
             real_mb = make_dump(inp, mb)
@@ -205,8 +208,9 @@ def main() -> None:
             for m, r in res.items():
                 speed = real_mb / r["wall_s"] / args.workers
                 ratio = res["datasketch"]["wall_s"] / r["wall_s"]
+                cpu_ratio = res["datasketch"]["cpu_s"] / r["cpu_s"]
                 print(f"{real_mb:8.1f} {m:>11s} {r['wall_s']:7.2f} {speed:9.1f} {r['rss_main_mb']:8.0f}M "
-                      f"{r['rss_worker_mb']:7.0f}M {r['removed']:8d} {ratio:7.1f}x")
+                      f"{r['rss_worker_mb']:7.0f}M {r['removed']:8d} {ratio:7.1f}x {r['cpu_s']:6.2f} {cpu_ratio:10.1f}x")
             o = res["ours"]
             print(f"{'':8s} ours: pass1 {o['pass1_s']:.2f}s, cluster {o['cluster_s']:.2f}s, pass2 {o['pass2_s']:.2f}s")
         mb, t_ds, t_ours, t_np = sketch_only(tmp / f"in{4 * args.mb}")
