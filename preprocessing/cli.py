@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-DEFAULT_RUN = "runs/default"
-
-
-def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the toolkit's own errors (bad config, unreadable input) into one line and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, OSError) as exc:  # ConfigError, InputError, ShardError are ValueErrors
-            if isinstance(exc, OSError) and not getattr(exc, "filename", None):
-                raise
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-
-    return wrapper
+from preprocessing.cli_common import DEFAULT_RUN, clean_errors
 
 
 def print_json(obj: Any) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
+
+from preprocessing.cli_common import clean_errors
 
 
 @click.command("report")
@@ -15,21 +16,18 @@ import click
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its report: section is used.")
 @click.option("--no-plots", is_flag=True, default=None, help="Tables only (no matplotlib; faster).")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@clean_errors
 def report_command(run_dir: str, compare_dir: str | None, output_dir: str | None, config_path: str | None,
                    no_plots: bool | None, dry_run: bool) -> None:
     """Write RUN/report/report.json and a self-contained report.html from the stages' stats."""
     from preprocessing.config import load_config, to_dict
     from preprocessing.report import ReportConfig, write_report
 
-    try:
-        cfg = load_config(ReportConfig, config_path, {"plots": False if no_plots else None}, section="report")
-        if dry_run:
-            click.echo(json.dumps(to_dict(cfg), indent=2))
-            return
-        paths = write_report(run_dir, compare_dir, output_dir, cfg)
-    except ValueError as exc:  # ConfigError, a RUN that does not exist: one line, no traceback
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+    cfg = load_config(ReportConfig, config_path, {"plots": False if no_plots else None}, section="report")
+    if dry_run:
+        click.echo(json.dumps(to_dict(cfg), indent=2))
+        return
+    paths = write_report(run_dir, compare_dir, output_dir, cfg)
     report = json.loads(paths["json"].read_text())
     missing = [m["what"] for m in report.get("missing") or []]
     failed = [c["check"] for c in report.get("checks") or [] if not c["ok"]]

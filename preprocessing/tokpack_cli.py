@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
-import sys
-from collections.abc import Callable
 from typing import Any
 
 import click
 
-DEFAULT_RUN = "runs/default"
-
-
-def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The toolkit's own errors (bad config, unreadable input, no tokenizer) as one line and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except (ValueError, OSError) as exc:  # ConfigError, InputError, ShardError are ValueErrors
-            if isinstance(exc, OSError) and not getattr(exc, "filename", None):
-                raise
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-
-    return wrapper
+from preprocessing.cli_common import DEFAULT_RUN, clean_errors
 
 
 def _run_dir(run_dir: str | None, inputs: tuple[str, ...], output: str | None) -> str | None:
@@ -77,7 +58,7 @@ def pack_summary(stats: dict[str, Any], out_dir: str) -> None:
 @click.option("--vocab-size", type=int, help="Vocabulary size, special tokens included.")
 @click.option("--force", is_flag=True, help="Overwrite a tokenizer made with another config.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-@_clean_errors
+@clean_errors
 def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
                       workers: int | None, vocab_size: int | None, force: bool, dry_run: bool) -> None:
     """Train a byte-level BPE tokenizer on RUN/dedup; report chars/token against GPT-2 on held-out repos."""
@@ -107,7 +88,7 @@ def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str 
 @click.option("--seq-length", type=int, help="Tokens per sample.")
 @click.option("--force", is_flag=True, help="Overwrite shards made with another config.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-@_clean_errors
+@clean_errors
 def pack_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, tokenizer: str | None,
                  config_path: str | None, workers: int | None, seq_length: int | None, force: bool,
                  dry_run: bool) -> None:
