@@ -467,7 +467,7 @@ def _checks(funnel: list[dict[str, Any]], stats: dict[str, dict[str, Any]], shar
 
 
 # What each stage counts as "bytes" (a note explains a break in the byte columns of the funnel).
-BYTE_UNITS = {"clean/stats.json": "UTF-8 content bytes", "dedup/stats.json": "JSON line bytes",
+BYTE_UNITS = {"clean/stats.json": "UTF-8 content bytes", "dedup/stats.json": "UTF-8 content bytes",
               "shards/stats.json": "UTF-8 content bytes"}
 
 
