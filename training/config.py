@@ -103,6 +103,9 @@ class TrainConfig:
     """Compile the forward pass with torch.compile."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass to save memory (needed for the 1.5B model)."""
+    trace: bool = False
+    """Debugging aid: each rank writes a hash of every training sample it consumed, and of its final
+    weights, to output_dir/trace/rank-R.jsonl (to check data parallelism: disjoint data, equal weights)."""
 
     def __post_init__(self) -> None:
         _check_types(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -55,6 +56,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise ValueError(f"{cfg.valid_dir} holds fewer samples than one global batch "
                          f"({cfg.global_batch_size}); pack more validation data or set eval_batches=0")
     tokenizer = load_tokenizer(cfg.tokenizer_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
 
     # Model and optimizer. The same seed on every rank gives the same initial weights; dropout then
     # gets a per-rank stream. Gradients are all-reduced by DDP (or sharded by FSDP) via prepare().
@@ -121,8 +123,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
         # Gradient accumulation: DDP all-reduces gradients only on the last micro batch of the step.
         loss_sum = torch.zeros((), device=device)
+        seen: list[str] = []
         for micro in range(accum):
-            batch = next(batches).to(device, non_blocking=True)
+            batch = next(batches)
+            if cfg.trace:
+                seen += [_digest(sample) for sample in batch]
+            batch = batch.to(device, non_blocking=True)
             with accelerator.no_sync(model) if micro < accum - 1 else nullcontext():
                 loss = forward(input_ids=batch, labels=batch).loss
                 accelerator.backward(loss / accum)
@@ -134,6 +140,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         step += 1
         step_times.append(time.perf_counter() - t0)
         progress.update(1)
+        if cfg.trace:
+            _trace(cfg, rank, {"step": step, "samples": seen})
 
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             loss_value = accelerator.reduce(loss_sum / accum, reduction="mean").item()  # syncs the device
@@ -161,6 +169,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if step == last_log_step:  # tokens/s counts training only, not evaluation or checkpoint time
             last_log_time = time.perf_counter()
     progress.close()
+    if cfg.trace:
+        weights = accelerator.unwrap_model(model).state_dict()
+        _trace(cfg, rank, {"step": step, "weights": _digest(*(weights[k] for k in sorted(weights)))})
 
     if cfg.export:
         summary["export_dir"] = str(export_model(accelerator, model, tokenizer, cfg))
@@ -193,6 +204,21 @@ def export_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer, cf
             os.replace(tmp, final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _digest(*tensors: torch.Tensor) -> str:
+    """Short content hash of tensors (their raw bytes, in order)."""
+    h = hashlib.blake2b(digest_size=8)
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _trace(cfg: TrainConfig, rank: int, record: dict[str, Any]) -> None:
+    path = Path(cfg.output_dir) / "trace" / f"rank-{rank}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
 
 
 def _tracker_config(cfg: TrainConfig) -> dict[str, Any]:
