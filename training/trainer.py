@@ -80,7 +80,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     # Data: each rank reads only its own slice of every global batch, so the DataLoader is deliberately
     # NOT passed to accelerator.prepare (which would dispatch batches from rank 0 or re-shard them).
     dataset = train_dataset(cfg, rank, world)
-    dataset.load_state_dict({**dataset.state_dict(), "consumed_samples": step * cfg.global_batch_size})
+    dataset.load_state_dict(dataset.state_dict(consumed_samples=step * cfg.global_batch_size))
     batches = iter(make_loader(dataset, cfg, pin_memory=device.type == "cuda"))
 
     accelerator.init_trackers(cfg.run_name, config=_tracker_config(cfg))
@@ -163,7 +163,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             accelerator.print(f"step {step}: val_loss {val_loss:.4f}, perplexity {record['val_perplexity']:.2f}")
 
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
-            data_state = {**dataset.state_dict(), "consumed_samples": step * cfg.global_batch_size}
+            data_state = dataset.state_dict(consumed_samples=step * cfg.global_batch_size)
             summary["checkpoint"] = str(save_checkpoint(
                 accelerator, cfg, step, {"dataset": data_state, "tokens_seen": step * tokens_per_step}))
         if step == last_log_step:  # tokens/s counts training only, not evaluation or checkpoint time
