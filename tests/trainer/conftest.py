@@ -9,6 +9,17 @@ import pytest
 from training.config import TrainConfig
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine two threads wait on each other (measured 10x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> Path:
     """RUN/tokenizer (byte-level BPE, 2000 tokens) + RUN/shards/{train,valid} of 128-token samples."""
