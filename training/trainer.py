@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -31,6 +32,8 @@ EXPORT_DIR = "final"
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or continue training) the model described by cfg; returns a summary of the run."""
     output_dir = Path(cfg.output_dir)
+    if "wandb" in cfg.trackers and importlib.util.find_spec("wandb") is None:
+        raise ValueError("trackers: wandb is not installed; `pip install wandb` or set trackers=tensorboard")
     # Several processes but no GPU (accelerate launch --multi_gpu on a CPU machine): train on the CPU over
     # gloo. Without cpu=True, Accelerate would leave each process alone in a world of one.
     cpu_distributed = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1

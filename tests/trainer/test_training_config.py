@@ -74,3 +74,15 @@ def test_bad_config_exits_2_with_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert "unknown config key(s) ['n_layers']" in proc.stderr
+
+
+def test_accelerate_configs_are_valid():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    expected = {"cpu": ("NO", 1), "cpu-2proc": ("MULTI_GPU", 2), "gpu-1": ("NO", 1), "multi-gpu": ("MULTI_GPU", 8),
+                "fsdp": ("FSDP", 8), "multi-node": ("MULTI_GPU", 16)}
+    for name, (kind, procs) in expected.items():
+        cfg = load_config_from_file(str(ROOT / "configs/accelerate" / f"{name}.yaml"))
+        assert (str(cfg.distributed_type).split(".")[-1], cfg.num_processes) == (kind, procs), name
+    fsdp = load_config_from_file(str(ROOT / "configs/accelerate/fsdp.yaml"))
+    assert fsdp.fsdp_config["fsdp_transformer_layer_cls_to_wrap"] == "GPT2Block"
