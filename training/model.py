@@ -71,7 +71,10 @@ def build_model(cfg: TrainConfig, tokenizer: PreTrainedTokenizerFast) -> GPT2LMH
     model = GPT2LMHeadModel(config)
     model.loss_type = "ForCausalLM"  # transformers warns when it has to guess the (standard) shifted loss
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 renamed it
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
     return model
 

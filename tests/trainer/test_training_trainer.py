@@ -158,3 +158,28 @@ def test_error_output_dir_of_another_run(trained, demo_run, tmp_path, capsys):
     assert code == 2 and "belongs to another run" in err and "n_embd" in err
     code, err = run_cli(cli_args(demo_run, other, "resume=none"), capsys)
     assert code == 2 and "already holds checkpoints" in err and "resume=auto" in err
+
+
+def test_gradient_checkpointing_gives_the_same_losses(demo_run, tmp_path):
+    plain = train(tiny_config(demo_run, tmp_path / "plain", max_steps=3))
+    ckpt = train(tiny_config(demo_run, tmp_path / "ckpt", max_steps=3, gradient_checkpointing=True))
+    assert all(math.isclose(plain["losses"][s], ckpt["losses"][s], rel_tol=1e-5) for s in (1, 2, 3))
+
+
+def test_finished_run_resumes_to_nothing_then_extends(demo_run, tmp_path):
+    first = train(tiny_config(demo_run, tmp_path, max_steps=3))
+    again = train(tiny_config(demo_run, tmp_path, max_steps=3))
+    assert (again["start_step"], again["steps"], again["losses"]) == (3, 3, {})
+    longer = train(tiny_config(demo_run, tmp_path, max_steps=5))
+    assert longer["start_step"] == 3 and sorted(longer["losses"]) == [4, 5]
+    assert first["steps"] == 3
+
+
+def test_generate_cli(trained, capsys):
+    from training.generate import main as generate_main
+
+    assert generate_main([trained[0]["export_dir"], "--prompt", "import os\n", "--max-new-tokens", "8",
+                          "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.startswith("import os\n")
+    assert generate_main([str(Path(trained[0]["export_dir"]).parent), "--prompt", "x"]) == 2
+    assert "no config.json" in capsys.readouterr().err
