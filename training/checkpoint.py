@@ -90,20 +90,24 @@ def find_resume_checkpoint(cfg: TrainConfig) -> Path | None:
     return Path(cfg.resume)
 
 
-def check_same_run(state: dict[str, Any], cfg: TrainConfig, path: Path) -> None:
-    """Refuse to continue a checkpoint whose run-defining settings differ from cfg."""
+def check_same_run(state: dict[str, Any], cfg: TrainConfig, path: Path, tokenizer_hash: str) -> None:
+    """Refuse to continue a checkpoint whose run-defining settings or tokenizer differ from cfg's."""
     saved = state["config"]
     diff = [f"{k}: checkpoint {saved.get(k)!r} vs config {getattr(cfg, k)!r}"
             for k in RUN_IDENTITY_KEYS if saved.get(k) != getattr(cfg, k)]
+    if state.get("tokenizer_hash", tokenizer_hash) != tokenizer_hash:
+        diff.append(f"tokenizer: checkpoint {state['tokenizer_hash'][:19]} vs "
+                    f"{cfg.tokenizer_dir} {tokenizer_hash[:19]}")
     if diff:
         raise ValueError(f"{path} belongs to another run ({'; '.join(diff)}); choose another output_dir "
                          f"or set these keys back")
 
 
-def load_checkpoint(accelerator: Accelerator, path: Path, cfg: TrainConfig) -> dict[str, Any]:
+def load_checkpoint(accelerator: Accelerator, path: Path, cfg: TrainConfig,
+                    tokenizer_hash: str) -> dict[str, Any]:
     """Restore model, optimizer and RNG from `path` and return its trainer state."""
     state = read_state(path)
-    check_same_run(state, cfg, path)
+    check_same_run(state, cfg, path, tokenizer_hash)
     try:
         accelerator.load_state(str(path))
     except Exception as exc:  # any failure here means the files are damaged or incomplete

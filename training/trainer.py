@@ -20,6 +20,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
+from shards import tokenizer_hash
 from training.checkpoint import find_resume_checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig, to_dict
 from training.data import check_shards, make_loader, num_valid_batches, train_dataset, valid_batches
@@ -77,7 +78,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     step = 0
     if resume_from is not None:
-        state = load_checkpoint(accelerator, resume_from, cfg)  # model, optimizer, RNG
+        # restores model, optimizer and the RNG of every rank
+        state = load_checkpoint(accelerator, resume_from, cfg, tokenizer_hash(cfg.tokenizer_dir))
         step = state["step"]
 
     # Data: each rank reads only its own slice of every global batch, so the DataLoader is deliberately
@@ -168,7 +170,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
             data_state = dataset.state_dict(consumed_samples=step * cfg.global_batch_size)
             summary["checkpoint"] = str(save_checkpoint(
-                accelerator, cfg, step, {"dataset": data_state, "tokens_seen": step * tokens_per_step}))
+                accelerator, cfg, step, {"dataset": data_state, "tokens_seen": step * tokens_per_step,
+                                       "tokenizer_hash": tokenizer_hash(cfg.tokenizer_dir)}))
         if step == last_log_step:  # tokens/s counts training only, not evaluation or checkpoint time
             last_log_time = time.perf_counter()
     progress.close()

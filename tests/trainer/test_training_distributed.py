@@ -43,7 +43,7 @@ def test_two_processes_split_the_data_and_agree(demo_run, tmp_path):
     # the same global batches as one process, split between the ranks without overlap
     single = train(tiny_config(demo_run, tmp_path / "single", **settings))
     one = read_trace(tmp_path / "single/trace/rank-0.jsonl")
-    for a, b, c in zip(rank0[:-1], rank1[:-1], one[:-1]):
+    for a, b, c in zip(rank0[:-1], rank1[:-1], one[:-1], strict=True):
         assert len(a["samples"]) == len(b["samples"]) == 4
         assert not set(a["samples"]) & set(b["samples"])
         assert a["samples"] + b["samples"] == c["samples"]  # rank 0 holds the first half of the global batch

@@ -14,7 +14,7 @@ def test_warmup_then_cosine_to_floor():
     cfg = TrainConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10, max_steps=110)
     lrs = [get_lr(s, cfg) for s in range(120)]
     assert lrs[0] == 1e-4 and math.isclose(lrs[9], 1e-3)  # linear warm-up reaches the peak
-    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))  # then never increases
+    assert all(a >= b for a, b in zip(lrs[9:-1], lrs[10:], strict=True))  # then never increases
     assert math.isclose(lrs[60], (1e-3 + 1e-4) / 2)  # cosine midpoint
     assert math.isclose(lrs[110], 1e-4) and lrs[119] == 1e-4  # floor at and after max_steps
 

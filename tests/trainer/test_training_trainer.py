@@ -21,8 +21,8 @@ from training.trainer import train
 def trained(demo_run, tmp_path_factory) -> tuple[dict, Path]:
     """One 100-step run with evaluation, checkpoints and export, shared by the tests that inspect it."""
     out = tmp_path_factory.mktemp("trained")
-    cfg = tiny_config(demo_run, out, max_steps=100, warmup_steps=10, min_lr=1e-3, eval_every=50, save_every=25, keep_last=2,
-                      log_every=10, num_workers=1, export=True, trackers=["tensorboard"])
+    cfg = tiny_config(demo_run, out, max_steps=100, warmup_steps=10, min_lr=1e-3, eval_every=50, save_every=25,
+                      keep_last=2, log_every=10, num_workers=1, export=True, trackers=["tensorboard"])
     return train(cfg), out
 
 
@@ -183,3 +183,15 @@ def test_generate_cli(trained, capsys):
     assert capsys.readouterr().out.startswith("import os\n")
     assert generate_main([str(Path(trained[0]["export_dir"]).parent), "--prompt", "x"]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_error_checkpoint_of_another_tokenizer(trained, demo_run, tmp_path, capsys):
+    _, out = trained
+    other = tmp_path / "other"
+    shutil.copytree(out / "checkpoints", other / "checkpoints")
+    state_file = other / "checkpoints/step-00000100/trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state["tokenizer_hash"] = "sha256:" + "0" * 64
+    state_file.write_text(json.dumps(state))
+    code, err = run_cli(cli_args(demo_run, other, "n_layer=2", "n_embd=64", "max_steps=101"), capsys)
+    assert code == 2 and "belongs to another run" in err and "tokenizer: checkpoint sha256:000" in err
