@@ -12,7 +12,8 @@ class CodeFile:
 
     ``extra`` holds the input's remaining fields (size, copies, stars, ...); they are written
     back unchanged. ``source`` and ``line`` say where the record came from (input file and
-    1-based line or row) and are never written to the output.
+    1-based line or row) and are never written to the output; nor is ``metrics`` (size and line
+    statistics computed once by the pipeline and shared by the filters and the report).
     """
 
     content: str
@@ -22,6 +23,7 @@ class CodeFile:
     extra: dict[str, Any] = field(default_factory=dict)
     source: str = ""
     line: int = 0
+    metrics: dict[str, float] | None = None  # computed once per record by the pipeline, never written
 
     def to_json_dict(self) -> dict[str, Any]:
         """The output row: the canonical fields plus the input's other fields."""

@@ -1,0 +1,39 @@
+# The two quick-start commands: `make demo` (the pipeline end to end on the embedded default) and
+# `make test`. Each creates the virtualenv it needs on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CPU build of torch (the CUDA build of a newer, unpinned torch is several GB); set TORCH= to skip.
+TORCH ?= torch==2.13.0
+RUN ?= runs/demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-all test-deps bench clean-venv
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(if $(TORCH),$(PY) -m pip install -q "$(TORCH)")
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/cp-preprocess run --output $(RUN)
+
+# The report's browser test renders the page in Debian's chromium; installed here when we may
+# (root with apt-get), otherwise that one test skips and says why.
+test-deps:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
+	  || echo "chromium not installed: the report's browser test will be skipped"; }
+
+test: $(VENV)/.installed test-deps
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(VENV)/.installed test-deps
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_stream.py
+
+clean-venv:
+	rm -rf $(VENV)

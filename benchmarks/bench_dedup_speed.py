@@ -1,0 +1,219 @@
+"""Near-dedup speed: the datasketch recipe against `cp-preprocess dedup`, same input, same cores.
+
+The input is a keyed sample of this Python installation's files written as a JSONL.zst dump (the
+format of RUN/clean). Each method runs in a fresh process, end to end from the dump to the
+deduplicated shards, and the wall time includes the interpreter start and imports:
+
+* datasketch recipe (CodeParrot's minhash_deduplication.py): tokens = set of NON_ALPHA-split
+  tokens (files under 10 skipped), MinHash(num_perm=256).update_batch, MinHashLSH(threshold=0.85),
+  query then insert; MinHashes computed in ``--workers`` processes, kept records written in the
+  same single pass (no second pass, no verification: generous to the baseline).
+* ours: the `dedup` command (two passes, verified clusters, clusters.jsonl.zst, stats.json).
+
+Two input sizes (``--mb`` and 4x ``--mb``) give MB/s per core and peak RSS (main process and
+largest worker).
+
+    python benchmarks/bench_dedup_speed.py                  # 10 and 40 MB, 1 worker, ~1 min
+    python benchmarks/bench_dedup_speed.py --mb 50 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+NON_ALPHA = re.compile("[^A-Za-z_0-9]")
+
+
+def make_dump(out_dir: Path, mb: float, seed: int = 0) -> float:
+    """Write about ``mb`` MB of the installation's files to out_dir/part-*.jsonl.zst; returns MB."""
+    from preprocessing.hashing import keyed_uniform, record_key
+    from preprocessing.readers import InputConfig, open_reader
+    from preprocessing.record import CodeFile
+    from preprocessing.writers import ShardedJsonlWriter
+
+    total = 0
+    for item in open_reader(InputConfig()).records():
+        if isinstance(item, CodeFile):
+            total += len(item.content.encode("utf-8", "surrogatepass"))
+    frac = min(1.0, mb * 1e6 / max(total, 1))
+    size = 0
+    with ShardedJsonlWriter(out_dir, "part", 64 << 20) as w:
+        for item in open_reader(InputConfig()).records():
+            if isinstance(item, CodeFile) and keyed_uniform(record_key(item.repo_name, item.path), "bench_speed", seed) < frac:
+                w.write(item)
+                size += len(item.content.encode("utf-8", "surrogatepass"))
+    return size / 1e6
+
+
+# ----------------------------------------------------------------------------- children
+
+
+def _minhash_unit(unit):  # runs in a worker: decode, tokenize, MinHash (the recipe's map step)
+    import orjson
+    from datasketch import MinHash
+
+    from preprocessing.record import Rejected
+
+    out = []
+    for item in _READER.decode(unit):
+        if isinstance(item, Rejected):
+            continue
+        line = orjson.dumps(item.to_json_dict()) + b"\n"
+        tokens = {t for t in NON_ALPHA.split(item.content) if len(t.strip()) > 0}
+        if len(tokens) < 10:
+            out.append((line, None))
+            continue
+        m = MinHash(num_perm=256)
+        m.update_batch([t.encode() for t in tokens])
+        out.append((line, m))
+    return out
+
+
+_READER = None
+
+
+def _init(reader):
+    global _READER
+    _READER = reader
+
+
+def run_datasketch(inp: Path, out: Path, workers: int) -> dict:
+    from datasketch import MinHashLSH
+
+    from preprocessing.parallel import ordered_map
+    from preprocessing.readers import JsonlReader
+    from preprocessing.writers import ShardedJsonlWriter
+
+    reader = JsonlReader([str(inp / "part-*.jsonl.zst")])
+    lsh = MinHashLSH(threshold=0.85, num_perm=256)
+    removed = key = 0
+    with ShardedJsonlWriter(out, "part") as w:
+        for batch in ordered_map(_minhash_unit, reader.units(), workers=workers, window=2 * workers,
+                                 initializer=_init, initargs=(reader,)):
+            for line, m in batch:
+                key += 1
+                if m is not None:
+                    if lsh.query(m):
+                        removed += 1
+                        lsh.insert(key, m)
+                        continue
+                    lsh.insert(key, m)
+                w.write_line(line)
+    return {"removed": removed}
+
+
+def run_ours(inp: Path, out: Path, workers: int) -> dict:
+    from preprocessing.dedup.cli import dedup_command
+
+    dedup_command.main(["-i", str(inp / "part-*.jsonl.zst"), "-o", str(out), "--workers", str(workers)],
+                       standalone_mode=False)
+    stats = json.loads((out / "stats.json").read_text())
+    return {"removed": stats["near_dedup"]["removed"], "pass1_s": stats["pass1_s"],
+            "cluster_s": stats["cluster_s"], "pass2_s": stats["pass2_s"]}
+
+
+def sketch_only(inp: Path) -> tuple[float, float, float, float]:
+    """In one process, on the same in-memory texts: (MB, datasketch s, ours s, ours-with-numpy s) for
+    the dedup core (tokenize, MinHash, LSH, clusters), without reading or writing files."""
+    from datasketch import MinHash, MinHashLSH
+
+    from preprocessing.dedup.index import cluster_contents
+    from preprocessing.dedup.minhash import NearDedupConfig
+    from preprocessing.readers import JsonlReader
+    from preprocessing.record import CodeFile
+
+    texts = [r.content for r in JsonlReader([str(inp / "part-*.jsonl.zst")]).records() if isinstance(r, CodeFile)]
+    mb = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6
+    t = time.perf_counter()
+    lsh = MinHashLSH(threshold=0.85, num_perm=256)
+    for i, text in enumerate(texts):
+        tokens = {x for x in NON_ALPHA.split(text) if len(x.strip()) > 0}
+        if len(tokens) < 10:
+            continue
+        m = MinHash(num_perm=256)
+        m.update_batch([x.encode() for x in tokens])
+        lsh.query(m)
+        lsh.insert(i, m)
+    t_ds = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster_contents(texts[:10], NearDedupConfig(), tmp)  # warm
+        t = time.perf_counter()
+        cluster_contents(texts, NearDedupConfig(), tmp)
+        t_ours = time.perf_counter() - t
+        t = time.perf_counter()
+        cluster_contents(texts, NearDedupConfig(backend="numpy"), tmp)
+        t_np = time.perf_counter() - t
+    return mb, t_ds, t_ours, t_np
+
+
+def child(method: str, inp: Path, out: Path, workers: int) -> None:
+    fn = run_ours if method == "ours" else run_datasketch
+    res = fn(inp, out, workers)
+    res["rss_main_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["rss_worker_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print("RESULT " + json.dumps(res))
+
+
+# ----------------------------------------------------------------------------- parent
+
+
+def timed(method: str, inp: Path, out: Path, workers: int) -> dict:
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, __file__, "--child", method, "--input", str(inp), "--output", str(out),
+                           "--workers", str(workers)], capture_output=True, text=True, cwd=ROOT, check=False)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise SystemExit(f"{method} failed:\n{proc.stderr[-3000:]}")
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    return {"wall_s": wall, **json.loads(line[len("RESULT "):])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=float, default=10.0, help="smaller input size in MB (the larger is 4x)")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes, the same for both methods")
+    ap.add_argument("--child", choices=["ours", "datasketch"], help=argparse.SUPPRESS)
+    ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--output", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.input, args.output, args.workers)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        warm = tmp / "warm"
+        make_dump(warm, 0.2)
+        timed("ours", warm, tmp / "warm_out", args.workers)  # numba JIT cache filled before timing
+        print(f"workers={args.workers} (both methods); wall = process start to exit, imports included")
+        print(f"{'input MB':>8s} {'method':>11s} {'wall s':>7s} {'MB/s/core':>9s} {'RSS main':>9s} "
+              f"{'RSS wkr':>8s} {'removed':>8s} {'speedup':>8s}")
+        for mb in (args.mb, 4 * args.mb):
+            inp = tmp / f"in{mb}"
+            real_mb = make_dump(inp, mb)
+            res = {m: timed(m, inp, tmp / f"out-{m}-{mb}", args.workers) for m in ("datasketch", "ours")}
+            for m, r in res.items():
+                speed = real_mb / r["wall_s"] / args.workers
+                ratio = res["datasketch"]["wall_s"] / r["wall_s"]
+                print(f"{real_mb:8.1f} {m:>11s} {r['wall_s']:7.2f} {speed:9.1f} {r['rss_main_mb']:8.0f}M "
+                      f"{r['rss_worker_mb']:7.0f}M {r['removed']:8d} {ratio:7.1f}x")
+            o = res["ours"]
+            print(f"{'':8s} ours: pass1 {o['pass1_s']:.2f}s, cluster {o['cluster_s']:.2f}s, pass2 {o['pass2_s']:.2f}s")
+        mb, t_ds, t_ours, t_np = sketch_only(tmp / f"in{4 * args.mb}")
+        print(f"dedup core only (in memory, 1 process, no I/O), {mb:.1f} MB: datasketch {t_ds:.2f}s "
+              f"({mb / t_ds:.1f} MB/s), ours {t_ours:.2f}s ({mb / t_ours:.1f} MB/s): {t_ds / t_ours:.1f}x; "
+              f"ours with the numpy backend instead of numba {t_np:.2f}s ({mb / t_np:.1f} MB/s)")
+
+
+if __name__ == "__main__":
+    main()

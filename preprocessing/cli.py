@@ -1,0 +1,112 @@
+"""`cp-preprocess`: the Click toolkit. Each command parses options and calls one library function."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from preprocessing.cli_common import DEFAULT_RUN, clean_errors
+
+
+def print_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="codeparrot-toolkit")
+def main() -> None:
+    """Turn raw GitHub code dumps into a clean, deduplicated, tokenized corpus."""
+
+
+@main.command("stream")
+@click.argument("inputs", nargs=-1)
+@click.option("-o", "--output", "run_dir", default=DEFAULT_RUN, show_default=True, help="Run directory (RUN/clean is written).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset (configs/preprocess/*.yaml).")
+@click.option("--format", "fmt", help="Input format: auto, jsonl, parquet, hf, local, pyenv.")
+@click.option("--hf-dataset", help="Stream a Hugging Face dataset (hub name, or a builder like 'json').")
+@click.option("--workers", type=int, help="Worker processes (output is identical for any number).")
+@click.option("--limit", type=int, help="Stop after this many input records.")
+@click.option("--near-dedup/--no-near-dedup", default=None, help="Also run MinHash near-dedup into RUN/dedup.")
+@click.option("--force", is_flag=True, help="Overwrite a run made with another config.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@clean_errors
+def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, fmt: str | None,
+               hf_dataset: str | None, workers: int | None, limit: int | None, near_dedup: bool | None,
+               force: bool, dry_run: bool) -> None:
+    """Stream a dump (default: this Python installation) through the filters and exact dedup."""
+    from preprocessing.config import load_config, to_dict
+    from preprocessing.stream import StreamConfig, run_stream
+
+    overrides = {
+        "input.paths": list(inputs) or None,
+        "input.format": fmt,
+        "input.hf_dataset": hf_dataset,
+        "input.limit": limit,
+        "workers": workers,
+    }
+    cfg = load_config(StreamConfig, config_path, overrides, section="stream")
+    if dry_run:
+        print_json(to_dict(cfg))
+        return
+    stats = run_stream(cfg, run_dir, force=force)
+    _summary(stats, Path(run_dir) / "clean")
+    if near_dedup:
+        from preprocessing.dedup.cli import run_dedup_from_preset
+
+        run_dedup_from_preset(run_dir, config_path, workers=workers, force=force)
+
+
+@main.command("run")
+@click.argument("config_path", required=False, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "run_dir", default=DEFAULT_RUN, show_default=True, help="Run directory.")
+@click.option("--workers", type=int, help="Worker processes for every stage.")
+@click.option("--limit", type=int, help="Stop reading after this many input records.")
+@click.option("--force", is_flag=True, help="Overwrite a run made with another config.")
+@clean_errors
+def run_cmd(config_path: str | None, run_dir: str, workers: int | None, limit: int | None, force: bool) -> None:
+    """Run every preprocessing stage of a preset (default: CodeParrot's, on this Python installation)."""
+    from preprocessing.pipeline import run_pipeline
+
+    results = run_pipeline(run_dir, config_path, workers=workers, limit=limit, force=force)
+    run = Path(run_dir)
+    _summary(results["stream"], run / "clean")
+    from preprocessing.dedup.cli import _summary as dedup_summary
+
+    dedup_summary(results["dedup"], run / "dedup")
+    from preprocessing.tokpack_cli import pack_summary, tokenizer_summary
+
+    tokenizer_summary(results["tokenizer"], str(run / "tokenizer"))
+    pack_summary(results["pack"], str(run / "shards"))
+    click.echo(f"report: {results['report']['html']}  (open it in a browser)")
+
+
+def _summary(stats: dict[str, Any], out_dir: Path) -> None:
+    t = stats["totals"]
+    skipped = " (already done: skipped)" if stats.get("skipped") else ""
+    click.echo(
+        f"stream{skipped}: read {t['records_read']:,} records, kept {t['kept']:,}, "
+        f"dropped {sum(t['dropped'].values()):,}, rejected {sum(t['rejected'].values()):,} "
+        f"in {stats['wall_time_s']:.1f}s ({stats['throughput_mb_s']:.1f} MB/s) -> {out_dir}"
+    )
+    for w in stats.get("warnings", [])[:10]:
+        click.echo(f"warning: {w}", err=True)
+
+
+def _register_stage_commands() -> None:
+    """The other stages keep their Click commands next to their library code."""
+    from preprocessing.dedup.cli import dedup_command
+    from preprocessing.report_cli import report_command
+    from preprocessing.tokpack_cli import pack_command, tokenizer_command
+
+    for command in (dedup_command, tokenizer_command, pack_command, report_command):
+        main.add_command(command)
+
+
+_register_stage_commands()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,28 @@
+"""What every `cp-preprocess` command shares: the default run directory and one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+DEFAULT_RUN = "runs/default"
+
+
+def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the toolkit's own errors (bad config, unreadable input, bad shards) into one line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, OSError) as exc:  # ConfigError, InputError, ShardError are ValueErrors
+            if isinstance(exc, OSError) and not getattr(exc, "filename", None):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper

@@ -1,0 +1,85 @@
+"""`cp-preprocess dedup`: thin Click command over :func:`preprocessing.dedup.near.run_dedup`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+DEFAULT_RUN = "runs/default"
+
+
+def _summary(stats: dict[str, Any], out_dir: Path) -> None:
+    t, nd = stats["totals"], stats["near_dedup"]
+    skipped = " (already done: skipped)" if stats.get("skipped") else ""
+    click.echo(
+        f"dedup{skipped}: read {t['records_read']:,} records, kept {t['kept']:,}, "
+        f"removed {nd['removed']:,} near-duplicates in {nd['clusters']:,} clusters "
+        f"({nd['files_in_clusters']:,} files), {nd['too_short_to_cluster']:,} too short to cluster, "
+        f"rejected {sum(t['rejected'].values()):,} in {stats['wall_time_s']:.1f}s "
+        f"({stats['throughput_mb_s']:.1f} MB/s) -> {out_dir}"
+    )
+
+
+def run_dedup_from_preset(
+    run_dir: str | Path = DEFAULT_RUN,
+    config_path: str | None = None,
+    workers: int | None = None,
+    force: bool = False,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """RUN/clean -> RUN/dedup with the preset's ``near_dedup:`` section (used by `stream --near-dedup`)."""
+    from preprocessing.config import load_config
+    from preprocessing.dedup.minhash import NearDedupConfig
+    from preprocessing.dedup.near import run_dedup
+
+    cfg = load_config(NearDedupConfig, config_path, overrides, section="near_dedup")
+    stats = run_dedup(cfg, run_dir, workers=workers or 1, force=force)
+    _summary(stats, Path(run_dir) / "dedup")
+    return stats
+
+
+@click.command("dedup")
+@click.argument("run_dir", required=False)
+@click.option("-i", "--input", "inputs", multiple=True, help="Input files/globs instead of RUN/clean (repeatable).")
+@click.option("-o", "--output", "output", help="Output directory (default: RUN/dedup).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its near_dedup: section is used.")
+@click.option("--workers", type=int, help="Worker processes for both passes (output is identical for any number).")
+@click.option("--threshold", type=float, help="Jaccard threshold of a near-duplicate.")
+@click.option("--num-perm", type=int, help="MinHash permutations.")
+@click.option("--memory-budget", "memory_budget", type=float, help="MB of band tables before they spill to disk.")
+@click.option("--keep", type=click.Choice(["first", "longest", "license", "stars"]), help="Which file of a cluster is kept.")
+@click.option("--verify", type=click.Choice(["signature", "exact"]), help="How candidate pairs are verified.")
+@click.option("--force", is_flag=True, help="Overwrite dedup outputs made with another config.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
+                  workers: int | None, threshold: float | None, num_perm: int | None, memory_budget: float | None,
+                  keep: str | None, verify: str | None, force: bool, dry_run: bool) -> None:
+    """MinHash LSH near-dedup of RUN/clean (or --input files) into RUN/dedup (or --output)."""
+    from preprocessing.config import load_config, to_dict
+    from preprocessing.dedup.minhash import NearDedupConfig
+    from preprocessing.dedup.near import run_dedup
+    from preprocessing.readers import InputConfig
+
+    overrides = {"threshold": threshold, "num_perm": num_perm, "memory_budget_mb": memory_budget,
+                 "keep": keep, "verify": verify}
+    try:
+        cfg = load_config(NearDedupConfig, config_path, overrides, section="near_dedup")
+        if dry_run:
+            click.echo(json.dumps(to_dict(cfg), indent=2))
+            return
+        if run_dir is None and not inputs:
+            run_dir = DEFAULT_RUN
+        if run_dir is None and output is None:
+            raise click.UsageError("with --input, give a RUN directory or --output")
+        source = InputConfig(paths=list(inputs)) if inputs else None
+        stats = run_dedup(cfg, run_dir, workers=workers or 1, inputs=source, out_dir=output, force=force)
+    except (ValueError, OSError) as exc:  # ConfigError, InputError: one line, no traceback
+        if isinstance(exc, OSError) and not getattr(exc, "filename", None):
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    _summary(stats, Path(output) if output else Path(run_dir) / "dedup")  # type: ignore[arg-type]

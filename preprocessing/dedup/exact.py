@@ -1,0 +1,101 @@
+"""Exact dedup: a 64-bit hash of the whitespace-normalised content, first occurrence kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xxhash
+
+
+@dataclass
+class ExactDedupConfig:
+    """Exact dedup after the filters."""
+
+    enabled: bool = True
+    """Drop files whose normalised content was seen before (reason 'exact_duplicate')."""
+    normalize_whitespace: bool = True
+    """Hash the content with all whitespace runs removed (CodeParrot hashes stripped content)."""
+
+
+_WS = b" \t\n\r\f\v"
+
+
+def content_hash(content: str, normalize_whitespace: bool = True) -> int:
+    """xxh3-64 of the UTF-8 content with all ASCII whitespace removed (bytes.translate runs at
+    GB/s, str.translate at tens of MB/s); 0 is reserved for empty slots, so it maps to 1."""
+    data = content.encode("utf-8", "surrogatepass")
+    if normalize_whitespace:
+        data = data.translate(None, _WS)
+    return xxhash.xxh3_64_intdigest(data) or 1
+
+
+class HashSet64:
+    """An open-addressing set of uint64 in one numpy array: 8 bytes per slot, load <= 0.5,
+    so 16-32 bytes per unique file (a Python set of ints costs about 70).
+
+    ``add_batch`` is vectorised: it returns, for a batch of hashes in input order, which ones
+    were new (first occurrence, also within the batch), and inserts them.
+    """
+
+    def __init__(self, capacity: int = 1 << 16):
+        size = 1 << max(4, int(capacity - 1).bit_length())
+        self._table = np.zeros(size, dtype=np.uint64)
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        return self._table.nbytes
+
+    def _grow(self) -> None:
+        old = self._table[self._table != 0]
+        self._table = np.zeros(self._table.size * 2, dtype=np.uint64)
+        self._count = 0
+        self._insert_unique(old)
+
+    def _insert_unique(self, keys: np.ndarray) -> np.ndarray:
+        """Insert distinct keys; returns a bool mask of which were absent before."""
+        table = self._table
+        mask = np.uint64(table.size - 1)
+        slots = (keys * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - int(table.size).bit_length() + 1)
+        slots &= mask
+        new = np.zeros(keys.size, dtype=bool)
+        todo = np.arange(keys.size)
+        while todo.size:
+            s = slots[todo]
+            cur = table[s]
+            found = cur == keys[todo]
+            empty = cur == 0
+            # among pending keys that hit the same empty slot, the first claims it
+            claim = todo[empty]
+            if claim.size:
+                _, first = np.unique(slots[claim], return_index=True)
+                winners = claim[first]
+                table[slots[winners]] = keys[winners]
+                new[winners] = True
+                self._count += winners.size
+                done = np.zeros(keys.size, dtype=bool)
+                done[winners] = True
+                done[todo[found]] = True
+            else:
+                done = np.zeros(keys.size, dtype=bool)
+                done[todo[found]] = True
+            todo = todo[~done[todo]]
+            slots[todo] = (slots[todo] + np.uint64(1)) & mask
+        return new
+
+    def add_batch(self, hashes: np.ndarray | list[int]) -> np.ndarray:
+        """Insert ``hashes`` (nonzero uint64) in order; returns the mask of first occurrences."""
+        keys = np.asarray(hashes, dtype=np.uint64)
+        if keys.size == 0:
+            return np.zeros(0, dtype=bool)
+        uniq, first_idx = np.unique(keys, return_index=True)
+        while (self._count + uniq.size) * 2 > self._table.size:
+            self._grow()
+        new_uniq = self._insert_unique(uniq)
+        out = np.zeros(keys.size, dtype=bool)
+        out[first_idx[new_uniq]] = True
+        return out

@@ -1,0 +1,270 @@
+"""Pass 1 state of near-dedup and the clustering: signatures on disk, band tables, verified union-find.
+
+Files are added in input order (their ordinal is their position among the readable records).
+Per file the index holds in RAM: 12 bytes per LSH band in the band tables (18 bands at the
+default threshold 0.85: 216 bytes; spilled to disk past the memory budget), 1 byte of status
+and, unless keep=first, 8 bytes of keep-rule score; on disk, the signature (4 bytes per
+permutation: 1 KiB at 256) in a memmap, and with ``verify: exact`` the shingle hashes (8 bytes
+per distinct shingle). Clustering adds at most 30 bytes per file (union-find 4, cluster sizes 8,
+cluster id 4, kept 4, similarity 4, flags 2, sort temporaries for members only); pass 2 keeps
+the 13 bytes of cluster id, kept, similarity and drop flag plus 8 bytes of countdown per file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from preprocessing.dedup.lsh import ENTRY_BYTES, BandTables
+from preprocessing.dedup.minhash import (
+    MinHashSignature,
+    NearDedupConfig,
+    estimated_jaccard,
+    exact_jaccard,
+)
+from preprocessing.dedup.unionfind import UnionFind
+
+_VERIFY_BATCH = 8192
+
+
+@dataclass
+class SketchBatch:
+    """What pass 1 computes for consecutive files (in a worker): signatures, band keys, scores."""
+
+    sig: np.ndarray  # uint32[k, num_perm]
+    keys: np.ndarray  # uint64[k, bands]
+    ntokens: np.ndarray  # int64[k]
+    scores: np.ndarray  # int64[k], keep-rule score (higher is kept first)
+    nbytes: np.ndarray  # int64[k], UTF-8 size
+    shingles: np.ndarray | None = None  # uint64 concatenated distinct shingles (verify: exact)
+    shingle_counts: np.ndarray | None = None  # int64[k]
+
+    def __len__(self) -> int:
+        return len(self.ntokens)
+
+
+def sketch(contents: list[bytes], scores: list[int], hasher: MinHashSignature) -> SketchBatch:
+    """Signatures and band keys of UTF-8 contents (pure: the same bytes give the same sketch)."""
+    sb = hasher.signatures(contents)
+    batch = SketchBatch(
+        sig=sb.sig,
+        keys=hasher.band_keys(sb.sig),
+        ntokens=sb.ntokens,
+        scores=np.asarray(scores, dtype=np.int64).reshape(len(contents)),
+        nbytes=np.fromiter(map(len, contents), dtype=np.int64, count=len(contents)),
+    )
+    if hasher.cfg.verify == "exact":
+        sets = [hasher.shingles(c) for c in contents]
+        batch.shingle_counts = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
+        batch.shingles = np.concatenate(sets) if sets else np.empty(0, np.uint64)
+    return batch
+
+
+@dataclass
+class ClusterResult:
+    """The outcome of clustering ``n`` files: which are dropped, and their clusters."""
+
+    n: int
+    cluster: np.ndarray  # int32[n]: cluster id = smallest ordinal of the cluster; -1 = not in a cluster
+    kept: np.ndarray  # int32[n]: ordinal kept for the file's cluster; -1 = not in a cluster
+    similarity: np.ndarray  # float32[n]: estimated Jaccard to the kept file (members only)
+    drop: np.ndarray  # bool[n]
+    too_short: int
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class NearDedupIndex:
+    """Accumulates sketches in ordinal order (pass 1), then clusters them."""
+
+    def __init__(self, cfg: NearDedupConfig, work_dir: Path | str):
+        self.cfg = cfg
+        self.work_dir = Path(work_dir)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.hasher = MinHashSignature(cfg)
+        self.bands, self.rows = self.hasher.bands, self.hasher.rows
+        self.tables = BandTables(
+            self.bands, int(cfg.memory_budget_mb * (1 << 20)), self.work_dir / "spill", cfg.spill_partitions
+        )
+        self._sig_path = self.work_dir / "signatures.u32"
+        self._sig_out = open(self._sig_path, "wb")  # noqa: SIM115 - appended to across add() calls
+        self._sh_path = self.work_dir / "shingles.u64"
+        self._sh_out = open(self._sh_path, "wb") if cfg.verify == "exact" else None  # noqa: SIM115
+        self._sh_counts: list[np.ndarray] = []
+        self._scores: list[np.ndarray] = []
+        self._clusterable: list[np.ndarray] = []
+        self.n = 0
+
+    def add(self, batch: SketchBatch) -> None:
+        """Append the next files (their ordinals are ``self.n ..``)."""
+        k = len(batch)
+        if k == 0:
+            return
+        ordinals = np.arange(self.n, self.n + k, dtype=np.int64)
+        if self.n + k >= 2**31:
+            raise ValueError("near-dedup handles at most 2**31 - 1 files per run (int32 ordinals)")
+        ok = batch.ntokens >= max(self.cfg.min_tokens, 1)
+        self._sig_out.write(np.ascontiguousarray(batch.sig, dtype="<u4").tobytes())
+        if self._sh_out is not None:
+            self._sh_out.write(np.ascontiguousarray(batch.shingles, dtype="<u8").tobytes())
+            self._sh_counts.append(batch.shingle_counts)
+        self.tables.add(ordinals[ok], batch.keys[ok])
+        if self.cfg.keep != "first":
+            self._scores.append(batch.scores)
+        self._clusterable.append(ok)
+        self.n += k
+
+    def cluster(self) -> ClusterResult:
+        """Verify candidate pairs, join them transitively and pick the kept file per cluster."""
+        self._sig_out.close()
+        n, cfg = self.n, self.cfg
+        clusterable = np.concatenate(self._clusterable) if self._clusterable else np.zeros(0, bool)
+        sig = (
+            np.memmap(self._sig_path, dtype="<u4", mode="r", shape=(n, cfg.num_perm))
+            if n
+            else np.zeros((0, cfg.num_perm), np.uint32)
+        )
+        verifier = self._verifier(sig)
+        uf = UnionFind(n)
+        candidates = verified = 0
+        for _band, a, b in self.tables.candidate_pairs():
+            # Pairs already joined need no verification: skipping them changes no component.
+            open_ = uf.find(a) != uf.find(b)
+            a, b = a[open_], b[open_]
+            candidates += len(a)
+            for s in range(0, len(a), _VERIFY_BATCH):
+                pa, pb = a[s : s + _VERIFY_BATCH], b[s : s + _VERIFY_BATCH]
+                good = verifier(pa, pb)
+                verified += int(good.sum())
+                uf.union_pairs(pa[good], pb[good])
+        self.tables.cleanup()
+
+        roots = uf.roots()
+        del uf
+        sizes = np.bincount(roots, minlength=n) if n else np.zeros(0, np.int64)
+        member = sizes[roots] > 1
+        cluster = np.where(member, roots, -1).astype(np.int32)
+        kept = self._kept(cluster, member)
+        idx = np.flatnonzero(member)
+        drop = np.zeros(n, dtype=bool)
+        drop[idx] = kept[idx] != idx
+        similarity = np.zeros(n, dtype=np.float32)
+        for s in range(0, len(idx), _VERIFY_BATCH):
+            i = idx[s : s + _VERIFY_BATCH]
+            similarity[i] = estimated_jaccard(sig[i], sig[kept[i]])
+        cluster_sizes = sizes[sizes > 1]
+        stats = {
+            "files": n,
+            "too_short_to_cluster": int((~clusterable).sum()),
+            "files_in_clusters": int(member.sum()),
+            "clusters": len(cluster_sizes),
+            "removed": int(drop.sum()),
+            "largest_cluster": int(cluster_sizes.max()) if len(cluster_sizes) else 0,
+            "cluster_size_histogram": size_histogram(cluster_sizes),
+            "candidate_pairs": candidates,
+            "verified_pairs": verified,
+            "lsh": {"bands": self.bands, "rows": self.rows, "threshold": cfg.threshold, "num_perm": cfg.num_perm},
+            "verify": cfg.verify,
+            "keep": cfg.keep,
+            "spilled_to_disk": self.tables.spilled,
+            "memory": self.memory_note(),
+        }
+        return ClusterResult(
+            n=n,
+            cluster=cluster,
+            kept=kept,
+            similarity=similarity,
+            drop=drop,
+            too_short=stats["too_short_to_cluster"],
+            stats=stats,
+        )
+
+    def _verifier(self, sig: np.ndarray):
+        threshold = self.cfg.threshold - 1e-9  # float tolerance on k/num_perm
+        if self.cfg.verify == "signature":
+            return lambda a, b: estimated_jaccard(sig[a], sig[b]) >= threshold
+        self._sh_out.close()  # type: ignore[union-attr]
+        counts = np.concatenate(self._sh_counts) if self._sh_counts else np.zeros(0, np.int64)
+        offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        total = int(offsets[-1])
+        sh = np.memmap(self._sh_path, dtype="<u8", mode="r", shape=(total,)) if total else np.zeros(0, np.uint64)
+
+        def exact(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.array(
+                [
+                    exact_jaccard(sh[offsets[x] : offsets[x + 1]], sh[offsets[y] : offsets[y + 1]]) >= threshold
+                    for x, y in zip(a.tolist(), b.tolist())
+                ],
+                dtype=bool,
+            )
+
+        return exact
+
+    def _kept(self, cluster: np.ndarray, member: np.ndarray) -> np.ndarray:
+        """Kept ordinal per file of a cluster: highest score, then smallest ordinal (input order)."""
+        n = len(cluster)
+        kept = np.full(n, -1, dtype=np.int32)
+        idx = np.flatnonzero(member)
+        if not len(idx):
+            return kept
+        if self.cfg.keep == "first":
+            kept[idx] = cluster[idx]  # the root is the smallest ordinal of the cluster
+            return kept
+        scores = np.concatenate(self._scores)
+        order = idx[np.lexsort((idx, -scores[idx], cluster[idx]))]  # by cluster, score desc, ordinal
+        head = np.concatenate(([True], cluster[order][1:] != cluster[order][:-1]))
+        best = np.zeros(n, dtype=np.int32)
+        best[cluster[order[head]]] = order[head]
+        kept[idx] = best[cluster[idx]]
+        return kept
+
+    def memory_note(self) -> dict[str, Any]:
+        """Bytes per file held by this index (RAM and disk), as stated in the module docstring."""
+        score = 0 if self.cfg.keep == "first" else 8
+        return {
+            "band_table_bytes_per_file": self.bands * ENTRY_BYTES,
+            "ram_bytes_per_file_pass1": self.bands * ENTRY_BYTES + 1 + score,
+            "ram_bytes_per_file_clustering": self.bands * ENTRY_BYTES + 1 + score + 30,
+            "ram_bytes_per_file_pass2": 13 + 8,
+            "disk_signature_bytes_per_file": 4 * self.cfg.num_perm,
+            "memory_budget_mb": self.cfg.memory_budget_mb,
+        }
+
+    def close(self) -> None:
+        """Delete the work files (signatures, shingles, spill partitions)."""
+        for f in (self._sig_out, self._sh_out):
+            if f is not None and not f.closed:
+                f.close()
+        self.tables.cleanup()
+        for p in (self._sig_path, self._sh_path):
+            p.unlink(missing_ok=True)
+
+
+def size_histogram(sizes: np.ndarray) -> dict[str, int]:
+    """Cluster sizes in power-of-two bins: "2", "3-4", "5-8", ..."""
+    hist: Counter = Counter()
+    for s in sizes.tolist():
+        hi = 1 << max(1, math.ceil(math.log2(s)))
+        lo = hi // 2 + 1
+        hist[str(s) if s == 2 else f"{lo}-{hi}"] += 1
+    return {k: hist[k] for k in sorted(hist, key=lambda k: int(k.split("-")[0]))}
+
+
+def cluster_contents(
+    contents: list[str], cfg: NearDedupConfig, work_dir: Path | str, scores: list[int] | None = None, batch: int = 512
+) -> ClusterResult:
+    """Cluster in-memory texts (tests, benchmarks); ``run_near_dedup`` is the streaming form."""
+    index = NearDedupIndex(cfg, work_dir)
+    try:
+        scores = scores if scores is not None else [0] * len(contents)
+        for s in range(0, len(contents), batch):
+            data = [c.encode("utf-8", "surrogatepass") for c in contents[s : s + batch]]
+            index.add(sketch(data, scores[s : s + batch], index.hasher))
+        return index.cluster()
+    finally:
+        index.close()

@@ -1,0 +1,219 @@
+"""Quality filter: CodeParrot's heuristics (line lengths, alphanumeric fraction, config/test, keywords, '=' count)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from preprocessing.filters.base import Filter
+from preprocessing.hashing import keyed_uniform, record_key
+from preprocessing.record import CodeFile
+
+_ASCII_ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# [\W_] is exactly "not str.isalnum()" for every code point (checked in tests).
+_NON_ALNUM = re.compile(r"[\W_]+")
+_ASCII_RUN = re.compile(r"[\x00-\x7f]+")
+
+_CONFIG_TEST_PHRASES = ("unit tests", "test file", "configuration file")
+_KEYWORDS = ("def ", "class ", "for ", "while ")
+
+
+def utf8_size(content: str) -> int:
+    """Size of ``content`` in UTF-8 bytes (no copy for ASCII text)."""
+    return len(content) if content.isascii() else len(content.encode("utf-8", "surrogatepass"))
+
+
+def alnum_count(content: str) -> int:
+    """How many characters of ``content`` are alphanumeric (``str.isalnum``), without a per-character loop."""
+    if content.isascii():
+        raw = content.encode("ascii")
+        return len(raw) - len(raw.translate(None, _ASCII_ALNUM))
+    # ASCII alphanumerics by bytes.translate on the UTF-8 bytes (multi-byte sequences are never
+    # ASCII alphanumerics), then the non-ASCII characters, usually few, by the regex.
+    raw = content.encode("utf-8", "surrogatepass")
+    non_ascii = _ASCII_RUN.sub("", content)
+    return len(raw) - len(raw.translate(None, _ASCII_ALNUM)) + len(_NON_ALNUM.sub("", non_ascii))
+
+
+def line_lengths(content: str) -> tuple[int, int, float]:
+    """(number of lines, max line length, mean line length) over ``str.splitlines()`` lines, as CodeParrot."""
+    lines = content.splitlines()
+    if not lines:
+        return 0, 0, 0.0
+    lengths = list(map(len, lines))
+    return len(lines), max(lengths), sum(lengths) / len(lines)
+
+
+def head_lines(content: str, n: int) -> list[str]:
+    """``content.splitlines()[:n]`` without splitting the whole file."""
+    end = -1
+    for _ in range(n):
+        end = content.find("\n", end + 1)
+        if end < 0:
+            return content.splitlines()[:n]
+    return content[: end + 1].splitlines()[:n]
+
+
+def file_metrics(content: str) -> dict[str, Any]:
+    """Size and the statistics CodeParrot filters on, for reports: size (bytes), lines,
+    max_line_length, mean_line_length, alnum_fraction (over characters)."""
+    n_lines, line_max, line_mean = line_lengths(content)
+    return {
+        "size": utf8_size(content),
+        "lines": n_lines,
+        "max_line_length": line_max,
+        "mean_line_length": line_mean,
+        "alnum_fraction": alnum_count(content) / len(content) if content else 0.0,
+    }
+
+
+@dataclass
+class QualityFilterConfig:
+    """CodeParrot's heuristics (scripts/preprocessing.py + arguments.py defaults) plus size limits."""
+
+    enabled: bool = True
+    """Run this filter."""
+    min_size: int = 1
+    """Drop files smaller than this many UTF-8 bytes (CodeParrot crashes on empty files)."""
+    max_size: int | None = 1_000_000
+    """Drop files larger than this many UTF-8 bytes (None = no limit; the GitHub dumps stop at ~1 MB)."""
+    max_line_length: int = 1000
+    """Drop files with a line longer than this (CodeParrot line_max)."""
+    max_mean_line_length: float = 100.0
+    """Drop files whose mean line length is above this (CodeParrot line_mean)."""
+    min_alnum_fraction: float = 0.25
+    """Drop files with a smaller fraction of alphanumeric characters (CodeParrot alpha_frac)."""
+    config_or_test_drop_prob: float = 0.7
+    """Probability of dropping a config or test file (CodeParrot filter_proba)."""
+    config_or_test_scan_lines: int = 5
+    """Lines searched for 'unit tests' / 'test file' / 'configuration file' (CodeParrot scan_width)."""
+    config_or_test_coeff: float = 0.05
+    """A file is config/test when 'config' or 'test' occurs more than int(coeff * newlines) times."""
+    no_keywords_drop_prob: float = 0.7
+    """Probability of dropping a file without 'def ', 'class ', 'for ', 'while ' (CodeParrot filter_proba)."""
+    min_equals: int = 5
+    """Drop files with fewer '=' than this (CodeParrot has_few_assignments: <= 4)."""
+    tokenizer: str | None = None
+    """A tokenizers JSON file (or a directory holding tokenizer.json) for the chars-per-token rule; None = off."""
+    min_chars_per_token: float = 1.5
+    """Drop files with fewer characters per token (CodeParrot min_token_ratio default 1.5; BigCode used 2.5)."""
+    seed: int = 0
+    """Seed of the probabilistic drops (keyed by repo_name + path, so independent of order and workers)."""
+
+    def __post_init__(self) -> None:
+        for name in ("config_or_test_drop_prob", "no_keywords_drop_prob"):
+            p = getattr(self, name)
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"quality.{name} must be a probability in [0, 1], got {p}")
+        if not 0.0 <= self.min_alnum_fraction <= 1.0:
+            raise ValueError(f"quality.min_alnum_fraction must be in [0, 1], got {self.min_alnum_fraction}")
+        if self.min_size < 0:
+            raise ValueError(f"quality.min_size must be >= 0, got {self.min_size}")
+        if self.max_size is not None and self.max_size < self.min_size:
+            raise ValueError(
+                f"quality.max_size ({self.max_size}) is below min_size ({self.min_size}); raise max_size or set it to null"
+            )
+        if self.max_line_length < 1 or self.max_mean_line_length <= 0:
+            raise ValueError("quality.max_line_length and max_mean_line_length must be positive")
+
+
+def is_config_or_test(content: str, lower: str, head: list[str], coeff: float) -> bool:
+    """CodeParrot's is_config_or_test: a phrase in the first lines, or many 'config'/'test' words."""
+    for line in head:
+        low = line.lower()
+        if any(p in low for p in _CONFIG_TEST_PHRASES):
+            return True
+    threshold = int(coeff * content.count("\n"))
+    return lower.count("config") > threshold or lower.count("test") > threshold
+
+
+def has_no_keywords(lower: str) -> bool:
+    """CodeParrot's has_no_keywords: none of 'def ', 'class ', 'for ', 'while ' (case-insensitive)."""
+    return not any(k in lower for k in _KEYWORDS)
+
+
+def load_tokenizer(path: str) -> Any:
+    """A ``tokenizers.Tokenizer`` from a tokenizer.json file or a directory holding one."""
+    from tokenizers import Tokenizer
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "tokenizer.json"
+    if not p.is_file():
+        raise ValueError(
+            f"quality.tokenizer: {path} is not a tokenizers JSON file nor a directory with tokenizer.json; "
+            "train one with `cp-preprocess tokenizer` or set tokenizer to null"
+        )
+    return Tokenizer.from_file(str(p))
+
+
+class QualityFilter(Filter):
+    """Drops low-quality files; returns ``quality:<rule>`` for the first failing rule, in this order:
+
+    ``min_size``, ``max_size``, ``max_line_length``, ``mean_line_length``, ``alnum_fraction``,
+    ``config_or_test`` (p=0.7), ``no_keywords`` (p=0.7), ``few_assignments``, ``chars_per_token``.
+    The keep/drop decision equals CodeParrot's; only the token ratio is checked last (it is the
+    expensive one), so its files may be attributed to an earlier rule than CodeParrot would.
+    """
+
+    name = "quality"
+
+    def __init__(self, config: QualityFilterConfig | None = None) -> None:
+        self.config = config or QualityFilterConfig()
+        self._tokenizer: Any = None
+        if self.config.tokenizer is not None:
+            self._tokenizer = load_tokenizer(self.config.tokenizer)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The tokenizer is reloaded in each worker process rather than pickled.
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"])  # type: ignore[misc]
+
+    def filter(self, record: CodeFile) -> str | None:
+        # The pipeline computes file_metrics once per record (they feed the report too).
+        return self.check(record, record.metrics)
+
+    def check(self, record: CodeFile, metrics: dict[str, Any] | None = None) -> str | None:
+        """:meth:`filter` with ``metrics = file_metrics(record.content)`` given (computed here if None)."""
+        cfg = self.config
+        content = record.content
+        if metrics is None:
+            metrics = file_metrics(content)
+        size = metrics["size"]
+        if size < cfg.min_size:
+            return "quality:min_size"
+        if cfg.max_size is not None and size > cfg.max_size:
+            return "quality:max_size"
+        n_chars = len(content)
+        if n_chars == 0:
+            return None  # min_size = 0 keeps empty files; no statistic is defined for them
+        if metrics["max_line_length"] > cfg.max_line_length:
+            return "quality:max_line_length"
+        if metrics["mean_line_length"] > cfg.max_mean_line_length:
+            return "quality:mean_line_length"
+        if metrics["alnum_fraction"] < cfg.min_alnum_fraction:
+            return "quality:alnum_fraction"
+        lines = head_lines(content, cfg.config_or_test_scan_lines)
+        lower = content.lower()
+        key = None
+        if cfg.config_or_test_drop_prob > 0 and is_config_or_test(
+            content, lower, lines, cfg.config_or_test_coeff
+        ):
+            key = record_key(record.repo_name, record.path)
+            if keyed_uniform(key, "config_or_test", cfg.seed) <= cfg.config_or_test_drop_prob:
+                return "quality:config_or_test"
+        if cfg.no_keywords_drop_prob > 0 and has_no_keywords(lower):
+            key = key or record_key(record.repo_name, record.path)
+            if keyed_uniform(key, "no_keywords", cfg.seed) <= cfg.no_keywords_drop_prob:
+                return "quality:no_keywords"
+        if content.count("=") < cfg.min_equals:
+            return "quality:few_assignments"
+        if self._tokenizer is not None:
+            n_tokens = len(self._tokenizer.encode(content, add_special_tokens=False).ids)
+            if n_tokens and n_chars / n_tokens < cfg.min_chars_per_token:
+                return "quality:chars_per_token"
+        return None

@@ -1,0 +1,46 @@
+"""Small file helpers: atomic writes and JSON files."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def tmp_path_for(path: str | Path) -> Path:
+    """The temporary name a file is written under before it is renamed into place."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.{os.getpid()}.tmp")
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path_for(p)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    """Write JSON to a temporary file and rename it, so readers never see a partial file."""
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n").encode())
+
+
+def read_json(path: str | Path) -> Any:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def remove_stale_tmp(directory: str | Path) -> int:
+    """Delete temporary files a killed run left behind; returns how many."""
+    d = Path(directory)
+    n = 0
+    if d.is_dir():
+        for p in d.glob(".*.tmp"):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n

@@ -1,0 +1,383 @@
+"""Pack tokenized files into constant-length samples (the seed's ConstantLengthDataset, offline) as token shards."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from preprocessing.hashing import keyed_uniform
+from preprocessing.record import CodeFile
+from preprocessing.stats import StageStats
+from preprocessing.tokenizer import (
+    EOS_TOKEN,
+    iter_records,
+    publish_dir,
+    resolve_inputs,
+    safe_chunks,
+    staging_dir,
+)
+
+SPLITS = ("train", "valid")
+VALID_SALT = "pack_valid_split"
+
+
+@dataclass
+class PackConfig:
+    """Settings of `cp-preprocess pack`."""
+
+    seq_length: int = 1024
+    """Tokens per sample (the model's context length)."""
+    valid_fraction: float = 0.005
+    """Fraction of repositories (by hash of repo_name) that go to the valid split; no repository straddles the split."""
+    seed: int = 0
+    """Seed of the train/valid split."""
+    add_eos: bool = True
+    """Append <|endoftext|> after every file, as the seed's ConstantLengthDataset does."""
+    eos_token: str = EOS_TOKEN
+    """The token appended after every file; must be in the tokenizer's vocabulary."""
+    tokenizer: str | None = None
+    """Tokenizer directory (or tokenizer.json); None = RUN/tokenizer."""
+    max_shard_bytes: int = 64 << 20
+    """A token shard rolls over at this many (compressed) bytes."""
+    batch_chars: int = 1 << 20
+    """Characters of content per worker task (one HF tokenizers batch call): bounds memory per worker."""
+    max_file_bytes: int = 1 << 30
+    """Records larger than this are rejected as too_large (the stream stage already applies its own limit;
+    long files are packed in pieces, so this only bounds the memory of one record)."""
+    chunk_chars: int = 256 << 10
+    """Files longer than this are encoded in pieces of at most this size, cut where the ids stay exact."""
+
+    def __post_init__(self) -> None:
+        if self.seq_length < 2:
+            raise ValueError(f"seq_length={self.seq_length} must be >= 2 (a causal LM predicts token t+1 from t)")
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction={self.valid_fraction} must be in [0, 1): the train split cannot be empty")
+        if self.batch_chars < 1 or self.chunk_chars < 64:
+            raise ValueError(f"batch_chars={self.batch_chars} must be >= 1 and chunk_chars={self.chunk_chars} >= 64")
+
+
+def split_of(record: CodeFile, cfg: PackConfig) -> str:
+    """'valid' or 'train', a pure function of repo_name and the seed."""
+    u = keyed_uniform(record.repo_name.encode("utf-8", "surrogatepass"), VALID_SALT, cfg.seed)
+    return "valid" if u < cfg.valid_fraction else "train"
+
+
+@dataclass
+class EncodeTask:
+    """Pieces of files for one worker, in input order: their split, and whether a piece ends its file."""
+
+    tokenizer_path: str
+    eos_id: int
+    add_eos: bool
+    pieces: list[str]
+    splits: list[str]
+    ends: list[bool]
+
+
+@dataclass
+class EncodedBatch:
+    """The token stream of each split for one task (EOS already appended after each file's last piece)."""
+
+    ids: dict[str, np.ndarray]
+    files: dict[str, int]
+    tokens: dict[str, int]
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tokenizer(path: str) -> Any:
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(path)
+
+
+def encode_task(task: EncodeTask) -> EncodedBatch:
+    """Tokenize one task's pieces in one HF tokenizers batch call (runs in a worker process)."""
+    tok = _load_tokenizer(task.tokenizer_path)
+    encode = getattr(tok, "encode_batch_fast", tok.encode_batch)  # no offsets: faster, less memory
+    eos = np.asarray([task.eos_id], dtype=np.uint32)
+    out: dict[str, list[np.ndarray]] = {s: [] for s in SPLITS}
+    files = dict.fromkeys(SPLITS, 0)
+    tokens = dict.fromkeys(SPLITS, 0)
+    for split, end, enc in zip(task.splits, task.ends, encode(task.pieces, add_special_tokens=False)):
+        ids = np.asarray(enc.ids, dtype=np.uint32)
+        tokens[split] += len(ids)
+        out[split].append(ids)
+        if end:
+            files[split] += 1
+            if task.add_eos:
+                out[split].append(eos)
+    ids = {s: (np.concatenate(a) if a else np.zeros(0, np.uint32)) for s, a in out.items()}
+    return EncodedBatch(ids=ids, files=files, tokens=tokens)
+
+
+class SamplePacker:
+    """Cuts one split's token stream into ``seq_length`` samples for a ShardWriter; keeps the short tail."""
+
+    def __init__(self, writer: Any, seq_length: int, flush_tokens: int = 1 << 20) -> None:
+        self.writer = writer
+        self.seq_length = seq_length
+        self.flush_tokens = max(flush_tokens, seq_length)
+        self.pending: list[np.ndarray] = []
+        self.pending_tokens = 0
+        self.samples = 0
+
+    def add(self, ids: np.ndarray) -> None:
+        if len(ids):
+            self.pending.append(ids)
+            self.pending_tokens += len(ids)
+            if self.pending_tokens >= self.flush_tokens:
+                self._flush()
+
+    def _flush(self) -> None:
+        buf = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        n = len(buf) // self.seq_length
+        if n:
+            self.writer.write_many(buf[: n * self.seq_length].reshape(n, self.seq_length))
+            self.samples += n
+        rest = buf[n * self.seq_length :]
+        self.pending = [rest] if len(rest) else []
+        self.pending_tokens = len(rest)
+
+    def finish(self) -> int:
+        """Write what is left in whole samples; returns the dropped tail (tokens), < seq_length."""
+        if self.pending:
+            self._flush()
+        return self.pending_tokens
+
+
+@dataclass
+class _SplitCounts:
+    files: int = 0
+    bytes: int = 0
+    tokens: int = 0
+    eos_tokens: int = 0
+    inexact_cuts: int = 0
+
+
+def _tasks(
+    files: Sequence[Path], cfg: PackConfig, tokenizer_path: str, eos_id: int, stats: StageStats,
+    counts: dict[str, _SplitCounts], warnings: list[str],
+) -> Iterator[EncodeTask]:
+    """Read records, cut long files into exact pieces (so one huge file spreads over all workers), batch them."""
+    pieces: list[str] = []
+    splits: list[str] = []
+    ends: list[bool] = []
+    size = 0
+    for record in iter_records(files, stats, cfg.max_file_bytes, warnings):
+        nbytes = len(record.content.encode("utf-8", "surrogatepass"))
+        if not record.content:
+            stats.drop("empty_content", nbytes)
+            continue
+        stats.keep(nbytes)
+        split = split_of(record, cfg)
+        counts[split].bytes += nbytes
+        chunks, inexact = safe_chunks(record.content, cfg.chunk_chars)
+        counts[split].inexact_cuts += inexact
+        for i, chunk in enumerate(chunks):
+            pieces.append(chunk)
+            splits.append(split)
+            ends.append(i == len(chunks) - 1)
+            size += len(chunk)
+            if size >= cfg.batch_chars:
+                yield EncodeTask(tokenizer_path, eos_id, cfg.add_eos, pieces, splits, ends)
+                pieces, splits, ends, size = [], [], [], 0
+    if pieces:
+        yield EncodeTask(tokenizer_path, eos_id, cfg.add_eos, pieces, splits, ends)
+
+
+@contextlib.contextmanager
+def _tokenizers_threads(enabled: bool) -> Iterator[None]:
+    """With worker processes, each encodes on one thread (HF tokenizers would start a thread pool per process)."""
+    if enabled or "TOKENIZERS_PARALLELISM" in os.environ:
+        yield
+        return
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop("TOKENIZERS_PARALLELISM", None)
+
+
+def tokenizer_json(tokenizer: str | os.PathLike) -> Path:
+    """The tokenizer.json of a tokenizer directory (or the file itself); ValueError if missing."""
+    path = Path(tokenizer)
+    path = path / "tokenizer.json" if path.is_dir() else path
+    if not path.is_file():
+        raise ValueError(f"tokenizer {tokenizer} has no tokenizer.json: run `cp-preprocess tokenizer` first")
+    return path
+
+
+def pack(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    tokenizer: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    cfg: PackConfig | None = None,
+    workers: int = 1,
+) -> dict[str, Any]:
+    """Tokenize ``inputs``, join files with EOS, cut ``seq_length`` samples into ``out_dir/{train,valid}`` shards.
+
+    Deterministic for any ``workers``. ``out_dir`` appears complete or not at all (built under a temporary
+    name). Returns the stats dict, also written to ``out_dir/stats.json``.
+    """
+    from tokenizers import Tokenizer
+
+    from preprocessing.io import write_json_atomic
+    from preprocessing.parallel import ordered_map
+    from shards import ShardWriter, tokenizer_hash
+
+    cfg = cfg or PackConfig()
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be >= 1")
+    files = resolve_inputs(inputs)
+    tok_path = tokenizer_json(tokenizer)
+    tok = Tokenizer.from_file(str(tok_path))
+    eos_id = tok.token_to_id(cfg.eos_token)
+    if eos_id is None:
+        raise ValueError(f"eos_token {cfg.eos_token!r} is not in the vocabulary of {tok_path}: set pack.eos_token")
+    vocab_size = tok.get_vocab_size(with_added_tokens=True)
+    thash = tokenizer_hash(str(tok_path))
+    out_dir = Path(out_dir)
+    tmp = staging_dir(out_dir)
+
+    started = time.perf_counter()
+    stats = StageStats("pack")
+    counts = {s: _SplitCounts() for s in SPLITS}
+    extra_index = {"eos_id": eos_id, "add_eos": cfg.add_eos}
+    warnings: list[str] = []
+    try:
+        with contextlib.ExitStack() as stack:
+            writers = {
+                s: stack.enter_context(
+                    ShardWriter(
+                        tmp / s, seq_length=cfg.seq_length, vocab_size=vocab_size, tokenizer_hash=thash,
+                        max_shard_bytes=cfg.max_shard_bytes, extra_index={**extra_index, "split": s},
+                    )
+                )
+                for s in SPLITS
+            }
+            packers = {s: SamplePacker(writers[s], cfg.seq_length) for s in SPLITS}
+            stack.enter_context(_tokenizers_threads(workers == 1))
+            tasks = _tasks(files, cfg, str(tok_path), eos_id, stats, counts, warnings)
+            for batch in ordered_map(encode_task, tasks, workers=workers, window=2 * workers):
+                for s in SPLITS:
+                    counts[s].files += batch.files[s]
+                    counts[s].tokens += batch.tokens[s]
+                    counts[s].eos_tokens += batch.files[s] if cfg.add_eos else 0
+                    packers[s].add(batch.ids[s])
+            tails = {s: packers[s].finish() for s in SPLITS}
+            if stats.kept == 0:
+                where = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+                raise ValueError(
+                    f"no content to pack in {where}: {stats.records_in} records read, "
+                    f"dropped {dict(stats.dropped)}, rejected {dict(stats.rejected)}"
+                )
+            if packers["train"].samples == 0:
+                raise ValueError(
+                    f"the train split of {files[0].parent} has {counts['train'].tokens + counts['train'].eos_tokens} tokens, "
+                    f"fewer than seq_length={cfg.seq_length}: give more input or lower pack.seq_length"
+                )
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    wall = time.perf_counter() - started
+
+    splits: dict[str, Any] = {}
+    for s in SPLITS:
+        c, p = counts[s], packers[s]
+        stream = c.tokens + c.eos_tokens
+        splits[s] = {
+            "files": c.files,
+            "bytes": c.bytes,
+            "tokens": c.tokens,
+            "eos_tokens": c.eos_tokens,
+            "samples": p.samples,
+            "packed_tokens": p.samples * cfg.seq_length,
+            "dropped_tail_tokens": tails[s],
+            "packing_efficiency": round(p.samples * cfg.seq_length / stream, 6) if stream else None,
+            "shards": writers[s].summary,
+        }
+    inexact = sum(c.inexact_cuts for c in counts.values())
+    if cfg.valid_fraction > 0 and splits["valid"]["samples"] == 0:
+        warnings.append(
+            f"the valid split is empty ({splits['valid']['files']} files, {splits['valid']['tokens']} tokens): "
+            "raise pack.valid_fraction or give more repositories"
+        )
+    if inexact:
+        warnings.append(f"{inexact} cuts of very long lines were not at an exact place (ids next to them may differ)")
+    total_tokens = sum(splits[s]["tokens"] + splits[s]["eos_tokens"] for s in SPLITS)
+    result: dict[str, Any] = {
+        "format_version": 1,
+        "stage": "pack",
+        "stages": {"pack": stats.to_dict()},
+        "totals": {
+            "files": stats.kept,
+            "tokens": total_tokens,
+            "samples": sum(splits[s]["samples"] for s in SPLITS),
+            "dropped_tail_tokens": sum(tails.values()),
+            "inexact_cuts": inexact,
+        },
+        "splits": splits,
+        "seq_length": cfg.seq_length,
+        "vocab_size": vocab_size,
+        "tokenizer_hash": thash,
+        "throughput": {
+            "workers": workers,
+            "tokens_per_s": round(total_tokens / wall, 1) if wall else None,
+            "mb_per_s": round(stats.bytes_in / 1e6 / wall, 3) if wall else None,
+            "mb_per_s_per_worker": round(stats.bytes_in / 1e6 / wall / workers, 3) if wall else None,
+        },
+        "warnings": warnings,
+        "config": asdict(cfg),
+        "wall_time_s": round(wall, 3),
+    }
+    write_json_atomic(tmp / "stats.json", result)
+    publish_dir(tmp, out_dir)
+    return result
+
+
+def run_pack(
+    cfg: PackConfig,
+    run_dir: str | os.PathLike | None,
+    workers: int = 1,
+    inputs: Sequence[str | os.PathLike] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """The `pack` stage: RUN/dedup (or ``inputs``) + the tokenizer (``cfg.tokenizer``, else RUN/tokenizer) ->
+    RUN/shards/{train,valid} (or ``out_dir``), recorded in RUN/manifest.json.
+
+    The input fingerprint covers the tokenizer, so a retrained tokenizer re-packs; the worker count is not
+    part of the config identity (outputs do not depend on it).
+    """
+    from preprocessing.config import to_dict
+    from preprocessing.io import read_json
+    from preprocessing.manifest import RunManifest, fingerprint_files
+
+    if run_dir is None and (not inputs or out_dir is None or cfg.tokenizer is None):
+        raise ValueError("give a run directory, or inputs, an output directory and pack.tokenizer")
+    files = resolve_inputs(list(inputs) if inputs else Path(run_dir) / "dedup")  # type: ignore[arg-type]
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "shards"  # type: ignore[arg-type]
+    tok = tokenizer_json(cfg.tokenizer if cfg.tokenizer is not None else Path(run_dir) / "tokenizer")  # type: ignore[arg-type]
+    if run_dir is None:
+        return pack(files, tok, out, cfg, workers=workers)
+    manifest = RunManifest(run_dir)
+    config = to_dict(cfg)
+    manifest.check("pack", config, force=force)
+    fingerprint = fingerprint_files([*files, tok])
+    if not force and manifest.is_done("pack", config, fingerprint) and (out / "stats.json").exists():
+        stats = read_json(out / "stats.json")
+        stats["skipped"] = True
+        return stats
+    manifest.mark_started("pack", config, fingerprint)
+    stats = pack(files, tok, out, cfg, workers=workers)
+    manifest.mark_done("pack", config, fingerprint, outputs=[str(out / s) for s in SPLITS], wall_time_s=stats["wall_time_s"])
+    return stats

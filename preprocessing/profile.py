@@ -1,0 +1,104 @@
+"""What the report needs, recorded while streaming: histograms, examples, licenses, top repositories.
+
+Everything here merges by summing (or by a deterministic rule), so the result does not depend on
+how records were split across workers.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import xxhash
+
+# Fixed bin edges, so histograms of different workers and runs add up.
+HISTOGRAM_EDGES: dict[str, list[float]] = {
+    "size": [0, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288,
+             1048576, float("inf")],
+    "max_line_length": [0, 20, 40, 60, 80, 100, 120, 160, 200, 300, 500, 1000, 2000, 5000, float("inf")],
+    "mean_line_length": [0, 5, 10, 15, 20, 25, 30, 35, 40, 50, 60, 80, 100, 150, float("inf")],
+    "alnum_fraction": [0, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.0001],
+}
+EXAMPLES_PER_REASON = 3
+EXAMPLE_LINES = 8
+TOP_REPOS = 50
+_REPO_COUNTER_CAP = 200_000
+
+
+@dataclass
+class Histograms:
+    """Counts per fixed bin for each metric of HISTOGRAM_EDGES."""
+
+    counts: dict[str, list[int]] = field(default_factory=lambda: {k: [0] * (len(v) - 1) for k, v in HISTOGRAM_EDGES.items()})
+
+    def add(self, metrics: dict[str, float]) -> None:
+        for name, edges in HISTOGRAM_EDGES.items():
+            value = metrics.get(name)
+            if value is None:
+                continue
+            i = bisect_right(edges, value) - 1
+            self.counts[name][min(max(i, 0), len(edges) - 2)] += 1
+
+    def merge(self, other: Histograms) -> None:
+        for name, counts in other.counts.items():
+            mine = self.counts[name]
+            for i, c in enumerate(counts):
+                mine[i] += c
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: {"edges": [e if e != float("inf") else None for e in HISTOGRAM_EDGES[name]], "counts": c}
+                for name, c in self.counts.items()}
+
+
+def example_of(repo_name: str, path: str, content: str, where: str = "") -> dict[str, Any]:
+    """A short example for the report: where it came from and its first lines."""
+    from preprocessing.filters.quality import head_lines
+
+    head = "\n".join(head_lines(content, EXAMPLE_LINES))[:1000]
+    return {"repo_name": repo_name, "path": path, "where": where, "head": head}
+
+
+@dataclass
+class CorpusProfile:
+    """Recorded by the stream stage for the report; never holds the corpus."""
+
+    before: Histograms = field(default_factory=Histograms)
+    after: Histograms = field(default_factory=Histograms)
+    licenses: Counter = field(default_factory=Counter)
+    repos: Counter = field(default_factory=Counter)
+    examples: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+
+    def add_example(self, reason: str, key: bytes, example: dict[str, Any]) -> None:
+        """Keep the EXAMPLES_PER_REASON examples with the smallest hash of their key (deterministic)."""
+        self._offer(reason, xxhash.xxh3_64_intdigest(key), example)
+
+    def _offer(self, reason: str, rank: int, example: dict[str, Any]) -> None:
+        bucket = self.examples.setdefault(reason, [])
+        if len(bucket) < EXAMPLES_PER_REASON or rank < bucket[-1][0]:
+            bucket.append((rank, example))
+            bucket.sort(key=lambda t: t[0])
+            del bucket[EXAMPLES_PER_REASON:]
+
+    def merge(self, other: CorpusProfile) -> None:
+        self.before.merge(other.before)
+        self.after.merge(other.after)
+        self.licenses.update(other.licenses)
+        self.repos.update(other.repos)
+        if len(self.repos) > _REPO_COUNTER_CAP:
+            # bounded memory on dumps with millions of repositories: keep the heaviest half
+            self.repos = Counter(dict(self.repos.most_common(_REPO_COUNTER_CAP // 2)))
+        for reason, items in other.examples.items():
+            for rank, ex in items:
+                self._offer(reason, rank, ex)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "histograms_before_filters": self.before.to_dict(),
+            "histograms_kept": self.after.to_dict(),
+            "licenses_kept": dict(self.licenses.most_common()),
+            "top_repos_kept": dict(self.repos.most_common(TOP_REPOS)),
+            "examples": {r: [ex for _, ex in items] for r, items in sorted(self.examples.items())},
+        }
+

@@ -1,0 +1,170 @@
+"""Reader base: cheap ordered work units in the main process, decoding in worker processes."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from preprocessing.record import CodeFile, Rejected
+
+
+class InputError(ValueError):
+    """Input that cannot be read at all (no file, unreadable file, wrong schema); names the file."""
+
+
+@dataclass
+class ColumnsConfig:
+    """Which input column holds each field of a CodeFile (set one to null if the dump lacks it)."""
+
+    content: str = "content"
+    """Column with the file's text."""
+    repo_name: str | None = "repo_name"
+    """Column with the repository name (The Stack: max_stars_repo_name)."""
+    path: str | None = "path"
+    """Column with the path inside the repository (The Stack: max_stars_repo_path)."""
+    license: str | None = "license"
+    """Column with the license (a string or a list of strings; The Stack: max_stars_repo_licenses)."""
+
+
+@dataclass
+class InputConfig:
+    """Where records come from. With no paths and no hf_dataset: the running Python installation."""
+
+    paths: list[str] = field(default_factory=list)
+    """Files, directories or globs (JSONL/.gz/.zst, Parquet, or directories of repositories)."""
+    format: str = "auto"
+    """auto | jsonl | parquet | hf | local | pyenv (auto: by file suffix, directories as local repos)."""
+    hf_dataset: str | None = None
+    """A Hugging Face dataset name or builder (e.g. 'json'), read with streaming=True."""
+    hf_config: str | None = None
+    """The dataset's config name (load_dataset's `name`)."""
+    hf_split: str = "train"
+    """Split to stream from the HF dataset."""
+    hf_data_files: list[str] = field(default_factory=list)
+    """Local data files for an HF builder such as 'json' or 'parquet'."""
+    columns: ColumnsConfig = field(default_factory=ColumnsConfig)
+    """Column mapping onto CodeFile fields."""
+    extensions: list[str] = field(default_factory=lambda: [".py"])
+    """File suffixes read from local repositories and the Python installation."""
+    max_file_bytes: int = 10 << 20
+    """Files larger than this are rejected as 'too_large' without being decoded."""
+    batch_records: int = 256
+    """Records per work unit shipped to a worker."""
+    limit: int | None = None
+    """Stop after this many input records (for demos and tests)."""
+    include_stdlib: bool = True
+    """Embedded default: read the standard library as the repository 'python/cpython'."""
+    include_site_packages: bool = True
+    """Embedded default: read every installed distribution as one repository."""
+
+
+def expand_paths(patterns: list[str], suffixes: tuple[str, ...] | None = None) -> list[Path]:
+    """Files named by paths, directories (recursively) and globs, sorted, de-duplicated.
+
+    A pattern that matches nothing is an InputError naming it (a typo must not read as an empty corpus).
+    """
+    out: list[Path] = []
+    for pattern in patterns:
+        if any(ch in pattern for ch in "*?["):
+            matches = sorted(glob.glob(pattern, recursive=True))
+            if not matches:
+                raise InputError(f"no input files match {pattern!r}")
+            out.extend(Path(m) for m in matches if os.path.isfile(m))
+        elif os.path.isdir(pattern):
+            found = sorted(
+                p for p in Path(pattern).rglob("*")
+                if p.is_file() and not p.name.startswith(".") and (suffixes is None or p.name.endswith(suffixes))
+            )
+            if not found:
+                raise InputError(f"input directory {pattern!r} holds no readable input files")
+            out.extend(found)
+        elif os.path.isfile(pattern):
+            out.append(Path(pattern))
+        else:
+            raise InputError(f"input not found: {pattern!r}")
+    seen: set[Path] = set()
+    unique = []
+    for p in out:
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    return unique
+
+
+def check_content(content: str, nbytes: int, max_bytes: int) -> str | None:
+    """The reject reason shared by all readers for unusable content, or None."""
+    if nbytes > max_bytes:
+        return "too_large"
+    if "\x00" in content:
+        return "binary"
+    if not content.strip():
+        return "empty_content"
+    return None
+
+
+def limit_units(units: Iterator[Any], limit: int) -> Iterator[Any]:
+    """The first ``limit`` records of a unit stream (units know their length and can be cut)."""
+    left = limit
+    for unit in units:
+        if left <= 0:
+            return
+        n = len(unit)
+        if n > left:
+            yield unit.head(left)
+            return
+        left -= n
+        yield unit
+
+
+class Reader:
+    """A streaming source of CodeFile records.
+
+    ``units()`` runs in the main process and yields cheap, picklable work units in a fixed order;
+    ``decode(unit)`` turns one unit into records (or Rejected with a reason) and runs in a worker.
+    Units do not depend on the number of workers, so the output does not either.
+    """
+
+    name = "reader"
+
+    def units(self) -> Iterator[Any]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def decode(self, unit: Any) -> Iterator[CodeFile | Rejected]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def records(self) -> Iterator[CodeFile | Rejected]:
+        """All records in order, in this process."""
+        for unit in self.units():
+            yield from self.decode(unit)
+
+    def fingerprint(self) -> str:
+        """Identifies the input for the run manifest (names, sizes, mtimes)."""
+        raise NotImplementedError
+
+    @property
+    def warnings(self) -> list[str]:
+        """Problems found while listing units (empty files, truncated archives), for stats.json."""
+        return getattr(self, "_warnings", [])
+
+
+class FileDumpReader(Reader):
+    """A reader over dump files (JSONL, Parquet): paths, column mapping and limits."""
+
+    suffixes: tuple[str, ...] = ()
+
+    def __init__(self, paths: list[str] | str, columns: ColumnsConfig | None = None,
+                 batch_records: int = 256, max_file_bytes: int = 10 << 20):
+        self.paths = expand_paths([paths] if isinstance(paths, (str, os.PathLike)) else list(paths), self.suffixes)
+        self.columns = columns or ColumnsConfig()
+        self.batch_records = batch_records
+        self.max_file_bytes = max_file_bytes
+        self._warnings: list[str] = []
+
+    def fingerprint(self) -> str:
+        from preprocessing.manifest import fingerprint_files
+
+        return fingerprint_files(self.paths)

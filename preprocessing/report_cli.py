@@ -1,0 +1,42 @@
+"""`cp-preprocess report`: thin Click command over :func:`preprocessing.report.write_report`."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from preprocessing.cli_common import clean_errors
+
+
+@click.command("report")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--compare", "compare_dir", type=click.Path(file_okay=False), help="A second run (B) shown against RUN (A).")
+@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False), help="Output directory (default: RUN/report).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its report: section is used.")
+@click.option("--no-plots", is_flag=True, default=None, help="Tables only (no matplotlib; faster).")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@clean_errors
+def report_command(run_dir: str, compare_dir: str | None, output_dir: str | None, config_path: str | None,
+                   no_plots: bool | None, dry_run: bool) -> None:
+    """Write RUN/report/report.json and a self-contained report.html from the stages' stats."""
+    from preprocessing.config import load_config, to_dict
+    from preprocessing.report import ReportConfig, write_report
+
+    cfg = load_config(ReportConfig, config_path, {"plots": False if no_plots else None}, section="report")
+    if dry_run:
+        click.echo(json.dumps(to_dict(cfg), indent=2))
+        return
+    paths = write_report(run_dir, compare_dir, output_dir, cfg)
+    report = json.loads(paths["json"].read_text())
+    missing = [m["what"] for m in report.get("missing") or []]
+    failed = [c["check"] for c in report.get("checks") or [] if not c["ok"]]
+    click.echo(f"report: {paths['html']} (+ {paths['json'].name})")
+    if missing:
+        click.echo(f"missing: {'; '.join(missing)}")
+    for problem in [*(report.get("problems") or []), *(f"check failed: {c}" for c in failed)]:
+        click.echo(f"warning: {problem}", err=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    report_command()

@@ -1,0 +1,107 @@
+"""The `cp-preprocess tokenizer` and `cp-preprocess pack` commands (thin wrappers over the library)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+
+from preprocessing.cli_common import DEFAULT_RUN, clean_errors
+
+
+def _run_dir(run_dir: str | None, inputs: tuple[str, ...], output: str | None) -> str | None:
+    if run_dir is None and not inputs:
+        return DEFAULT_RUN
+    if run_dir is None and output is None:
+        raise click.UsageError("with --input, give a RUN directory or --output")
+    return run_dir
+
+
+def tokenizer_summary(stats: dict[str, Any], out_dir: str) -> None:
+    t = stats["totals"]
+    skipped = " (already done: skipped)" if stats.get("skipped") else ""
+    line = (f"tokenizer{skipped}: vocab {t['vocab_size']:,}, trained on {t['train_files']:,} files "
+            f"({t['train_bytes'] / 1e6:.1f} MB) in {stats['train_time_s']:.1f}s")
+    if t["chars_per_token"]:
+        line += f"; held-out chars/token {t['chars_per_token']:.3f}"
+        if t["gpt2_chars_per_token"]:
+            line += f" (GPT-2 {t['gpt2_chars_per_token']:.3f}, x{t['ratio_vs_gpt2']:.2f})"
+        kw = stats["heldout"]["ours"]["keywords_not_single_token"]["after_space"]
+        line += f"; keywords not one token after a space: {', '.join(kw) if kw else 'none'}"
+    click.echo(f"{line} -> {out_dir}")
+    for note in [stats.get("gpt2_note"), stats.get("heldout_note"), *stats.get("warnings", [])]:
+        if note:
+            click.echo(f"warning: {note}", err=True)
+
+
+def pack_summary(stats: dict[str, Any], out_dir: str) -> None:
+    sp, t = stats["splits"], stats["totals"]
+    skipped = " (already done: skipped)" if stats.get("skipped") else ""
+    click.echo(
+        f"pack{skipped}: {t['files']:,} files, {t['tokens']:,} tokens -> train {sp['train']['samples']:,} / "
+        f"valid {sp['valid']['samples']:,} samples of {stats['seq_length']} tokens "
+        f"(dropped tails: {t['dropped_tail_tokens']:,} tokens) in {stats['wall_time_s']:.1f}s "
+        f"({stats['throughput']['mb_per_s']:.2f} MB/s) -> {out_dir}"
+    )
+    for warning in stats.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
+
+
+@click.command("tokenizer")
+@click.argument("run_dir", required=False)
+@click.option("-i", "--input", "inputs", multiple=True, help="JSONL shards or directories instead of RUN/dedup (repeatable).")
+@click.option("-o", "--output", "output", help="Tokenizer directory (default: RUN/tokenizer).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its tokenizer: section is used.")
+@click.option("--workers", type=int, help="Threads of the Rust BPE trainer (default: all cores).")
+@click.option("--vocab-size", type=int, help="Vocabulary size, special tokens included.")
+@click.option("--force", is_flag=True, help="Overwrite a tokenizer made with another config.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@clean_errors
+def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
+                      workers: int | None, vocab_size: int | None, force: bool, dry_run: bool) -> None:
+    """Train a byte-level BPE tokenizer on RUN/dedup; report chars/token against GPT-2 on held-out repos."""
+    from preprocessing.config import load_config, to_dict
+    from preprocessing.tokenizer import TokenizerConfig, run_tokenizer
+
+    cfg = load_config(TokenizerConfig, config_path, {"vocab_size": vocab_size}, section="tokenizer")
+    if dry_run:
+        click.echo(json.dumps(to_dict(cfg), indent=2))
+        return
+    run_dir = _run_dir(run_dir, inputs, output)
+    if workers is not None:
+        if workers < 1:
+            raise click.BadParameter(f"{workers} must be >= 1", param_hint="--workers")
+        os.environ["RAYON_NUM_THREADS"] = str(workers)  # read when the Rust thread pool starts
+    stats = run_tokenizer(cfg, run_dir, inputs=list(inputs) or None, out_dir=output, force=force)
+    tokenizer_summary(stats, output or os.path.join(run_dir or "", "tokenizer"))
+
+
+@click.command("pack")
+@click.argument("run_dir", required=False)
+@click.option("-i", "--input", "inputs", multiple=True, help="JSONL shards or directories instead of RUN/dedup (repeatable).")
+@click.option("-o", "--output", "output", help="Shard directory (default: RUN/shards).")
+@click.option("--tokenizer", help="Tokenizer directory (default: pack.tokenizer, else RUN/tokenizer).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its pack: section is used.")
+@click.option("--workers", type=int, help="Tokenizing worker processes (output is identical for any number).")
+@click.option("--seq-length", type=int, help="Tokens per sample.")
+@click.option("--force", is_flag=True, help="Overwrite shards made with another config.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@clean_errors
+def pack_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, tokenizer: str | None,
+                 config_path: str | None, workers: int | None, seq_length: int | None, force: bool,
+                 dry_run: bool) -> None:
+    """Tokenize RUN/dedup and pack it into constant-length train/valid token shards in RUN/shards."""
+    from preprocessing.config import load_config, to_dict
+    from preprocessing.pack import PackConfig, run_pack
+
+    cfg = load_config(PackConfig, config_path, {"seq_length": seq_length, "tokenizer": tokenizer}, section="pack")
+    if dry_run:
+        click.echo(json.dumps(to_dict(cfg), indent=2))
+        return
+    run_dir = _run_dir(run_dir, inputs, output)
+    if workers is not None and workers < 1:
+        raise click.BadParameter(f"{workers} must be >= 1", param_hint="--workers")
+    stats = run_pack(cfg, run_dir, workers=workers or 1, inputs=list(inputs) or None, out_dir=output, force=force)
+    pack_summary(stats, output or os.path.join(run_dir or "", "shards"))

@@ -1,0 +1,37 @@
+"""The Click toolkit: thin commands, clean one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from preprocessing.cli import main
+from tests.conftest import stdlib_rows, write_jsonl
+
+
+def test_stream_command_runs_and_prints_summary(tmp_path):
+    write_jsonl(tmp_path / "in.jsonl.gz", stdlib_rows(30))
+    result = CliRunner().invoke(main, ["stream", str(tmp_path / "in.jsonl.gz"), "-o", str(tmp_path / "run"), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert "stream: read 30 records" in result.output
+    stats = json.loads((tmp_path / "run" / "clean" / "stats.json").read_text())
+    assert stats["workers"] == 2 and stats["totals"]["records_read"] == 30
+
+
+def test_dry_run_prints_resolved_config(tmp_path):
+    result = CliRunner().invoke(main, ["stream", "--dry-run", "--workers", "4", "--limit", "10"])
+    assert result.exit_code == 0
+    cfg = json.loads(result.output)
+    assert cfg["workers"] == 4 and cfg["input"]["limit"] == 10 and cfg["input"]["paths"] == []
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["stream", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: input not found: '{tmp_path / 'missing.jsonl'}'"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stream:\n  nope: 1\n")
+    result = runner.invoke(main, ["stream", "--config", str(bad)])
+    assert result.exit_code == 2 and "unknown key 'nope'" in result.output and "Traceback" not in result.output

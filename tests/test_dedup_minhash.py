@@ -1,0 +1,124 @@
+"""Tests of preprocessing/dedup/minhash.py: shingling, xxh64, signatures, band keys, config."""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xxhash
+
+from preprocessing.dedup import minhash as mh
+from preprocessing.dedup.minhash import (
+    MinHashSignature,
+    NearDedupConfig,
+    encode_content,
+    estimated_jaccard,
+    exact_jaccard,
+    shingle_hashes_reference,
+)
+
+STDLIB = Path(sysconfig.get_paths()["stdlib"])
+
+
+def stdlib_texts(n: int) -> list[bytes]:
+    files = sorted(STDLIB.glob("*.py"))[:n]
+    return [encode_content(f.read_text(encoding="utf-8", errors="surrogateescape")) for f in files]
+
+
+needs_numba = pytest.mark.skipif(not mh._HAVE_NUMBA, reason="numba not installed")
+
+
+@needs_numba
+def test_numba_xxh64_matches_xxhash_package():
+    buf = np.frombuffer(bytes(range(256)) * 2, dtype=np.uint8)
+    for n in range(80):
+        for seed in (0, 3):
+            assert mh._xxh64(buf, 5, 5 + n, seed) == xxhash.xxh64_intdigest(bytes(buf[5 : 5 + n]), seed=seed)
+
+
+
+
+@needs_numba
+@pytest.mark.parametrize("ngram,lowercase", [(1, False), (5, True), (3, False)])
+def test_numba_and_numpy_backends_give_identical_signatures(ngram, lowercase):
+    texts = stdlib_texts(40) + [b"", b"x", "caf\u00e9 \udcff na\u00efve".encode("utf-8", "surrogatepass")]
+    kw = {"ngram": ngram, "lowercase": lowercase, "num_perm": 64}
+    fast = MinHashSignature(NearDedupConfig(backend="numba", **kw))
+    ref = MinHashSignature(NearDedupConfig(backend="numpy", **kw))
+    a, b = fast.signatures(texts), ref.signatures(texts)
+    np.testing.assert_array_equal(a.sig, b.sig)
+    np.testing.assert_array_equal(a.ntokens, b.ntokens)
+    np.testing.assert_array_equal(fast.band_keys(a.sig), ref.band_keys(a.sig))
+    np.testing.assert_array_equal(fast.shingles(texts[3]), ref.shingles(texts[3]))
+
+
+def test_tokens_are_codeparrot_non_alpha_split():
+    import re
+
+    text = "def f(x_1, y):\n    return x_1 + y * 2  # caf\u00e9"
+    expected = {t for t in re.split("[^A-Za-z_0-9]", text) if t.strip()}
+    sh, ntok = shingle_hashes_reference(text.encode(), 1, False)
+    assert ntok == len(expected)
+    assert set(sh.tolist()) == {xxhash.xxh64_intdigest(t.encode()) for t in expected}
+
+
+def test_estimated_jaccard_tracks_exact_jaccard():
+    hasher = MinHashSignature(NearDedupConfig(backend="numpy"))
+    tokens = [f"tok{i}" for i in range(400)]
+    for shift in (0, 20, 60, 150):
+        a = " ".join(tokens[:300]).encode()
+        b = " ".join(tokens[shift : 300 + shift]).encode()
+        sa, sb = hasher.shingles(a), hasher.shingles(b)
+        truth = exact_jaccard(sa, sb)
+        sig = hasher.signatures([a, b]).sig
+        assert abs(estimated_jaccard(sig[0], sig[1]) - truth) < 0.1, shift
+
+
+def test_signatures_are_a_function_of_content_and_seed():
+    texts = stdlib_texts(5)
+    h = MinHashSignature(NearDedupConfig())
+    s1 = h.signatures(texts).sig
+    s2 = h.signatures(list(reversed(texts))).sig[::-1]
+    np.testing.assert_array_equal(s1, s2)
+    other = MinHashSignature(NearDedupConfig(seed=2)).signatures(texts).sig
+    assert not np.array_equal(s1, other)
+
+
+def test_lsh_params_come_from_datasketch():
+    from datasketch.lsh import _optimal_param
+
+    assert NearDedupConfig().lsh_params == _optimal_param(0.85, 256, 0.1, 0.9) == (18, 14)
+    assert NearDedupConfig(threshold=0.7, false_positive_weight=0.5, false_negative_weight=0.5).lsh_params == (
+        _optimal_param(0.7, 256, 0.5, 0.5)
+    )
+    assert NearDedupConfig(bands=64, rows=4).lsh_params == (64, 4)
+
+
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"threshold": 1.5}, "threshold must be in"),
+        ({"bands": 10}, "set together"),
+        ({"bands": 100, "rows": 10}, "bands \\* rows must be <= num_perm"),
+        ({"keep": "random"}, "keep must be one of"),
+        ({"verify": "maybe"}, "verify must be one of"),
+        ({"spill_partitions": 6}, "power of two"),
+        ({"memory_budget_mb": 0}, "memory_budget_mb must be > 0"),
+    ],
+)
+def test_config_errors_say_what_to_change(kw, match):
+    with pytest.raises(ValueError, match=match):
+        NearDedupConfig(**kw)
+
+
+def test_huge_file_signature_is_bounded_and_correct():
+    # 50 MB of generated code: one file, handled in one pass without quadratic behaviour.
+    line = "value_{i} = compute(alpha_{j}, beta) + {i}\n"
+    text = "".join(line.format(i=i, j=i % 97) for i in range(1_300_000)).encode()
+    assert len(text) > 50_000_000
+    h = MinHashSignature(NearDedupConfig())
+    batch = h.signatures([text])
+    assert batch.ntokens[0] > 1_000_000
+    assert (batch.sig[0] < np.iinfo(np.uint32).max).all()

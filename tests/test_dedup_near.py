@@ -1,0 +1,208 @@
+"""Tests of preprocessing/dedup/near.py and dedup/cli.py: the two-pass stage, outputs, determinism, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+import zstandard
+from click.testing import CliRunner
+
+from preprocessing.config import ConfigError
+from preprocessing.dedup.cli import dedup_command
+from preprocessing.dedup.minhash import NearDedupConfig
+from preprocessing.dedup.near import run_dedup, run_near_dedup
+from preprocessing.readers import InputConfig
+from tests.conftest import stdlib_rows, write_jsonl
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, "rb") as f:
+        data = zstandard.ZstdDecompressor().stream_reader(f).read()
+    return [json.loads(line) for line in data.splitlines() if line.strip()]
+
+
+def dump_rows() -> list[dict]:
+    """40 real stdlib files, 10 near-duplicate copies of some, short files and odd ones."""
+    rows = stdlib_rows(40)
+    for i, r in enumerate(rows[:10]):
+        copy = dict(r, path=f"vendored/{r['path']}", repo_name=f"someone/vendor{i % 3}")
+        copy["content"] = r["content"].replace("\n\n\n", "\n\n# vendored copy\n\n", 1) + "\n# patched\n"
+        rows.append(copy)
+    rows.append(dict(rows[0], path="short.py", content="x = 1\n"))
+    rows.append(dict(rows[0], path="short2.py", content="x = 1\n"))  # identical but too short: kept
+    rows.append(dict(rows[0], path="surrogate.py", content="s = '\udcff'\n" + rows[5]["content"]))  # rejected by the reader
+    return rows
+
+
+@pytest.fixture
+def dump(tmp_path: Path) -> Path:
+    d = tmp_path / "dump"
+    d.mkdir()
+    rows = dump_rows()
+    write_jsonl(d / "a.jsonl.zst", rows[:30])
+    write_jsonl(d / "b.jsonl", rows[30:], raw_lines=[
+        b"{not json\n",
+        b'{"repo_name": "r", "path": "e.py", "content": ""}\n',
+        b'{"repo_name": "r", "path": "latin1.py", "content": "caf\xe9 = 1"}\n',  # not UTF-8
+    ])
+    return d
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.glob("*.jsonl.zst"))}
+
+
+def test_stage_removes_near_duplicates_and_accounts_for_every_record(dump, tmp_path):
+    stats = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(dump)]), tmp_path / "out")
+    st = stats["stages"]["near_dedup"]
+    assert st["records_in"] == 56
+    assert st["records_in"] == st["kept"] + sum(st["dropped"].values()) + sum(st["rejected"].values())
+    assert st["dropped"] == {"near_duplicate": 10}  # the 10 vendored copies
+    assert st["rejected"] == {"empty_content": 1, "invalid_json": 2, "invalid_utf8": 1}
+    nd = stats["near_dedup"]
+    assert nd["too_short_to_cluster"] == 2 and nd["removed"] == 10 and nd["files_in_clusters"] == 20
+
+    kept = read_rows(tmp_path / "out" / "part-00000.jsonl.zst")
+    assert len(kept) == st["kept"] == 42
+    originals = {(r["repo_name"], r["path"]): r for r in dump_rows()}
+    for row in kept:  # records are written with their input fields unchanged
+        assert row == originals[(row["repo_name"], row["path"])]
+    assert not any(r["path"].startswith("vendored/") for r in kept)
+    assert sum(r["path"].startswith("short") for r in kept) == 2
+
+    clusters = read_rows(tmp_path / "out" / "clusters.jsonl.zst")
+    assert len(clusters) == nd["clusters"] == 10
+    assert sum(c["size"] for c in clusters) == 20
+    for c in clusters:
+        assert c["kept"] == c["cluster"] == min(m["ordinal"] for m in c["members"])
+        assert all(0.85 <= m["similarity"] <= 1.0 for m in c["members"])
+        assert not c["members"][0]["path"].startswith("vendored/")
+    assert json.loads((tmp_path / "out" / "stats.json").read_text())["totals"]["kept"] == 42
+    assert not (tmp_path / "out" / ".work").exists()
+
+
+def test_outputs_identical_for_any_workers_and_reruns(dump, tmp_path):
+    cfg = NearDedupConfig()
+    runs = []
+    for name, workers, batch in [("w1", 1, 256), ("w2", 2, 7), ("w1b", 1, 256)]:
+        run_near_dedup(cfg, InputConfig(paths=[str(dump)], batch_records=batch), tmp_path / name, workers=workers)
+        runs.append(outputs(tmp_path / name))
+    assert runs[0] == runs[1] == runs[2]
+    assert set(runs[0]) == {"part-00000.jsonl.zst", "clusters.jsonl.zst"}
+
+
+def test_spill_to_disk_gives_identical_outputs(dump, tmp_path):
+    run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(dump)]), tmp_path / "mem")
+    st = run_near_dedup(NearDedupConfig(memory_budget_mb=0.004, spill_partitions=2),
+                        InputConfig(paths=[str(dump)], batch_records=16), tmp_path / "disk")
+    assert st["near_dedup"]["spilled_to_disk"]
+    assert outputs(tmp_path / "mem") == outputs(tmp_path / "disk")
+
+
+def test_exact_verification_and_keep_longest(dump, tmp_path):
+    st = run_near_dedup(NearDedupConfig(verify="exact", keep="longest"), InputConfig(paths=[str(dump)]), tmp_path / "o")
+    assert st["near_dedup"]["removed"] == 10
+    kept_paths = {r["path"] for r in read_rows(tmp_path / "o" / "part-00000.jsonl.zst")}
+    # The vendored copies are longer (two added comment lines): they are the ones kept.
+    assert sum(p.startswith("vendored/") for p in kept_paths) == 10
+
+
+def test_run_dir_stage_uses_manifest(tmp_path, dump):
+    run = tmp_path / "run"
+    (run / "clean").mkdir(parents=True)
+    write_jsonl(run / "clean" / "part-00000.jsonl.zst", dump_rows())
+    first = run_dedup(NearDedupConfig(), run)
+    assert (run / "dedup" / "part-00000.jsonl.zst").exists() and not first.get("skipped")
+    assert run_dedup(NearDedupConfig(), run)["skipped"]
+    with pytest.raises(ConfigError, match="another config"):
+        run_dedup(NearDedupConfig(threshold=0.7), run)
+    with pytest.raises(ValueError, match="run `cp-preprocess stream` first"):
+        run_dedup(NearDedupConfig(), tmp_path / "empty_run")
+
+
+def test_cli_dedup_with_preset_and_flags(tmp_path, dump):
+    preset = tmp_path / "p.yaml"
+    preset.write_text(yaml.safe_dump({"near_dedup": {"threshold": 0.8, "ngram": 1}, "stream": {"workers": 1}}))
+    runner = CliRunner()
+    res = runner.invoke(dedup_command, ["--config", str(preset), "--num-perm", "128", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads(res.output)
+    assert cfg["threshold"] == 0.8 and cfg["num_perm"] == 128 and cfg["min_tokens"] == 10
+
+    res = runner.invoke(dedup_command, ["-i", str(dump), "-o", str(tmp_path / "o"), "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    assert "removed 10 near-duplicates in 10 clusters" in res.output
+    assert (tmp_path / "o" / "clusters.jsonl.zst").exists()
+
+    res = runner.invoke(dedup_command, ["-i", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "error: input not found" in res.output
+    res = runner.invoke(dedup_command, ["--threshold", "2", "--dry-run"])
+    assert res.exit_code == 2 and "threshold must be in (0, 1]" in res.output
+
+
+@pytest.mark.parametrize("preset", ["codeparrot.yaml", "bigcode.yaml"])
+def test_presets_load(preset):
+    from preprocessing.config import load_config
+
+    path = Path(__file__).resolve().parent.parent / "configs" / "preprocess" / preset
+    if not path.exists():
+        pytest.skip(f"{path} is not on this branch")
+    cfg = load_config(NearDedupConfig, path, section="near_dedup")
+    assert (cfg.threshold, cfg.ngram) == ((0.85, 1) if preset == "codeparrot.yaml" else (0.7, 5))
+
+
+def test_keep_score_rules():
+    from preprocessing.dedup.near import keep_score
+    from preprocessing.record import CodeFile
+
+    rec = CodeFile(content="abc", repo_name="r", path="p", license="Apache-2.0", extra={"stars": "12", "max_stars_count": None})
+    assert keep_score(rec, b"abc", NearDedupConfig(keep="first")) == 0
+    assert keep_score(rec, b"abcd", NearDedupConfig(keep="longest")) == 4
+    assert keep_score(rec, b"", NearDedupConfig(keep="license")) == 4  # second of five preferred
+    assert keep_score(rec, b"", NearDedupConfig(keep="license", preferred_licenses=["gpl-3.0"])) == 0
+    assert keep_score(rec, b"", NearDedupConfig(keep="stars")) == 12
+    assert keep_score(rec, b"", NearDedupConfig(keep="stars", stars_field="max_stars_count")) == 0
+
+
+def test_cli_run_directory(tmp_path):
+    run = tmp_path / "run"
+    (run / "clean").mkdir(parents=True)
+    write_jsonl(run / "clean" / "part-00000.jsonl.zst", dump_rows())
+    res = CliRunner().invoke(dedup_command, [str(run), "--keep", "longest"])
+    assert res.exit_code == 0, res.output
+    stats = json.loads((run / "dedup" / "stats.json").read_text())
+    assert stats["config"]["keep"] == "longest" and stats["near_dedup"]["removed"] == 10
+    assert json.loads((run / "manifest.json").read_text())["stages"]["dedup"]["finished"]
+    res = CliRunner().invoke(dedup_command, [str(run), "--threshold", "0.7"])
+    assert res.exit_code == 2 and "another config" in res.output
+
+
+def test_stream_hook_runs_stage_from_preset(tmp_path, capsys):
+    from preprocessing.dedup.cli import run_dedup_from_preset
+
+    run = tmp_path / "run"
+    (run / "clean").mkdir(parents=True)
+    write_jsonl(run / "clean" / "part-00000.jsonl.zst", dump_rows())
+    preset = tmp_path / "p.yaml"
+    preset.write_text("near_dedup:\n  keep: longest\n")
+    stats = run_dedup_from_preset(run_dir=run, config_path=str(preset), workers=None, force=False)
+    assert stats["config"]["keep"] == "longest" and stats["near_dedup"]["removed"] == 10
+    assert "removed 10 near-duplicates" in capsys.readouterr().out
+
+
+def test_file_over_reader_limit_is_rejected_by_default_and_deduped_when_allowed(tmp_path):
+    # 12 MB here (the 50 MB case is tested on the signature kernel in test_dedup_minhash.py).
+    line = "value_{i} = compute(alpha_{j}, beta) + {i}\n"
+    big = "".join(line.format(i=i, j=i % 97) for i in range(300_000))
+    assert len(big) > 10 << 20
+    rows = [{"repo_name": "r", "path": "big.py", "content": big},
+            {"repo_name": "r", "path": "big_copy.py", "content": big + "extra_tail = 1\n"}]
+    write_jsonl(tmp_path / "big.jsonl", rows)
+    st = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(tmp_path / "big.jsonl")]), tmp_path / "a")
+    assert st["totals"]["rejected"] == {"too_large": 2}  # the reader's max_file_bytes (10 MB) applies
+    st = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(tmp_path / "big.jsonl")], max_file_bytes=64 << 20),
+                        tmp_path / "b")
+    assert st["totals"]["kept"] == 1 and st["near_dedup"]["removed"] == 1

@@ -1,0 +1,170 @@
+"""Readers: every format streams real files; every kind of bad input gets a named reason or a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from preprocessing.readers import (
+    ColumnsConfig, HFDatasetReader, InputConfig, InputError, JsonlReader, LocalReposReader, ParquetReader,
+    PythonEnvReader, limit_units, open_reader,
+)
+from preprocessing.record import CodeFile, Rejected
+from tests.conftest import stdlib_rows, write_jsonl
+
+
+def split(items):
+    items = list(items)
+    ok = [i for i in items if isinstance(i, CodeFile)]
+    bad = [i for i in items if isinstance(i, Rejected)]
+    return ok, bad
+
+
+def test_jsonl_plain_gz_zst_read_all_records_in_order(dump_dir: Path):
+    reader = JsonlReader(str(dump_dir))
+    ok, bad = split(reader.records())
+    assert not bad
+    assert [r.path for r in ok] == [r["path"] for r in stdlib_rows(60)]
+    first = ok[0]
+    assert first.repo_name == "python/cpython" and first.license == "psf-2.0"
+    assert first.extra == {"copies": "1", "size": first.extra["size"]}
+    assert first.source.endswith("a.jsonl") and first.line == 1
+    # the output row keeps the input's fields
+    assert set(first.to_json_dict()) == {"repo_name", "path", "copies", "size", "content", "license"}
+
+
+def test_jsonl_glob_and_open_reader_auto(dump_dir: Path):
+    reader = open_reader(InputConfig(paths=[str(dump_dir / "*.jsonl*")]))
+    assert isinstance(reader, JsonlReader)
+    assert len(reader.paths) == 3
+
+
+def test_jsonl_bad_lines_get_named_reasons(tmp_path: Path):
+    good = stdlib_rows(2)
+    lines = [
+        b"{not json\n",
+        b'{"repo_name": "r", "path": "p", "content": "caf\xe9"}\n',  # latin-1 byte: invalid UTF-8
+        b'{"repo_name": "r", "path": "p"}\n',
+        b'{"repo_name": "r", "path": "p", "content": "a\\u0000b"}\n',
+        b'{"repo_name": "r", "path": "p", "content": "   "}\n',
+        b'{"repo_name": "r", "path": "p", "content": 5}\n',
+        b"[1, 2]\n",
+        b"\n",
+    ]
+    path = write_jsonl(tmp_path / "bad.jsonl", good, lines)
+    ok, bad = split(JsonlReader(str(path)).records())
+    assert len(ok) == 2
+    assert [b.reason for b in bad] == [
+        "invalid_json", "invalid_utf8", "missing_field:content", "binary", "empty_content",
+        "invalid_field:content", "invalid_json",
+    ]
+    assert bad[0].line == 3 and bad[0].source == str(path)
+
+
+def test_jsonl_too_large_file_rejected(tmp_path: Path):
+    big = "x = 1\n" * (200_000)
+    path = write_jsonl(tmp_path / "big.jsonl", [{"repo_name": "r", "path": "big.py", "content": big}])
+    ok, bad = split(JsonlReader(str(path), max_file_bytes=1 << 20).records())
+    assert not ok and [b.reason for b in bad] == ["too_large"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst"])
+def test_truncated_compressed_file_keeps_complete_lines_and_names_the_rest(tmp_path: Path, suffix: str):
+    rows = stdlib_rows(40)
+    full = write_jsonl(tmp_path / f"full{suffix}", rows)
+    data = full.read_bytes()
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    reader = JsonlReader(str(cut))
+    ok, bad = split(reader.records())
+    assert 0 < len(ok) < 40
+    assert all(b.reason == "truncated_input" for b in bad)
+    assert any("truncated" in w and str(cut) in w for w in reader.warnings)
+    assert [r.path for r in ok] == [r["path"] for r in rows[: len(ok)]]
+
+
+def test_empty_file_warns_and_empty_dir_or_missing_path_is_an_error(tmp_path: Path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    reader = JsonlReader(str(empty))
+    assert list(reader.records()) == []
+    assert reader.warnings == [f"{empty}: empty file (no records)"]
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(InputError, match="holds no readable input files"):
+        JsonlReader(str(tmp_path / "nothing"))
+    with pytest.raises(InputError, match="input not found"):
+        JsonlReader(str(tmp_path / "missing.jsonl"))
+    with pytest.raises(InputError, match="no input files match"):
+        JsonlReader(str(tmp_path / "*.parquet"))
+
+
+def test_parquet_the_stack_schema_with_configured_columns(tmp_path: Path):
+    rows = stdlib_rows(30)
+    table = pa.table({
+        "content": [r["content"] for r in rows],
+        "max_stars_repo_name": ["org/repo"] * 30,
+        "max_stars_repo_path": [r["path"] for r in rows],
+        "max_stars_repo_licenses": [["MIT", "Apache-2.0"]] * 30,
+        "max_stars_count": list(range(30)),
+    })
+    path = tmp_path / "stack.parquet"
+    pq.write_table(table, path, row_group_size=8)
+    cols = ColumnsConfig(repo_name="max_stars_repo_name", path="max_stars_repo_path", license="max_stars_repo_licenses")
+    reader = open_reader(InputConfig(paths=[str(path)], columns=cols, batch_records=5))
+    assert isinstance(reader, ParquetReader)
+    assert len(list(reader.units())) == 4  # row groups
+    ok, bad = split(reader.records())
+    assert not bad and len(ok) == 30
+    assert ok[3].license == "MIT OR Apache-2.0" and ok[3].extra == {"max_stars_count": 3} and ok[3].line == 4
+    with pytest.raises(InputError, match="no column 'text'"):
+        list(ParquetReader(str(path), ColumnsConfig(content="text")).units())
+
+
+def test_hf_dataset_streaming_from_local_files(dump_dir: Path):
+    reader = HFDatasetReader("json", data_files=[str(dump_dir / "a.jsonl")], batch_records=7)
+    ok, bad = split(reader.records())
+    assert not bad and [r.path for r in ok] == [r["path"] for r in stdlib_rows(20)]
+
+
+def test_local_repos_one_repo_per_folder_with_license_files(tmp_path: Path):
+    mit = tmp_path / "repos" / "alpha"
+    mit.mkdir(parents=True)
+    (mit / "LICENSE").write_text(
+        "MIT License\n\nCopyright (c) 2020 A\n\nPermission is hereby granted, free of charge, to any person "
+        "obtaining a copy of this software and associated documentation files (the \"Software\"), to deal in "
+        "the Software without restriction, including without limitation the rights to use, copy, modify, merge, "
+        "publish, distribute, sublicense, and/or sell copies of the Software.\n\nThe above copyright notice and this "
+        "permission notice shall be included in all copies or substantial portions of the Software.\n\n"
+        "THE SOFTWARE IS PROVIDED \"AS IS\"")
+    (mit / "pkg").mkdir()
+    (mit / "pkg" / "mod.py").write_text("def f(x):\n    return x + 1\n")
+    (mit / "pkg" / "blob.py").write_bytes(b"\x00\x01\x02binary")
+    (mit / "pkg" / "latin.py").write_bytes("s = 'caf\xe9'\n".encode("latin-1"))
+    (mit / "pkg" / "empty.py").write_text("")
+    other = tmp_path / "repos" / "beta"
+    other.mkdir()
+    (other / "run.py").write_text("print('hi')\n")
+    reader = open_reader(InputConfig(paths=[str(tmp_path / "repos")]))
+    assert isinstance(reader, LocalReposReader)
+    ok, bad = split(reader.records())
+    assert [(r.repo_name, r.path, r.license) for r in ok] == [("alpha", "pkg/mod.py", "MIT"), ("beta", "run.py", None)]
+    assert sorted(b.reason for b in bad) == ["binary", "empty_content", "invalid_utf8"]
+
+
+def test_python_installation_is_the_embedded_default():
+    reader = open_reader(InputConfig())
+    assert isinstance(reader, PythonEnvReader)
+    plan = reader.plan()
+    names = [name for name, *_ in plan]
+    assert names[0] == "python/cpython" and plan[0][1] == "PSF-2.0"
+    assert "numpy" in names and "click" in names
+    licenses = {name: lic for name, lic, *_ in plan}
+    assert licenses["click"] == "BSD-3-Clause"
+    units = limit_units(reader.units(), 300)
+    ok, bad = split(r for u in units for r in reader.decode(u))
+    assert len(ok) + len(bad) == 300
+    assert all(r.repo_name == "python/cpython" for r in ok)
+    assert {"__future__.py", "abc.py"} <= {r.path for r in ok}

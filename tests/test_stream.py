@@ -1,0 +1,139 @@
+"""The stream stage end to end: accounting, determinism across workers, restart, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from preprocessing.config import ConfigError
+from preprocessing.readers import InputConfig
+from preprocessing.stream import StreamConfig, run_stream
+from tests.conftest import stdlib_rows, write_jsonl
+
+
+def read_output(run: Path) -> list[dict]:
+    rows = []
+    for p in sorted((run / "clean").glob("part-*.jsonl.zst")):
+        with zstandard.ZstdDecompressor().stream_reader(open(p, "rb")) as r:
+            rows += [json.loads(line) for line in r.read().splitlines()]
+    return rows
+
+
+def shard_bytes(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((run / "clean").glob("part-*.jsonl.zst"))}
+
+
+def assert_accounted(stats: dict) -> None:
+    stages = stats["stages"]
+    for name, s in stages.items():
+        assert s["records_in"] == s["kept"] + sum(s["dropped"].values()) + sum(s["rejected"].values()), name
+    assert stages["filter"]["records_in"] == stages["read"]["kept"]
+    assert stages["exact_dedup"]["records_in"] == stages["filter"]["kept"]
+    t = stats["totals"]
+    assert t["records_read"] == t["kept"] + sum(t["dropped"].values()) + sum(t["rejected"].values())
+
+
+@pytest.fixture(scope="module")
+def python_runs(tmp_path_factory) -> tuple[Path, Path, dict, dict]:
+    """The embedded default (the local Python installation), 1500 files, with 1 and 2 workers."""
+    base = tmp_path_factory.mktemp("runs")
+    cfg1 = StreamConfig(input=InputConfig(limit=1500), workers=1)
+    cfg2 = StreamConfig(input=InputConfig(limit=1500), workers=2)
+    cfg1.output.max_shard_bytes = cfg2.output.max_shard_bytes = 2 << 20
+    s1 = run_stream(cfg1, base / "w1")
+    s2 = run_stream(cfg2, base / "w2")
+    return base / "w1", base / "w2", s1, s2
+
+
+def test_real_run_is_accounted_and_loadable(python_runs):
+    run, _, stats, _ = python_runs
+    assert_accounted(stats)
+    assert stats["totals"]["records_read"] == 1500
+    assert stats["totals"]["kept"] > 300
+    assert stats["stages"]["filter"]["dropped"]  # real code trips real filters
+    rows = read_output(run)
+    assert len(rows) == stats["totals"]["kept"]
+    assert set(rows[0]) == {"repo_name", "path", "license", "size", "content"}
+    assert len(shard_bytes(run)) >= 2  # rolled over at 2 MB
+    from datasets import load_dataset
+
+    ds = load_dataset("json", data_files=sorted(str(p) for p in (run / "clean").glob("*.jsonl.zst")), split="train")
+    assert len(ds) == len(rows) and ds[0]["path"] == rows[0]["path"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["stages"]["stream"]["finished"] is True
+    assert "zstandard" in manifest["stages"]["stream"]["versions"]
+
+
+def test_one_and_two_workers_give_identical_bytes(python_runs):
+    run1, run2, s1, s2 = python_runs
+    assert shard_bytes(run1) == shard_bytes(run2)
+    for key in ("stages", "totals", "histograms_kept", "examples", "licenses_kept"):
+        assert s1[key] == s2[key]
+
+
+def test_rerun_skips_and_killed_run_is_redone_identically(python_runs, tmp_path):
+    run1, _, s1, _ = python_runs
+    again = run_stream(StreamConfig(input=InputConfig(limit=1500), workers=1, output=_small()), run1)
+    assert again.get("skipped") is True
+    # simulate a kill: the manifest says started, a partial tmp file and a stale shard lie around
+    cfg = StreamConfig(input=InputConfig(limit=1500), output=_small())
+    victim = tmp_path / "victim"
+    run_stream(cfg, victim)
+    expected = shard_bytes(victim)
+    manifest = json.loads((victim / "manifest.json").read_text())
+    manifest["stages"]["stream"]["finished"] = False
+    (victim / "manifest.json").write_text(json.dumps(manifest))
+    (victim / "clean" / ".part-00003.jsonl.zst.tmp").write_bytes(b"partial")
+    (victim / "clean" / "part-00099.jsonl.zst").write_bytes(b"stale")
+    stats = run_stream(cfg, victim)
+    assert not stats.get("skipped")
+    assert shard_bytes(victim) == expected
+    assert not list((victim / "clean").glob(".*.tmp"))
+
+
+def _small():
+    from preprocessing.stream import OutputConfig
+
+    return OutputConfig(max_shard_bytes=2 << 20)
+
+
+def test_rerun_with_another_config_refuses_to_mix(python_runs):
+    run1, *_ = python_runs
+    cfg = StreamConfig(input=InputConfig(limit=1500))
+    cfg.filters.quality.max_line_length = 500
+    with pytest.raises(ConfigError, match="another config"):
+        run_stream(cfg, run1)
+
+
+def test_exact_duplicates_dropped_first_occurrence_kept(tmp_path):
+    rows = stdlib_rows(10)
+    dup = dict(rows[3], path="copy/of/file.py", repo_name="someone/fork")
+    dup["content"] = rows[3]["content"].replace("\n", "\n\n")  # whitespace-only change
+    write_jsonl(tmp_path / "d.jsonl", rows + [dup])
+    cfg = StreamConfig(input=InputConfig(paths=[str(tmp_path / "d.jsonl")]))
+    cfg.filters.quality.enabled = False
+    cfg.filters.autogenerated.enabled = False
+    stats = run_stream(cfg, tmp_path / "run")
+    assert_accounted(stats)
+    assert stats["stages"]["exact_dedup"]["dropped"] == {"exact_duplicate": 1}
+    assert [r["path"] for r in read_output(tmp_path / "run")] == [r["path"] for r in rows]
+
+
+def test_bad_input_is_counted_not_fatal(tmp_path):
+    rows = stdlib_rows(5)
+    lines = [b"{broken\n", b'{"repo_name": "r", "path": "p", "content": "\xff"}\n', b'{"path": "x.py"}\n',
+             b'{"repo_name": "r", "path": "p", "content": "\\u0000"}\n']
+    write_jsonl(tmp_path / "in.jsonl", rows, lines)
+    big = "x = 1\n" * 2_000_000  # a 12 MB file
+    write_jsonl(tmp_path / "in2.jsonl.zst", [{"repo_name": "r", "path": "big.py", "content": big}])
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    cfg = StreamConfig(input=InputConfig(paths=[str(tmp_path / "*.jsonl*")]))
+    stats = run_stream(cfg, tmp_path / "run")
+    assert_accounted(stats)
+    assert stats["stages"]["read"]["rejected"] == {
+        "binary": 1, "invalid_json": 1, "invalid_utf8": 1, "missing_field:content": 1, "too_large": 1}
+    assert any("empty file" in w for w in stats["warnings"])
+    assert stats["examples"]["rejected:invalid_json"][0]["where"].endswith("in.jsonl:6")
