@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from preprocessing.config import ConfigError, load_config, to_dict
 
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message says which key and what to change."""
-
+__all__ = ["ConfigError", "TrainConfig", "load_train_config", "to_dict"]
 
 KNOWN_TRACKERS = ("tensorboard", "wandb")
 
@@ -108,7 +102,6 @@ class TrainConfig:
     weights, to output_dir/trace/rank-R.jsonl (to check data parallelism: disjoint data, equal weights)."""
 
     def __post_init__(self) -> None:
-        _check_types(self)
         positive = ("n_layer", "n_head", "n_embd", "seq_length", "global_batch_size", "micro_batch_size",
                     "max_steps", "log_every", "keep_last")
         for name in positive:
@@ -148,93 +141,6 @@ class TrainConfig:
         return Path(self.data_dir) / "valid"
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def _coerce(name: str, tp: Any, value: Any) -> Any:
-    """Return value as type tp, or raise ConfigError; numbers may come as YAML strings like '5e-4'."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(name, inner[0], value)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if isinstance(value, str):  # `trackers=tensorboard,wandb` on the command line
-            value = [v for v in value.split(",") if v]
-        if not isinstance(value, list):
-            raise ConfigError(f"{name}: expected a list, got {value!r}")
-        return [_coerce(name, item, v) for v in value]
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ConfigError(f"{name}: expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise ConfigError(f"{name}: expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{name}: expected a number, got {value!r}")
-    if tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ConfigError(f"{name}: expected a string, got {value!r}")
-    raise ConfigError(f"{name}: unsupported type {tp}")
-
-
-def _check_types(cfg: TrainConfig) -> None:
-    for name, tp in _field_types(type(cfg)).items():
-        setattr(cfg, name, _coerce(name, tp, getattr(cfg, name)))
-
-
-def config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """Build a TrainConfig from a flat dict; an unknown key is a ConfigError naming it."""
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {unknown}; known keys: {', '.join(sorted(known))}")
-    return TrainConfig(**values)
-
-
 def load_train_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Read a YAML preset (or the defaults when path is None) and apply overrides on top."""
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of config keys, got {type(loaded).__name__}")
-        values.update(loaded)
-    values.update(overrides or {})
-    try:
-        return config_from_dict(values)
-    except ConfigError as exc:
-        where = f"{path}: " if path is not None else ""
-        raise ConfigError(f"{where}{exc}") from None
-
-
-def to_dict(cfg: TrainConfig) -> dict[str, Any]:
-    """Plain, JSON-able dict of the resolved config (saved in checkpoints and the exported model)."""
-    return dataclasses.asdict(cfg)
+    """Defaults <- the YAML preset (when given) <- overrides; unknown keys and wrong types are ConfigErrors."""
+    return load_config(TrainConfig, path, overrides)

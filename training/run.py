@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 import yaml  # noqa: E402
 
-from training.config import ConfigError, load_train_config, to_dict  # noqa: E402
+from training.config import ConfigError, TrainConfig, load_train_config, to_dict  # noqa: E402
+
+LIST_KEYS = {name for name, tp in typing.get_type_hints(TrainConfig).items() if typing.get_origin(tp) is list}
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -32,10 +35,14 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"{item!r}: expected key=value or --key value")
         key, value = item.split("=", 1)
-        try:
-            out[key.replace("-", "_")] = yaml.safe_load(value) if value else ""
-        except yaml.YAMLError:
-            out[key.replace("-", "_")] = value
+        key = key.replace("-", "_")
+        if key in LIST_KEYS:  # trackers=tensorboard,wandb (or trackers= for none)
+            out[key] = [v for v in value.split(",") if v]
+        else:
+            try:
+                out[key] = yaml.safe_load(value) if value else ""
+            except yaml.YAMLError:
+                out[key] = value
         i += 1
     return out
 

@@ -181,6 +181,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     if cfg.export:
         summary["export_dir"] = str(export_model(accelerator, model, tokenizer, cfg))
+    # All ranks leave together: a rank that destroys the process group and exits first takes the rendezvous
+    # store with it, and a slower rank's own teardown could then wait on it forever.
+    accelerator.wait_for_everyone()
     accelerator.end_training()
     summary.update(steps=step, tokens_seen=step * tokens_per_step,
                    step_time_s=statistics.median(step_times[1:] or step_times) if step_times else None,

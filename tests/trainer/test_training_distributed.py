@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from conftest import tiny_config
+from trainer_helpers import tiny_config
 
 from training.trainer import train
 
@@ -24,10 +25,19 @@ def launch(run: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     args = [f"{k}={getattr(cfg, k)}" for k in keys] + ["trackers=", "progress_bar=false", "export=false", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(
         [str(ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))}
-    return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                           str(ROOT / "configs/accelerate/cpu-2proc.yaml"), "--main_process_port", "0",
-                           str(ROOT / "training/run.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               str(ROOT / "configs/accelerate/cpu-2proc.yaml"), "--main_process_port", "0",
+               str(ROOT / "training/run.py"), *args]
+    # its own process group, so that a timeout ends the ranks too, not only the launcher
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+                          start_new_session=True) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            raise AssertionError(f"accelerate launch timed out:\n{stderr[-3000:]}") from None
+    return subprocess.CompletedProcess(command, proc.returncode, stdout, stderr)
 
 
 def read_trace(path: Path) -> list[dict]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_config
+from trainer_helpers import tiny_config
 
 from shards import ShardReader
 from training.checkpoint import list_checkpoints
