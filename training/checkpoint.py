@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -50,7 +51,15 @@ def save_checkpoint(accelerator: Accelerator, cfg: TrainConfig, step: int, state
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
+    # GPT-2 ties lm_head to the token embedding; safetensors stores it once and Accelerate logs a warning
+    # about it on every save. Expected here, so it is silenced for the call.
+    quiet = logging.getLogger("accelerate.utils.other")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        accelerator.save_state(str(tmp))
+    finally:
+        quiet.setLevel(level)
     if accelerator.is_main_process:
         payload = {"version": STATE_VERSION, "step": step, "config": to_dict(cfg), **state}
         (tmp / STATE_FILE).write_text(json.dumps(payload, indent=2) + "\n")

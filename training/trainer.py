@@ -11,7 +11,8 @@ import shutil
 import statistics
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +201,8 @@ def export_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer, cf
         shutil.rmtree(tmp, ignore_errors=True)
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.config.use_cache = True  # gradient checkpointing turned it off for training
-        unwrapped.save_pretrained(tmp, state_dict=state_dict, safe_serialization=True)
+        with _quiet_progress():
+            unwrapped.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         (tmp / "training_config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
         if final.exists():
@@ -213,6 +215,20 @@ def export_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer, cf
             os.replace(tmp, final)
     accelerator.wait_for_everyone()
     return final
+
+
+@contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """No "Writing model shards" progress bar from transformers for a one-file save."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _digest(*tensors: torch.Tensor) -> str:
