@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,6 +64,9 @@ def test_two_processes_split_the_data_and_agree(demo_run, tmp_path):
     ddp_losses = {r["step"]: r["loss"] for r in metrics if "loss" in r}
     assert ddp_losses.keys() == single["losses"].keys()
     assert all(math.isclose(ddp_losses[s], single["losses"][s], rel_tol=1e-3) for s in ddp_losses)
+    ddp_evals = [r["val_loss"] for r in metrics if "val_loss" in r]  # same validation samples, any world size
+    assert len(ddp_evals) == 2
+    assert all(math.isclose(a, e["val_loss"], rel_tol=1e-3) for a, e in zip(ddp_evals, single["evals"], strict=True))
     state = json.loads((tmp_path / "ddp/checkpoints/step-00000006/trainer_state.json").read_text())
     assert state["dataset"]["consumed_samples"] == 6 * 8
     assert sorted(p.name for p in (tmp_path / "ddp/checkpoints/step-00000006").glob("random_states_*")) == \
@@ -74,3 +78,21 @@ def test_global_batch_not_divisible_by_world_size(demo_run, tmp_path):
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors and "global_batch_size=12 is not divisible by world_size x micro_batch_size = 2 x 4" in errors[0]
+
+
+def test_resume_a_one_process_checkpoint_on_two_processes(demo_run, tmp_path):
+    """Resume is exact in data on another world size: the global batches continue where they stopped."""
+    settings = dict(max_steps=5, save_every=2, trace=True)
+    single = train(tiny_config(demo_run, tmp_path / "single", **settings))
+    shutil.copytree(tmp_path / "single/checkpoints/step-00000002", tmp_path / "ddp/checkpoints/step-00000002")
+    proc = launch(demo_run, tmp_path / "ddp", *(f"{k}={v}" for k, v in settings.items()))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = read_trace(tmp_path / "single/trace/rank-0.jsonl")[2:-1]
+    rank0 = read_trace(tmp_path / "ddp/trace/rank-0.jsonl")[:-1]
+    rank1 = read_trace(tmp_path / "ddp/trace/rank-1.jsonl")[:-1]
+    assert [r["step"] for r in rank0] == [3, 4, 5]
+    assert [a["samples"] + b["samples"] for a, b in zip(rank0, rank1, strict=True)] == [c["samples"] for c in one]
+    metrics = [json.loads(line) for line in (tmp_path / "ddp/metrics.jsonl").read_text().splitlines()]
+    ddp_losses = {r["step"]: r["loss"] for r in metrics if "loss" in r}
+    assert ddp_losses.keys() == {3, 4, 5}
+    assert all(math.isclose(ddp_losses[s], single["losses"][s], rel_tol=1e-3) for s in ddp_losses)
