@@ -61,6 +61,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         raise ValueError(f"{cfg.valid_dir} holds fewer samples than one global batch "
                          f"({cfg.global_batch_size}); pack more validation data or set eval_batches=0")
     tokenizer = load_tokenizer(cfg.tokenizer_dir)
+    tok_hash = tokenizer_hash(cfg.tokenizer_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
     # Model and optimizer. The same seed on every rank gives the same initial weights; dropout then
@@ -80,7 +81,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     step = 0
     if resume_from is not None:
         # restores model, optimizer and the RNG of every rank
-        state = load_checkpoint(accelerator, resume_from, cfg, tokenizer_hash(cfg.tokenizer_dir))
+        state = load_checkpoint(accelerator, resume_from, cfg, tok_hash)
         step = state["step"]
 
     # Data: each rank reads only its own slice of every global batch, so the DataLoader is deliberately
@@ -141,6 +142,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             loss_sum += loss.detach()
         # With grad_clip=0 the norm is still computed (for the logs) but nothing is clipped.
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
+        if hasattr(grad_norm, "full_tensor"):  # FSDP2 returns a DTensor
+            grad_norm = grad_norm.full_tensor()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -172,7 +175,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             data_state = dataset.state_dict(consumed_samples=step * cfg.global_batch_size)
             summary["checkpoint"] = str(save_checkpoint(
                 accelerator, cfg, step, {"dataset": data_state, "tokens_seen": step * tokens_per_step,
-                                       "tokenizer_hash": tokenizer_hash(cfg.tokenizer_dir)}))
+                                       "tokenizer_hash": tok_hash}))
         if step == last_log_step:  # tokens/s counts training only, not evaluation or checkpoint time
             last_log_time = time.perf_counter()
     progress.close()
