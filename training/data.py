@@ -7,20 +7,29 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import DataLoader
 
-from shards import ShardDataset, ShardReader, tokenizer_hash
+from shards import ShardDataset, ShardError, ShardReader, tokenizer_hash
 from training.config import TrainConfig
 
 
 def check_shards(cfg: TrainConfig) -> None:
-    """Fail early, with a message naming the directory, when the shards cannot feed this run."""
-    for split_dir in (cfg.train_dir, cfg.valid_dir):
+    """Fail early, with a message naming the directory, when the shards cannot feed this run.
+
+    valid/ is needed only when the run evaluates (eval_batches > 0).
+    """
+    splits = (cfg.train_dir, cfg.valid_dir) if cfg.eval_batches else (cfg.train_dir,)
+    for split_dir in splits:
         if not (split_dir / "index.json").is_file():
             raise ValueError(f"{split_dir}: no index.json; data_dir must hold train/ and valid/ written by "
                              f"`cp-preprocess pack` (set data_dir=RUN/shards)")
     expected = tokenizer_hash(cfg.tokenizer_dir)
-    for split_dir in (cfg.train_dir, cfg.valid_dir):
+    for split_dir in splits:
         # ShardReader raises ShardError (a ValueError) naming the file on a tokenizer or length mismatch.
-        ShardReader(split_dir, expected_tokenizer_hash=expected, expected_seq_length=cfg.seq_length)
+        try:
+            ShardReader(split_dir, expected_tokenizer_hash=expected, expected_seq_length=cfg.seq_length)
+        except ShardError as exc:
+            if split_dir == cfg.valid_dir and "empty" in str(exc):
+                raise ShardError(f"{exc}; or set eval_batches=0 to train without evaluation") from None
+            raise
 
 
 def train_dataset(cfg: TrainConfig, rank: int, world_size: int) -> ShardDataset:

@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar on the command line
     try:
         completions = generate(args.model_dir, args.prompt, args.max_new_tokens, args.temperature, args.top_p,
                                args.num_samples, args.seed)

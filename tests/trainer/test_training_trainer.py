@@ -195,3 +195,14 @@ def test_error_checkpoint_of_another_tokenizer(trained, demo_run, tmp_path, caps
     state_file.write_text(json.dumps(state))
     code, err = run_cli(cli_args(demo_run, other, "n_layer=2", "n_embd=64", "max_steps=101"), capsys)
     assert code == 2 and "belongs to another run" in err and "tokenizer: checkpoint sha256:000" in err
+
+
+def test_no_valid_split_needed_without_evaluation(demo_run, tmp_path, capsys):
+    shutil.copytree(demo_run / "shards" / "train", tmp_path / "shards" / "train")
+    (tmp_path / "shards" / "valid").mkdir()
+    (tmp_path / "shards" / "valid" / "index.json").write_text("{}")  # unusable; must not be read
+    summary = train(tiny_config(demo_run, tmp_path / "out", data_dir=str(tmp_path / "shards"), max_steps=2,
+                                eval_batches=0))
+    assert summary["steps"] == 2 and summary["evals"] == []
+    code, err = run_cli(cli_args(demo_run, tmp_path / "out2", f"data_dir={tmp_path / 'shards'}"), capsys)
+    assert code == 2 and "valid/index.json" in err
