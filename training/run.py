@@ -49,6 +49,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # `--con ...` must not silently become --config
         description="Train a GPT-2 code model on packed token shards.",
         epilog="Any config key can be overridden: key=value or --key value (e.g. max_steps=100 --resume auto).")
     parser.add_argument("--config", help="YAML preset, e.g. configs/training/tiny.yaml")
