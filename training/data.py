@@ -1,0 +1,75 @@
+"""Train and validation loaders over the packed token shards, each rank reading its own slice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from shards import ShardDataset, ShardError, ShardReader, tokenizer_hash
+from training.config import TrainConfig
+
+
+def check_shards(cfg: TrainConfig) -> None:
+    """Fail early, with a message naming the directory, when the shards cannot feed this run.
+
+    valid/ is needed only when the run evaluates (eval_batches > 0).
+    """
+    splits = (cfg.train_dir, cfg.valid_dir) if cfg.eval_batches else (cfg.train_dir,)
+    for split_dir in splits:
+        if not (split_dir / "index.json").is_file():
+            raise ValueError(f"{split_dir}: no index.json; data_dir must hold train/ and valid/ written by "
+                             f"`cp-preprocess pack` (set data_dir=RUN/shards)")
+    expected = tokenizer_hash(cfg.tokenizer_dir)
+    for split_dir in splits:
+        # ShardReader raises ShardError (a ValueError) naming the file on a tokenizer or length mismatch.
+        try:
+            ShardReader(split_dir, expected_tokenizer_hash=expected, expected_seq_length=cfg.seq_length)
+        except ShardError as exc:
+            if split_dir == cfg.valid_dir and "empty" in str(exc):
+                raise ShardError(f"{exc}; or set eval_batches=0 to train without evaluation") from None
+            raise
+
+
+def train_dataset(cfg: TrainConfig, rank: int, world_size: int) -> ShardDataset:
+    """The shuffled, endless training stream; this rank's contiguous slice of every global batch."""
+    return ShardDataset(cfg.train_dir, global_batch_size=cfg.global_batch_size,
+                        micro_batch_size=cfg.micro_batch_size, rank=rank, world_size=world_size,
+                        seed=cfg.seed, shuffle=True, expected_tokenizer_hash=tokenizer_hash(cfg.tokenizer_dir),
+                        expected_seq_length=cfg.seq_length)
+
+
+def make_loader(dataset: ShardDataset, cfg: TrainConfig, pin_memory: bool) -> DataLoader:
+    """A DataLoader over the rank's slice; workers split its micro batches round-robin, order preserved.
+
+    It gets its own generator: a DataLoader otherwise draws its workers' base seed from the global torch
+    RNG, which would shift the dropout stream whenever a loader is created (on resume, at each evaluation).
+    """
+    return DataLoader(dataset, batch_size=cfg.micro_batch_size, num_workers=cfg.num_workers,
+                      pin_memory=pin_memory, prefetch_factor=4 if cfg.num_workers else None,
+                      generator=torch.Generator().manual_seed(cfg.seed))
+
+
+def valid_batches(cfg: TrainConfig, rank: int, world_size: int, num_batches: int,
+                  pin_memory: bool) -> Iterator[torch.Tensor]:
+    """This rank's micro batches of the first `num_batches` global batches of valid/, in file order.
+
+    The samples (unshuffled, from position 0) are the same on every evaluation and for every run and
+    world size, so validation losses are comparable across runs.
+    """
+    dataset = ShardDataset(cfg.valid_dir, global_batch_size=cfg.global_batch_size,
+                           micro_batch_size=cfg.micro_batch_size, rank=rank, world_size=world_size,
+                           seed=cfg.seed, shuffle=False, expected_seq_length=cfg.seq_length)
+    micro_per_rank = num_batches * cfg.global_batch_size // (world_size * cfg.micro_batch_size)
+    loader = make_loader(dataset, cfg, pin_memory)
+    for i, batch in enumerate(loader):
+        if i == micro_per_rank:
+            break
+        yield batch
+
+
+def num_valid_batches(cfg: TrainConfig) -> int:
+    """Validation batches actually used: eval_batches, capped so no sample is used twice."""
+    available = ShardReader(cfg.valid_dir).num_samples // cfg.global_batch_size
+    return min(cfg.eval_batches, available)
