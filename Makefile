@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 # A CPU build of torch (the CUDA build of a newer, unpinned torch is several GB); set TORCH= to skip.
 TORCH ?= torch==2.13.0
 RUN ?= runs/demo
+DEMO_STEPS ?= 600
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-all test-deps bench clean-venv
@@ -16,8 +17,19 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
+# stream -> dedup -> tokenizer -> pack -> report, then the tiny model on the CPU, then a completion
 demo: $(VENV)/.installed
-	$(VENV)/bin/cp-preprocess run --output $(RUN)
+	$(VENV)/bin/cp-preprocess run configs/preprocess/demo.yaml --output $(RUN) --workers 2
+	$(PY) training/run.py --config configs/training/tiny.yaml data_dir=$(RUN)/shards \
+	  tokenizer_dir=$(RUN)/tokenizer output_dir=$(RUN)/model max_steps=$(DEMO_STEPS)
+	$(PY) training/generate.py $(RUN)/model/final --prompt 'def fibonacci(n):' --max-new-tokens 64
+	@echo "\nWhere everything went:"; \
+	echo "  $(RUN)/clean     filtered, exact-deduplicated JSONL shards + stats.json"; \
+	echo "  $(RUN)/dedup     near-deduplicated shards, clusters.jsonl.zst, stats.json"; \
+	echo "  $(RUN)/tokenizer the BPE tokenizer (AutoTokenizer.from_pretrained loads it) + stats.json"; \
+	echo "  $(RUN)/shards    train/ and valid/ token shards (index.json) + stats.json"; \
+	echo "  $(RUN)/model     checkpoints, TensorBoard logs, metrics.jsonl; final/ is the HF model"; \
+	echo "  $(RUN)/report/report.html  open it in a browser"
 
 # The report's browser test renders the page in Debian's chromium; installed here when we may
 # (root with apt-get), otherwise that one test skips and says why.
