@@ -73,7 +73,7 @@ def run_cmd(config_path: str | None, run_dir: str, workers: int | None, limit: i
     results = run_pipeline(run_dir, config_path, workers=workers, limit=limit, force=force)
     run = Path(run_dir)
     _summary(results["stream"], run / "clean")
-    from preprocessing.dedup.cli import _summary as dedup_summary
+    from preprocessing.dedup.cli import dedup_summary
 
     dedup_summary(results["dedup"], run / "dedup")
     from preprocessing.tokpack_cli import pack_summary, tokenizer_summary

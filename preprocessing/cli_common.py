@@ -26,3 +26,13 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(2)
 
     return wrapper
+
+
+def resolve_run_dir(run_dir: str | None, inputs: tuple[str, ...], output: str | None) -> str | None:
+    """The RUN a stage command works in: the default one when neither RUN nor --input is given;
+    with --input and no RUN, an --output directory is required."""
+    if run_dir is None and not inputs:
+        return DEFAULT_RUN
+    if run_dir is None and output is None:
+        raise click.UsageError("with --input, give a RUN directory or --output")
+    return run_dir

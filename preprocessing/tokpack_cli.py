@@ -8,15 +8,7 @@ from typing import Any
 
 import click
 
-from preprocessing.cli_common import DEFAULT_RUN, clean_errors
-
-
-def _run_dir(run_dir: str | None, inputs: tuple[str, ...], output: str | None) -> str | None:
-    if run_dir is None and not inputs:
-        return DEFAULT_RUN
-    if run_dir is None and output is None:
-        raise click.UsageError("with --input, give a RUN directory or --output")
-    return run_dir
+from preprocessing.cli_common import clean_errors, resolve_run_dir
 
 
 def tokenizer_summary(stats: dict[str, Any], out_dir: str) -> None:
@@ -69,7 +61,7 @@ def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str 
     if dry_run:
         click.echo(json.dumps(to_dict(cfg), indent=2))
         return
-    run_dir = _run_dir(run_dir, inputs, output)
+    run_dir = resolve_run_dir(run_dir, inputs, output)
     if workers is not None:
         if workers < 1:
             raise click.BadParameter(f"{workers} must be >= 1", param_hint="--workers")
@@ -100,7 +92,7 @@ def pack_command(run_dir: str | None, inputs: tuple[str, ...], output: str | Non
     if dry_run:
         click.echo(json.dumps(to_dict(cfg), indent=2))
         return
-    run_dir = _run_dir(run_dir, inputs, output)
+    run_dir = resolve_run_dir(run_dir, inputs, output)
     if workers is not None and workers < 1:
         raise click.BadParameter(f"{workers} must be >= 1", param_hint="--workers")
     stats = run_pack(cfg, run_dir, workers=workers or 1, inputs=list(inputs) or None, out_dir=output, force=force)

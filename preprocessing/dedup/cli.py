@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-DEFAULT_RUN = "runs/default"
+from preprocessing.cli_common import DEFAULT_RUN, clean_errors, resolve_run_dir
 
 
-def _summary(stats: dict[str, Any], out_dir: Path) -> None:
+def dedup_summary(stats: dict[str, Any], out_dir: Path) -> None:
     t, nd = stats["totals"], stats["near_dedup"]
     skipped = " (already done: skipped)" if stats.get("skipped") else ""
     click.echo(
@@ -38,7 +37,7 @@ def run_dedup_from_preset(
 
     cfg = load_config(NearDedupConfig, config_path, overrides, section="near_dedup")
     stats = run_dedup(cfg, run_dir, workers=workers or 1, force=force)
-    _summary(stats, Path(run_dir) / "dedup")
+    dedup_summary(stats, Path(run_dir) / "dedup")
     return stats
 
 
@@ -55,6 +54,7 @@ def run_dedup_from_preset(
 @click.option("--verify", type=click.Choice(["signature", "exact"]), help="How candidate pairs are verified.")
 @click.option("--force", is_flag=True, help="Overwrite dedup outputs made with another config.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@clean_errors
 def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
                   workers: int | None, threshold: float | None, num_perm: int | None, memory_budget: float | None,
                   keep: str | None, verify: str | None, force: bool, dry_run: bool) -> None:
@@ -66,20 +66,11 @@ def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | No
 
     overrides = {"threshold": threshold, "num_perm": num_perm, "memory_budget_mb": memory_budget,
                  "keep": keep, "verify": verify}
-    try:
-        cfg = load_config(NearDedupConfig, config_path, overrides, section="near_dedup")
-        if dry_run:
-            click.echo(json.dumps(to_dict(cfg), indent=2))
-            return
-        if run_dir is None and not inputs:
-            run_dir = DEFAULT_RUN
-        if run_dir is None and output is None:
-            raise click.UsageError("with --input, give a RUN directory or --output")
-        source = InputConfig(paths=list(inputs)) if inputs else None
-        stats = run_dedup(cfg, run_dir, workers=workers or 1, inputs=source, out_dir=output, force=force)
-    except (ValueError, OSError) as exc:  # ConfigError, InputError: one line, no traceback
-        if isinstance(exc, OSError) and not getattr(exc, "filename", None):
-            raise
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    _summary(stats, Path(output) if output else Path(run_dir) / "dedup")  # type: ignore[arg-type]
+    cfg = load_config(NearDedupConfig, config_path, overrides, section="near_dedup")
+    if dry_run:
+        click.echo(json.dumps(to_dict(cfg), indent=2))
+        return
+    run_dir = resolve_run_dir(run_dir, inputs, output)
+    source = InputConfig(paths=list(inputs)) if inputs else None
+    stats = run_dedup(cfg, run_dir, workers=workers or 1, inputs=source, out_dir=output, force=force)
+    dedup_summary(stats, Path(output) if output else Path(run_dir) / "dedup")  # type: ignore[arg-type]
