@@ -21,6 +21,8 @@ HISTOGRAM_EDGES: dict[str, list[float]] = {
     "mean_line_length": [0, 5, 10, 15, 20, 25, 30, 35, 40, 50, 60, 80, 100, 150, float("inf")],
     "alnum_fraction": [0, 0.1, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.8, 0.9, 1.0001],
 }
+# Characters per token of one file, recorded by the tokenizer stage on held-out files.
+CHARS_PER_TOKEN_EDGES = [0, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 6, 8, float("inf")]
 EXAMPLES_PER_REASON = 3
 EXAMPLE_LINES = 8
 TOP_REPOS = 50
@@ -48,8 +50,12 @@ class Histograms:
                 mine[i] += c
 
     def to_dict(self) -> dict[str, Any]:
-        return {name: {"edges": [e if e != float("inf") else None for e in HISTOGRAM_EDGES[name]], "counts": c}
-                for name, c in self.counts.items()}
+        return {name: histogram_dict(HISTOGRAM_EDGES[name], c) for name, c in self.counts.items()}
+
+
+def histogram_dict(edges: list[float], counts: list[int]) -> dict[str, Any]:
+    """The stats.json shape of a histogram (an infinite last edge is written as null)."""
+    return {"edges": [e if e != float("inf") else None for e in edges], "counts": counts}
 
 
 def example_of(repo_name: str, path: str, content: str, where: str = "") -> dict[str, Any]:

@@ -226,15 +226,23 @@ def _reasons(stats: dict[str, dict[str, Any]], funnel: list[dict[str, Any]]) -> 
     return out
 
 
-def _histograms(stream: dict[str, Any] | None) -> dict[str, Any]:
+def _histograms(stream: dict[str, Any] | None, tokenizer: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    ours = _get(tokenizer, "heldout", "ours", "chars_per_token_histogram")
+    if isinstance(ours, dict):
+        # characters per token, file by file, on the tokenizer's held-out files (after filters and dedup)
+        gpt2 = _get(tokenizer, "heldout", "gpt2", "chars_per_token_histogram")
+        series = {"ours, held-out files": ours.get("counts")}
+        if isinstance(gpt2, dict) and gpt2.get("edges") == ours.get("edges"):
+            series["GPT-2, held-out files"] = gpt2.get("counts")
+        out["chars_per_token"] = {"edges": ours.get("edges") or [], "series": series}
     if stream is None:
         return out
     before = stream.get("histograms_before_filters") or {}
     kept = stream.get("histograms_kept") or {}
     for metric in HISTOGRAM_METRICS:
         b, k = before.get(metric), kept.get(metric)
-        if not isinstance(b, dict) and not isinstance(k, dict):
+        if metric in out or (not isinstance(b, dict) and not isinstance(k, dict)):
             continue
         edges = _get(b, "edges") or _get(k, "edges") or []
         out[metric] = {"edges": edges, "before_filters": _get(b, "counts"), "kept": _get(k, "counts")}
@@ -518,12 +526,11 @@ def build_report(run_dir: str | Path, cfg: ReportConfig | None = None) -> dict[s
     section("funnel", lambda: _funnel(stats, problems))
     funnel = report["funnel"] or []
     section("reasons", lambda: _reasons(stats, funnel))
-    section("histograms", lambda: _histograms(stats.get("stream")))
+    section("histograms", lambda: _histograms(stats.get("stream"), stats.get("tokenizer")))
     for metric, label in HISTOGRAM_METRICS.items():
-        if "stream" in stats and metric not in (report["histograms"] or {}):
-            fix = ("the stream stage should record histograms_before_filters['chars_per_token'] and "
-                   "histograms_kept['chars_per_token'] ({edges: [...], counts: [...]}) when a tokenizer is set, "
-                   "and the tokenizer stage heldout.ours.chars_per_token_histogram (same shape, one value per held-out file)"
+        if ("stream" in stats or "tokenizer" in stats) and metric not in (report["histograms"] or {}):
+            fix = ("run `cp-preprocess tokenizer` with held-out repositories (tokenizer.heldout_fraction > 0): "
+                   "it records characters per token file by file on them"
                    if metric == "chars_per_token" else f"re-run `cp-preprocess stream` (format_version {STATS_FORMAT_VERSION})")
             missing.append({"what": f"distribution of {label}", "why": "not recorded by any stage", "fix": fix})
     section("licenses", lambda: {clean_text(k, 200): v for k, v in (_get(stats, "stream", "licenses_kept") or {}).items()}
@@ -603,7 +610,9 @@ def make_plots(report: dict[str, Any], cfg: ReportConfig | None = None) -> tuple
     hists = report.get("histograms") or {}
     for metric, name in HISTOGRAM_METRICS.items():
         h = hists.get(metric)
-        if h and (h.get("before_filters") or h.get("kept")):
+        if h and h.get("series"):
+            plots[f"hist_{metric}"] = rp.histogram(name, h["edges"], h["series"])
+        elif h and (h.get("before_filters") or h.get("kept")):
             plots[f"hist_{metric}"] = rp.histogram(name, h["edges"], {"before filters": h.get("before_filters"),
                                                                       "kept": h.get("kept")})
         else:
@@ -674,7 +683,8 @@ def make_compare_plots(a: dict[str, Any], b: dict[str, Any]) -> dict[str, str]:
             ylabel="files")
     ha, hb = a.get("histograms") or {}, b.get("histograms") or {}
     for metric, name in HISTOGRAM_METRICS.items():
-        if metric in ha and metric in hb and ha[metric].get("edges") == hb[metric].get("edges"):
+        if (metric in ha and metric in hb and ha[metric].get("kept") and hb[metric].get("kept")
+                and ha[metric].get("edges") == hb[metric].get("edges")):
             plots[f"compare_hist_{metric}"] = rp.histogram(f"{name}, kept files", ha[metric]["edges"], {
                 "A kept": ha[metric].get("kept"), "B kept": hb[metric].get("kept")})
     return plots

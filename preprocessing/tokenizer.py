@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import keyword
+from bisect import bisect_right
 import os
 import re
 import shutil
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from preprocessing.hashing import keyed_uniform, record_key
+from preprocessing.profile import CHARS_PER_TOKEN_EDGES, histogram_dict
 from preprocessing.record import CodeFile, Rejected
 from preprocessing.stats import StageStats
 
@@ -247,13 +249,17 @@ def measure_tokenizers(tokenizers: dict[str, Any], texts: Iterable[str]) -> dict
     """
     used = {name: np.zeros(tok.get_vocab_size(with_added_tokens=True), dtype=bool) for name, tok in tokenizers.items()}
     tokens = dict.fromkeys(tokenizers, 0)
+    per_file = {name: [0] * (len(CHARS_PER_TOKEN_EDGES) - 1) for name in tokenizers}
     chars = files = 0
     for batch in _batches(texts, EVAL_BATCH_CHARS):
         for name, tok in tokenizers.items():
-            for enc in tok.encode_batch(batch, add_special_tokens=False):
+            for text, enc in zip(batch, tok.encode_batch(batch, add_special_tokens=False)):
                 ids = np.asarray(enc.ids, dtype=np.int64)
                 used[name][ids] = True
                 tokens[name] += len(ids)
+                if len(ids):
+                    i = bisect_right(CHARS_PER_TOKEN_EDGES, len(text) / len(ids)) - 1
+                    per_file[name][min(i, len(per_file[name]) - 1)] += 1
         chars += sum(len(t) for t in batch)
         files += len(batch)
     keywords = sorted(set(keyword.kwlist) | set(keyword.softkwlist))
@@ -266,6 +272,7 @@ def measure_tokenizers(tokenizers: dict[str, Any], texts: Iterable[str]) -> dict
             "chars": chars,
             "tokens": tokens[name],
             "chars_per_token": round(chars / tokens[name], 4) if tokens[name] else None,
+            "chars_per_token_histogram": histogram_dict(CHARS_PER_TOKEN_EDGES, per_file[name]),
             "vocab_size": len(used[name]),
             "vocab_used": int(used[name].sum()),
             "vocab_used_fraction": round(float(used[name].mean()), 4),

@@ -107,8 +107,12 @@ def test_report_numbers_equal_stage_stats(full_run: Path) -> None:
     dedup = _read(full_run / "dedup" / "stats.json")
     tok = _read(full_run / "tokenizer" / "stats.json")
     pack = _read(full_run / "shards" / "stats.json")
-    assert report["missing"] and all(m["what"] == "distribution of characters per token" for m in report["missing"])
+    assert report["missing"] == []  # every stage ran; chars/token per file comes from the tokenizer's held-out files
     assert report["problems"] == []
+    cpt = report["histograms"]["chars_per_token"]
+    ours = tok["heldout"]["ours"]["chars_per_token_histogram"]
+    assert cpt["series"]["ours, held-out files"] == ours["counts"]
+    assert sum(ours["counts"]) == tok["heldout"]["ours"]["files"] == tok["totals"]["heldout_files"]
     assert [s["status"] for s in report["stages"]] == ["ok"] * 4
 
     funnel = {r["stage"]: r for r in report["funnel"]}
@@ -139,10 +143,12 @@ def test_report_numbers_equal_stage_stats(full_run: Path) -> None:
         assert len(r["examples"]) == len(stream["examples"].get(ex_key, [])) if r["file"] == "clean/stats.json" else True
 
     for metric, h in report["histograms"].items():
+        if metric == "chars_per_token":
+            continue  # from the tokenizer stage, checked above
         assert h["before_filters"] == stream["histograms_before_filters"][metric]["counts"]
         assert h["kept"] == stream["histograms_kept"][metric]["counts"]
         assert sum(h["kept"]) == stream["totals"]["kept"]
-    assert set(report["histograms"]) == {"size", "max_line_length", "mean_line_length", "alnum_fraction"}
+    assert set(report["histograms"]) == {"size", "max_line_length", "mean_line_length", "alnum_fraction", "chars_per_token"}
     assert report["licenses"] == stream["licenses_kept"]
     assert report["top_repos"] == stream["top_repos_kept"]
 
@@ -210,7 +216,7 @@ def test_every_plot_present(which: str, request: pytest.FixtureRequest) -> None:
     page = (run / "report" / "report.html").read_text()
     tags = _parse(page)
     imgs = {a["data-plot"]: a["src"] for t, a in tags.tags if t == "img"}
-    expected = set(PLOT_IDS) - {"hist_chars_per_token"}
+    expected = set(PLOT_IDS)
     if which == "full_run" and _read(run / "dedup" / "stats.json")["near_dedup"]["clusters"] == 0:
         expected.discard("cluster_sizes")  # a slice of site-packages may hold no near-duplicate
         assert "no near-duplicate cluster was found" in page
@@ -219,10 +225,9 @@ def test_every_plot_present(which: str, request: pytest.FixtureRequest) -> None:
         assert src.startswith("data:image/svg+xml;base64,"), pid
         svg = base64.b64decode(src.split(",", 1)[1])
         assert b"<svg" in svg and b"<path" in svg, pid
-    # the one metric no stage records is named, with what the stage should record
+    # a plot that cannot be drawn says why instead
     missing = [a["data-plot-missing"] for t, a in tags.tags if a.get("data-plot-missing")]
     assert set(missing) == set(PLOT_IDS) - expected
-    assert "histograms_kept[&#x27;chars_per_token&#x27;]" in page
     # self-contained: no script, no external resource
     assert not any(t == "script" for t, _ in tags.tags)
     assert not any(t == "link" and not (a.get("href") or "").startswith("data:") for t, a in tags.tags)
@@ -364,7 +369,7 @@ def test_old_format_and_damaged_stats(crafted_run: Path, tmp_path: Path) -> None
 def test_compare_two_runs(full_run: Path, crafted_run: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(report_command, [str(full_run), "--compare", str(crafted_run), "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert "report.html" in result.output and "missing: distribution of characters per token" in result.output
+    assert "report.html" in result.output and "missing:" not in result.output
     doc = _read(tmp_path / "report.json")
     assert doc["run_dir"] == str(full_run) and doc["compare"]["run_dir"] == str(crafted_run)
     page = (tmp_path / "report.html").read_text()
