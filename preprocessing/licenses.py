@@ -517,6 +517,20 @@ def license_from_distribution(dist: Any) -> str | None:
     return None
 
 
+def _earliest_rule(norm: str, rules: Any) -> str | None:
+    """The license of the rule whose key phrase occurs first in ``norm`` (a result may be a
+    function of the text and the match position, e.g. to tell BSD-2 from BSD-3)."""
+    best: tuple[int, Any] | None = None
+    for pattern, result in rules:
+        m = pattern.search(norm)
+        if m is not None and (best is None or m.start() < best[0]):
+            best = (m.start(), result)
+    if best is None:
+        return None
+    start, result = best
+    return result(norm, start) if callable(result) else result
+
+
 def _normalize_text(text: str) -> str:
     """Lower case, comment markers stripped at line starts, whitespace collapsed to one space."""
     text = re.sub(r"(?m)^[ \t]*(?:#+|//+|/?\*+/?|--|;+|\"\"\"|''')", " ", text)
@@ -626,16 +640,7 @@ def detect_license_text(text: str) -> str | None:
     if not text:
         return None
     # The primary license starts near the top; bundled third-party licenses follow it.
-    norm = _normalize_text(text[:_TEXT_HEAD_CHARS])
-    best: tuple[int, Any] | None = None
-    for pattern, result in _TEXT_RULES:
-        m = pattern.search(norm)
-        if m is not None and (best is None or m.start() < best[0]):
-            best = (m.start(), result)
-    if best is None:
-        return None
-    start, result = best
-    return result(norm, start) if callable(result) else result
+    return _earliest_rule(_normalize_text(text[:_TEXT_HEAD_CHARS]), _TEXT_RULES)
 
 
 def leading_text(content: str, n_lines: int) -> str:
@@ -691,13 +696,4 @@ def file_header_license(content: str, max_lines: int = 50) -> str | None:
     low = head.lower()
     if "licen" not in low and "redistribut" not in low and "permission" not in low:
         return None  # fast path: no notice can match
-    norm = _normalize_text(head)
-    best: tuple[int, Any] | None = None
-    for pattern, result in _HEADER_RULES:
-        m = pattern.search(norm)
-        if m is not None and (best is None or m.start() < best[0]):
-            best = (m.start(), result)
-    if best is None:
-        return None
-    start, result = best
-    return result(norm, start) if callable(result) else result
+    return _earliest_rule(_normalize_text(head), _HEADER_RULES)
