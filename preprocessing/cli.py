@@ -29,7 +29,7 @@ def main() -> None:
 @click.option("--hf-dataset", help="Stream a Hugging Face dataset (hub name, or a builder like 'json').")
 @click.option("--workers", type=int, help="Worker processes (output is identical for any number).")
 @click.option("--limit", type=int, help="Stop after this many input records.")
-@click.option("--near-dedup/--no-near-dedup", default=None, help="Also run MinHash near-dedup into RUN/dedup.")
+@click.option("--near-dedup/--no-near-dedup", default=None, help="Also MinHash near-dedup into RUN/dedup, in the same pass.")
 @click.option("--force", is_flag=True, help="Overwrite a run made with another config.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
@@ -51,12 +51,17 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
     if dry_run:
         print_json(to_dict(cfg))
         return
-    stats = run_stream(cfg, run_dir, force=force)
-    _summary(stats, Path(run_dir) / "clean")
-    if near_dedup:
-        from preprocessing.dedup.cli import run_dedup_from_preset
+    if not near_dedup:
+        _summary(run_stream(cfg, run_dir, force=force), Path(run_dir) / "clean")
+        return
+    from preprocessing.dedup.cli import dedup_summary
+    from preprocessing.dedup.minhash import NearDedupConfig
+    from preprocessing.stream import run_stream_and_dedup
 
-        run_dedup_from_preset(run_dir, config_path, workers=workers, force=force)
+    near_cfg = load_config(NearDedupConfig, config_path, section="near_dedup")
+    results = run_stream_and_dedup(cfg, near_cfg, run_dir, force=force)
+    _summary(results["stream"], Path(run_dir) / "clean")
+    dedup_summary(results["dedup"], Path(run_dir) / "dedup")
 
 
 @main.command("run")

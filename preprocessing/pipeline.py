@@ -17,18 +17,16 @@ def run_pipeline(run_dir: str | Path, config_path: str | Path | None = None, wor
     outputs unless ``force``. Returns ``{stage: stats}`` (the report entry holds its file paths).
     """
     from preprocessing.dedup.minhash import NearDedupConfig
-    from preprocessing.dedup.near import run_dedup
     from preprocessing.pack import PackConfig, run_pack
     from preprocessing.report import write_report
-    from preprocessing.stream import StreamConfig, run_stream
+    from preprocessing.stream import StreamConfig, run_stream_and_dedup
     from preprocessing.tokenizer import TokenizerConfig, run_tokenizer
 
     run_dir = Path(run_dir)
     results: dict[str, Any] = {}
     stream_cfg = load_config(StreamConfig, config_path, {"workers": workers, "input.limit": limit}, section="stream")
-    results["stream"] = run_stream(stream_cfg, run_dir, force=force)
     dedup_cfg = load_config(NearDedupConfig, config_path, section="near_dedup")
-    results["dedup"] = run_dedup(dedup_cfg, run_dir, workers=stream_cfg.workers, force=force)
+    results.update(run_stream_and_dedup(stream_cfg, dedup_cfg, run_dir, force=force))  # one pass over the input
     tok_cfg = load_config(TokenizerConfig, config_path, section="tokenizer")
     results["tokenizer"] = run_tokenizer(tok_cfg, run_dir, force=force)
     pack_cfg = load_config(PackConfig, config_path, section="pack")

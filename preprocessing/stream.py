@@ -6,7 +6,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -24,6 +24,10 @@ from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
 from preprocessing.record import Rejected
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
+
+if TYPE_CHECKING:
+    from preprocessing.dedup.minhash import NearDedupConfig
+    from preprocessing.dedup.near import CleanRowSketcher, StreamNearDedup, UnitSketch
 
 STATS_FORMAT_VERSION = 1
 
@@ -66,6 +70,7 @@ class UnitResult:
     filter: StageStats
     profile: CorpusProfile
     kept: list[tuple[int, bytes, dict[str, float], str | None, str]]  # hash, json line, metrics, license, repo
+    sketch: UnitSketch | None = None  # near-dedup fused into stream: pass 1 of the kept rows
 
 
 class _Worker:
@@ -74,13 +79,15 @@ class _Worker:
     reader: Reader
     filters: list[Filter]
     exact: ExactDedupConfig
+    sketcher: CleanRowSketcher | None
 
 
 _STATE = _Worker()
 
 
-def _init_worker(reader: Reader, filters: list[Filter], exact: ExactDedupConfig) -> None:
-    _STATE.reader, _STATE.filters, _STATE.exact = reader, filters, exact
+def _init_worker(reader: Reader, filters: list[Filter], exact: ExactDedupConfig,
+                 sketcher: CleanRowSketcher | None = None) -> None:
+    _STATE.reader, _STATE.filters, _STATE.exact, _STATE.sketcher = reader, filters, exact, sketcher
 
 
 def _process_unit(unit: Any) -> UnitResult:
@@ -111,7 +118,8 @@ def _process_unit(unit: Any) -> UnitResult:
         filt.keep(nbytes)
         line = orjson.dumps(item.to_json_dict()) + b"\n"
         kept.append((content_hash(item.content, normalize), line, item.metrics, item.license, item.repo_name))
-    return UnitResult(read, filt, profile, kept)
+    sketch = _STATE.sketcher([k[1] for k in kept]) if _STATE.sketcher is not None else None
+    return UnitResult(read, filt, profile, kept, sketch)
 
 
 def _progress(total_hint: int | None = None):
@@ -122,8 +130,12 @@ def _progress(total_hint: int | None = None):
     return tqdm(total=total_hint, unit=" files", desc="stream", file=sys.stderr, smoothing=0.1)
 
 
-def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter) -> dict[str, Any]:
-    """Run the stage over ``reader`` into ``writer``; returns the stats dict (no files besides the writer's)."""
+def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter,
+                   near: StreamNearDedup | None = None) -> dict[str, Any]:
+    """Run the stage over ``reader`` into ``writer``; returns the stats dict (no files besides the writer's).
+
+    With ``near`` (started), the workers also sketch the kept rows and ``near`` gets the written ones.
+    """
     read, filt, dedup = StageStats("read"), StageStats("filter"), StageStats("exact_dedup")
     profile = CorpusProfile()
     seen = HashSet64(1 << 10)
@@ -134,7 +146,8 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
 
     units = reader.units() if limit is None else limit_units(reader.units(), limit)
     results = ordered_map(_process_unit, units, workers=cfg.workers, window=4 * cfg.workers,
-                          initializer=_init_worker, initargs=(reader, filters, cfg.exact_dedup))
+                          initializer=_init_worker,
+                          initargs=(reader, filters, cfg.exact_dedup, near.sketcher if near is not None else None))
     for res in results:
         read.merge(res.read)
         filt.merge(res.filter)
@@ -144,6 +157,8 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
                 new = seen.add_batch([h for h, *_ in res.kept])
             else:
                 new = [True] * len(res.kept)
+            if near is not None:
+                near.add(res.sketch, new)  # type: ignore[arg-type]
             for is_new, (h, line, metrics, lic, repo) in zip(new, res.kept):
                 nbytes = metrics["size"]
                 if is_new:
@@ -204,6 +219,30 @@ def run_stream(cfg: StreamConfig, run_dir: str | Path, force: bool = False) -> d
     ``skipped: true``). A killed run leaves no file under a final name that a re-run would keep:
     the re-run deletes partial outputs and writes the same bytes again.
     """
+    return _run_stream(cfg, run_dir, force)
+
+
+def run_stream_and_dedup(cfg: StreamConfig, near_cfg: NearDedupConfig, run_dir: str | Path,
+                         force: bool = False) -> dict[str, dict[str, Any]]:
+    """`stream` then `dedup` with ONE pass over the input: returns ``{"stream": .., "dedup": ..}``.
+
+    The stream workers also compute the near-dedup sketches of the rows they keep; the main
+    process indexes the rows that survive exact dedup, in output order. After the pass only the
+    clustering and near-dedup's pass 2 (over RUN/clean) remain. RUN/clean and RUN/dedup are
+    byte-identical to :func:`run_stream` followed by :func:`preprocessing.dedup.near.run_dedup`,
+    and both stages are recorded in the manifest. If `stream` is already done, `dedup` runs alone.
+    """
+    from preprocessing.dedup.near import StreamNearDedup, run_dedup
+
+    near = StreamNearDedup(near_cfg, run_dir, cfg.workers, force)
+    stream = _run_stream(cfg, run_dir, force, near)
+    if near.stats is None:  # stream was skipped: its sketches were not computed
+        return {"stream": stream, "dedup": run_dedup(near_cfg, run_dir, workers=cfg.workers, force=force)}
+    return {"stream": stream, "dedup": near.stats}
+
+
+def _run_stream(cfg: StreamConfig, run_dir: str | Path, force: bool = False,
+                near: StreamNearDedup | None = None) -> dict[str, Any]:
     run_dir = Path(run_dir)
     out_dir = run_dir / "clean"
     manifest = RunManifest(run_dir)
@@ -222,11 +261,19 @@ def run_stream(cfg: StreamConfig, run_dir: str | Path, force: bool = False) -> d
     remove_stale_tmp(out_dir)
     for old in out_dir.glob("part-*.jsonl.zst"):
         old.unlink()
-    with ShardedJsonlWriter(out_dir, "part", cfg.output.max_shard_bytes, cfg.output.compression_level) as writer:
-        stats = stream_records(cfg, reader, writer)
-    stats["outputs"] = [p.name for p in writer.paths]
-    stats["config"] = config
-    write_json_atomic(out_dir / "stats.json", stats)
-    manifest.mark_done("stream", identity, fingerprint, outputs=[str(p) for p in writer.paths],
-                       wall_time_s=stats["wall_time_s"])
+    if near is not None:
+        near.start()
+    try:
+        with ShardedJsonlWriter(out_dir, "part", cfg.output.max_shard_bytes, cfg.output.compression_level) as writer:
+            stats = stream_records(cfg, reader, writer, near)
+        stats["outputs"] = [p.name for p in writer.paths]
+        stats["config"] = config
+        write_json_atomic(out_dir / "stats.json", stats)
+        manifest.mark_done("stream", identity, fingerprint, outputs=[str(p) for p in writer.paths],
+                           wall_time_s=stats["wall_time_s"])
+        if near is not None:
+            near.finish()
+    finally:
+        if near is not None:
+            near.close()
     return stats

@@ -137,3 +137,88 @@ def test_bad_input_is_counted_not_fatal(tmp_path):
         "binary": 1, "invalid_json": 1, "invalid_utf8": 1, "missing_field:content": 1, "too_large": 1}
     assert any("empty file" in w for w in stats["warnings"])
     assert stats["examples"]["rejected:invalid_json"][0]["where"].endswith("in.jsonl:6")
+
+
+# --- near-dedup fused into stream (run_stream_and_dedup): one pass, same bytes as stream + dedup ---
+
+
+def _dedup_files(run: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((run / "dedup").glob("*.jsonl.zst"))}
+
+
+def _same_dedup_stats(fused: dict, separate: dict) -> None:
+    assert fused["pass1_in_stream"] and "pass1_in_stream" not in separate
+    for key in ("stages", "totals", "near_dedup", "outputs", "config"):
+        assert fused[key] == separate[key], key
+
+
+def _fused_vs_separate(tmp_path: Path, cfg: StreamConfig, near_cfg, separate: Path | None = None) -> tuple[Path, dict]:
+    """Run stream + dedup (into ``separate`` unless given) and the fused form with 1 and 2 workers."""
+    from preprocessing.dedup.near import run_dedup
+    from preprocessing.manifest import RunManifest
+    from preprocessing.stream import run_stream_and_dedup
+
+    if separate is None:
+        separate = tmp_path / "separate"
+        run_stream(cfg, separate)
+    sep_stats = run_dedup(near_cfg, separate, workers=1)
+    assert not sep_stats.get("skipped")
+    for workers in (1, 2):
+        cfg.workers = workers
+        run = tmp_path / f"fused{workers}"
+        out = run_stream_and_dedup(cfg, near_cfg, run)
+        assert shard_bytes(run) == shard_bytes(separate)
+        assert _dedup_files(run) == _dedup_files(separate)
+        _same_dedup_stats(out["dedup"], sep_stats)
+        assert RunManifest(run).entry("dedup")["finished"]
+        assert not (run / "dedup" / ".work").exists()
+        again = run_dedup(near_cfg, run, workers=1)  # the manifest says dedup is done: skipped
+        assert again.get("skipped") and again["totals"] == sep_stats["totals"]
+    return separate, sep_stats
+
+
+def test_fused_near_dedup_on_the_embedded_default(python_runs, tmp_path):
+    import shutil
+
+    from preprocessing.dedup.minhash import NearDedupConfig
+
+    separate = tmp_path / "separate"
+    shutil.copytree(python_runs[0] / "clean", separate / "clean")
+    cfg = StreamConfig(input=InputConfig(limit=1500))
+    cfg.output.max_shard_bytes = 2 << 20
+    _, stats = _fused_vs_separate(tmp_path, cfg, NearDedupConfig(shard_max_bytes=1 << 20), separate)
+    assert stats["totals"]["records_read"] == python_runs[2]["totals"]["kept"]
+
+
+def _near_dup_dump(tmp_path: Path) -> Path:
+    rows = stdlib_rows(30)
+    for i, r in enumerate(rows[:8]):
+        copy = dict(r, path=f"src/{r['path']}", repo_name=f"someone/fork{i % 3}")
+        copy["content"] = r["content"].replace("\n\n\n", "\n\n# forked copy\n\n", 1) + "\n# patched\n"
+        rows.append(copy)
+    rows.append(dict(rows[3], path="exact_copy.py"))  # exact duplicate: never reaches the index
+    return write_jsonl(tmp_path / "dump.jsonl", rows, raw_lines=[b"{not json\n"])
+
+
+def test_fused_near_dedup_on_near_duplicates(tmp_path):
+    from preprocessing.dedup.minhash import NearDedupConfig
+
+    cfg = StreamConfig(input=InputConfig(paths=[str(_near_dup_dump(tmp_path))], batch_records=7))
+    _, stats = _fused_vs_separate(tmp_path, cfg, NearDedupConfig(verify="exact", keep="longest"))
+    assert stats["near_dedup"]["removed"] >= 5
+    assert stats["totals"]["dropped"]["near_duplicate"] == stats["near_dedup"]["removed"]
+
+
+def test_stream_cli_near_dedup_is_one_pass(tmp_path):
+    from click.testing import CliRunner
+
+    from preprocessing.cli import main
+
+    dump, run = _near_dup_dump(tmp_path), tmp_path / "run"
+    res = CliRunner().invoke(main, ["stream", str(dump), "-o", str(run), "--near-dedup"])
+    assert res.exit_code == 0, res.output
+    assert "stream:" in res.output and "dedup:" in res.output
+    stats = json.loads((run / "dedup" / "stats.json").read_text())
+    assert stats["pass1_in_stream"] and stats["near_dedup"]["removed"] >= 5
+    res = CliRunner().invoke(main, ["dedup", str(run)])
+    assert res.exit_code == 0 and "already done: skipped" in res.output

@@ -47,6 +47,16 @@ class SketchBatch:
     def __len__(self) -> int:
         return len(self.ntokens)
 
+    def take(self, mask: np.ndarray) -> SketchBatch:
+        """The files where ``mask`` (bool[k]) is set, in order."""
+        out = SketchBatch(self.sig[mask], self.keys[mask], self.ntokens[mask], self.scores[mask], self.nbytes[mask])
+        if self.shingles is not None and self.shingle_counts is not None:
+            ends = np.cumsum(self.shingle_counts)
+            parts = [self.shingles[e - c : e] for e, c in zip(ends[mask].tolist(), self.shingle_counts[mask].tolist())]
+            out.shingle_counts = self.shingle_counts[mask]
+            out.shingles = np.concatenate(parts) if parts else np.empty(0, np.uint64)
+        return out
+
 
 def sketch(contents: list[bytes], scores: list[int], hasher: MinHashSignature) -> SketchBatch:
     """Signatures and band keys of UTF-8 contents (pure: the same bytes give the same sketch)."""

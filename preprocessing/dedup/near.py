@@ -85,14 +85,20 @@ class UnitRows:
 
 @dataclass
 class LineNotes:
-    """What pass 1 noted about JSON lines for pass 2: LINE_* per line (1 byte) and a digest per unit."""
+    """What pass 1 noted about JSON lines for pass 2: LINE_* per line (1 byte) and a digest per unit.
+
+    ``digests`` is None when pass 1 saw the lines before they were written (near-dedup fused into
+    `stream`, :class:`StreamNearDedup`): pass 2 then checks the line and record counts only.
+    """
 
     status: bytearray = field(default_factory=bytearray)
-    digests: list[int] = field(default_factory=list)
+    digests: list[int] | None = field(default_factory=list)
 
-    def add(self, status: bytes, digest: int) -> None:
+    def add(self, status: bytes, digest: int | None = None) -> None:
         self.status += status
-        self.digests.append(digest)
+        if self.digests is not None:
+            assert digest is not None, "a digest per unit is needed when digests are kept"
+            self.digests.append(digest)
 
     def jobs(self, units: Iterator[JsonlUnit], result: ClusterResult) -> Iterator[tuple[JsonlUnit, bytes, bytes]]:
         """Pass-2 work units: each with its lines' LINE_* and its records' _MEMBER/_DROPPED flags."""
@@ -100,7 +106,7 @@ class LineNotes:
         for u, unit in enumerate(units):
             status = bytes(self.status[pos : pos + len(unit.lines)])
             k = len(status) - status.count(LINE_REJECTED)
-            if u >= len(self.digests) or len(status) != len(unit.lines) or ordinal + k > result.n:
+            if (self.digests is not None and u >= len(self.digests)) or len(status) != len(unit.lines) or ordinal + k > result.n:
                 raise ValueError(CHANGED.format("more records"))
             sl = slice(ordinal, ordinal + k)
             flags = (result.cluster[sl] >= 0).astype(np.uint8) | (result.drop[sl].astype(np.uint8) << 1)
@@ -165,22 +171,30 @@ def _lines_digest(unit: JsonlUnit) -> int:
 
 def _sketch_lines_unit(unit: JsonlUnit) -> UnitSketch:
     """Pass 1 over JSON lines: :func:`_sketch_unit`, plus the LINE_* of each line and a digest."""
-    reader: JsonlReader = _STATE.reader  # type: ignore[assignment]
-    cfg = _STATE.hasher.cfg
+    res = _sketch_lines(_STATE.reader, _STATE.hasher, unit.source, unit.lines)  # type: ignore[arg-type]
+    res.rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
+    res.digest = _lines_digest(unit)
+    return res
+
+
+def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str, lines: list[tuple[int, bytes]],
+                  check_all: bool = False) -> UnitSketch:
+    """Sketch of JSON lines (without their newline) as ``reader`` decodes them, with the LINE_* of each."""
+    cfg = hasher.cfg
     rejected: list[tuple[str, int]] = []
     contents: list[bytes] = []
     scores: list[int] = []
-    status = bytearray(len(unit.lines))
+    status = bytearray(len(lines))
     verbatim = rewrite = 0
-    for i, (lineno, line) in enumerate(unit.lines):
-        item = reader.decode_line(unit.source, lineno, line)
+    for i, (lineno, line) in enumerate(lines):
+        item = reader.decode_line(source, lineno, line)
         if isinstance(item, Rejected):
             rejected.append((item.reason, item.nbytes))
             status[i] = LINE_REJECTED
             continue
         # A dump in another layout has no verbatim line: after 16 records without one, the unit's
         # other lines are marked LINE_REWRITE unchecked (always a correct answer, only slower).
-        if (verbatim or rewrite < 16) and orjson.dumps(item.to_json_dict()) == line:
+        if (check_all or verbatim or rewrite < 16) and orjson.dumps(item.to_json_dict()) == line:
             verbatim += 1
         else:
             status[i] = LINE_REWRITE
@@ -188,8 +202,7 @@ def _sketch_lines_unit(unit: JsonlUnit) -> UnitSketch:
         data = encode_content(item.content)
         contents.append(data)
         scores.append(keep_score(item, data, cfg))
-    rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
-    return UnitSketch(rejected, sketch(contents, scores, _STATE.hasher), bytes(status), _lines_digest(unit))
+    return UnitSketch(rejected, sketch(contents, scores, hasher), bytes(status))
 
 
 def _rows_unit(unit: Any) -> UnitRows:
@@ -264,13 +277,7 @@ def run_near_dedup(
     if isinstance(source, InputConfig) and limit is None:
         limit = source.limit
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(out_dir)
-    for old in [*out_dir.glob("part-*.jsonl.zst"), *out_dir.glob("clusters*.jsonl.zst"), out_dir / "stats.json"]:
-        old.unlink(missing_ok=True)
-    work_dir = out_dir / ".work"
-    shutil.rmtree(work_dir, ignore_errors=True)
-    stats = StageStats(STAGE)  # counted in pass 2; pass 1 counts rejections only to check the input
+    work_dir = _reset_out_dir(out_dir)
     pass1_rejected: Counter = Counter()
     lines = LineNotes() if isinstance(reader, JsonlReader) else None
     t0 = time.perf_counter()
@@ -284,19 +291,47 @@ def run_near_dedup(
             index.add(res.batch)
             if lines is not None:
                 lines.add(res.lines, res.digest)
-        t1 = time.perf_counter()
-        result = index.cluster()
-        t2 = time.perf_counter()
-        # Pass 2: stream the input again, keep what is not a removed near-duplicate.
-        with ShardedJsonlWriter(out_dir, "part", cfg.shard_max_bytes, cfg.compression_level) as writer, \
-                ShardedJsonlWriter(out_dir, "clusters", 1 << 62, cfg.compression_level) as cluster_writer:
-            _filter_pass(cfg, reader, limit, workers, result, stats, writer, cluster_writer, lines)
-        t3 = time.perf_counter()
-        if pass1_rejected != stats.rejected:
-            raise ValueError(CHANGED.format("rejections differ"))
+        return _cluster_and_write(cfg, index, reader, limit, workers, out_dir, lines, pass1_rejected, t0)
     finally:
         index.close()
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _reset_out_dir(out_dir: Path) -> Path:
+    """Delete the outputs (and partial files) of an earlier near-dedup; returns the empty work dir's path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(out_dir)
+    for old in [*out_dir.glob("part-*.jsonl.zst"), *out_dir.glob("clusters*.jsonl.zst"), out_dir / "stats.json"]:
+        old.unlink(missing_ok=True)
+    work_dir = out_dir / ".work"
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return work_dir
+
+
+def _cluster_and_write(
+    cfg: NearDedupConfig,
+    index: NearDedupIndex,
+    reader: Reader,
+    limit: int | None,
+    workers: int,
+    out_dir: Path,
+    lines: LineNotes | None,
+    pass1_rejected: Counter,
+    t0: float,
+    pass1_in_stream: bool = False,
+) -> dict[str, Any]:
+    """After pass 1 (which started at ``t0``): cluster, pass 2 over ``reader`` into ``out_dir``, stats.json."""
+    stats = StageStats(STAGE)  # counted in pass 2; pass 1 counts rejections only to check the input
+    t1 = time.perf_counter()
+    result = index.cluster()
+    t2 = time.perf_counter()
+    # Pass 2: stream the input again, keep what is not a removed near-duplicate.
+    with ShardedJsonlWriter(out_dir, "part", cfg.shard_max_bytes, cfg.compression_level) as writer, \
+            ShardedJsonlWriter(out_dir, "clusters", 1 << 62, cfg.compression_level) as cluster_writer:
+        _filter_pass(cfg, reader, limit, workers, result, stats, writer, cluster_writer, lines)
+    t3 = time.perf_counter()
+    if pass1_rejected != stats.rejected:
+        raise ValueError(CHANGED.format("rejections differ"))
     (out_dir / "clusters-00000.jsonl.zst").replace(out_dir / "clusters.jsonl.zst")
     assert stats.balanced, f"accounting broken in {STAGE}: {stats.to_dict()}"
     wall = t3 - t0
@@ -324,6 +359,8 @@ def run_near_dedup(
         "peak_rss_mb": _peak_rss_mb(),
         "config": to_dict(cfg),
     }
+    if pass1_in_stream:
+        out["pass1_in_stream"] = True  # pass1_s is the whole `stream` pass that computed the sketches
     write_json_atomic(out_dir / "stats.json", out)
     return out
 
@@ -355,7 +392,7 @@ def _filter_pass(
         results = ordered_map(_rows_lines_unit, lines.jobs(units, result), workers=pass2_workers,
                               window=2 * pass2_workers, initializer=_init_worker, initargs=(reader, cfg))
     for u, res in enumerate(results):
-        if lines is not None and res.digest != lines.digests[u]:
+        if lines is not None and lines.digests is not None and res.digest != lines.digests[u]:
             raise ValueError(CHANGED.format(f"lines of work unit {u} differ"))
         for reason, nbytes in res.rejected:
             stats.reject(reason, nbytes)
@@ -409,12 +446,12 @@ def run_dedup(
         clean = Path(run_dir) / "clean"
         if not any(clean.glob("part-*.jsonl.zst")):
             raise ValueError(f"{clean} holds no part-*.jsonl.zst shards: run `cp-preprocess stream` first")
-        inputs = InputConfig(paths=[str(clean / "part-*.jsonl.zst")], format="jsonl")
+        inputs = clean_input(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "dedup"  # type: ignore[arg-type]
     if run_dir is None:
         return run_near_dedup(cfg, inputs, out_dir, workers)
     manifest = RunManifest(run_dir)
-    identity = {"near_dedup": to_dict(cfg), "input": to_dict(inputs), "out_dir": str(out_dir)}
+    identity = _dedup_identity(cfg, inputs, out_dir)
     manifest.check("dedup", identity, force=force)
     reader = open_reader(inputs)
     fingerprint = reader.fingerprint()
@@ -427,3 +464,99 @@ def run_dedup(
     manifest.mark_done("dedup", identity, fingerprint, outputs=[str(out_dir / o) for o in stats["outputs"]],
                        wall_time_s=stats["wall_time_s"])
     return stats
+
+
+def clean_input(run_dir: str | Path) -> InputConfig:
+    """The input of the `dedup` stage of a run: the JSONL shards `stream` wrote to RUN/clean."""
+    return InputConfig(paths=[str(Path(run_dir) / "clean" / "part-*.jsonl.zst")], format="jsonl")
+
+
+def _dedup_identity(cfg: NearDedupConfig, inputs: InputConfig, out_dir: Path) -> dict[str, Any]:
+    """The `dedup` stage's config identity in the manifest (the same for the fused and separate forms)."""
+    return {"near_dedup": to_dict(cfg), "input": to_dict(inputs), "out_dir": str(out_dir)}
+
+
+class CleanRowSketcher:
+    """Worker side of near-dedup fused into `stream`: pass 1 over the rows before they are written.
+
+    Each row is decoded as `dedup` would decode its line from RUN/clean (same reader, columns and
+    limits), so the sketches, keep scores, LINE_* and rejections are exactly those of a separate
+    pass 1. Rows are sketched before exact dedup (a worker does not know which survive); the main
+    process keeps the sketches of the rows it writes.
+    """
+
+    def __init__(self, cfg: NearDedupConfig, inputs: InputConfig):
+        self.cfg = cfg
+        self.reader = JsonlReader([], inputs.columns, inputs.batch_records, inputs.max_file_bytes)
+        self._hasher: MinHashSignature | None = None  # built in the worker, on first use
+
+    def __call__(self, rows: list[bytes]) -> UnitSketch:
+        """Sketch of serialised rows (each ending in a newline), LINE_* per row, rejections in order."""
+        if self._hasher is None:
+            self._hasher = MinHashSignature(self.cfg)
+        lines = [(0, row[:-1]) for row in rows]
+        return _sketch_lines(self.reader, self._hasher, "RUN/clean", lines, check_all=True)
+
+
+class StreamNearDedup:
+    """Main-process side of near-dedup fused into `stream` (one pass over the input).
+
+    `stream` calls :meth:`start` before its pass, :meth:`add` for every unit's rows in output
+    order with which of them it wrote (the survivors of exact dedup: their ordinals are those a
+    separate `dedup` run assigns), :meth:`finish` once RUN/clean is complete (cluster, then pass 2
+    over RUN/clean into RUN/dedup, recorded as the `dedup` stage in the manifest) and :meth:`close`
+    always. Outputs are byte-identical to `stream` followed by `dedup`. Per written row it holds the
+    index's state (see :mod:`preprocessing.dedup.index`) plus 1 byte of LINE_* status.
+    """
+
+    def __init__(self, cfg: NearDedupConfig, run_dir: str | Path, workers: int = 1, force: bool = False):
+        self.cfg, self.run_dir, self.workers = cfg, Path(run_dir), workers
+        self.inputs = clean_input(run_dir)
+        self.out_dir = self.run_dir / "dedup"
+        self.identity = _dedup_identity(cfg, self.inputs, self.out_dir)
+        self.manifest = RunManifest(run_dir)
+        self.manifest.check("dedup", self.identity, force=force)  # refuse before `stream` writes anything
+        self.sketcher = CleanRowSketcher(cfg, self.inputs)
+        self.stats: dict[str, Any] | None = None
+        self._index: NearDedupIndex | None = None
+        self._work_dir = self.out_dir / ".work"
+
+    def start(self) -> None:
+        # An empty fingerprint never matches: a run killed before finish() is not taken as done.
+        self.manifest.mark_started("dedup", self.identity, "")
+        self._work_dir = _reset_out_dir(self.out_dir)
+        self._index = NearDedupIndex(self.cfg, self._work_dir)
+        self._lines = LineNotes(digests=None)
+        self._rejected: Counter = Counter()
+        self._t0 = time.perf_counter()
+
+    def add(self, res: UnitSketch, written: list[bool]) -> None:
+        """Append the rows of one unit that were written (``written[i]`` for row i of ``res``)."""
+        assert self._index is not None, "start() first"
+        status = np.frombuffer(res.lines, dtype=np.uint8)
+        new = np.asarray(written, dtype=bool)
+        rejected = status == LINE_REJECTED
+        self._lines.add(status[new].tobytes())
+        self._index.add(res.batch.take(new[~rejected]))
+        for (reason, _nbytes), w in zip(res.rejected, new[rejected].tolist()):
+            if w:
+                self._rejected[reason] += 1
+
+    def finish(self) -> dict[str, Any]:
+        """Cluster and write RUN/dedup from the complete RUN/clean; returns (and keeps) the stats."""
+        assert self._index is not None, "start() first"
+        reader = open_reader(self.inputs)
+        fingerprint = reader.fingerprint()
+        self.stats = _cluster_and_write(self.cfg, self._index, reader, None, self.workers, self.out_dir,
+                                        self._lines, self._rejected, self._t0, pass1_in_stream=True)
+        self.manifest.mark_done("dedup", self.identity, fingerprint,
+                                outputs=[str(self.out_dir / o) for o in self.stats["outputs"]],
+                                wall_time_s=self.stats["wall_time_s"])
+        return self.stats
+
+    def close(self) -> None:
+        """Delete the work files (also after a failure)."""
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        shutil.rmtree(self._work_dir, ignore_errors=True)
