@@ -222,3 +222,25 @@ def test_stream_cli_near_dedup_is_one_pass(tmp_path):
     assert stats["pass1_in_stream"] and stats["near_dedup"]["removed"] >= 5
     res = CliRunner().invoke(main, ["dedup", str(run)])
     assert res.exit_code == 0 and "already done: skipped" in res.output
+
+
+def test_fused_near_dedup_counts_rows_dedup_rejects(tmp_path):
+    """A row `stream` keeps but `dedup` rejects on reading it back (too_large for dedup's reader)."""
+    from preprocessing.dedup.minhash import NearDedupConfig
+
+    rows = stdlib_rows(12)
+    big = rows[4]["content"]
+    rows.append(dict(rows[4], path="big.py", content=big * ((10 << 20) // len(big) + 1)))
+    cfg = StreamConfig(input=InputConfig(paths=[str(write_jsonl(tmp_path / "d.jsonl", rows))], max_file_bytes=32 << 20))
+    cfg.filters.quality.max_size = None
+    _, stats = _fused_vs_separate(tmp_path, cfg, NearDedupConfig())
+    assert stats["totals"]["rejected"] == {"too_large": 1}
+
+
+def test_fused_near_dedup_with_nothing_kept_says_so(tmp_path):
+    from preprocessing.dedup.minhash import NearDedupConfig
+    from preprocessing.stream import run_stream_and_dedup
+
+    dump = write_jsonl(tmp_path / "d.jsonl", [{"repo_name": "r", "path": "a.py", "content": "x = 1\n"}])
+    with pytest.raises(ValueError, match="kept no records, so there is nothing to near-dedup"):
+        run_stream_and_dedup(StreamConfig(input=InputConfig(paths=[str(dump)])), NearDedupConfig(), tmp_path / "run")

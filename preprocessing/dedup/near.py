@@ -545,6 +545,10 @@ class StreamNearDedup:
     def finish(self) -> dict[str, Any]:
         """Cluster and write RUN/dedup from the complete RUN/clean; returns (and keeps) the stats."""
         assert self._index is not None, "start() first"
+        clean = self.run_dir / "clean"
+        if not any(clean.glob("part-*.jsonl.zst")):
+            raise ValueError(f"{clean} holds no part-*.jsonl.zst shards: `stream` kept no records, "
+                             "so there is nothing to near-dedup")
         reader = open_reader(self.inputs)
         fingerprint = reader.fingerprint()
         self.stats = _cluster_and_write(self.cfg, self._index, reader, None, self.workers, self.out_dir,
