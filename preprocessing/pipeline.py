@@ -10,7 +10,7 @@ from preprocessing.config import load_config
 
 def run_pipeline(run_dir: str | Path, config_path: str | Path | None = None, workers: int | None = None,
                  limit: int | None = None, force: bool = False) -> dict[str, Any]:
-    """stream -> dedup -> tokenizer -> pack -> report, each reading its section of the preset.
+    """stream + dedup (one pass over the input) -> tokenizer -> pack -> report, each reading its section of the preset.
 
     With no preset the defaults are used (CodeParrot's settings, the local Python installation as
     input). Finished stages are skipped on a re-run; a stage whose config changed refuses to mix

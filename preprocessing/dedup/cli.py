@@ -30,7 +30,7 @@ def run_dedup_from_preset(
     force: bool = False,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """RUN/clean -> RUN/dedup with the preset's ``near_dedup:`` section (used by `stream --near-dedup`)."""
+    """RUN/clean -> RUN/dedup with the preset's ``near_dedup:`` section, and its summary line."""
     from preprocessing.config import load_config
     from preprocessing.dedup.minhash import NearDedupConfig
     from preprocessing.dedup.near import run_dedup
