@@ -181,19 +181,6 @@ def test_cli_run_directory(tmp_path):
     assert res.exit_code == 2 and "another config" in res.output
 
 
-def test_stream_hook_runs_stage_from_preset(tmp_path, capsys):
-    from preprocessing.dedup.cli import run_dedup_from_preset
-
-    run = tmp_path / "run"
-    (run / "clean").mkdir(parents=True)
-    write_jsonl(run / "clean" / "part-00000.jsonl.zst", dump_rows())
-    preset = tmp_path / "p.yaml"
-    preset.write_text("near_dedup:\n  keep: longest\n")
-    stats = run_dedup_from_preset(run_dir=run, config_path=str(preset), workers=None, force=False)
-    assert stats["config"]["keep"] == "longest" and stats["near_dedup"]["removed"] == 10
-    assert "removed 10 near-duplicates" in capsys.readouterr().out
-
-
 def test_file_over_reader_limit_is_rejected_by_default_and_deduped_when_allowed(tmp_path):
     # 12 MB here (the 50 MB case is tested on the signature kernel in test_dedup_minhash.py).
     line = "value_{i} = compute(alpha_{j}, beta) + {i}\n"

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from preprocessing.cli_common import DEFAULT_RUN, clean_errors, resolve_run_dir
+from preprocessing.cli_common import clean_errors, resolve_run_dir
 
 
 def dedup_summary(stats: dict[str, Any], out_dir: Path) -> None:
@@ -21,24 +21,6 @@ def dedup_summary(stats: dict[str, Any], out_dir: Path) -> None:
         f"rejected {sum(t['rejected'].values()):,} in {stats['wall_time_s']:.1f}s "
         f"({stats['throughput_mb_s']:.1f} MB/s) -> {out_dir}"
     )
-
-
-def run_dedup_from_preset(
-    run_dir: str | Path = DEFAULT_RUN,
-    config_path: str | None = None,
-    workers: int | None = None,
-    force: bool = False,
-    overrides: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """RUN/clean -> RUN/dedup with the preset's ``near_dedup:`` section, and its summary line."""
-    from preprocessing.config import load_config
-    from preprocessing.dedup.minhash import NearDedupConfig
-    from preprocessing.dedup.near import run_dedup
-
-    cfg = load_config(NearDedupConfig, config_path, overrides, section="near_dedup")
-    stats = run_dedup(cfg, run_dir, workers=workers or 1, force=force)
-    dedup_summary(stats, Path(run_dir) / "dedup")
-    return stats
 
 
 @click.command("dedup")
