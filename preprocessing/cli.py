@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from preprocessing.cli_common import DEFAULT_RUN, clean_errors
-
-
-def print_json(obj: Any) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
+from preprocessing.cli_common import DEFAULT_RUN, clean_errors, stage_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -37,7 +32,7 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
                hf_dataset: str | None, workers: int | None, limit: int | None, near_dedup: bool | None,
                force: bool, dry_run: bool) -> None:
     """Stream a dump (default: this Python installation) through the filters and exact dedup."""
-    from preprocessing.config import load_config, to_dict
+    from preprocessing.config import load_config
     from preprocessing.stream import StreamConfig, run_stream
 
     overrides = {
@@ -47,9 +42,8 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
         "input.limit": limit,
         "workers": workers,
     }
-    cfg = load_config(StreamConfig, config_path, overrides, section="stream")
-    if dry_run:
-        print_json(to_dict(cfg))
+    cfg = stage_config(StreamConfig, config_path, overrides, "stream", dry_run)
+    if cfg is None:
         return
     if not near_dedup:
         _summary(run_stream(cfg, run_dir, force=force), Path(run_dir) / "clean")

@@ -36,3 +36,18 @@ def resolve_run_dir(run_dir: str | None, inputs: tuple[str, ...], output: str | 
     if run_dir is None and output is None:
         raise click.UsageError("with --input, give a RUN directory or --output")
     return run_dir
+
+
+def stage_config(cls: type, config_path: str | None, overrides: dict[str, Any], section: str,
+                 dry_run: bool) -> Any:
+    """The stage's config (dataclass defaults <- preset section <- CLI flags); with ``--dry-run``
+    it is printed as JSON and None is returned, so the command stops there."""
+    import json
+
+    from preprocessing.config import load_config, to_dict
+
+    cfg = load_config(cls, config_path, overrides, section=section)
+    if dry_run:
+        click.echo(json.dumps(to_dict(cfg), indent=2, default=str))
+        return None
+    return cfg

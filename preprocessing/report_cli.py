@@ -6,7 +6,7 @@ import json
 
 import click
 
-from preprocessing.cli_common import clean_errors
+from preprocessing.cli_common import clean_errors, stage_config
 
 
 @click.command("report")
@@ -20,12 +20,10 @@ from preprocessing.cli_common import clean_errors
 def report_command(run_dir: str, compare_dir: str | None, output_dir: str | None, config_path: str | None,
                    no_plots: bool | None, dry_run: bool) -> None:
     """Write RUN/report/report.json and a self-contained report.html from the stages' stats."""
-    from preprocessing.config import load_config, to_dict
     from preprocessing.report import ReportConfig, write_report
 
-    cfg = load_config(ReportConfig, config_path, {"plots": False if no_plots else None}, section="report")
-    if dry_run:
-        click.echo(json.dumps(to_dict(cfg), indent=2))
+    cfg = stage_config(ReportConfig, config_path, {"plots": False if no_plots else None}, "report", dry_run)
+    if cfg is None:
         return
     paths = write_report(run_dir, compare_dir, output_dir, cfg)
     report = json.loads(paths["json"].read_text())

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import click
 
-from preprocessing.cli_common import clean_errors, resolve_run_dir
+from preprocessing.cli_common import clean_errors, resolve_run_dir, stage_config
 
 
 def tokenizer_summary(stats: dict[str, Any], out_dir: str) -> None:
@@ -54,12 +53,10 @@ def pack_summary(stats: dict[str, Any], out_dir: str) -> None:
 def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
                       workers: int | None, vocab_size: int | None, force: bool, dry_run: bool) -> None:
     """Train a byte-level BPE tokenizer on RUN/dedup; report chars/token against GPT-2 on held-out repos."""
-    from preprocessing.config import load_config, to_dict
     from preprocessing.tokenizer import TokenizerConfig, run_tokenizer
 
-    cfg = load_config(TokenizerConfig, config_path, {"vocab_size": vocab_size}, section="tokenizer")
-    if dry_run:
-        click.echo(json.dumps(to_dict(cfg), indent=2))
+    cfg = stage_config(TokenizerConfig, config_path, {"vocab_size": vocab_size}, "tokenizer", dry_run)
+    if cfg is None:
         return
     run_dir = resolve_run_dir(run_dir, inputs, output)
     if workers is not None:
@@ -85,12 +82,10 @@ def pack_command(run_dir: str | None, inputs: tuple[str, ...], output: str | Non
                  config_path: str | None, workers: int | None, seq_length: int | None, force: bool,
                  dry_run: bool) -> None:
     """Tokenize RUN/dedup and pack it into constant-length train/valid token shards in RUN/shards."""
-    from preprocessing.config import load_config, to_dict
     from preprocessing.pack import PackConfig, run_pack
 
-    cfg = load_config(PackConfig, config_path, {"seq_length": seq_length, "tokenizer": tokenizer}, section="pack")
-    if dry_run:
-        click.echo(json.dumps(to_dict(cfg), indent=2))
+    cfg = stage_config(PackConfig, config_path, {"seq_length": seq_length, "tokenizer": tokenizer}, "pack", dry_run)
+    if cfg is None:
         return
     run_dir = resolve_run_dir(run_dir, inputs, output)
     if workers is not None and workers < 1:

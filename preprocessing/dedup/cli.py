@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
-from preprocessing.cli_common import clean_errors, resolve_run_dir
+from preprocessing.cli_common import clean_errors, resolve_run_dir, stage_config
 
 
 def dedup_summary(stats: dict[str, Any], out_dir: Path) -> None:
@@ -41,16 +40,14 @@ def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | No
                   workers: int | None, threshold: float | None, num_perm: int | None, memory_budget: float | None,
                   keep: str | None, verify: str | None, force: bool, dry_run: bool) -> None:
     """MinHash LSH near-dedup of RUN/clean (or --input files) into RUN/dedup (or --output)."""
-    from preprocessing.config import load_config, to_dict
     from preprocessing.dedup.minhash import NearDedupConfig
     from preprocessing.dedup.near import run_dedup
     from preprocessing.readers import InputConfig
 
     overrides = {"threshold": threshold, "num_perm": num_perm, "memory_budget_mb": memory_budget,
                  "keep": keep, "verify": verify}
-    cfg = load_config(NearDedupConfig, config_path, overrides, section="near_dedup")
-    if dry_run:
-        click.echo(json.dumps(to_dict(cfg), indent=2))
+    cfg = stage_config(NearDedupConfig, config_path, overrides, "near_dedup", dry_run)
+    if cfg is None:
         return
     run_dir = resolve_run_dir(run_dir, inputs, output)
     source = InputConfig(paths=list(inputs)) if inputs else None
