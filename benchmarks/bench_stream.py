@@ -64,7 +64,7 @@ def run_baseline(inp: Path, out: Path) -> dict:
 
     args = cp.CodeParrotArgs()
     uniques: set[str] = set()
-    reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(inp, "rb")), encoding="utf-8")
+    reader = io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(open(inp, "rb"), read_across_frames=True), encoding="utf-8")
     # CodeParrot writes its shards with to_json and then gzip (compress_file, compresslevel=6)
     with gzip.open(out, "wb", compresslevel=6) as w:
         for line in reader:
@@ -105,7 +105,7 @@ def kept_names(paths: list[Path]) -> list[str]:
         if p.name.endswith(".gz"):
             data = gzip.decompress(p.read_bytes())
         else:
-            data = zstandard.ZstdDecompressor().stream_reader(open(p, "rb")).read()
+            data = zstandard.ZstdDecompressor().stream_reader(open(p, "rb"), read_across_frames=True).read()
         kept += [f"{r['repo_name']}/{r['path']}" for r in map(json.loads, data.splitlines())]
     return kept
 

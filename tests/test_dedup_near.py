@@ -21,7 +21,7 @@ from tests.conftest import stdlib_rows, write_jsonl
 
 def read_rows(path: Path) -> list[dict]:
     with open(path, "rb") as f:
-        data = zstandard.ZstdDecompressor().stream_reader(f).read()
+        data = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
     return [json.loads(line) for line in data.splitlines() if line.strip()]
 
 
@@ -232,7 +232,7 @@ def test_pass2_writes_exactly_the_reserialised_rows_of_kept_records(mixed_dump, 
         assert len(removed) == st["near_dedup"]["removed"] == 10
         expected = b"".join(orjson.dumps(r.to_json_dict()) + b"\n" for i, r in enumerate(records) if i not in removed)
         with open(out / "part-00000.jsonl.zst", "rb") as f:
-            assert zstandard.ZstdDecompressor().stream_reader(f).read() == expected
+            assert zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read() == expected
         assert st["totals"]["rejected"] == {"empty_content": 1, "invalid_json": 1}
     assert outputs(tmp_path / "out1") == outputs(tmp_path / "out2")
     # All verbatim (RUN/clean): pass 2 runs in the main process whatever the workers, same outputs.
@@ -244,7 +244,7 @@ def test_pass2_writes_exactly_the_reserialised_rows_of_kept_records(mixed_dump, 
                        workers=workers)
     assert outputs(tmp_path / "c1") == outputs(tmp_path / "c2")
     with open(tmp_path / "c1" / "part-00000.jsonl.zst", "rb") as f:
-        assert len(zstandard.ZstdDecompressor().stream_reader(f).read().splitlines()) == len(dump_rows()) - 1 - 10
+        assert len(zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read().splitlines()) == len(dump_rows()) - 1 - 10
 
 
 def test_bytes_are_utf8_content_bytes(mixed_dump, tmp_path):

@@ -249,7 +249,7 @@ def test_largest_clusters_list_member_paths(crafted_run: Path) -> None:
     report = _read(crafted_run / "report" / "report.json")
     near = report["duplicates"]["near"]
     rows = [json.loads(line) for line in zstandard.ZstdDecompressor().stream_reader(
-        (crafted_run / "dedup" / "clusters.jsonl.zst").read_bytes()).read().decode().splitlines() if line.strip()]
+        (crafted_run / "dedup" / "clusters.jsonl.zst").read_bytes(), read_across_frames=True).read().decode().splitlines() if line.strip()]
     assert near["cluster_rows"] == len(rows) >= 1
     sizes = sorted((r["size"] for r in rows), reverse=True)
     assert [c["size"] for c in near["largest"]] == sizes[:ReportConfig().largest_clusters]

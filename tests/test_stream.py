@@ -17,7 +17,7 @@ from tests.conftest import stdlib_rows, write_jsonl
 def read_output(run: Path) -> list[dict]:
     rows = []
     for p in sorted((run / "clean").glob("part-*.jsonl.zst")):
-        with zstandard.ZstdDecompressor().stream_reader(open(p, "rb")) as r:
+        with zstandard.ZstdDecompressor().stream_reader(open(p, "rb"), read_across_frames=True) as r:
             rows += [json.loads(line) for line in r.read().splitlines()]
     return rows
 

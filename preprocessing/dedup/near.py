@@ -81,6 +81,8 @@ class UnitRows:
     records: list[tuple[bytes | None, str, str]] = field(default_factory=list)
     rejected: list[tuple[str, int]] = field(default_factory=list)
     digest: int = 0
+    frame: bytes | None = None  # the unit's zstd frame, to copy as it is (then no record is removed)
+    frame_nbytes: int = 0  # its uncompressed size
 
 
 @dataclass
@@ -217,11 +219,25 @@ def _rows_unit(unit: Any) -> UnitRows:
 
 def _rows_lines_unit(job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
     """Pass 2 over JSON lines: a verbatim line of a kept file that is in no cluster is written as
-    read; the others are decoded again (rewritten rows, cluster members' names, rejections)."""
+    read; the others are decoded again (rewritten rows, cluster members' names, rejections). A
+    unit that is one whole zstd frame of verbatim lines, none removed, is copied as that frame."""
     unit, status, flags = job
     reader: JsonlReader = _STATE.reader  # type: ignore[assignment]
     out = UnitRows(digest=_lines_digest(unit))
     records, r = out.records, 0
+    if unit.raw is not None and not unit.rejected and status.count(LINE_VERBATIM) == len(status) \
+            and not any(f & _DROPPED for f in flags):
+        out.frame = unit.raw
+        out.frame_nbytes = sum(len(line) + 1 for _, line in unit.lines)
+        for (lineno, line), f in zip(unit.lines, flags):
+            if f == 0:
+                records.append((None, "", ""))
+                continue
+            item = reader.decode_line(unit.source, lineno, line)  # a cluster member: its names
+            if not isinstance(item, CodeFile):
+                raise ValueError(CHANGED.format(f"{unit.source}:{lineno} is rejected now"))  # noqa: TRY004
+            records.append((None, item.repo_name, item.path))
+        return out
     for (lineno, line), st in zip(unit.lines, status):
         if st == LINE_REJECTED:
             item = reader.decode_line(unit.source, lineno, line)
@@ -248,8 +264,8 @@ def _rows_lines_unit(job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
     return out
 
 
-def _units(reader: Reader, limit: int | None) -> Iterator[Any]:
-    units = reader.units()
+def _units(reader: Reader, limit: int | None, frames: bool = False) -> Iterator[Any]:
+    units = reader.units(frames=True) if frames and isinstance(reader, JsonlReader) else reader.units()
     return units if limit is None else limit_units(units, limit)
 
 
@@ -381,7 +397,7 @@ def _filter_pass(
     left = np.bincount(cluster[cluster >= 0], minlength=result.n) if result.n else np.zeros(0, np.int64)
     open_clusters: dict[int, list[dict[str, Any]]] = {}
     ordinal = 0
-    units = _units(reader, limit)
+    units = _units(reader, limit, frames=lines is not None)
     if lines is None:
         results = ordered_map(_rows_unit, units, workers=workers, window=2 * workers,
                               initializer=_init_worker, initargs=(reader, cfg))
@@ -402,12 +418,15 @@ def _filter_pass(
         sizes = result.nbytes[ordinal : ordinal + k].tolist()
         dropped = drop[ordinal : ordinal + k].tolist()
         clusters = cluster[ordinal : ordinal + k].tolist()
+        if res.frame is not None:
+            writer.write_frame(res.frame, res.frame_nbytes, k)
         for i, (line, a, b) in enumerate(res.records):
             if dropped[i]:
                 stats.drop(DROP_REASON, sizes[i])
             else:
                 stats.keep(sizes[i])
-                writer.write_line(line)  # type: ignore[arg-type]
+                if res.frame is None:
+                    writer.write_line(line)  # type: ignore[arg-type]
             c = clusters[i]
             if c >= 0:
                 members = open_clusters.setdefault(c, [])

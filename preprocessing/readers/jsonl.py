@@ -22,31 +22,92 @@ class TruncatedInput(Exception):
     """A compressed stream ended before its end marker."""
 
 
-def _iter_zstd_chunks(f: BinaryIO) -> Iterator[bytes]:
-    """Decompressed chunks of a (multi-frame) zstd file; raises TruncatedInput on a cut frame.
+class _Cut(Exception):
+    """The file ended inside a zstd frame."""
 
-    zstandard's stream_reader returns a truncated frame silently, so frames are tracked by hand.
+
+_ZSTD_MAGIC = 0xFD2FB528
+_FCS_SIZES = (0, 2, 4, 8)
+_DID_SIZES = (0, 1, 2, 4)
+FRAME_RAW_MAX = 4 << 20
+"""zstd frames up to this many compressed bytes are read whole, and come with their compressed
+bytes (a writer can copy them); larger frames are decompressed block by block (bounded memory)."""
+
+
+def _iter_zstd_frames(f: BinaryIO) -> Iterator[tuple[bytes, bytes | None]]:
+    """(decompressed piece, the frame's compressed bytes or None) of a (multi-frame) zstd file.
+
+    Frames are walked by their headers and block headers, so where a frame ends is known without
+    decompressing it. A frame of up to FRAME_RAW_MAX compressed bytes is one piece that comes with
+    its compressed bytes; a larger one comes as one piece per block, without. Raises TruncatedInput
+    on a cut or corrupt frame, after yielding what could be decompressed before it (zstandard's
+    stream_reader returns a cut frame silently, which is why frames are tracked by hand).
     """
     dctx = zstandard.ZstdDecompressor()
-    obj = dctx.decompressobj()
-    in_frame = False
     while True:
-        chunk = f.read(_CHUNK)
-        if not chunk:
-            break
-        while chunk:
-            out = obj.decompress(chunk)
-            in_frame = True
-            if out:
-                yield out
-            if obj.eof:
-                chunk = obj.unused_data
-                obj = dctx.decompressobj()
-                in_frame = False
-            else:
-                chunk = b""
-    if in_frame:
-        raise TruncatedInput("zstd frame ended before its end marker")
+        parts: list[bytes] = []
+
+        def take(n: int, parts: list[bytes] = parts) -> bytes:
+            data = f.read(n)
+            parts.append(data)
+            if len(data) < n:
+                raise _Cut
+            return data
+
+        obj = dctx.decompressobj()
+        streaming = False
+        try:
+            try:
+                head = f.read(4)
+                if not head:
+                    return
+                parts.append(head)
+                if len(head) < 4:
+                    raise _Cut
+                magic = int.from_bytes(head, "little")
+                if magic & 0xFFFFFFF0 == 0x184D2A50:  # a skippable frame (metadata, no content)
+                    take(int.from_bytes(take(4), "little"))
+                    continue
+                if magic != _ZSTD_MAGIC:
+                    raise TruncatedInput("not zstd data (no frame magic number)")
+                d = take(1)[0]  # frame header descriptor
+                single = (d >> 5) & 1
+                rest = (1 - single) + _DID_SIZES[d & 3] + (_FCS_SIZES[d >> 6] or single)
+                if rest:
+                    take(rest)
+                held = 5 + rest
+                while True:
+                    h = int.from_bytes(take(3), "little")  # block header: last, type, size
+                    btype = (h >> 1) & 3
+                    if btype == 3:
+                        raise TruncatedInput("corrupt zstd data (reserved block type)")
+                    size = 1 if btype == 1 else h >> 3  # an RLE block stores one byte
+                    take(size)
+                    held += 3 + size
+                    if held > FRAME_RAW_MAX:
+                        streaming = True
+                    if streaming:
+                        out = obj.decompress(b"".join(parts))
+                        parts.clear()
+                        held = 0
+                        if out:
+                            yield out, None
+                    if h & 1:
+                        break
+                if (d >> 2) & 1:
+                    take(4)  # content checksum
+            except _Cut:
+                out = obj.decompress(b"".join(parts))
+                if out:
+                    yield out, None
+                raise TruncatedInput("zstd frame ended before its end marker") from None
+            raw = b"".join(parts)
+            out = obj.decompress(raw)
+        except zstandard.ZstdError as exc:
+            raise TruncatedInput(f"corrupt zstd data ({exc})") from None
+        if not obj.eof:
+            raise TruncatedInput("corrupt zstd data (the frame did not end at its last block)")
+        yield out, (None if streaming else raw)
 
 
 def _iter_gzip_chunks(f: BinaryIO) -> Iterator[bytes]:
@@ -76,48 +137,61 @@ def _iter_gzip_chunks(f: BinaryIO) -> Iterator[bytes]:
         raise TruncatedInput("gzip stream ended before its end marker")
 
 
-def _iter_plain_chunks(f: BinaryIO) -> Iterator[bytes]:
+def _iter_plain_chunks(f: BinaryIO) -> Iterator[tuple[bytes, None]]:
     while chunk := f.read(_CHUNK):
-        yield chunk
+        yield chunk, None
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line without newline) for a plain, .gz or .zst file. Raises TruncatedInput
-    (after yielding the complete lines) and leaves the partial last line to the caller via the exception.
+def _iter_gzip_pieces(f: BinaryIO) -> Iterator[tuple[bytes, None]]:
+    for chunk in _iter_gzip_chunks(f):
+        yield chunk, None
 
-    Linear in the input: the pieces of a line that spans chunks are joined once, at its newline.
+
+def iter_line_groups(path: Path) -> Iterator[tuple[list[tuple[int, bytes]], bytes | None]]:
+    """Groups of (line number, raw line without newline): the lines each decompressed piece completes.
+
+    A group that is exactly one whole zstd frame (the frame starts at a line start and ends with a
+    newline) comes with the frame's compressed bytes, so a writer can copy the frame as it is;
+    other groups come with None. Raises TruncatedInput (after yielding the complete lines) and
+    leaves the partial last line to the caller via the exception. Linear in the input: the pieces
+    of a line that spans pieces are joined once, at its newline.
     """
     name = path.name
     if name.endswith(".zst"):
-        chunks_of = _iter_zstd_chunks
+        pieces_of = _iter_zstd_frames
     elif name.endswith(".gz"):
-        chunks_of = _iter_gzip_chunks
+        pieces_of = _iter_gzip_pieces
     else:
-        chunks_of = _iter_plain_chunks
+        pieces_of = _iter_plain_chunks
     lineno = 0
     pending: list[bytes] = []  # pieces of the line that is not complete yet
     with open(path, "rb") as f:
         try:
-            for chunk in chunks_of(f):
+            for chunk, raw in pieces_of(f):
                 if b"\n" not in chunk:
                     pending.append(chunk)
                     continue
+                aligned = not pending
                 lines = chunk.split(b"\n")
                 if pending:
                     pending.append(lines[0])
                     lines[0] = b"".join(pending)
                 last = lines.pop()
                 pending = [last] if last else []
-                for line in lines:
-                    lineno += 1
-                    yield lineno, line
+                yield list(enumerate(lines, lineno + 1)), (raw if aligned and not last else None)
+                lineno += len(lines)
         except TruncatedInput as exc:
             exc.partial = b"".join(pending)  # type: ignore[attr-defined]
             exc.lineno = lineno + 1  # type: ignore[attr-defined]
             raise
     if pending:
-        lineno += 1
-        yield lineno, b"".join(pending)
+        yield [(lineno + 1, b"".join(pending))], None
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line without newline) for a plain, .gz or .zst file (see iter_line_groups)."""
+    for group, _raw in iter_line_groups(path):
+        yield from group
 
 
 @dataclass
@@ -125,6 +199,9 @@ class JsonlUnit:
     source: str
     lines: list[tuple[int, bytes]] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    raw: bytes | None = None
+    """With ``units(frames=True)``: the compressed bytes of the zstd frame whose lines are exactly
+    this unit's (each line and its newline, in order), else None."""
 
     def __len__(self) -> int:
         return len(self.lines) + len(self.rejected)
@@ -184,20 +261,32 @@ class JsonlReader(FileDumpReader):
 
     suffixes = JSONL_SUFFIXES
 
-    def units(self) -> Iterator[JsonlUnit]:
+    def units(self, frames: bool = False) -> Iterator[JsonlUnit]:
+        """Units of up to ``batch_records`` lines; the lines of a whole zstd frame (of at most
+        ``batch_records`` lines, no blank one) form a unit of their own, which with ``frames=True``
+        carries the frame's compressed bytes. The split points never depend on ``frames``."""
         for path in self.paths:
             source = str(path)
             unit = JsonlUnit(source)
             nlines = 0
             try:
-                for lineno, line in iter_lines(path):
-                    if not line.strip():
-                        continue
-                    nlines += 1
-                    unit.lines.append((lineno, line))
-                    if len(unit.lines) >= self.batch_records:
-                        yield unit
+                for group, raw in iter_line_groups(path):
+                    if raw is not None and len(group) <= self.batch_records and not any(
+                            not line or line.isspace() for _, line in group):
+                        if unit.lines:
+                            yield unit
+                        nlines += len(group)
+                        yield JsonlUnit(source, group, raw=raw if frames else None)
                         unit = JsonlUnit(source)
+                        continue
+                    for lineno, line in group:
+                        if not line or line.isspace():
+                            continue
+                        nlines += 1
+                        unit.lines.append((lineno, line))
+                        if len(unit.lines) >= self.batch_records:
+                            yield unit
+                            unit = JsonlUnit(source)
             except TruncatedInput as exc:
                 partial = getattr(exc, "partial", b"")
                 self._warnings.append(f"{source}: truncated ({exc}); read {nlines} complete lines")

@@ -1,0 +1,142 @@
+"""zstd frames: the writer ends a frame after whole lines, the reader walks frames by their headers
+and hands whole-frame units their compressed bytes, and `dedup` copies untouched frames as they are."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+import zstandard
+
+from preprocessing.dedup.minhash import NearDedupConfig
+from preprocessing.dedup.near import run_near_dedup
+from preprocessing.readers import InputConfig, JsonlReader
+from preprocessing.readers import jsonl as jsonl_mod
+from preprocessing.record import CodeFile
+from preprocessing.writers import ShardedJsonlWriter
+from preprocessing.writers import jsonl as writer_mod
+from tests.conftest import stdlib_rows
+
+
+def frames_of(path: Path) -> list[tuple[bytes, bytes | None]]:
+    with open(path, "rb") as f:
+        return list(jsonl_mod._iter_zstd_frames(f))
+
+
+def decompressed(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+
+
+def test_writer_ends_frames_after_whole_lines_and_copies_frames(tmp_path: Path):
+    rows = stdlib_rows(30)
+    lines = [orjson.dumps(r) + b"\n" for r in rows]
+    with ShardedJsonlWriter(tmp_path / "a", frame_bytes=40_000) as w:
+        for line in lines:
+            w.write_line(line)
+    path = w.paths[0]
+    frames = frames_of(path)
+    assert len(frames) > 3
+    assert b"".join(data for data, _ in frames) == b"".join(lines) == decompressed(path)
+    for data, raw in frames:  # each frame: whole lines, reaching frame_bytes only with its last line
+        assert raw is not None and data.endswith(b"\n")
+        assert len(data) - len(data[:-1].rsplit(b"\n", 1)[-1]) - 1 < 40_000
+    # write_frame appends a frame as it is, between lines compressed by the writer itself
+    with ShardedJsonlWriter(tmp_path / "b", frame_bytes=1 << 30) as w2:
+        w2.write_line(lines[0])
+        w2.write_frame(frames[1][1], len(frames[1][0]), frames[1][0].count(b"\n"))
+        w2.write_line(lines[-1])
+    assert decompressed(w2.paths[0]) == lines[0] + frames[1][0] + lines[-1]
+    assert w2.rows == 2 + frames[1][0].count(b"\n") and w2.bytes_written == len(decompressed(w2.paths[0]))
+    assert frames_of(w2.paths[0])[1] == frames[1]  # copied byte for byte
+    # a shard of empty lines only is still a valid zstd file (one empty frame)
+    with ShardedJsonlWriter(tmp_path / "c") as w3:
+        w3.write_line(b"")
+    assert decompressed(w3.paths[0]) == b"" and w3.paths[0].stat().st_size > 0
+
+
+def test_units_of_whole_frames_carry_their_bytes_and_split_the_same_way(tmp_path: Path):
+    rows = stdlib_rows(40)
+    with ShardedJsonlWriter(tmp_path, frame_bytes=50_000) as w:
+        for r in rows:
+            w.write_row(r)
+    reader = JsonlReader(str(w.paths[0]))
+    plain, framed = list(reader.units()), list(reader.units(frames=True))
+    assert [u.lines for u in plain] == [u.lines for u in framed]
+    assert all(u.raw is None for u in plain)
+    frames = frames_of(w.paths[0])
+    assert [u.raw for u in framed] == [raw for _, raw in frames]
+    for u, (data, _) in zip(framed, frames):
+        assert b"".join(line + b"\n" for _, line in u.lines) == data
+    assert [r.path for r in reader.records()] == [r["path"] for r in rows]
+    # a unit is never longer than batch_records: a frame with more lines is split, without its bytes
+    small = JsonlReader(str(w.paths[0]), batch_records=2)
+    assert all(len(u.lines) <= 2 for u in small.units(frames=True))
+    assert [r.path for r in small.records()] == [r["path"] for r in rows]
+
+
+def test_frame_walk_skips_skippable_frames_and_streams_large_frames(tmp_path: Path, monkeypatch):
+    rows = stdlib_rows(12)
+    data = b"".join(json.dumps(r).encode() + b"\n" for r in rows)
+    cctx = zstandard.ZstdCompressor(level=1, write_checksum=True)
+    skippable = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"meta!"
+    path = tmp_path / "x.jsonl.zst"
+    path.write_bytes(skippable + cctx.compress(data[:1000] + data[1000:].split(b"\n", 1)[0] + b"\n")
+                     + cctx.compress(data[1000:].split(b"\n", 1)[1]))
+    assert b"".join(d for d, _ in frames_of(path)) == data
+    assert [r.path for r in JsonlReader(str(path)).records()] == [r["path"] for r in rows]
+    monkeypatch.setattr(jsonl_mod, "FRAME_RAW_MAX", 1000)  # frames above it: block by block, no bytes
+    pieces = frames_of(path)
+    assert b"".join(d for d, _ in pieces) == data and all(raw is None for _, raw in pieces)
+    assert [r.path for r in JsonlReader(str(path)).records()] == [r["path"] for r in rows]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "bad_block", "cut_in_header"])
+def test_corrupt_zstd_is_named_not_a_traceback(tmp_path: Path, damage: str):
+    rows = stdlib_rows(6)
+    good = zstandard.ZstdCompressor().compress(b"".join(json.dumps(r).encode() + b"\n" for r in rows))
+    path = tmp_path / "bad.jsonl.zst"
+    if damage == "garbage":
+        path.write_bytes(good + b"this is not zstd data at all\n")
+    elif damage == "bad_block":
+        path.write_bytes(good + good[:6] + b"\xff\xff\xff" + good[9:])
+    else:
+        path.write_bytes(good + good[:5])
+    reader = JsonlReader(str(path))
+    ok = [r for r in reader.records() if isinstance(r, CodeFile)]
+    assert [r.path for r in ok] == [r["path"] for r in rows]  # the good frame before the damage
+    assert len(reader.warnings) == 1 and str(path) in reader.warnings[0] and "truncated" in reader.warnings[0]
+
+
+def test_dedup_copies_untouched_frames_and_writes_the_same_rows(tmp_path: Path, monkeypatch):
+    """RUN/clean-like input in small frames, near-duplicates in some of them: pass 2 copies the
+    frames with nothing removed, and the rows written are exactly those of a line-by-line pass 2."""
+    rows = stdlib_rows(60)
+    for i in range(0, 60, 12):  # a near-duplicate of file i, right after it
+        copy = dict(rows[i], path=f"vendored/{rows[i]['path']}")
+        copy["content"] = rows[i]["content"] + "\n# patched\n"
+        rows.insert(i + 1, copy)
+    with ShardedJsonlWriter(tmp_path / "clean", frame_bytes=60_000) as w:
+        for r in rows:
+            w.write(CodeFile(content=r["content"], repo_name=r["repo_name"], path=r["path"], license=r["license"]))
+    copied = []
+    write_frame = writer_mod.ShardedJsonlWriter.write_frame
+
+    def spy(self, raw, nbytes, n):
+        copied.append(n)
+        return write_frame(self, raw, nbytes, n)
+
+    monkeypatch.setattr(writer_mod.ShardedJsonlWriter, "write_frame", spy)
+    inputs = InputConfig(paths=[str(tmp_path / "clean")])
+    st = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "out", workers=1)
+    assert st["near_dedup"]["removed"] >= 5
+    assert copied and sum(copied) < st["totals"]["kept"]  # some frames copied, others rewritten
+    monkeypatch.setattr(writer_mod.ShardedJsonlWriter, "write_frame", write_frame)
+    from preprocessing.dedup import near
+    units = near._units
+    monkeypatch.setattr(near, "_units", lambda reader, limit, frames=False: units(reader, limit, False))
+    run_near_dedup(NearDedupConfig(), inputs, tmp_path / "lines", workers=2)
+    assert decompressed(tmp_path / "out" / "part-00000.jsonl.zst") == decompressed(tmp_path / "lines" / "part-00000.jsonl.zst")
+    assert decompressed(tmp_path / "out" / "clusters.jsonl.zst") == decompressed(tmp_path / "lines" / "clusters.jsonl.zst")
