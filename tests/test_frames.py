@@ -10,6 +10,7 @@ import orjson
 import pytest
 import zstandard
 
+from preprocessing.dedup import near
 from preprocessing.dedup.minhash import NearDedupConfig
 from preprocessing.dedup.near import run_near_dedup
 from preprocessing.readers import InputConfig, JsonlReader
@@ -22,7 +23,7 @@ from tests.conftest import stdlib_rows
 
 def frames_of(path: Path) -> list[tuple[bytes, bytes | None]]:
     with open(path, "rb") as f:
-        return list(jsonl_mod._iter_zstd_frames(f))
+        return [(data, raw) for data, raw, _ in jsonl_mod._iter_zstd_frames(f)]
 
 
 def decompressed(path: Path) -> bytes:
@@ -128,15 +129,41 @@ def test_dedup_copies_untouched_frames_and_writes_the_same_rows(tmp_path: Path, 
         copied.append(n)
         return write_frame(self, raw, nbytes, n)
 
+    skipped = []
+    skippable = near.LineNotes.skippable
+
+    def spy_skip(self, result):
+        skipped.append(skippable(self, result))
+        return skipped[-1]
+
     monkeypatch.setattr(writer_mod.ShardedJsonlWriter, "write_frame", spy)
+    monkeypatch.setattr(near.LineNotes, "skippable", spy_skip)
     inputs = InputConfig(paths=[str(tmp_path / "clean")])
     st = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "out", workers=1)
     assert st["near_dedup"]["removed"] >= 5
     assert copied and sum(copied) < st["totals"]["kept"]  # some frames copied, others rewritten
+    n_skipped = sum(len(v) for v in skipped[0].values())
+    assert 0 < n_skipped < len(copied)  # some copied frames were not even decompressed
     monkeypatch.setattr(writer_mod.ShardedJsonlWriter, "write_frame", write_frame)
-    from preprocessing.dedup import near
-    units = near._units
-    monkeypatch.setattr(near, "_units", lambda reader, limit, frames=False: units(reader, limit, False))
-    run_near_dedup(NearDedupConfig(), inputs, tmp_path / "lines", workers=2)
+    run_near_dedup(NearDedupConfig(copy_frames=False), inputs, tmp_path / "lines", workers=2)
     assert decompressed(tmp_path / "out" / "part-00000.jsonl.zst") == decompressed(tmp_path / "lines" / "part-00000.jsonl.zst")
     assert decompressed(tmp_path / "out" / "clusters.jsonl.zst") == decompressed(tmp_path / "lines" / "clusters.jsonl.zst")
+
+
+def test_a_skipped_frame_that_changed_between_the_passes_is_an_error(tmp_path: Path, monkeypatch):
+    rows = stdlib_rows(30)
+    with ShardedJsonlWriter(tmp_path / "clean", frame_bytes=60_000) as w:
+        for r in rows:
+            w.write(CodeFile(content=r["content"], repo_name=r["repo_name"], path=r["path"], license=r["license"]))
+    path = w.paths[0]
+    cluster = near.NearDedupIndex.cluster
+
+    def edit_then_cluster(self):  # flip one byte of the last frame's compressed data (never decoded again)
+        data = bytearray(path.read_bytes())
+        data[-2] ^= 0xFF
+        path.write_bytes(bytes(data))
+        return cluster(self)
+
+    monkeypatch.setattr(near.NearDedupIndex, "cluster", edit_then_cluster)
+    with pytest.raises(ValueError, match=r"input changed between the two passes of near-dedup \(lines of work unit \d+ differ"):
+        run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(tmp_path / "clean")]), tmp_path / "out")

@@ -85,7 +85,11 @@ class NearDedupConfig:
     shard_max_bytes: int = 256 << 20
     """Output shards roll over at this many bytes."""
     compression_level: int = 3
-    """zstd level of the output shards."""
+    """zstd level of the output shards (of the rows it compresses: see copy_frames)."""
+    copy_frames: bool = True
+    """Copy a zstd frame of the input (JSON Lines .zst, as `stream` writes them) with no removed or
+    rewritten row into the output as it is, without decompressing or recompressing it; false:
+    recompress every kept row at compression_level. The rows written are the same either way."""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import resource
 import shutil
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,32 +87,57 @@ class UnitRows:
 
 @dataclass
 class LineNotes:
-    """What pass 1 noted about JSON lines for pass 2: LINE_* per line (1 byte) and a digest per unit.
+    """What pass 1 noted about JSON lines for pass 2: LINE_* per line (1 byte), and per unit a
+    digest (of its zstd frame's compressed bytes for a whole-frame unit, else of its lines) and,
+    for a whole-frame unit, (file, frame number, uncompressed bytes): about 40 bytes per frame.
 
     ``digests`` is None when pass 1 saw the lines before they were written (near-dedup fused into
-    `stream`, :class:`StreamNearDedup`): pass 2 then checks the line and record counts only.
+    `stream`, :class:`StreamNearDedup`): pass 2 then checks the line and record counts only, and
+    decompresses every frame.
     """
 
     status: bytearray = field(default_factory=bytearray)
     digests: list[int] | None = field(default_factory=list)
+    frames: dict[int, tuple[str, int, int]] = field(default_factory=dict)  # unit -> (file, frame, bytes)
+    starts: list[int] = field(default_factory=list)  # unit -> its first line (index into status)
 
-    def add(self, status: bytes, digest: int | None = None) -> None:
+    def add(self, status: bytes, digest: int | None = None, frame: tuple[str, int, int] | None = None) -> None:
+        if frame is not None:
+            self.frames[len(self.starts)] = frame
+        self.starts.append(len(self.status))
         self.status += status
         if self.digests is not None:
             assert digest is not None, "a digest per unit is needed when digests are kept"
             self.digests.append(digest)
 
+    def skippable(self, result: ClusterResult) -> dict[str, dict[int, int]]:
+        """{file: {frame number: lines}} of the whole-frame units pass 2 can copy without even
+        decompressing them: verbatim lines only, none in a cluster (so none removed, no names needed)."""
+        if self.digests is None or not self.frames:
+            return {}
+        status = np.frombuffer(bytes(self.status), dtype=np.uint8)
+        before = np.concatenate([[0], np.cumsum(status != LINE_REJECTED)])  # records before each line
+        ends = [*self.starts[1:], len(status)]
+        member = result.cluster >= 0
+        skip: dict[str, dict[int, int]] = {}
+        for u, (source, frame_no, _nbytes) in self.frames.items():
+            a, b = self.starts[u], ends[u]
+            if status[a:b].any() or member[before[a] : before[b]].any():
+                continue
+            skip.setdefault(source, {})[frame_no] = b - a
+        return skip
+
     def jobs(self, units: Iterator[JsonlUnit], result: ClusterResult) -> Iterator[tuple[JsonlUnit, bytes, bytes]]:
         """Pass-2 work units: each with its lines' LINE_* and its records' _MEMBER/_DROPPED flags."""
         pos = ordinal = 0
         for u, unit in enumerate(units):
-            status = bytes(self.status[pos : pos + len(unit.lines)])
+            status = bytes(self.status[pos : pos + unit.nlines])
             k = len(status) - status.count(LINE_REJECTED)
-            if (self.digests is not None and u >= len(self.digests)) or len(status) != len(unit.lines) or ordinal + k > result.n:
+            if (self.digests is not None and u >= len(self.digests)) or len(status) != unit.nlines or ordinal + k > result.n:
                 raise ValueError(CHANGED.format("more records"))
             sl = slice(ordinal, ordinal + k)
             flags = (result.cluster[sl] >= 0).astype(np.uint8) | (result.drop[sl].astype(np.uint8) << 1)
-            pos, ordinal = pos + len(unit.lines), ordinal + k
+            pos, ordinal = pos + unit.nlines, ordinal + k
             yield unit, status, flags.tobytes()
         if pos != len(self.status):
             raise ValueError(CHANGED.format("fewer records"))
@@ -164,6 +189,8 @@ def _sketch_unit(unit: Any) -> UnitSketch:
 
 
 def _lines_digest(unit: JsonlUnit) -> int:
+    if unit.raw is not None:  # a whole zstd frame: the digest of its compressed bytes
+        return xxhash.xxh3_64_intdigest(unit.raw)
     h = xxhash.xxh3_64()
     for _, line in unit.lines:
         h.update(line)
@@ -225,6 +252,10 @@ def _rows_lines_unit(job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
     reader: JsonlReader = _STATE.reader  # type: ignore[assignment]
     out = UnitRows(digest=_lines_digest(unit))
     records, r = out.records, 0
+    if unit.skipped:  # not even decompressed (LineNotes.skippable): nothing removed, no names needed
+        out.frame, out.frame_nbytes = unit.raw, -1
+        out.records = [(None, "", "")] * unit.skipped
+        return out
     if unit.raw is not None and not unit.rejected and status.count(LINE_VERBATIM) == len(status) \
             and not any(f & _DROPPED for f in flags):
         out.frame = unit.raw
@@ -298,19 +329,40 @@ def run_near_dedup(
     lines = LineNotes() if isinstance(reader, JsonlReader) else None
     t0 = time.perf_counter()
     index = NearDedupIndex(cfg, work_dir)
+    frames: deque = deque()  # per unit in flight: ((file, frame number, bytes), digest), None: not a whole frame
     try:
         # Pass 1: signatures and band keys, in parallel, appended in input order.
-        for res in ordered_map(_sketch_unit if lines is None else _sketch_lines_unit, _units(reader, limit),
+        units = _units(reader, limit, frames=lines is not None and cfg.copy_frames)
+        if lines is not None:
+            units = _note_frames(units, frames)
+        for res in ordered_map(_sketch_unit if lines is None else _sketch_lines_unit, units,
                                workers=workers, window=2 * workers, initializer=_init_worker, initargs=(reader, cfg)):
             for reason, _nbytes in res.rejected:
                 pass1_rejected[reason] += 1
             index.add(res.batch)
             if lines is not None:
-                lines.add(res.lines, res.digest)
+                frame = frames.popleft()
+                if frame is None:
+                    lines.add(res.lines, res.digest)
+                else:
+                    lines.add(res.lines, frame[1], frame[0])
         return _cluster_and_write(cfg, index, reader, limit, workers, out_dir, lines, pass1_rejected, t0)
     finally:
         index.close()
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _note_frames(units: Iterator[JsonlUnit], frames: deque) -> Iterator[JsonlUnit]:
+    """Pass 1's units, noting for each whether it is a whole zstd frame (which, and the digest of its
+    bytes, which stay here: workers sketch the lines)."""
+    for unit in units:
+        if unit.raw is None:
+            frames.append(None)
+            yield unit
+            continue
+        frames.append(((unit.source, unit.frame_no, sum(len(line) + 1 for _, line in unit.lines)),
+                       xxhash.xxh3_64_intdigest(unit.raw)))
+        yield JsonlUnit(unit.source, unit.lines, unit.rejected, frame_no=unit.frame_no)
 
 
 def _reset_out_dir(out_dir: Path) -> Path:
@@ -397,7 +449,12 @@ def _filter_pass(
     left = np.bincount(cluster[cluster >= 0], minlength=result.n) if result.n else np.zeros(0, np.int64)
     open_clusters: dict[int, list[dict[str, Any]]] = {}
     ordinal = 0
-    units = _units(reader, limit, frames=lines is not None)
+    if lines is None or not cfg.copy_frames:
+        units = _units(reader, limit)
+    elif limit is None and isinstance(reader, JsonlReader):
+        units = reader.units(frames=True, skip=lines.skippable(result))
+    else:
+        units = _units(reader, limit, frames=True)
     if lines is None:
         results = ordered_map(_rows_unit, units, workers=workers, window=2 * workers,
                               initializer=_init_worker, initargs=(reader, cfg))
@@ -419,7 +476,8 @@ def _filter_pass(
         dropped = drop[ordinal : ordinal + k].tolist()
         clusters = cluster[ordinal : ordinal + k].tolist()
         if res.frame is not None:
-            writer.write_frame(res.frame, res.frame_nbytes, k)
+            nbytes = res.frame_nbytes if res.frame_nbytes >= 0 else lines.frames[u][2]  # type: ignore[union-attr]
+            writer.write_frame(res.frame, nbytes, k)
         for i, (line, a, b) in enumerate(res.records):
             if dropped[i]:
                 stats.drop(DROP_REASON, sizes[i])

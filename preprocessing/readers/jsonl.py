@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,16 +34,19 @@ FRAME_RAW_MAX = 4 << 20
 bytes (a writer can copy them); larger frames are decompressed block by block (bounded memory)."""
 
 
-def _iter_zstd_frames(f: BinaryIO) -> Iterator[tuple[bytes, bytes | None]]:
-    """(decompressed piece, the frame's compressed bytes or None) of a (multi-frame) zstd file.
+def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = ()) -> Iterator[tuple[bytes | None, bytes | None, int]]:
+    """(decompressed piece, the frame's compressed bytes or None, frame number) of a (multi-frame) zstd file.
 
     Frames are walked by their headers and block headers, so where a frame ends is known without
     decompressing it. A frame of up to FRAME_RAW_MAX compressed bytes is one piece that comes with
     its compressed bytes; a larger one comes as one piece per block, without. Raises TruncatedInput
     on a cut or corrupt frame, after yielding what could be decompressed before it (zstandard's
     stream_reader returns a cut frame silently, which is why frames are tracked by hand).
+    A whole frame whose number (0, 1, ... among the file's frames with content) is in ``skip``
+    comes as (None, its compressed bytes), not decompressed.
     """
     dctx = zstandard.ZstdDecompressor()
+    frame_no = -1
     while True:
         parts: list[bytes] = []
 
@@ -70,6 +73,7 @@ def _iter_zstd_frames(f: BinaryIO) -> Iterator[tuple[bytes, bytes | None]]:
                     continue
                 if magic != _ZSTD_MAGIC:
                     raise TruncatedInput("not zstd data (no frame magic number)")
+                frame_no += 1
                 d = take(1)[0]  # frame header descriptor
                 single = (d >> 5) & 1
                 rest = (1 - single) + _DID_SIZES[d & 3] + (_FCS_SIZES[d >> 6] or single)
@@ -91,7 +95,7 @@ def _iter_zstd_frames(f: BinaryIO) -> Iterator[tuple[bytes, bytes | None]]:
                         parts.clear()
                         held = 0
                         if out:
-                            yield out, None
+                            yield out, None, frame_no
                     if h & 1:
                         break
                 if (d >> 2) & 1:
@@ -99,15 +103,18 @@ def _iter_zstd_frames(f: BinaryIO) -> Iterator[tuple[bytes, bytes | None]]:
             except _Cut:
                 out = obj.decompress(b"".join(parts))
                 if out:
-                    yield out, None
+                    yield out, None, frame_no
                 raise TruncatedInput("zstd frame ended before its end marker") from None
             raw = b"".join(parts)
+            if not streaming and frame_no in skip:
+                yield None, raw, frame_no
+                continue
             out = obj.decompress(raw)
         except zstandard.ZstdError as exc:
             raise TruncatedInput(f"corrupt zstd data ({exc})") from None
         if not obj.eof:
             raise TruncatedInput("corrupt zstd data (the frame did not end at its last block)")
-        yield out, (None if streaming else raw)
+        yield out, (None if streaming else raw), frame_no
 
 
 def _iter_gzip_chunks(f: BinaryIO) -> Iterator[bytes]:
@@ -137,28 +144,36 @@ def _iter_gzip_chunks(f: BinaryIO) -> Iterator[bytes]:
         raise TruncatedInput("gzip stream ended before its end marker")
 
 
-def _iter_plain_chunks(f: BinaryIO) -> Iterator[tuple[bytes, None]]:
+def _iter_plain_chunks(f: BinaryIO) -> Iterator[tuple[bytes, None, int]]:
     while chunk := f.read(_CHUNK):
-        yield chunk, None
+        yield chunk, None, -1
 
 
-def _iter_gzip_pieces(f: BinaryIO) -> Iterator[tuple[bytes, None]]:
+def _iter_gzip_pieces(f: BinaryIO) -> Iterator[tuple[bytes, None, int]]:
     for chunk in _iter_gzip_chunks(f):
-        yield chunk, None
+        yield chunk, None, -1
 
 
-def iter_line_groups(path: Path) -> Iterator[tuple[list[tuple[int, bytes]], bytes | None]]:
+LineGroup = tuple[list[tuple[int, bytes]], "bytes | None", int, int]
+
+
+def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator[LineGroup]:
     """Groups of (line number, raw line without newline): the lines each decompressed piece completes.
 
-    A group that is exactly one whole zstd frame (the frame starts at a line start and ends with a
-    newline) comes with the frame's compressed bytes, so a writer can copy the frame as it is;
-    other groups come with None. Raises TruncatedInput (after yielding the complete lines) and
-    leaves the partial last line to the caller via the exception. Linear in the input: the pieces
-    of a line that spans pieces are joined once, at its newline.
+    Each group is (lines, raw, frame number, skipped). A group that is exactly one whole zstd frame
+    (the frame starts at a line start and ends with a newline) comes with the frame's compressed
+    bytes as ``raw``, so a writer can copy the frame as it is; other groups come with None. A frame
+    listed in ``skip`` ({frame number: its number of lines}, as an earlier read found them) is not
+    decompressed: it comes as ([], raw, its number, its number of lines); ``skipped`` is 0 for
+    other groups. Frame numbers count a .zst file's frames with content from 0 (-1: not zstd).
+    Raises TruncatedInput (after yielding the complete lines) and leaves the partial last line to
+    the caller via the exception. Linear in the input: the pieces of a line that spans pieces are
+    joined once, at its newline.
     """
     name = path.name
     if name.endswith(".zst"):
-        pieces_of = _iter_zstd_frames
+        def pieces_of(f: BinaryIO) -> Iterator[tuple[bytes | None, bytes | None, int]]:
+            return _iter_zstd_frames(f, skip or ())
     elif name.endswith(".gz"):
         pieces_of = _iter_gzip_pieces
     else:
@@ -167,7 +182,13 @@ def iter_line_groups(path: Path) -> Iterator[tuple[list[tuple[int, bytes]], byte
     pending: list[bytes] = []  # pieces of the line that is not complete yet
     with open(path, "rb") as f:
         try:
-            for chunk, raw in pieces_of(f):
+            for chunk, raw, frame_no in pieces_of(f):
+                if chunk is None:  # a skipped whole frame of skip[frame_no] lines
+                    if pending:
+                        raise TruncatedInput(f"frame {frame_no} no longer starts at a line start (the file changed)")
+                    yield [], raw, frame_no, skip[frame_no]  # type: ignore[index]
+                    lineno += skip[frame_no]  # type: ignore[index]
+                    continue
                 if b"\n" not in chunk:
                     pending.append(chunk)
                     continue
@@ -178,19 +199,19 @@ def iter_line_groups(path: Path) -> Iterator[tuple[list[tuple[int, bytes]], byte
                     lines[0] = b"".join(pending)
                 last = lines.pop()
                 pending = [last] if last else []
-                yield list(enumerate(lines, lineno + 1)), (raw if aligned and not last else None)
+                yield list(enumerate(lines, lineno + 1)), (raw if aligned and not last else None), frame_no, 0
                 lineno += len(lines)
         except TruncatedInput as exc:
             exc.partial = b"".join(pending)  # type: ignore[attr-defined]
             exc.lineno = lineno + 1  # type: ignore[attr-defined]
             raise
     if pending:
-        yield [(lineno + 1, b"".join(pending))], None
+        yield [(lineno + 1, b"".join(pending))], None, -1, 0
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, raw line without newline) for a plain, .gz or .zst file (see iter_line_groups)."""
-    for group, _raw in iter_line_groups(path):
+    for group, _raw, _frame_no, _skipped in iter_line_groups(path):
         yield from group
 
 
@@ -202,9 +223,18 @@ class JsonlUnit:
     raw: bytes | None = None
     """With ``units(frames=True)``: the compressed bytes of the zstd frame whose lines are exactly
     this unit's (each line and its newline, in order), else None."""
+    frame_no: int = -1
+    """The number of that frame in its file (also without ``frames=True``); -1: not a whole frame."""
+    skipped: int = 0
+    """A frame that ``units(skip=...)`` did not decompress: its number of lines (``lines`` is empty)."""
 
     def __len__(self) -> int:
-        return len(self.lines) + len(self.rejected)
+        return len(self.lines) + len(self.rejected) + self.skipped
+
+    @property
+    def nlines(self) -> int:
+        """The unit's lines, decoded or skipped."""
+        return len(self.lines) + self.skipped
 
     def head(self, n: int) -> JsonlUnit:
         return JsonlUnit(self.source, self.lines[:n], self.rejected[: max(0, n - len(self.lines))])
@@ -261,22 +291,27 @@ class JsonlReader(FileDumpReader):
 
     suffixes = JSONL_SUFFIXES
 
-    def units(self, frames: bool = False) -> Iterator[JsonlUnit]:
+    def units(self, frames: bool = False, skip: dict[str, dict[int, int]] | None = None) -> Iterator[JsonlUnit]:
         """Units of up to ``batch_records`` lines; the lines of a whole zstd frame (of at most
         ``batch_records`` lines, no blank one) form a unit of their own, which with ``frames=True``
-        carries the frame's compressed bytes. The split points never depend on ``frames``."""
+        carries the frame's compressed bytes. The split points never depend on ``frames``.
+
+        ``skip`` ({file: {frame number: lines}}, from an earlier read of unchanged files) names
+        whole-frame units not to decompress: they come with their bytes and no lines.
+        """
         for path in self.paths:
             source = str(path)
             unit = JsonlUnit(source)
             nlines = 0
             try:
-                for group, raw in iter_line_groups(path):
-                    if raw is not None and len(group) <= self.batch_records and not any(
-                            not line or line.isspace() for _, line in group):
+                for group, raw, frame_no, skipped in iter_line_groups(path, (skip or {}).get(source)):
+                    if skipped or (raw is not None and len(group) <= self.batch_records and not any(
+                            not line or line.isspace() for _, line in group)):
                         if unit.lines:
                             yield unit
-                        nlines += len(group)
-                        yield JsonlUnit(source, group, raw=raw if frames else None)
+                        nlines += len(group) + skipped
+                        yield JsonlUnit(source, group, raw=raw if frames or skipped else None, frame_no=frame_no,
+                                        skipped=skipped)
                         unit = JsonlUnit(source)
                         continue
                     for lineno, line in group:
