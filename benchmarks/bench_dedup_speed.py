@@ -197,7 +197,7 @@ def main() -> None:
         tmp = Path(tmp)
         warm = tmp / "warm"
         make_dump(warm, 0.2)
-        timed("ours", warm, tmp / "warm_out", args.workers)  # numba JIT cache filled before timing
+        timed("ours", warm, tmp / "warm_out", args.workers)  # kernel cache (native.py) filled before timing
         print(f"workers={args.workers} (both methods); wall = process start to exit, imports included")
         print(f"{'input MB':>8s} {'method':>11s} {'wall s':>7s} {'MB/s/core':>9s} {'RSS main':>9s} "
               f"{'RSS wkr':>8s} {'removed':>8s} {'speedup':>8s} {'cpu s':>6s} {'cpu speedup':>11s}")

@@ -32,10 +32,12 @@ needs_numba = pytest.mark.skipif(not mh._HAVE_NUMBA, reason="numba not installed
 
 @needs_numba
 def test_numba_xxh64_matches_xxhash_package():
+    from preprocessing.dedup import _kernels
+
     buf = np.frombuffer(bytes(range(256)) * 2, dtype=np.uint8)
     for n in range(80):
         for seed in (0, 3):
-            assert mh._xxh64(buf, 5, 5 + n, seed) == xxhash.xxh64_intdigest(bytes(buf[5 : 5 + n]), seed=seed)
+            assert _kernels.xxh64(buf, 5, 5 + n, seed) == xxhash.xxh64_intdigest(bytes(buf[5 : 5 + n]), seed=seed)
 
 
 

@@ -10,9 +10,10 @@ Permutation k maps a shingle hash h to ``((a_k * h + b_k) mod 2**64) >> 32`` (Di
 multiply-shift family, ``a_k`` odd, drawn from ``seed``); the signature is the minimum over the
 shingles, one uint32 per permutation (``4 * num_perm`` bytes per file).
 
-Two implementations give bit-identical results (tests check it): a numba kernel (the default:
-it tokenizes, hashes and min-reduces in one pass over the bytes, about 10x the numpy path, see
-docs/dedup.md) and a reference over ``re`` + the ``xxhash`` package + numpy.
+Two implementations give bit-identical results (tests check it): native kernels written for
+numba (the default: they tokenize, hash and min-reduce in one pass over the bytes, about 10x the
+numpy path, see docs/dedup.md; compiled once, then loaded from a cache without importing numba,
+see :mod:`preprocessing.dedup.native`) and a reference over ``re`` + the ``xxhash`` package + numpy.
 """
 
 from __future__ import annotations
@@ -28,12 +29,10 @@ from pathlib import Path
 import numpy as np
 import xxhash
 
-try:  # numba is a declared dependency; the numpy path is the reference and the fallback.
-    import numba
+from preprocessing.dedup import native
 
-    _HAVE_NUMBA = True
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    _HAVE_NUMBA = False
+# numba is a declared dependency; the numpy path is the reference and the fallback.
+_HAVE_NUMBA = native.available()
 
 _KEEP_RULES = ("first", "longest", "license", "stars")
 _VERIFY_MODES = ("signature", "exact")
@@ -240,171 +239,6 @@ def band_keys_reference(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return keys
 
 
-# --------------------------------------------------------------------------- numba kernels
-
-if _HAVE_NUMBA:
-    _P1 = np.uint64(0x9E3779B185EBCA87)
-    _P2 = np.uint64(0xC2B2AE3D27D4EB4F)
-    _P3 = np.uint64(0x165667B19E3779F9)
-    _P4 = np.uint64(0x85EBCA77C2B2AE63)
-    _P5 = np.uint64(0x27D4EB2F165667C5)
-    _ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-    @numba.njit(cache=True, inline="always")
-    def _rotl(x, r):
-        return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
-
-    @numba.njit(cache=True, inline="always")
-    def _round(acc, lane):
-        acc = acc + lane * _P2
-        acc = _rotl(acc, 31)
-        return acc * _P1
-
-    @numba.njit(cache=True, inline="always")
-    def _lane(buf, i, nbytes):
-        v = np.uint64(0)
-        for k in range(nbytes):
-            v |= np.uint64(buf[i + k]) << np.uint64(8 * k)
-        return v
-
-    @numba.njit(cache=True)
-    def _xxh64(buf, start, end, seed):
-        """xxh64 of buf[start:end], bit-identical to xxhash.xxh64_intdigest."""
-        n = end - start
-        seed = np.uint64(seed)
-        i = start
-        if n >= 32:
-            v1 = seed + _P1 + _P2
-            v2 = seed + _P2
-            v3 = seed
-            v4 = seed - _P1
-            limit = end - 32
-            while i <= limit:
-                v1 = _round(v1, _lane(buf, i, 8))
-                v2 = _round(v2, _lane(buf, i + 8, 8))
-                v3 = _round(v3, _lane(buf, i + 16, 8))
-                v4 = _round(v4, _lane(buf, i + 24, 8))
-                i += 32
-            h = _rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18)
-            for v in (v1, v2, v3, v4):
-                h ^= _round(np.uint64(0), v)
-                h = h * _P1 + _P4
-        else:
-            h = seed + _P5
-        h += np.uint64(n)
-        while i + 8 <= end:
-            h ^= _round(np.uint64(0), _lane(buf, i, 8))
-            h = _rotl(h, 27) * _P1 + _P4
-            i += 8
-        if i + 4 <= end:
-            h ^= _lane(buf, i, 4) * _P1
-            h = _rotl(h, 23) * _P2 + _P3
-            i += 4
-        while i < end:
-            h ^= np.uint64(buf[i]) * _P5
-            h = _rotl(h, 11) * _P1
-            i += 1
-        h ^= h >> np.uint64(33)
-        h *= _P2
-        h ^= h >> np.uint64(29)
-        h *= _P3
-        h ^= h >> np.uint64(32)
-        return h
-
-    _TOKEN_BYTE = np.zeros(256, dtype=np.bool_)
-    for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_":
-        _TOKEN_BYTE[_c] = True
-
-    @numba.njit(cache=True)
-    def _distinct(values):
-        """The distinct values, in first-seen order (open addressing: linear in len(values))."""
-        n = values.shape[0]
-        cap = 16
-        while cap < 2 * n:
-            cap *= 2
-        mask = np.uint64(cap - 1)
-        table = np.zeros(cap, dtype=np.uint64)  # 0 marks an empty slot; the value 0 is tracked apart
-        out = np.empty(n, dtype=np.uint64)
-        m = 0
-        seen_zero = False
-        for t in range(n):
-            h = values[t]
-            if h == 0:
-                if not seen_zero:
-                    seen_zero = True
-                    out[m] = h
-                    m += 1
-                continue
-            i = h & mask  # xxh64 output is uniformly mixed: its low bits index the table
-            while True:
-                v = table[i]
-                if v == 0:
-                    table[i] = h
-                    out[m] = h
-                    m += 1
-                    break
-                if v == h:
-                    break
-                i = (i + np.uint64(1)) & mask
-        return out[:m]
-
-    @numba.njit(cache=True)
-    def _shingles(buf, start, end, ngram):
-        """(distinct shingle hashes in first-seen order, distinct token count) of buf[start:end]."""
-        is_tok = _TOKEN_BYTE
-        toks = np.empty((end - start) // 2 + 1, dtype=np.uint64)
-        nt = 0
-        i = start
-        while i < end:
-            if is_tok[buf[i]]:
-                j = i + 1
-                while j < end and is_tok[buf[j]]:
-                    j += 1
-                toks[nt] = _xxh64(buf, i, j, 0)
-                nt += 1
-                i = j + 1  # buf[j] is not a token byte
-            else:
-                i += 1
-        toks = toks[:nt]
-        distinct = _distinct(toks)
-        if ngram == 1:
-            return distinct, distinct.shape[0]
-        if nt < ngram:
-            return np.empty(0, dtype=np.uint64), distinct.shape[0]
-        raw = toks.view(np.uint8)  # little-endian lanes of the token hashes
-        grams = np.empty(nt - ngram + 1, dtype=np.uint64)
-        for g in range(nt - ngram + 1):
-            grams[g] = _xxh64(raw, 8 * g, 8 * (g + ngram), 0)
-        return _distinct(grams), distinct.shape[0]
-
-    @numba.njit(cache=True)
-    def _minhash_into(sh, a, b, out):
-        # Permutation outside, shingles inside: the inner loop is a min-reduction over the
-        # shingles, which vectorises without loading and storing an accumulator row (~12%
-        # faster for the whole kernel than the shingle-outer order).
-        n = sh.shape[0]
-        for k in range(a.shape[0]):
-            ak, bk = a[k], b[k]
-            m = _ONES
-            for i in range(n):
-                m = min(m, ak * sh[i] + bk)
-            out[k] = np.uint32(m >> np.uint64(32))
-
-    @numba.njit(cache=True)
-    def _signatures_kernel(buf, offsets, ngram, a, b, sig, ntok):
-        for d in range(offsets.shape[0] - 1):
-            sh, nd = _shingles(buf, offsets[d], offsets[d + 1], ngram)
-            ntok[d] = nd
-            _minhash_into(sh, a, b, sig[d])
-
-    @numba.njit(cache=True)
-    def _band_keys_kernel(sig, bands, rows, keys):
-        for d in range(sig.shape[0]):
-            raw = sig[d].view(np.uint8)
-            for i in range(bands):
-                keys[d, i] = _xxh64(raw, 4 * i * rows, 4 * (i + 1) * rows, i)
-
-
 # --------------------------------------------------------------------------- public API
 
 
@@ -423,6 +257,19 @@ class MinHashSignature:
         self.cfg = cfg
         self.a, self.b = permutations(cfg.num_perm, cfg.seed)
         self.bands, self.rows = cfg.lsh_params
+        self._scratch = np.empty(0, dtype=np.uint64)
+
+    def _scratch_for(self, max_bytes: int) -> np.ndarray:
+        """Scratch words for the native kernels (kept for the next call unless over 32 MiB)."""
+        from preprocessing.dedup._scratch import scratch_words
+
+        need = scratch_words(max_bytes)
+        if self._scratch.size >= need:
+            return self._scratch
+        scratch = np.empty(need, dtype=np.uint64)
+        if need <= (4 << 20):
+            self._scratch = scratch
+        return scratch
 
     def signatures(self, contents: list[bytes]) -> SignatureBatch:
         """Signatures of UTF-8 encoded contents (see :func:`encode_content`)."""
@@ -430,13 +277,17 @@ class MinHashSignature:
         sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
         ntok = np.empty(n, dtype=np.int64)
         if cfg.use_numba:
+            sizes = [len(c) for c in contents]
             offsets = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum([len(c) for c in contents], out=offsets[1:])
+            np.cumsum(sizes, out=offsets[1:])
             joined = b"".join(contents)
             buf = np.frombuffer(joined.lower() if cfg.lowercase else joined, dtype=np.uint8)  # ASCII-only lower
             if buf.size == 0:
                 buf = np.zeros(1, dtype=np.uint8)
-            _signatures_kernel(buf, offsets, cfg.ngram, self.a, self.b, sig, ntok)
+            scratch = self._scratch_for(max(sizes, default=0))
+            native.kernels()["signatures"](
+                buf.ctypes.data, buf.size, offsets.ctypes.data, n, cfg.ngram, self.a.ctypes.data, self.b.ctypes.data,
+                cfg.num_perm, sig.ctypes.data, ntok.ctypes.data, scratch.ctypes.data, scratch.size)
         else:
             for d, data in enumerate(contents):
                 sh, ntok[d] = shingle_hashes_reference(data, cfg.ngram, cfg.lowercase)
@@ -447,15 +298,21 @@ class MinHashSignature:
         """uint64[n, bands] LSH bucket keys of signature rows."""
         if not self.cfg.use_numba:
             return band_keys_reference(sig, self.bands, self.rows)
+        sig = np.ascontiguousarray(sig, dtype=np.uint32)
         keys = np.empty((sig.shape[0], self.bands), dtype=np.uint64)
-        _band_keys_kernel(np.ascontiguousarray(sig), self.bands, self.rows, keys)
+        native.kernels()["band_keys"](sig.ctypes.data, sig.shape[0], sig.shape[1], self.bands, self.rows,
+                                      keys.ctypes.data)
         return keys
 
     def shingles(self, data: bytes) -> np.ndarray:
         """Sorted distinct shingle hashes of one file (used by ``verify: exact``)."""
         if self.cfg.use_numba and data:
             buf = np.frombuffer(data.lower() if self.cfg.lowercase else data, dtype=np.uint8)
-            return np.sort(_shingles(buf, 0, len(data), self.cfg.ngram)[0])
+            out = np.empty(len(data) // 2 + 2, dtype=np.uint64)
+            scratch = self._scratch_for(len(data))
+            m = native.kernels()["shingles"](buf.ctypes.data, buf.size, self.cfg.ngram, scratch.ctypes.data,
+                                             scratch.size, out.ctypes.data)
+            return np.sort(out[:m])
         return shingle_hashes_reference(data, self.cfg.ngram, self.cfg.lowercase)[0]
 
 
