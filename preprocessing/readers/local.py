@@ -10,7 +10,6 @@ import sys
 import sysconfig
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 from preprocessing.readers.base import InputError, Reader, check_content
@@ -217,6 +216,8 @@ class PythonEnvReader(Reader):
                      if not f.startswith(("site-packages/", "dist-packages/"))]
             plan.append(("python/cpython", "PSF-2.0", str(stdlib), files))
         if self.include_site_packages:
+            from importlib import metadata  # ~12 ms, only for the embedded default
+
             seen: set[str] = set()
             dists = []
             for dist in metadata.distributions(path=[p for p in sys.path if os.path.realpath(p) in site_dirs]):
