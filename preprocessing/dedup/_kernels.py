@@ -3,7 +3,8 @@
 Imported only to compile them: :mod:`preprocessing.dedup.native` keeps their machine code on disk
 and later processes load it without importing numba (numba's import and its first dispatch cost
 ~0.6 s of CPU per process; loading the cached code costs ~0.04 s). The kernels allocate nothing:
-the caller passes every buffer, sized by :func:`scratch_words`, and nothing in them can raise.
+the caller passes every buffer (scratch sized by :func:`preprocessing.dedup._scratch.scratch_words`),
+and nothing in them can raise.
 
 Results are bit-identical to the numpy reference in :mod:`preprocessing.dedup.minhash` (tests
 check it): a token is a maximal run of ``[A-Za-z_0-9]`` bytes, its hash ``xxh64(token)``, an
@@ -16,8 +17,6 @@ from __future__ import annotations
 import numba
 import numpy as np
 from numba import carray, types
-
-from preprocessing.dedup._scratch import scratch_words  # noqa: F401 - the buffer size the kernels expect
 
 _P1 = np.uint64(0x9E3779B185EBCA87)
 _P2 = np.uint64(0xC2B2AE3D27D4EB4F)

@@ -157,15 +157,16 @@ def _compile_and_store(path: Path | None) -> dict[str, Any]:
     compiled = _kernels.compile_kernels()
     _KEEP.extend(compiled.values())
     if path is not None:
-        blobs = {name: (cf.native_name, cf._library.serialize_using_object_code()[2][0])
-                 for name, cf in compiled.items()}
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
+        try:  # storing is an optimisation: numba's library API may change, a folder may be read-only
+            blobs = {name: (cf.native_name, cf._library.serialize_using_object_code()[2][0])
+                     for name, cf in compiled.items()}
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 pickle.dump(blobs, f, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(tmp, path)
-        except OSError:
+        except Exception as exc:  # noqa: BLE001
+            logging.getLogger(__name__).debug("kernel cache %s not written (%s)", path, exc)
             tmp.unlink(missing_ok=True)
     return {name: PROTOTYPES[name](cf.address) for name, cf in compiled.items()}
 
