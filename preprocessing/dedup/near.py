@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 import xxhash
+import zstandard
 
 from preprocessing.config import to_dict
 from preprocessing.dedup.index import ClusterResult, NearDedupIndex, SketchBatch, sketch
@@ -110,21 +111,17 @@ class LineNotes:
             assert digest is not None, "a digest per unit is needed when digests are kept"
             self.digests.append(digest)
 
-    def skippable(self, result: ClusterResult) -> dict[str, dict[int, int]]:
-        """{file: {frame number: lines}} of the whole-frame units pass 2 can copy without even
-        decompressing them: verbatim lines only, none in a cluster (so none removed, no names needed)."""
-        if self.digests is None or not self.frames:
+    def frame_lines(self) -> dict[str, dict[int, int]]:
+        """{file: {frame number: lines}} of pass 1's whole-frame units: pass 2 reads them without
+        decompressing them and leaves that to :func:`_rows_lines_unit`, which copies a frame with
+        nothing removed and no cluster member as it is, and decodes the others. Empty when pass 1
+        kept no digests (fused into `stream`), as changes could then not be detected."""
+        if self.digests is None:
             return {}
-        status = np.frombuffer(bytes(self.status), dtype=np.uint8)
-        before = np.concatenate([[0], np.cumsum(status != LINE_REJECTED)])  # records before each line
-        ends = [*self.starts[1:], len(status)]
-        member = result.cluster >= 0
+        ends = [*self.starts[1:], len(self.status)]
         skip: dict[str, dict[int, int]] = {}
         for u, (source, frame_no, _nbytes) in self.frames.items():
-            a, b = self.starts[u], ends[u]
-            if status[a:b].any() or member[before[a] : before[b]].any():
-                continue
-            skip.setdefault(source, {})[frame_no] = b - a
+            skip.setdefault(source, {})[frame_no] = ends[u] - self.starts[u]
         return skip
 
     def jobs(self, units: Iterator[JsonlUnit], result: ClusterResult) -> Iterator[tuple[JsonlUnit, bytes, bytes]]:
@@ -146,6 +143,7 @@ class LineNotes:
 class _Worker:
     reader: Reader
     hasher: MinHashSignature
+    compressor: zstandard.ZstdCompressor
 
 
 _STATE = _Worker()
@@ -154,6 +152,7 @@ _STATE = _Worker()
 def _init_worker(reader: Reader, cfg: NearDedupConfig) -> None:
     _STATE.reader = reader
     _STATE.hasher = MinHashSignature(cfg)
+    _STATE.compressor = zstandard.ZstdCompressor(level=cfg.compression_level, write_content_size=False)
 
 
 def keep_score(record: CodeFile, data: bytes, cfg: NearDedupConfig) -> int:
@@ -244,18 +243,30 @@ def _rows_unit(unit: Any) -> UnitRows:
     return out
 
 
+def _untouched(job: tuple[JsonlUnit, bytes, bytes]) -> bool:
+    """A frame pass 2 copies without decompressing it: verbatim lines only, none in a cluster."""
+    unit, status, flags = job
+    return bool(unit.skipped) and status.count(LINE_VERBATIM) == len(status) and flags.count(0) == len(flags)
+
+
 def _rows_lines_unit(job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
     """Pass 2 over JSON lines: a verbatim line of a kept file that is in no cluster is written as
-    read; the others are decoded again (rewritten rows, cluster members' names, rejections). A
-    unit that is one whole zstd frame of verbatim lines, none removed, is copied as that frame."""
+    read; the others are decoded again (rewritten rows, cluster members' names, rejections).
+
+    A whole zstd frame is copied as it is when its lines are verbatim and none is removed (and
+    not even decompressed when none is in a cluster either); otherwise its kept rows are
+    compressed here into one frame of their own, so the workers, not the main process, do the
+    (de)compression.
+    """
     unit, status, flags = job
     reader: JsonlReader = _STATE.reader  # type: ignore[assignment]
     out = UnitRows(digest=_lines_digest(unit))
-    records, r = out.records, 0
-    if unit.skipped:  # not even decompressed (LineNotes.skippable): nothing removed, no names needed
+    if _untouched(job):
         out.frame, out.frame_nbytes = unit.raw, -1
         out.records = [(None, "", "")] * unit.skipped
         return out
+    unit = unit.decompress()
+    records, r = out.records, 0
     if unit.raw is not None and not unit.rejected and status.count(LINE_VERBATIM) == len(status) \
             and not any(f & _DROPPED for f in flags):
         out.frame = unit.raw
@@ -292,6 +303,11 @@ def _rows_lines_unit(job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
             text = orjson.dumps(item.to_json_dict()) + b"\n"
         records.append((text, item.repo_name, item.path))
     out.rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
+    if unit.raw is not None:  # a frame that lost rows: its kept rows as one new frame
+        data = b"".join(text for text, _, _ in records if text is not None)
+        if data:
+            out.frame, out.frame_nbytes = _STATE.compressor.compress(data), len(data)
+        out.records = [(None, a, b) for _, a, b in records]
     return out
 
 
@@ -452,18 +468,21 @@ def _filter_pass(
     if lines is None or not cfg.copy_frames:
         units = _units(reader, limit)
     elif limit is None and isinstance(reader, JsonlReader):
-        units = reader.units(frames=True, skip=lines.skippable(result))
+        units = reader.units(frames=True, skip=lines.frame_lines())
     else:
         units = _units(reader, limit, frames=True)
     if lines is None:
         results = ordered_map(_rows_unit, units, workers=workers, window=2 * workers,
                               initializer=_init_worker, initargs=(reader, cfg))
     else:
-        # Copying verbatim lines is no work for a worker: shipping them there and back would cost
-        # more than it saves, so workers only help when many lines must be serialised again.
-        pass2_workers = workers if 4 * lines.status.count(LINE_REWRITE) > len(lines.status) else 1
+        # Copying verbatim lines or untouched frames is no work for a worker: shipping them there
+        # and back would cost more than it saves. Workers help with frames to decompress and
+        # recompress, and when many lines must be serialised again.
+        frames = bool(lines.frames) and cfg.copy_frames
+        pass2_workers = workers if frames or 4 * lines.status.count(LINE_REWRITE) > len(lines.status) else 1
         results = ordered_map(_rows_lines_unit, lines.jobs(units, result), workers=pass2_workers,
-                              window=2 * pass2_workers, initializer=_init_worker, initargs=(reader, cfg))
+                              window=4 * pass2_workers, initializer=_init_worker, initargs=(reader, cfg),
+                              inline=_untouched if frames else None)
     for u, res in enumerate(results):
         if lines is not None and lines.digests is not None and res.digest != lines.digests[u]:
             raise ValueError(CHANGED.format(f"lines of work unit {u} differ"))
@@ -477,7 +496,7 @@ def _filter_pass(
         clusters = cluster[ordinal : ordinal + k].tolist()
         if res.frame is not None:
             nbytes = res.frame_nbytes if res.frame_nbytes >= 0 else lines.frames[u][2]  # type: ignore[union-attr]
-            writer.write_frame(res.frame, nbytes, k)
+            writer.write_frame(res.frame, nbytes, k - sum(dropped))
         for i, (line, a, b) in enumerate(res.records):
             if dropped[i]:
                 stats.drop(DROP_REASON, sizes[i])

@@ -11,7 +11,12 @@ from typing import Any, BinaryIO
 import orjson
 import zstandard
 
-from preprocessing.readers.base import ColumnsConfig, FileDumpReader, InputError, check_content
+from preprocessing.readers.base import (
+    ColumnsConfig,
+    FileDumpReader,
+    InputError,
+    check_content,
+)
 from preprocessing.record import CodeFile, Rejected
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".ndjson", ".ndjson.gz", ".ndjson.zst")
@@ -164,8 +169,8 @@ def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator
     (the frame starts at a line start and ends with a newline) comes with the frame's compressed
     bytes as ``raw``, so a writer can copy the frame as it is; other groups come with None. A frame
     listed in ``skip`` ({frame number: its number of lines}, as an earlier read found them) is not
-    decompressed: it comes as ([], raw, its number, its number of lines); ``skipped`` is 0 for
-    other groups. Frame numbers count a .zst file's frames with content from 0 (-1: not zstd).
+    decompressed: it comes as ([(its first line number, b"")], raw, its number, its number of
+    lines); ``skipped`` is 0 for other groups. Frame numbers count a .zst file's frames with content from 0 (-1: not zstd).
     Raises TruncatedInput (after yielding the complete lines) and leaves the partial last line to
     the caller via the exception. Linear in the input: the pieces of a line that spans pieces are
     joined once, at its newline.
@@ -186,7 +191,7 @@ def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator
                 if chunk is None:  # a skipped whole frame of skip[frame_no] lines
                     if pending:
                         raise TruncatedInput(f"frame {frame_no} no longer starts at a line start (the file changed)")
-                    yield [], raw, frame_no, skip[frame_no]  # type: ignore[index]
+                    yield [(lineno + 1, b"")], raw, frame_no, skip[frame_no]  # type: ignore[index]
                     lineno += skip[frame_no]  # type: ignore[index]
                     continue
                 if b"\n" not in chunk:
@@ -227,6 +232,21 @@ class JsonlUnit:
     """The number of that frame in its file (also without ``frames=True``); -1: not a whole frame."""
     skipped: int = 0
     """A frame that ``units(skip=...)`` did not decompress: its number of lines (``lines`` is empty)."""
+    first_line: int = 0
+    """The line number of a skipped frame's first line."""
+
+    def decompress(self) -> JsonlUnit:
+        """A skipped frame's unit with its lines (the frame must still hold ``skipped`` whole lines)."""
+        if not self.skipped:
+            return self
+        try:
+            data = zstandard.ZstdDecompressor().decompressobj().decompress(self.raw)  # type: ignore[arg-type]
+        except zstandard.ZstdError as exc:
+            raise InputError(f"{self.source}: frame {self.frame_no} no longer decompresses ({exc})") from None
+        lines = data.split(b"\n")
+        if lines.pop() != b"" or len(lines) != self.skipped:
+            raise InputError(f"{self.source}: frame {self.frame_no} no longer holds {self.skipped} whole lines")
+        return JsonlUnit(self.source, list(enumerate(lines, self.first_line)), raw=self.raw, frame_no=self.frame_no)
 
     def __len__(self) -> int:
         return len(self.lines) + len(self.rejected) + self.skipped
@@ -310,8 +330,10 @@ class JsonlReader(FileDumpReader):
                         if unit.lines:
                             yield unit
                         nlines += len(group) + skipped
-                        yield JsonlUnit(source, group, raw=raw if frames or skipped else None, frame_no=frame_no,
-                                        skipped=skipped)
+                        if skipped:
+                            yield JsonlUnit(source, raw=raw, frame_no=frame_no, skipped=skipped, first_line=group[0][0])
+                        else:
+                            yield JsonlUnit(source, group, raw=raw if frames else None, frame_no=frame_no)
                         unit = JsonlUnit(source)
                         continue
                     for lineno, line in group:
