@@ -19,14 +19,21 @@ def ordered_map(
     initializer: Callable[..., None] | None = None,
     initargs: tuple = (),
     inline: Callable[[A], bool] | None = None,
+    batch: int = 0,
+    cost: Callable[[A], int] = len,  # type: ignore[assignment]
 ) -> Iterator[R]:
     """Yield ``fn(item)`` for each item, in input order.
 
     With ``workers <= 1`` everything runs inline. Otherwise a process pool runs ``fn`` and at most
-    ``window`` items are in flight (``Pool.imap`` would read the whole input ahead), so memory
-    stays bounded whatever the input size. Because results come back in input order, the output
-    does not depend on the number of workers. Items for which ``inline(item)`` is true are run in
-    this process (when shipping them to a worker and back costs more than the work), still in order.
+    ``window`` tasks are in flight (``Pool.imap`` would read the whole input ahead), so memory
+    stays bounded whatever the input size. A task is one item, or with ``batch > 0`` consecutive
+    items up to a summed ``cost(item)`` (default ``len``: records of a work unit) of ``batch``: a
+    pool task costs the main process about a millisecond (its threads hand the task over and
+    back), which small items do not pay for (dedup pass 1 on 256 KiB frames of ~15 files: 2
+    workers 1.47 s -> 1.01 s with batches of 128 records). Because results come back in input order,
+    the output does not depend on the number of workers. Items for which ``inline(item)`` is true
+    are run in this process (when shipping them to a worker and back costs more than the work),
+    still in order.
     """
     if workers <= 1:
         if initializer is not None:
@@ -39,21 +46,43 @@ def ordered_map(
     if inline is not None and initializer is not None:
         initializer(*initargs)  # inline items run here, with the workers' state
     with ctx.Pool(workers, initializer=initializer, initargs=initargs) as pool:
-        pending: deque = deque()
+        pending: deque = deque()  # per task: an AsyncResult or a _Done, each giving a list of results
+        group: list = []
+        group_cost = 0
+
+        def submit() -> None:
+            nonlocal group_cost
+            if group:
+                pending.append(pool.apply_async(_apply_each, (fn, list(group))))
+                group.clear()
+                group_cost = 0
+
         for item in items:
-            pending.append(_Done(fn(item)) if inline is not None and inline(item) else pool.apply_async(fn, (item,)))
-            if len(pending) >= window:
-                yield pending.popleft().get()
+            if inline is not None and inline(item):
+                submit()
+                pending.append(_Done([fn(item)]))
+                continue
+            group.append(item)
+            if batch > 0:
+                group_cost += cost(item)
+            if group_cost >= batch:
+                submit()
+            while len(pending) >= window:
+                yield from pending.popleft().get()
+        submit()
         while pending:
-            yield pending.popleft().get()
+            yield from pending.popleft().get()
+
+
+def _apply_each(fn: Callable[[A], R], items: list[A]) -> list[R]:
+    return [fn(item) for item in items]
 
 
 class _Done:
-    """The result of an item run inline, with AsyncResult's ``get``."""
+    """The results of items run inline, with AsyncResult's ``get``."""
 
-    def __init__(self, value: object):
+    def __init__(self, value: list):
         self.value = value
 
-    def get(self) -> object:
+    def get(self) -> list:
         return self.value
-

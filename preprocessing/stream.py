@@ -145,9 +145,12 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
     t0 = time.perf_counter()
 
     units = reader.units() if limit is None else limit_units(reader.units(), limit)
+    # batch: small work units (e.g. the ~15 files of one 256 KiB frame of a toolkit-written dump)
+    # go to a worker 128 records at a time: one task per unit costs the main process ~1 ms each.
     results = ordered_map(_process_unit, units, workers=cfg.workers, window=4 * cfg.workers,
                           initializer=_init_worker,
-                          initargs=(reader, filters, cfg.exact_dedup, near.sketcher if near is not None else None))
+                          initargs=(reader, filters, cfg.exact_dedup, near.sketcher if near is not None else None),
+                          batch=128)
     for res in results:
         read.merge(res.read)
         filt.merge(res.filter)
