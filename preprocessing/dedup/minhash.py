@@ -30,6 +30,7 @@ import numpy as np
 import xxhash
 
 from preprocessing.dedup import native
+from preprocessing.dedup._scratch import scratch_words
 
 # numba is a declared dependency; the numpy path is the reference and the fallback.
 _HAVE_NUMBA = native.available()
@@ -261,8 +262,6 @@ class MinHashSignature:
 
     def _scratch_for(self, max_bytes: int) -> np.ndarray:
         """Scratch words for the native kernels (kept for the next call unless over 32 MiB)."""
-        from preprocessing.dedup._scratch import scratch_words
-
         need = scratch_words(max_bytes)
         if self._scratch.size >= need:
             return self._scratch

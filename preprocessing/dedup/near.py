@@ -18,7 +18,7 @@ from __future__ import annotations
 import resource
 import shutil
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +72,8 @@ class UnitSketch:
     rejected: list[tuple[str, int]]
     batch: SketchBatch
     lines: bytes = b""  # JSON Lines input: LINE_* of each line of the unit
-    digest: int = 0  # JSON Lines input: hash of the unit's lines (pass 2 checks it)
+    digest: int = 0  # JSON Lines input: hash of the unit's lines or frame (pass 2 checks it)
+    frame: tuple[str, int, int] | None = None  # a whole-frame unit: (file, frame number, bytes)
 
 
 @dataclass
@@ -204,6 +205,8 @@ def _sketch_lines_unit(unit: JsonlUnit) -> UnitSketch:
     res = _sketch_lines(_STATE.reader, _STATE.hasher, unit.source, unit.lines)  # type: ignore[arg-type]
     res.rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
     res.digest = _lines_digest(unit)
+    if unit.raw is not None:
+        res.frame = (unit.source, unit.frame_no, sum(len(line) + 1 for _, line in unit.lines))
     return res
 
 
@@ -351,12 +354,9 @@ def run_near_dedup(
     lines = LineNotes() if isinstance(reader, JsonlReader) else None
     t0 = time.perf_counter()
     index = NearDedupIndex(cfg, work_dir)
-    frames: deque = deque()  # per unit in flight: ((file, frame number, bytes), digest), None: not a whole frame
     try:
         # Pass 1: signatures and band keys, in parallel, appended in input order.
         units = _units(reader, limit, frames=lines is not None and cfg.copy_frames)
-        if lines is not None:
-            units = _note_frames(units, frames)
         for res in ordered_map(_sketch_unit if lines is None else _sketch_lines_unit, units,
                                workers=workers, window=2 * workers, initializer=_init_worker, initargs=(reader, cfg),
                                batch=PASS_BATCH):
@@ -364,28 +364,11 @@ def run_near_dedup(
                 pass1_rejected[reason] += 1
             index.add(res.batch)
             if lines is not None:
-                frame = frames.popleft()
-                if frame is None:
-                    lines.add(res.lines, res.digest)
-                else:
-                    lines.add(res.lines, frame[1], frame[0])
+                lines.add(res.lines, res.digest, res.frame)
         return _cluster_and_write(cfg, index, reader, limit, workers, out_dir, lines, pass1_rejected, t0)
     finally:
         index.close()
         shutil.rmtree(work_dir, ignore_errors=True)
-
-
-def _note_frames(units: Iterator[JsonlUnit], frames: deque) -> Iterator[JsonlUnit]:
-    """Pass 1's units, noting for each whether it is a whole zstd frame (which, and the digest of its
-    bytes, which stay here: workers sketch the lines)."""
-    for unit in units:
-        if unit.raw is None:
-            frames.append(None)
-            yield unit
-            continue
-        frames.append(((unit.source, unit.frame_no, sum(len(line) + 1 for _, line in unit.lines)),
-                       xxhash.xxh3_64_intdigest(unit.raw)))
-        yield JsonlUnit(unit.source, unit.lines, unit.rejected, frame_no=unit.frame_no)
 
 
 def _reset_out_dir(out_dir: Path) -> Path:
@@ -485,7 +468,7 @@ def _filter_pass(
         # Copying verbatim lines or untouched frames is no work for a worker: shipping them there
         # and back would cost more than it saves. Workers help with frames to decompress and
         # recompress, and when many lines must be serialised again.
-        frames = bool(lines.frames) and cfg.copy_frames
+        frames = bool(lines.frames)  # (none without copy_frames)
         pass2_workers = workers if frames or 4 * lines.status.count(LINE_REWRITE) > len(lines.status) else 1
         results = ordered_map(_rows_lines_unit, lines.jobs(units, result), workers=pass2_workers,
                               window=4 * pass2_workers, initializer=_init_worker, initargs=(reader, cfg),

@@ -122,9 +122,10 @@ def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = ()) -> Iterator[tuple[
         yield out, (None if streaming else raw), frame_no
 
 
-def _iter_gzip_chunks(f: BinaryIO) -> Iterator[bytes]:
-    """Decompressed chunks of a (multi-member) gzip file; raises TruncatedInput on a cut member
-    after yielding everything before the cut (gzip.GzipFile would lose its last buffer)."""
+def _iter_gzip_chunks(f: BinaryIO) -> Iterator[tuple[bytes, None, int]]:
+    """(decompressed chunk, None, -1) of a (multi-member) gzip file, shaped like _iter_zstd_frames;
+    raises TruncatedInput on a cut member after yielding everything before the cut (gzip.GzipFile
+    would lose its last buffer)."""
     obj = zlib.decompressobj(wbits=31)
     in_member = False
     while True:
@@ -138,7 +139,7 @@ def _iter_gzip_chunks(f: BinaryIO) -> Iterator[bytes]:
                 raise TruncatedInput(f"corrupt gzip data ({exc})") from None
             in_member = True
             if out:
-                yield out
+                yield out, None, -1
             if obj.eof:
                 chunk = obj.unused_data
                 obj = zlib.decompressobj(wbits=31)
@@ -151,11 +152,6 @@ def _iter_gzip_chunks(f: BinaryIO) -> Iterator[bytes]:
 
 def _iter_plain_chunks(f: BinaryIO) -> Iterator[tuple[bytes, None, int]]:
     while chunk := f.read(_CHUNK):
-        yield chunk, None, -1
-
-
-def _iter_gzip_pieces(f: BinaryIO) -> Iterator[tuple[bytes, None, int]]:
-    for chunk in _iter_gzip_chunks(f):
         yield chunk, None, -1
 
 
@@ -180,7 +176,7 @@ def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator
         def pieces_of(f: BinaryIO) -> Iterator[tuple[bytes | None, bytes | None, int]]:
             return _iter_zstd_frames(f, skip or ())
     elif name.endswith(".gz"):
-        pieces_of = _iter_gzip_pieces
+        pieces_of = _iter_gzip_chunks
     else:
         pieces_of = _iter_plain_chunks
     lineno = 0

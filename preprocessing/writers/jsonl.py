@@ -90,12 +90,7 @@ class ShardedJsonlWriter:
             self._open()
         self._stream.write(line)
         self._frame_bytes += len(line)
-        self._shard_bytes += len(line)
-        self.bytes_written += len(line)
-        self.rows += 1
-        if self._shard_bytes >= self.max_bytes:
-            self._close_shard()
-        elif self._frame_bytes >= self.frame_bytes:
+        if not self._count(len(line), 1) and self._frame_bytes >= self.frame_bytes:
             self._end_frame()
 
     def write_frame(self, raw: bytes, nbytes: int, rows: int) -> None:
@@ -105,11 +100,17 @@ class ShardedJsonlWriter:
             self._open()
         self._end_frame()
         self._file.write(raw)
+        self._count(nbytes, rows)
+
+    def _count(self, nbytes: int, rows: int) -> bool:
+        """Count what went into the shard; close it when full (then True)."""
         self._shard_bytes += nbytes
         self.bytes_written += nbytes
         self.rows += rows
         if self._shard_bytes >= self.max_bytes:
             self._close_shard()
+            return True
+        return False
 
     def write(self, record: CodeFile) -> None:
         self.write_row(record.to_json_dict())
