@@ -26,14 +26,20 @@ class CodeFile:
     metrics: dict[str, float] | None = None  # computed once per record by the pipeline, never written
 
     def to_json_dict(self) -> dict[str, Any]:
-        """The output row: the canonical fields plus the input's other fields."""
+        """The output row: the canonical fields plus the input's other fields, content last."""
+        row = self.json_head()
+        row["content"] = self.content
+        return row
+
+    def json_head(self) -> dict[str, Any]:
+        """The output row without its content (which :meth:`to_json_dict` appends last, unless
+        ``extra`` has a "content" key of its own)."""
         row: dict[str, Any] = {
             "repo_name": self.repo_name,
             "path": self.path,
             "license": self.license,
         }
         row.update(self.extra)
-        row["content"] = self.content
         return row
 
     @property

@@ -56,6 +56,39 @@ def test_numba_and_numpy_backends_give_identical_signatures(ngram, lowercase):
     np.testing.assert_array_equal(fast.shingles(texts[3]), ref.shingles(texts[3]))
 
 
+
+@needs_numba
+@pytest.mark.parametrize("ngram", [1, 5])
+def test_escaped_json_bodies_give_the_signatures_of_their_decoded_text(ngram):
+    """signatures_escaped reads contents as orjson writes them in a JSON line (no decoding): the
+    same signatures and decoded sizes as from the text; any escape orjson does not write, or an
+    unescaped quote, marks the body (size -1) for the caller to decode instead."""
+    import orjson
+
+    texts = [t.decode("utf-8") for t in stdlib_texts(30)] + [
+        "", "x", 'say "hi"\\n\tto\x01the\x1fworld\x7f and caf\u00e9 \u2028 na\u00efve\r\n', "a\bb\fc\x0bd",
+    ]
+    cfg = NearDedupConfig(backend="numba", ngram=ngram, num_perm=64)
+    h = MinHashSignature(cfg)
+    bodies = [orjson.dumps(t)[1:-1] for t in texts]
+    bad = [b"a\\/b", b"\\u0041BC def", b"tab\\u001Fx", b"tab\\u0009x", b'a"b', b"cut\\", b"cut\\u00",
+           "caf\\u00e9".encode()]
+    bodies += bad
+    buf = b"[" + b"][".join(bodies) + b"]"
+    starts, pos = [], 1
+    for body in bodies:
+        starts.append(pos)
+        pos += len(body) + 2
+    starts = np.array(starts)
+    ends = starts + np.array([len(b) for b in bodies])
+    batch, sizes = h.signatures_escaped(buf, starts, ends)
+    want = h.signatures([t.encode() for t in texts])
+    k = len(texts)
+    np.testing.assert_array_equal(batch.sig[:k], want.sig)
+    np.testing.assert_array_equal(batch.ntokens[:k], want.ntokens)
+    assert sizes[:k].tolist() == [len(t.encode()) for t in texts]
+    assert sizes[k:].tolist() == [-1] * len(bad)
+
 def test_tokens_are_codeparrot_non_alpha_split():
     import re
 

@@ -163,12 +163,12 @@ def test_keep_score_rules():
     from preprocessing.record import CodeFile
 
     rec = CodeFile(content="abc", repo_name="r", path="p", license="Apache-2.0", extra={"stars": "12", "max_stars_count": None})
-    assert keep_score(rec, b"abc", NearDedupConfig(keep="first")) == 0
-    assert keep_score(rec, b"abcd", NearDedupConfig(keep="longest")) == 4
-    assert keep_score(rec, b"", NearDedupConfig(keep="license")) == 4  # second of five preferred
-    assert keep_score(rec, b"", NearDedupConfig(keep="license", preferred_licenses=["gpl-3.0"])) == 0
-    assert keep_score(rec, b"", NearDedupConfig(keep="stars")) == 12
-    assert keep_score(rec, b"", NearDedupConfig(keep="stars", stars_field="max_stars_count")) == 0
+    assert keep_score(rec, 3, NearDedupConfig(keep="first")) == 0
+    assert keep_score(rec, 4, NearDedupConfig(keep="longest")) == 4
+    assert keep_score(rec, 0, NearDedupConfig(keep="license")) == 4  # second of five preferred
+    assert keep_score(rec, 0, NearDedupConfig(keep="license", preferred_licenses=["gpl-3.0"])) == 0
+    assert keep_score(rec, 0, NearDedupConfig(keep="stars")) == 12
+    assert keep_score(rec, 0, NearDedupConfig(keep="stars", stars_field="max_stars_count")) == 0
 
 
 def test_cli_run_directory(tmp_path):

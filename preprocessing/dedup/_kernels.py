@@ -10,6 +10,14 @@ Results are bit-identical to the numpy reference in :mod:`preprocessing.dedup.mi
 check it): a token is a maximal run of ``[A-Za-z_0-9]`` bytes, its hash ``xxh64(token)``, an
 n-gram's hash ``xxh64`` of the little-endian bytes of its n token hashes, permutation k maps h to
 ``((a_k * h + b_k) mod 2**64) >> 32``.
+
+The signatures kernel also reads contents still escaped as JSON string bodies (``escaped``): the
+bytes between the quotes of ``"content":"..."`` in a JSON line, so that pass 1 of `dedup` need not
+decode, re-encode and copy each file. An escape stands for one non-token character there, so the
+tokens (and hashes) are those of the decoded text as long as every escape is one orjson writes
+(``\\" \\\\ \\b \\f \\n \\r \\t``, ``\\u00xx`` for the other control characters) and no quote
+is unescaped: the kernel checks exactly that (then the body is byte for byte what ``orjson.dumps``
+writes for the decoded text) and reports the decoded size, or -1 when the check fails.
 """
 
 from __future__ import annotations
@@ -28,6 +36,18 @@ _ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 _TOKEN_BYTE = np.zeros(256, dtype=np.bool_)
 for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_":
     _TOKEN_BYTE[_c] = True
+
+# JSON escapes orjson writes as two bytes, by the byte after the backslash: " \ b f n r t
+_SHORT_ESCAPE = np.zeros(256, dtype=np.bool_)
+for _c in b'"\\bfnrt':
+    _SHORT_ESCAPE[_c] = True
+# orjson writes \u00xx (lowercase hex) for the control characters without a two-byte escape
+_HEX = np.full(256, -1, dtype=np.int16)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX[_c] = _i
+_U_SHORT = np.zeros(32, dtype=np.bool_)
+for _c in (8, 9, 10, 12, 13):
+    _U_SHORT[_c] = True
 
 _JIT = {"cache": False, "error_model": "numpy"}
 
@@ -131,10 +151,24 @@ def _distinct(values, n, table, out):
     return m
 
 
+@numba.njit(inline="always", **_JIT)
+def _orjson_u_escape(buf, i):
+    """Whether buf[i:i + 6] is a \\u00xx escape as orjson writes it (a control character without a
+    two-byte form, lowercase hex)."""
+    if buf[i + 2] != 48 or buf[i + 3] != 48:  # "00"
+        return False
+    hi, lo = _HEX[buf[i + 4]], _HEX[buf[i + 5]]
+    if hi < 0 or hi > 1 or lo < 0:
+        return False
+    return not _U_SHORT[hi * 16 + lo]
+
+
 @numba.njit(**_JIT)
-def _shingles(buf, start, end, ngram, scratch):
+def _shingles(buf, start, end, ngram, escaped, scratch):
     """Distinct shingle hashes of buf[start:end], in first-seen order, in scratch[:m]; returns
-    (m, number of distinct tokens). ``scratch`` holds scratch_words(end - start) words."""
+    (m, number of distinct tokens, decoded size). ``escaped``: buf[start:end] is a JSON string body
+    (see the module docstring); its decoded size is -1 unless every escape is one orjson writes.
+    ``scratch`` holds scratch_words(end - start) words."""
     n = (end - start) // 2 + 2
     out = scratch[:n]
     toks = scratch[n : 2 * n]
@@ -142,27 +176,43 @@ def _shingles(buf, start, end, ngram, scratch):
     table = scratch[3 * n :]
     is_tok = _TOKEN_BYTE
     nt = 0
+    size = end - start
     i = start
     while i < end:
-        if is_tok[buf[i]]:
+        c = buf[i]
+        if is_tok[c]:
             j = i + 1
             while j < end and is_tok[buf[j]]:
                 j += 1
             toks[nt] = xxh64(buf, i, j, 0)
             nt += 1
-            i = j + 1  # buf[j] is not a token byte
+            i = j if escaped else j + 1  # buf[j] is not a token byte (but may start an escape)
+        elif escaped and c == 92:  # a backslash: the escape stands for one non-token character
+            if i + 1 < end and _SHORT_ESCAPE[buf[i + 1]]:
+                i += 2
+                if size >= 0:
+                    size -= 1
+            elif i + 6 <= end and buf[i + 1] == 117 and _orjson_u_escape(buf, i):  # \u00xx
+                i += 6
+                if size >= 0:
+                    size -= 5
+            else:  # \/, \u of a printable character, a cut escape: not what orjson writes
+                size = -1
+                i += 2 if i + 1 < end and buf[i + 1] != 117 else 6
         else:
+            if escaped and c == 34:  # an unescaped quote: not one JSON string body
+                size = -1
             i += 1
     ndistinct = _distinct(toks, nt, table, out)
     if ngram == 1:
-        return ndistinct, ndistinct
+        return ndistinct, ndistinct, size
     if nt < ngram:
-        return 0, ndistinct
+        return 0, ndistinct, size
     raw = toks.view(np.uint8)  # little-endian lanes of the token hashes
     ng = nt - ngram + 1
     for g in range(ng):
         grams[g] = xxh64(raw, 8 * g, 8 * (g + ngram), 0)
-    return _distinct(grams, ng, table, out), ndistinct
+    return _distinct(grams, ng, table, out), ndistinct, size
 
 
 @numba.njit(**_JIT)
@@ -180,25 +230,30 @@ def _minhash_into(sh, n, a, b, out):
 
 _u8p, _u32p, _u64p, _i64p = (types.CPointer(t) for t in (types.uint8, types.uint32, types.uint64, types.int64))
 
-SIGNATURES = types.void(_u8p, types.int64, _i64p, types.int64, types.int64, _u64p, _u64p, types.int64,
-                        _u32p, _i64p, _u64p, types.int64)
+SIGNATURES = types.void(_u8p, types.int64, _i64p, _i64p, types.int64, types.int64, types.int64, _u64p, _u64p,
+                        types.int64, _u32p, _i64p, _i64p, _u64p, types.int64)
 BAND_KEYS = types.void(_u32p, types.int64, types.int64, types.int64, types.int64, _u64p)
 SHINGLES = types.int64(_u8p, types.int64, types.int64, _u64p, types.int64, _u64p)
 
 
-def signatures_kernel(buf_p, nbuf, offsets_p, ndocs, ngram, a_p, b_p, nperm, sig_p, ntok_p, scratch_p, nscratch):
-    """Signatures of ndocs files: file d is buf[offsets[d]:offsets[d + 1]]; its signature goes to
-    sig[d * nperm : (d + 1) * nperm] and its number of distinct tokens to ntok[d]."""
+def signatures_kernel(buf_p, nbuf, starts_p, ends_p, ndocs, ngram, escaped, a_p, b_p, nperm, sig_p, ntok_p,
+                      size_p, scratch_p, nscratch):
+    """Signatures of ndocs files: file d is buf[starts[d]:ends[d]] (a JSON string body when
+    ``escaped``); its signature goes to sig[d * nperm : (d + 1) * nperm], its number of distinct
+    tokens to ntok[d] and its decoded size (or -1, see _shingles) to size[d]."""
     buf = carray(buf_p, (nbuf,))
-    offsets = carray(offsets_p, (ndocs + 1,))
+    starts = carray(starts_p, (ndocs,))
+    ends = carray(ends_p, (ndocs,))
     a = carray(a_p, (nperm,))
     b = carray(b_p, (nperm,))
     sig = carray(sig_p, (ndocs, nperm))
     ntok = carray(ntok_p, (ndocs,))
+    size = carray(size_p, (ndocs,))
     scratch = carray(scratch_p, (nscratch,))
     for d in range(ndocs):
-        m, nd = _shingles(buf, offsets[d], offsets[d + 1], ngram, scratch)
+        m, nd, sz = _shingles(buf, starts[d], ends[d], ngram, escaped != 0, scratch)
         ntok[d] = nd
+        size[d] = sz
         _minhash_into(scratch, m, a, b, sig[d])
 
 
@@ -217,7 +272,7 @@ def shingles_kernel(buf_p, nbuf, ngram, scratch_p, nscratch, out_p):
     buf = carray(buf_p, (nbuf,))
     scratch = carray(scratch_p, (nscratch,))
     out = carray(out_p, (nbuf // 2 + 2,))
-    m, _nd = _shingles(buf, 0, nbuf, ngram, scratch)
+    m, _nd, _size = _shingles(buf, 0, nbuf, ngram, False, scratch)
     for i in range(m):
         out[i] = scratch[i]
     return m

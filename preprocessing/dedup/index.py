@@ -24,6 +24,7 @@ from preprocessing.dedup.lsh import ENTRY_BYTES, BandTables
 from preprocessing.dedup.minhash import (
     MinHashSignature,
     NearDedupConfig,
+    SignatureBatch,
     estimated_jaccard,
     exact_jaccard,
 )
@@ -60,15 +61,24 @@ class SketchBatch:
 
 def sketch(contents: list[bytes], scores: list[int], hasher: MinHashSignature) -> SketchBatch:
     """Signatures and band keys of UTF-8 contents (pure: the same bytes give the same sketch)."""
-    sb = hasher.signatures(contents)
+    nbytes = np.fromiter(map(len, contents), dtype=np.int64, count=len(contents))
+    return sketch_of(hasher.signatures(contents), nbytes, scores, hasher, contents)
+
+
+def sketch_of(sb: SignatureBatch, nbytes: np.ndarray, scores: list[int], hasher: MinHashSignature,
+              contents: list[bytes] | None = None) -> SketchBatch:
+    """The sketch of files whose signatures are computed: band keys added (and with ``verify:
+    exact`` the shingle sets, from ``contents``)."""
+    n = len(sb.ntokens)
     batch = SketchBatch(
         sig=sb.sig,
         keys=hasher.band_keys(sb.sig),
         ntokens=sb.ntokens,
-        scores=np.asarray(scores, dtype=np.int64).reshape(len(contents)),
-        nbytes=np.fromiter(map(len, contents), dtype=np.int64, count=len(contents)),
+        scores=np.asarray(scores, dtype=np.int64).reshape(n),
+        nbytes=np.asarray(nbytes, dtype=np.int64).reshape(n),
     )
     if hasher.cfg.verify == "exact":
+        assert contents is not None, "verify: exact needs the contents"
         sets = [hasher.shingles(c) for c in contents]
         batch.shingle_counts = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
         batch.shingles = np.concatenate(sets) if sets else np.empty(0, np.uint64)

@@ -273,25 +273,40 @@ class MinHashSignature:
     def signatures(self, contents: list[bytes]) -> SignatureBatch:
         """Signatures of UTF-8 encoded contents (see :func:`encode_content`)."""
         n, cfg = len(contents), self.cfg
-        sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
-        ntok = np.empty(n, dtype=np.int64)
         if cfg.use_numba:
             sizes = [len(c) for c in contents]
-            offsets = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(sizes, out=offsets[1:])
+            ends = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(sizes, out=ends[1:])
             joined = b"".join(contents)
-            buf = np.frombuffer(joined.lower() if cfg.lowercase else joined, dtype=np.uint8)  # ASCII-only lower
-            if buf.size == 0:
-                buf = np.zeros(1, dtype=np.uint8)
-            scratch = self._scratch_for(max(sizes, default=0))
-            native.kernels()["signatures"](
-                buf.ctypes.data, buf.size, offsets.ctypes.data, n, cfg.ngram, self.a.ctypes.data, self.b.ctypes.data,
-                cfg.num_perm, sig.ctypes.data, ntok.ctypes.data, scratch.ctypes.data, scratch.size)
-        else:
-            for d, data in enumerate(contents):
-                sh, ntok[d] = shingle_hashes_reference(data, cfg.ngram, cfg.lowercase)
-                sig[d] = minhash_reference(sh, self.a, self.b)
+            return self._native(joined.lower() if cfg.lowercase else joined, ends[:-1], ends[1:], escaped=False)[0]
+        sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
+        ntok = np.empty(n, dtype=np.int64)
+        for d, data in enumerate(contents):
+            sh, ntok[d] = shingle_hashes_reference(data, cfg.ngram, cfg.lowercase)
+            sig[d] = minhash_reference(sh, self.a, self.b)
         return SignatureBatch(sig=sig, ntokens=ntok)
+
+    def signatures_escaped(self, buf: bytes, starts: np.ndarray, ends: np.ndarray) -> tuple[SignatureBatch, np.ndarray]:
+        """Signatures of contents still escaped as JSON string bodies: content d is
+        ``buf[starts[d]:ends[d]]``, the bytes between the quotes of a JSON string (``buf`` already
+        lowercased when the config lowercases). Returns the batch and int64 decoded UTF-8 sizes;
+        a size of -1 marks a body with an escape orjson does not write (or an unescaped quote),
+        whose signature must be computed from its decoded text instead. Native kernels only."""
+        assert self.cfg.use_numba, "escaped contents need the native kernels"
+        return self._native(buf, np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(ends, np.int64), True)
+
+    def _native(self, data: bytes, starts: np.ndarray, ends: np.ndarray, escaped: bool) -> tuple[SignatureBatch, np.ndarray]:
+        n, cfg = len(starts), self.cfg
+        sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
+        ntok = np.empty(n, dtype=np.int64)
+        size = np.empty(n, dtype=np.int64)
+        buf = np.frombuffer(data, dtype=np.uint8) if data else np.zeros(1, dtype=np.uint8)
+        scratch = self._scratch_for(int((ends - starts).max()) if n else 0)
+        native.kernels()["signatures"](
+            buf.ctypes.data, buf.size, starts.ctypes.data, ends.ctypes.data, n, cfg.ngram, int(escaped),
+            self.a.ctypes.data, self.b.ctypes.data, cfg.num_perm, sig.ctypes.data, ntok.ctypes.data, size.ctypes.data,
+            scratch.ctypes.data, scratch.size)
+        return SignatureBatch(sig=sig, ntokens=ntok), size
 
     def band_keys(self, sig: np.ndarray) -> np.ndarray:
         """uint64[n, bands] LSH bucket keys of signature rows."""

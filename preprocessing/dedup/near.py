@@ -30,10 +30,11 @@ import xxhash
 import zstandard
 
 from preprocessing.config import to_dict
-from preprocessing.dedup.index import ClusterResult, NearDedupIndex, SketchBatch, sketch
+from preprocessing.dedup.index import ClusterResult, NearDedupIndex, SketchBatch, sketch, sketch_of
 from preprocessing.dedup.minhash import (
     MinHashSignature,
     NearDedupConfig,
+    SignatureBatch,
     encode_content,
 )
 from preprocessing.io import read_json, remove_stale_tmp, write_json_atomic
@@ -158,10 +159,11 @@ def _init_worker(reader: Reader, cfg: NearDedupConfig) -> None:
     _STATE.compressor = zstandard.ZstdCompressor(level=cfg.compression_level, write_content_size=False)
 
 
-def keep_score(record: CodeFile, data: bytes, cfg: NearDedupConfig) -> int:
-    """The keep-rule score of a record: the cluster keeps its highest score (ties: first)."""
+def keep_score(record: CodeFile, nbytes: int, cfg: NearDedupConfig) -> int:
+    """The keep-rule score of a record of ``nbytes`` UTF-8 content bytes: the cluster keeps its
+    highest score (ties: first)."""
     if cfg.keep == "longest":
-        return len(data)
+        return nbytes
     if cfg.keep == "license":
         prefs = [p.lower() for p in cfg.preferred_licenses]
         lic = (record.license or "").lower()
@@ -186,7 +188,7 @@ def _sketch_unit(unit: Any) -> UnitSketch:
             continue
         data = encode_content(item.content)
         contents.append(data)
-        scores.append(keep_score(item, data, cfg))
+        scores.append(keep_score(item, len(data), cfg))
     return UnitSketch(rejected, sketch(contents, scores, _STATE.hasher))
 
 
@@ -202,7 +204,7 @@ def _lines_digest(unit: JsonlUnit) -> int:
 
 def _sketch_lines_unit(unit: JsonlUnit) -> UnitSketch:
     """Pass 1 over JSON lines: :func:`_sketch_unit`, plus the LINE_* of each line and a digest."""
-    res = _sketch_lines(_STATE.reader, _STATE.hasher, unit.source, unit.lines)  # type: ignore[arg-type]
+    res = _sketch_lines(_STATE.reader, _STATE.hasher, unit.source, unit.lines, data=unit.data)  # type: ignore[arg-type]
     res.rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
     res.digest = _lines_digest(unit)
     if unit.raw is not None:
@@ -210,32 +212,87 @@ def _sketch_lines_unit(unit: JsonlUnit) -> UnitSketch:
     return res
 
 
+_CONTENT_KEY = b',"content":"'
+_ROW_END = b'"}'
+
+
 def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str, lines: list[tuple[int, bytes]],
-                  check_all: bool = False) -> UnitSketch:
-    """Sketch of JSON lines (without their newline) as ``reader`` decodes them, with the LINE_* of each."""
+                  check_all: bool = False, data: bytes | None = None) -> UnitSketch:
+    """Sketch of JSON lines (without their newline) as ``reader`` decodes them, with the LINE_* of each.
+
+    ``data``, when given, is the lines joined, each followed by its newline (a decompressed zstd
+    frame). With the native kernels (and ``verify: signature``) a line that is its record's row up
+    to the content's string body, ``"}`` after it, is sketched from that body as it lies in the
+    line, still escaped (:meth:`MinHashSignature.signatures_escaped`): no decoded copy, and the
+    kernel's check of the escapes decides whether the line is verbatim. Other lines (another
+    layout, other escapes) are rewritten rows, sketched from their decoded content.
+    """
     cfg = hasher.cfg
+    escaped = cfg.use_numba and cfg.verify == "signature"
+    if escaped and data is None:
+        data = b"\n".join([line for _, line in lines] + [b""])
     rejected: list[tuple[str, int]] = []
-    contents: list[bytes] = []
-    scores: list[int] = []
+    items: list[CodeFile] = []
     status = bytearray(len(lines))
-    verbatim = rewrite = 0
+    line_of: list[int] = []  # record -> its line
+    bodies: list[int] = []  # records sketched from their escaped body, with its start and end in data
+    starts: list[int] = []
+    ends: list[int] = []
+    decoded: list[int] = []  # records sketched from their decoded content
+    contents: list[bytes] = []
+    verbatim = rewrite = pos = 0
     for i, (lineno, line) in enumerate(lines):
+        offset, pos = pos, pos + len(line) + 1
         item = reader.decode_line(source, lineno, line)
         if isinstance(item, Rejected):
             rejected.append((item.reason, item.nbytes))
             status[i] = LINE_REJECTED
             continue
+        k = len(items)
+        items.append(item)
+        line_of.append(i)
+        if escaped:
+            # A verbatim line is json_head + ',"content":"' + body + '"}': anything else is rewritten.
+            prefix = orjson.dumps(item.json_head())[:-1] + _CONTENT_KEY if "content" not in item.extra else None
+            if prefix is not None and len(line) >= len(prefix) + 2 and line.startswith(prefix) \
+                    and line.endswith(_ROW_END) and not (cfg.lowercase and b"\\u" in line):
+                bodies.append(k)
+                starts.append(offset + len(prefix))
+                ends.append(offset + len(line) - 2)
+                continue
+            status[i] = LINE_REWRITE
         # A dump in another layout has no verbatim line: after 16 records without one, the unit's
         # other lines are marked LINE_REWRITE unchecked (always a correct answer, only slower).
-        if (check_all or verbatim or rewrite < 16) and orjson.dumps(item.to_json_dict()) == line:
+        elif (check_all or verbatim or rewrite < 16) and orjson.dumps(item.to_json_dict()) == line:
             verbatim += 1
         else:
             status[i] = LINE_REWRITE
             rewrite += 1
-        data = encode_content(item.content)
-        contents.append(data)
-        scores.append(keep_score(item, data, cfg))
-    return UnitSketch(rejected, sketch(contents, scores, hasher), bytes(status))
+        decoded.append(k)
+        contents.append(encode_content(item.content))
+    n = len(items)
+    sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
+    ntok = np.empty(n, dtype=np.int64)
+    nbytes = np.empty(n, dtype=np.int64)
+    if bodies:
+        assert data is not None and pos == len(data), "data must be the lines, each followed by a newline"
+        sb, sizes = hasher.signatures_escaped(data.lower() if cfg.lowercase else data, np.array(starts), np.array(ends))
+        idx = np.array(bodies)
+        sig[idx], ntok[idx], nbytes[idx] = sb.sig, sb.ntokens, sizes
+        for j in np.flatnonzero(sizes < 0).tolist():  # an escape orjson does not write: decode after all
+            k = bodies[j]
+            status[line_of[k]] = LINE_REWRITE
+            decoded.append(k)
+            contents.append(encode_content(items[k].content))
+    if decoded:
+        sb = hasher.signatures(contents)
+        idx = np.array(decoded)
+        sig[idx], ntok[idx] = sb.sig, sb.ntokens
+        nbytes[idx] = [len(c) for c in contents]
+    scores = [keep_score(item, size, cfg) for item, size in zip(items, nbytes.tolist())]
+    batch = sketch_of(SignatureBatch(sig=sig, ntokens=ntok), nbytes, scores, hasher,
+                      contents if cfg.verify == "exact" else None)
+    return UnitSketch(rejected, batch, bytes(status))
 
 
 def _rows_unit(unit: Any) -> UnitRows:

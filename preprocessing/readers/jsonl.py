@@ -155,18 +155,19 @@ def _iter_plain_chunks(f: BinaryIO) -> Iterator[tuple[bytes, None, int]]:
         yield chunk, None, -1
 
 
-LineGroup = tuple[list[tuple[int, bytes]], "bytes | None", int, int]
+LineGroup = tuple[list[tuple[int, bytes]], "bytes | None", "bytes | None", int, int]
 
 
 def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator[LineGroup]:
     """Groups of (line number, raw line without newline): the lines each decompressed piece completes.
 
-    Each group is (lines, raw, frame number, skipped). A group that is exactly one whole zstd frame
-    (the frame starts at a line start and ends with a newline) comes with the frame's compressed
-    bytes as ``raw``, so a writer can copy the frame as it is; other groups come with None. A frame
-    listed in ``skip`` ({frame number: its number of lines}, as an earlier read found them) is not
-    decompressed: it comes as ([(its first line number, b"")], raw, its number, its number of
-    lines); ``skipped`` is 0 for other groups. Frame numbers count a .zst file's frames with content from 0 (-1: not zstd).
+    Each group is (lines, raw, data, frame number, skipped). A group that is exactly one whole zstd
+    frame (the frame starts at a line start and ends with a newline) comes with the frame's
+    compressed bytes as ``raw``, so a writer can copy the frame as it is, and its decompressed
+    bytes as ``data`` (the lines, each followed by its newline); other groups come with None for
+    both. A frame listed in ``skip`` ({frame number: its number of lines}, as an earlier read found
+    them) is not decompressed: it comes as ([(its first line number, b"")], raw, None, its number,
+    its number of lines); ``skipped`` is 0 for other groups. Frame numbers count a .zst file's frames with content from 0 (-1: not zstd).
     Raises TruncatedInput (after yielding the complete lines) and leaves the partial last line to
     the caller via the exception. Linear in the input: the pieces of a line that spans pieces are
     joined once, at its newline.
@@ -187,7 +188,7 @@ def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator
                 if chunk is None:  # a skipped whole frame of skip[frame_no] lines
                     if pending:
                         raise TruncatedInput(f"frame {frame_no} no longer starts at a line start (the file changed)")
-                    yield [(lineno + 1, b"")], raw, frame_no, skip[frame_no]  # type: ignore[index]
+                    yield [(lineno + 1, b"")], raw, None, frame_no, skip[frame_no]  # type: ignore[index]
                     lineno += skip[frame_no]  # type: ignore[index]
                     continue
                 if b"\n" not in chunk:
@@ -200,19 +201,20 @@ def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator
                     lines[0] = b"".join(pending)
                 last = lines.pop()
                 pending = [last] if last else []
-                yield list(enumerate(lines, lineno + 1)), (raw if aligned and not last else None), frame_no, 0
+                whole = raw is not None and aligned and not last
+                yield list(enumerate(lines, lineno + 1)), (raw if whole else None), (chunk if whole else None), frame_no, 0
                 lineno += len(lines)
         except TruncatedInput as exc:
             exc.partial = b"".join(pending)  # type: ignore[attr-defined]
             exc.lineno = lineno + 1  # type: ignore[attr-defined]
             raise
     if pending:
-        yield [(lineno + 1, b"".join(pending))], None, -1, 0
+        yield [(lineno + 1, b"".join(pending))], None, None, -1, 0
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, raw line without newline) for a plain, .gz or .zst file (see iter_line_groups)."""
-    for group, _raw, _frame_no, _skipped in iter_line_groups(path):
+    for group, _raw, _data, _frame_no, _skipped in iter_line_groups(path):
         yield from group
 
 
@@ -230,6 +232,22 @@ class JsonlUnit:
     """A frame that ``units(skip=...)`` did not decompress: its number of lines (``lines`` is empty)."""
     first_line: int = 0
     """The line number of a skipped frame's first line."""
+    data: bytes | None = None
+    """A whole-frame unit: the frame decompressed (``lines``, each followed by its newline), else None."""
+
+    def __getstate__(self) -> dict:
+        # To a worker, a whole frame travels as its decompressed bytes alone: one bytes object
+        # pickles faster than its lines, which the worker splits again (see __setstate__).
+        state = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        if self.data is not None and self.lines:
+            state["lines"] = self.lines[0][0]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["lines"], int):
+            data = state["data"]
+            state["lines"] = list(enumerate(data[: len(data) - 1].split(b"\n"), state["lines"]))
+        self.__dict__.update(state)
 
     def decompress(self) -> JsonlUnit:
         """A skipped frame's unit with its lines (the frame must still hold ``skipped`` whole lines)."""
@@ -242,7 +260,8 @@ class JsonlUnit:
         lines = data.split(b"\n")
         if lines.pop() != b"" or len(lines) != self.skipped:
             raise InputError(f"{self.source}: frame {self.frame_no} no longer holds {self.skipped} whole lines")
-        return JsonlUnit(self.source, list(enumerate(lines, self.first_line)), raw=self.raw, frame_no=self.frame_no)
+        return JsonlUnit(self.source, list(enumerate(lines, self.first_line)), raw=self.raw, frame_no=self.frame_no,
+                         data=data)
 
     def __len__(self) -> int:
         return len(self.lines) + len(self.rejected) + self.skipped
@@ -320,7 +339,7 @@ class JsonlReader(FileDumpReader):
             unit = JsonlUnit(source)
             nlines = 0
             try:
-                for group, raw, frame_no, skipped in iter_line_groups(path, (skip or {}).get(source)):
+                for group, raw, data, frame_no, skipped in iter_line_groups(path, (skip or {}).get(source)):
                     if skipped or (raw is not None and len(group) <= self.batch_records and not any(
                             not line or line.isspace() for _, line in group)):
                         if unit.lines:
@@ -329,7 +348,7 @@ class JsonlReader(FileDumpReader):
                         if skipped:
                             yield JsonlUnit(source, raw=raw, frame_no=frame_no, skipped=skipped, first_line=group[0][0])
                         else:
-                            yield JsonlUnit(source, group, raw=raw if frames else None, frame_no=frame_no)
+                            yield JsonlUnit(source, group, raw=raw if frames else None, frame_no=frame_no, data=data)
                         unit = JsonlUnit(source)
                         continue
                     for lineno, line in group:
