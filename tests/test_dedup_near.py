@@ -277,3 +277,41 @@ def test_input_changed_between_the_passes_is_an_error(mixed_dump, tmp_path, monk
     monkeypatch.setattr(NearDedupIndex, "cluster", edit_then_cluster)
     with pytest.raises(ValueError, match=r"input changed between the two passes of near-dedup \(lines of work unit 1 differ"):
         run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(mixed_dump)]), tmp_path / "out")
+
+
+def _escape_all(row: dict) -> bytes:
+    """A valid JSON line of ``row`` whose content escapes every letter as \\u00XX (no writer does
+    this; a reader must still see the same tokens)."""
+    body = "".join(f"\\u{ord(c):04x}" if c.isascii() and c.isalpha() else json.dumps(c)[1:-1] for c in row["content"])
+    head = orjson.dumps({k: v for k, v in row.items() if k != "content"})[:-1]
+    return head + b',"content":"' + body.encode() + b'"}\n'
+
+
+def test_sketches_from_escaped_bodies_equal_those_of_decoded_contents(tmp_path):
+    """Pass 1 sketches a verbatim line from its content's JSON string body as it lies in the line;
+    lines with other escapes (\\u00e9 for é, \\/ for /, letters as \\u00XX), a raw é, control
+    characters or another layout are decoded first. Every form must give the signatures of its
+    text: the outputs equal those of the numpy backend, which always decodes."""
+    rows = stdlib_rows(12)
+    rows[1]["content"] = "caf\u00e9 = '\\x01\x01\x1f\t\b\f'  # a/b \u2028\n" + rows[1]["content"]
+    lines = [canonical_line(r) for r in rows]
+    for i, r in enumerate(rows[:6]):  # near-duplicate copies written in other forms
+        copy = dict(r, path=f"copy/{r['path']}", repo_name=f"someone/copy{i}")
+        copy["content"] = r["content"] + "\n# copied\n"
+        row = {k: copy[k] for k in ("repo_name", "path", "license", "content")}
+        if i % 3 == 0:
+            lines.append(json.dumps(row).encode() + b"\n")  # \uXXXX for non-ASCII, spaces
+        elif i % 3 == 1:
+            lines.append(_escape_all(row))
+        else:
+            lines.append(canonical_line(row).replace(b"/", b"\\/"))  # valid JSON, not orjson's
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.jsonl").write_bytes(b"".join(lines))
+    outs = {}
+    for backend in ("numba", "numpy"):
+        st = run_near_dedup(NearDedupConfig(backend=backend), InputConfig(paths=[str(d)]), tmp_path / backend)
+        outs[backend] = outputs(tmp_path / backend)
+        assert st["near_dedup"]["removed"] == 6, backend
+        assert st["totals"]["bytes_read"] == sum(len(json.loads(x)["content"].encode()) for x in lines)
+    assert outs["numba"] == outs["numpy"]

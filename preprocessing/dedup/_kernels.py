@@ -16,8 +16,10 @@ bytes between the quotes of ``"content":"..."`` in a JSON line, so that pass 1 o
 decode, re-encode and copy each file. An escape stands for one non-token character there, so the
 tokens (and hashes) are those of the decoded text as long as every escape is one orjson writes
 (``\\" \\\\ \\b \\f \\n \\r \\t``, ``\\u00xx`` for the other control characters) and no quote
-is unescaped: the kernel checks exactly that (then the body is byte for byte what ``orjson.dumps``
-writes for the decoded text) and reports the decoded size, or -1 when the check fails.
+is unescaped. The kernel checks that, and that the bytes are well-formed UTF-8 without raw
+control characters or NUL: such a body is valid JSON, byte for byte what ``orjson.dumps`` writes
+for its decoded text, and content no reader rejects for its bytes. It reports the decoded size,
+or -1 when a check fails (the caller then decodes the line as usual).
 """
 
 from __future__ import annotations
@@ -154,21 +156,47 @@ def _distinct(values, n, table, out):
 @numba.njit(inline="always", **_JIT)
 def _orjson_u_escape(buf, i):
     """Whether buf[i:i + 6] is a \\u00xx escape as orjson writes it (a control character without a
-    two-byte form, lowercase hex)."""
+    two-byte form, lowercase hex), NUL excepted (content with NUL is rejected as binary)."""
     if buf[i + 2] != 48 or buf[i + 3] != 48:  # "00"
         return False
     hi, lo = _HEX[buf[i + 4]], _HEX[buf[i + 5]]
     if hi < 0 or hi > 1 or lo < 0:
         return False
-    return not _U_SHORT[hi * 16 + lo]
+    return hi + lo > 0 and not _U_SHORT[hi * 16 + lo]
+
+
+@numba.njit(inline="always", **_JIT)
+def _utf8_length(buf, i, end):
+    """The length of the well-formed UTF-8 sequence of a non-ASCII character at buf[i] (Python's
+    strict decoder: no overlong forms, no surrogates, nothing above U+10FFFF), 0 if there is none."""
+    c = buf[i]
+    if c < 0xC2 or c > 0xF4:
+        return 0
+    if c < 0xE0:
+        n, lo, hi = 2, 0x80, 0xBF
+    elif c < 0xF0:
+        n = 3
+        lo = 0xA0 if c == 0xE0 else 0x80
+        hi = 0x9F if c == 0xED else 0xBF
+    else:
+        n = 4
+        lo = 0x90 if c == 0xF0 else 0x80
+        hi = 0x8F if c == 0xF4 else 0xBF
+    if i + n > end or buf[i + 1] < lo or buf[i + 1] > hi:
+        return 0
+    for k in range(2, n):
+        if buf[i + k] < 0x80 or buf[i + k] > 0xBF:
+            return 0
+    return n
 
 
 @numba.njit(**_JIT)
 def _shingles(buf, start, end, ngram, escaped, scratch):
     """Distinct shingle hashes of buf[start:end], in first-seen order, in scratch[:m]; returns
     (m, number of distinct tokens, decoded size). ``escaped``: buf[start:end] is a JSON string body
-    (see the module docstring); its decoded size is -1 unless every escape is one orjson writes.
-    ``scratch`` holds scratch_words(end - start) words."""
+    (see the module docstring), whose decoded size is -1 unless it is well-formed UTF-8 without
+    raw control characters or unescaped quotes and every escape is one orjson writes (NUL, which
+    the readers reject as binary, excepted). ``scratch`` holds scratch_words(end - start) words."""
     n = (end - start) // 2 + 2
     out = scratch[:n]
     toks = scratch[n : 2 * n]
@@ -187,7 +215,9 @@ def _shingles(buf, start, end, ngram, escaped, scratch):
             toks[nt] = xxh64(buf, i, j, 0)
             nt += 1
             i = j if escaped else j + 1  # buf[j] is not a token byte (but may start an escape)
-        elif escaped and c == 92:  # a backslash: the escape stands for one non-token character
+        elif not escaped:
+            i += 1
+        elif c == 92:  # a backslash: the escape stands for one non-token character
             if i + 1 < end and _SHORT_ESCAPE[buf[i + 1]]:
                 i += 2
                 if size >= 0:
@@ -196,11 +226,17 @@ def _shingles(buf, start, end, ngram, escaped, scratch):
                 i += 6
                 if size >= 0:
                     size -= 5
-            else:  # \/, \u of a printable character, a cut escape: not what orjson writes
+            else:  # \/, \u of a printable character or NUL, a cut escape: not what orjson writes
                 size = -1
                 i += 2 if i + 1 < end and buf[i + 1] != 117 else 6
+        elif c >= 128:  # a non-ASCII character (never a token byte): its bytes must be UTF-8
+            k = _utf8_length(buf, i, end)
+            if k == 0:
+                size = -1
+                k = 1
+            i += k
         else:
-            if escaped and c == 34:  # an unescaped quote: not one JSON string body
+            if c == 34 or c < 32:  # an unescaped quote (not one string body) or raw control character
                 size = -1
             i += 1
     ndistinct = _distinct(toks, nt, table, out)

@@ -47,7 +47,7 @@ from preprocessing.readers import (
     limit_units,
     open_reader,
 )
-from preprocessing.readers.jsonl import JsonlUnit
+from preprocessing.readers.jsonl import JsonlUnit, row_to_record
 from preprocessing.record import CodeFile, Rejected
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
@@ -216,81 +216,114 @@ _CONTENT_KEY = b',"content":"'
 _ROW_END = b'"}'
 
 
+def _split_row(reader: JsonlReader, source: str, lineno: int, line: bytes) -> tuple[CodeFile, int, bool] | None:
+    """A line ``<head>,"content":"<body>"}`` (the layout of RUN/clean) read without its body: the
+    record of its head (its content a placeholder), where the body starts and whether the head is
+    byte for byte the one pass 2 writes. None for any other line, or a head that is not a valid
+    record: such a line is decoded as a whole. The body is left to the kernel, which checks it is
+    a JSON string body as orjson writes it (:mod:`preprocessing.dedup._kernels`).
+
+    Nothing before the body can hide a second "content": a raw quote cannot occur inside a JSON
+    string, and a nested key of that name leaves ``<head>}`` with an unclosed bracket."""
+    k = line.find(_CONTENT_KEY)
+    if k <= 0 or len(line) < k + len(_CONTENT_KEY) + 2 or not line.endswith(_ROW_END):
+        return None
+    head = line[:k]
+    try:
+        row = orjson.loads(head + b"}")
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(row, dict) or "content" in row:
+        return None
+    row["content"] = "x"  # checked in the body by the kernel: a str, well-formed, not empty, no NUL
+    rec = row_to_record(row, reader.columns, source, lineno, len(line) + 1, reader.max_file_bytes)
+    if not isinstance(rec, CodeFile):
+        return None
+    return rec, k + len(_CONTENT_KEY), orjson.dumps(rec.json_head())[:-1] == head
+
+
 def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str, lines: list[tuple[int, bytes]],
                   check_all: bool = False, data: bytes | None = None) -> UnitSketch:
     """Sketch of JSON lines (without their newline) as ``reader`` decodes them, with the LINE_* of each.
 
     ``data``, when given, is the lines joined, each followed by its newline (a decompressed zstd
-    frame). With the native kernels (and ``verify: signature``) a line that is its record's row up
-    to the content's string body, ``"}`` after it, is sketched from that body as it lies in the
-    line, still escaped (:meth:`MinHashSignature.signatures_escaped`): no decoded copy, and the
-    kernel's check of the escapes decides whether the line is verbatim. Other lines (another
-    layout, other escapes) are rewritten rows, sketched from their decoded content.
+    frame). With the native kernels (``verify: signature``, content in a "content" field) a line
+    laid out as RUN/clean's is not parsed whole: its head is (:func:`_split_row`), and its
+    content's string body is sketched where it lies in ``data``, still escaped, by the kernel that
+    also checks it (:meth:`MinHashSignature.signatures_escaped`). A body that fails a check (or has
+    no token, or is over the reader's size limit) and every other line are decoded as a whole,
+    as :meth:`JsonlReader.decode_line` does: the same records, rejections and sketches either way.
     """
     cfg = hasher.cfg
-    escaped = cfg.use_numba and cfg.verify == "signature"
+    n = len(lines)
+    escaped = cfg.use_numba and cfg.verify == "signature" and reader.columns.content == "content"
     if escaped and data is None:
         data = b"\n".join([line for _, line in lines] + [b""])
-    rejected: list[tuple[str, int]] = []
-    items: list[CodeFile] = []
-    status = bytearray(len(lines))
-    line_of: list[int] = []  # record -> its line
-    bodies: list[int] = []  # records sketched from their escaped body, with its start and end in data
+    records: list[CodeFile | Rejected | None] = [None] * n
+    status = bytearray(n)
+    sketched = bytearray(n)  # 1: sketched from its body
+    sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
+    ntok = np.empty(n, dtype=np.int64)
+    nbytes = np.empty(n, dtype=np.int64)
+    fast: list[int] = []
     starts: list[int] = []
     ends: list[int] = []
-    decoded: list[int] = []  # records sketched from their decoded content
-    contents: list[bytes] = []
-    verbatim = rewrite = pos = 0
+    pos = 0
     for i, (lineno, line) in enumerate(lines):
         offset, pos = pos, pos + len(line) + 1
-        item = reader.decode_line(source, lineno, line)
-        if isinstance(item, Rejected):
-            rejected.append((item.reason, item.nbytes))
+        split = _split_row(reader, source, lineno, line) if escaped else None
+        if split is None:
+            records[i] = reader.decode_line(source, lineno, line)
+            continue
+        records[i], body, canonical = split
+        fast.append(i)
+        starts.append(offset + body)
+        ends.append(offset + len(line) - 2)
+        status[i] = LINE_VERBATIM if canonical else LINE_REWRITE
+    if fast:
+        assert data is not None and pos == len(data), "data must be the lines, each followed by a newline"
+        sb, sizes = hasher.signatures_escaped(data.lower() if cfg.lowercase else data, np.array(starts), np.array(ends))
+        idx = np.array(fast)
+        sig[idx], ntok[idx], nbytes[idx] = sb.sig, sb.ntokens, sizes
+        ok = (sizes >= 0) & (sb.ntokens > 0) & (sizes <= reader.max_file_bytes)
+        if cfg.lowercase:  # \u00XX in uppercase reads as orjson's escape once lowercased: decode those
+            ok &= np.array([b"\\u" not in lines[i][1] for i in fast], dtype=bool)
+        for j, i in enumerate(fast):
+            if ok[j]:
+                sketched[i] = 1
+            else:
+                records[i] = reader.decode_line(source, lines[i][0], lines[i][1])
+    # Lines decoded as a whole: rejected, or sketched from their decoded content.
+    decoded: list[int] = []
+    contents: list[bytes] = []
+    verbatim = rewrite = 0
+    for i, rec in enumerate(records):
+        if sketched[i]:
+            continue
+        if isinstance(rec, Rejected):
             status[i] = LINE_REJECTED
             continue
-        k = len(items)
-        items.append(item)
-        line_of.append(i)
-        if escaped:
-            # A verbatim line is json_head + ',"content":"' + body + '"}': anything else is rewritten.
-            prefix = orjson.dumps(item.json_head())[:-1] + _CONTENT_KEY if "content" not in item.extra else None
-            if prefix is not None and len(line) >= len(prefix) + 2 and line.startswith(prefix) \
-                    and line.endswith(_ROW_END) and not (cfg.lowercase and b"\\u" in line):
-                bodies.append(k)
-                starts.append(offset + len(prefix))
-                ends.append(offset + len(line) - 2)
-                continue
-            status[i] = LINE_REWRITE
         # A dump in another layout has no verbatim line: after 16 records without one, the unit's
         # other lines are marked LINE_REWRITE unchecked (always a correct answer, only slower).
-        elif (check_all or verbatim or rewrite < 16) and orjson.dumps(item.to_json_dict()) == line:
+        if (check_all or verbatim or rewrite < 16) and orjson.dumps(rec.to_json_dict()) == lines[i][1]:  # type: ignore[union-attr]
+            status[i] = LINE_VERBATIM
             verbatim += 1
         else:
             status[i] = LINE_REWRITE
             rewrite += 1
-        decoded.append(k)
-        contents.append(encode_content(item.content))
-    n = len(items)
-    sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
-    ntok = np.empty(n, dtype=np.int64)
-    nbytes = np.empty(n, dtype=np.int64)
-    if bodies:
-        assert data is not None and pos == len(data), "data must be the lines, each followed by a newline"
-        sb, sizes = hasher.signatures_escaped(data.lower() if cfg.lowercase else data, np.array(starts), np.array(ends))
-        idx = np.array(bodies)
-        sig[idx], ntok[idx], nbytes[idx] = sb.sig, sb.ntokens, sizes
-        for j in np.flatnonzero(sizes < 0).tolist():  # an escape orjson does not write: decode after all
-            k = bodies[j]
-            status[line_of[k]] = LINE_REWRITE
-            decoded.append(k)
-            contents.append(encode_content(items[k].content))
+        decoded.append(i)
+        contents.append(encode_content(rec.content))  # type: ignore[union-attr]
     if decoded:
         sb = hasher.signatures(contents)
         idx = np.array(decoded)
         sig[idx], ntok[idx] = sb.sig, sb.ntokens
         nbytes[idx] = [len(c) for c in contents]
-    scores = [keep_score(item, size, cfg) for item, size in zip(items, nbytes.tolist())]
-    batch = sketch_of(SignatureBatch(sig=sig, ntokens=ntok), nbytes, scores, hasher,
+    keep = [i for i, rec in enumerate(records) if isinstance(rec, CodeFile)]
+    rejected = [(rec.reason, rec.nbytes) for rec in records if isinstance(rec, Rejected)]
+    idx = np.array(keep, dtype=np.int64)
+    sizes_kept = nbytes[idx]
+    scores = [keep_score(records[i], size, cfg) for i, size in zip(keep, sizes_kept.tolist())]  # type: ignore[arg-type]
+    batch = sketch_of(SignatureBatch(sig=sig[idx], ntokens=ntok[idx]), sizes_kept, scores, hasher,
                       contents if cfg.verify == "exact" else None)
     return UnitSketch(rejected, batch, bytes(status))
 
