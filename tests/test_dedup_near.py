@@ -305,13 +305,32 @@ def test_sketches_from_escaped_bodies_equal_those_of_decoded_contents(tmp_path):
             lines.append(_escape_all(row))
         else:
             lines.append(canonical_line(row).replace(b"/", b"\\/"))  # valid JSON, not orjson's
+    head = b'{"repo_name":"r","path":"p.py","license":null'
+    odd = [  # RUN/clean's layout, but a body or head that a reader rejects or pass 2 rewrites
+        head + b',"content":"caf\xe9 = 1"}\n',  # not UTF-8
+        head + b',"content":"x = \\u0000 + y"}\n',  # NUL: binary
+        head + b',"content":"  \\n\\t "}\n',  # only whitespace
+        head + b',"content":""}\n',
+        head + b',"content":"+++ --- ***"}\n',  # no token: kept, too short to cluster
+        head + b',"content":"' + b"big " * 600_000 + b'"}\n',  # over max_file_bytes below
+        b'{"path":"p.py","license":null,"content":"no = repo_name"}\n',
+        b'{"repo_name":"r","path":"p.py","license":"","content":"empty = license"}\n',  # head rewritten
+        b'{"repo_name":"r","path":"p.py","meta":{"a":1,"content":"nested"},"content":"nested = key"}\n',
+        b'{"repo_name":"r","path":"p.py","content":"first","content":"second = value"}\n',
+        head + b',"content":"raw\x01control"}\n',
+        head + b',"content":"cut \\"}\n',
+    ]
     d = tmp_path / "in"
     d.mkdir()
-    (d / "a.jsonl").write_bytes(b"".join(lines))
-    outs = {}
+    (d / "a.jsonl").write_bytes(b"".join(lines[:9] + odd + lines[9:]))
+    outs, stats = {}, {}
     for backend in ("numba", "numpy"):
-        st = run_near_dedup(NearDedupConfig(backend=backend), InputConfig(paths=[str(d)]), tmp_path / backend)
+        inputs = InputConfig(paths=[str(d)], max_file_bytes=2_000_000)
+        st = run_near_dedup(NearDedupConfig(backend=backend), inputs, tmp_path / backend)
         outs[backend] = outputs(tmp_path / backend)
+        stats[backend] = (st["totals"], st["near_dedup"])
         assert st["near_dedup"]["removed"] == 6, backend
-        assert st["totals"]["bytes_read"] == sum(len(json.loads(x)["content"].encode()) for x in lines)
+        assert st["totals"]["rejected"] == {"binary": 1, "empty_content": 2, "invalid_json": 2, "invalid_utf8": 1,
+                                            "missing_field:repo_name": 1, "too_large": 1}
     assert outs["numba"] == outs["numpy"]
+    assert stats["numba"] == stats["numpy"]
