@@ -47,7 +47,7 @@ from preprocessing.readers import (
     limit_units,
     open_reader,
 )
-from preprocessing.readers.jsonl import JsonlUnit, row_to_record
+from preprocessing.readers.jsonl import FrameLines, JsonlUnit, row_to_record
 from preprocessing.record import CodeFile, Rejected
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
@@ -204,11 +204,11 @@ def _lines_digest(unit: JsonlUnit) -> int:
 
 def _sketch_lines_unit(unit: JsonlUnit) -> UnitSketch:
     """Pass 1 over JSON lines: :func:`_sketch_unit`, plus the LINE_* of each line and a digest."""
-    res = _sketch_lines(_STATE.reader, _STATE.hasher, unit.source, unit.lines, data=unit.data)  # type: ignore[arg-type]
+    res = _sketch_lines(_STATE.reader, _STATE.hasher, unit.source, unit.lines)  # type: ignore[arg-type]
     res.rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
     res.digest = _lines_digest(unit)
     if unit.raw is not None:
-        res.frame = (unit.source, unit.frame_no, sum(len(line) + 1 for _, line in unit.lines))
+        res.frame = (unit.source, unit.frame_no, len(unit.data))  # type: ignore[arg-type]
     return res
 
 
@@ -216,19 +216,20 @@ _CONTENT_KEY = b',"content":"'
 _ROW_END = b'"}'
 
 
-def _split_row(reader: JsonlReader, source: str, lineno: int, line: bytes) -> tuple[CodeFile, int, bool] | None:
-    """A line ``<head>,"content":"<body>"}`` (the layout of RUN/clean) read without its body: the
-    record of its head (its content a placeholder), where the body starts and whether the head is
-    byte for byte the one pass 2 writes. None for any other line, or a head that is not a valid
-    record: such a line is decoded as a whole. The body is left to the kernel, which checks it is
-    a JSON string body as orjson writes it (:mod:`preprocessing.dedup._kernels`).
+def _split_row(reader: JsonlReader, source: str, lineno: int, data: bytes, start: int, end: int
+               ) -> tuple[CodeFile, int, bool] | None:
+    """The line data[start:end] if it is ``<head>,"content":"<body>"}`` (the layout of RUN/clean),
+    read without its body: the record of its head (its content a placeholder), where the body
+    starts and whether the head is byte for byte the one pass 2 writes. None for any other line,
+    or a head that is not a valid record: such a line is decoded as a whole. The body is left to
+    the kernel, which checks it is a JSON string body as orjson writes it (:mod:`._kernels`).
 
     Nothing before the body can hide a second "content": a raw quote cannot occur inside a JSON
     string, and a nested key of that name leaves ``<head>}`` with an unclosed bracket."""
-    k = line.find(_CONTENT_KEY)
-    if k <= 0 or len(line) < k + len(_CONTENT_KEY) + 2 or not line.endswith(_ROW_END):
+    k = data.find(_CONTENT_KEY, start, end)
+    if k <= start or end - k < len(_CONTENT_KEY) + 2 or not data.endswith(_ROW_END, start, end):
         return None
-    head = line[:k]
+    head = data[start:k]
     try:
         row = orjson.loads(head + b"}")
     except orjson.JSONDecodeError:
@@ -236,29 +237,44 @@ def _split_row(reader: JsonlReader, source: str, lineno: int, line: bytes) -> tu
     if not isinstance(row, dict) or "content" in row:
         return None
     row["content"] = "x"  # checked in the body by the kernel: a str, well-formed, not empty, no NUL
-    rec = row_to_record(row, reader.columns, source, lineno, len(line) + 1, reader.max_file_bytes)
+    rec = row_to_record(row, reader.columns, source, lineno, end - start + 1, reader.max_file_bytes)
     if not isinstance(rec, CodeFile):
         return None
     return rec, k + len(_CONTENT_KEY), orjson.dumps(rec.json_head())[:-1] == head
 
 
-def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str, lines: list[tuple[int, bytes]],
-                  check_all: bool = False, data: bytes | None = None) -> UnitSketch:
+def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
+                  lines: list[tuple[int, bytes]] | FrameLines, check_all: bool = False) -> UnitSketch:
     """Sketch of JSON lines (without their newline) as ``reader`` decodes them, with the LINE_* of each.
 
-    ``data``, when given, is the lines joined, each followed by its newline (a decompressed zstd
-    frame). With the native kernels (``verify: signature``, content in a "content" field) a line
-    laid out as RUN/clean's is not parsed whole: its head is (:func:`_split_row`), and its
-    content's string body is sketched where it lies in ``data``, still escaped, by the kernel that
-    also checks it (:meth:`MinHashSignature.signatures_escaped`). A body that fails a check (or has
-    no token, or is over the reader's size limit) and every other line are decoded as a whole,
-    as :meth:`JsonlReader.decode_line` does: the same records, rejections and sketches either way.
+    With the native kernels (``verify: signature``, content in a "content" field) a line laid
+    out as RUN/clean's is not parsed whole: its head is (:func:`_split_row`), and its content's
+    string body is sketched where it lies in the frame (or the joined lines), still escaped, by
+    the kernel that also checks it (:meth:`MinHashSignature.signatures_escaped`); a frame's lines
+    are never split. A body that fails a check (or has no token, or is over the reader's size
+    limit) and every other line are decoded as a whole, as :meth:`JsonlReader.decode_line` does:
+    the same records, rejections and sketches either way.
     """
     cfg = hasher.cfg
     n = len(lines)
     escaped = cfg.use_numba and cfg.verify == "signature" and reader.columns.content == "content"
-    if escaped and data is None:
+    data: bytes | None = None
+    spans: list[tuple[int, int, int]] | None = None  # (line number, start, end) in data
+    if isinstance(lines, FrameLines):
+        data, spans = lines.data, lines.spans()
+    elif escaped:
         data = b"\n".join([line for _, line in lines] + [b""])
+        spans, pos = [], 0
+        for lineno, line in lines:
+            spans.append((lineno, pos, pos + len(line)))
+            pos += len(line) + 1
+
+    def line_at(i: int) -> tuple[int, bytes]:
+        if spans is None:
+            return lines[i]
+        lineno, start, end = spans[i]
+        return lineno, data[start:end]  # type: ignore[index]
+
     records: list[CodeFile | Rejected | None] = [None] * n
     status = bytearray(n)
     sketched = bytearray(n)  # 1: sketched from its body
@@ -268,31 +284,32 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str, li
     fast: list[int] = []
     starts: list[int] = []
     ends: list[int] = []
-    pos = 0
-    for i, (lineno, line) in enumerate(lines):
-        offset, pos = pos, pos + len(line) + 1
-        split = _split_row(reader, source, lineno, line) if escaped else None
+    for i in range(n):
+        split = None
+        if escaped:
+            lineno, start, end = spans[i]  # type: ignore[index]
+            split = _split_row(reader, source, lineno, data, start, end)  # type: ignore[arg-type]
         if split is None:
-            records[i] = reader.decode_line(source, lineno, line)
+            records[i] = reader.decode_line(source, *line_at(i))
             continue
         records[i], body, canonical = split
         fast.append(i)
-        starts.append(offset + body)
-        ends.append(offset + len(line) - 2)
+        starts.append(body)
+        ends.append(end - 2)
         status[i] = LINE_VERBATIM if canonical else LINE_REWRITE
     if fast:
-        assert data is not None and pos == len(data), "data must be the lines, each followed by a newline"
-        sb, sizes = hasher.signatures_escaped(data.lower() if cfg.lowercase else data, np.array(starts), np.array(ends))
+        sb, sizes = hasher.signatures_escaped(data.lower() if cfg.lowercase else data,  # type: ignore[union-attr]
+                                              np.array(starts), np.array(ends))
         idx = np.array(fast)
         sig[idx], ntok[idx], nbytes[idx] = sb.sig, sb.ntokens, sizes
         ok = (sizes >= 0) & (sb.ntokens > 0) & (sizes <= reader.max_file_bytes)
         if cfg.lowercase:  # \u00XX in uppercase reads as orjson's escape once lowercased: decode those
-            ok &= np.array([b"\\u" not in lines[i][1] for i in fast], dtype=bool)
+            ok &= np.array([data.find(b"\\u", spans[i][1], spans[i][2]) < 0 for i in fast], dtype=bool)  # type: ignore
         for j, i in enumerate(fast):
             if ok[j]:
                 sketched[i] = 1
             else:
-                records[i] = reader.decode_line(source, lines[i][0], lines[i][1])
+                records[i] = reader.decode_line(source, *line_at(i))
     # Lines decoded as a whole: rejected, or sketched from their decoded content.
     decoded: list[int] = []
     contents: list[bytes] = []
@@ -305,7 +322,7 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str, li
             continue
         # A dump in another layout has no verbatim line: after 16 records without one, the unit's
         # other lines are marked LINE_REWRITE unchecked (always a correct answer, only slower).
-        if (check_all or verbatim or rewrite < 16) and orjson.dumps(rec.to_json_dict()) == lines[i][1]:  # type: ignore[union-attr]
+        if (check_all or verbatim or rewrite < 16) and orjson.dumps(rec.to_json_dict()) == line_at(i)[1]:  # type: ignore[union-attr]
             status[i] = LINE_VERBATIM
             verbatim += 1
         else:
@@ -369,7 +386,7 @@ def _rows_lines_unit(job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
     if unit.raw is not None and not unit.rejected and status.count(LINE_VERBATIM) == len(status) \
             and not any(f & _DROPPED for f in flags):
         out.frame = unit.raw
-        out.frame_nbytes = sum(len(line) + 1 for _, line in unit.lines)
+        out.frame_nbytes = len(unit.data)  # type: ignore[arg-type]
         for (lineno, line), f in zip(unit.lines, flags):
             if f == 0:
                 records.append((None, "", ""))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -155,7 +155,73 @@ def _iter_plain_chunks(f: BinaryIO) -> Iterator[tuple[bytes, None, int]]:
         yield chunk, None, -1
 
 
-LineGroup = tuple[list[tuple[int, bytes]], "bytes | None", "bytes | None", int, int]
+_BLANK_START = frozenset(b" \t\r\x0b\x0c\n")  # bytes a blank line (only whitespace) starts with
+
+
+class FrameLines(Sequence):
+    """The lines of a decompressed zstd frame as (line number, line without newline) pairs, like
+    the list ``data.split(b"\\n")`` numbers, but split (copied) only when first indexed or
+    iterated: their number, positions and blank lines are found without copying them, and a
+    worker receives ``data`` alone (this pickles as ``data`` and the first line number)."""
+
+    __slots__ = ("_ends", "_lines", "data", "first")
+
+    def __init__(self, data: bytes, first: int):
+        assert data.endswith(b"\n"), "a frame's lines each end with a newline"
+        self.data, self.first = data, first
+        self._lines: list[tuple[int, bytes]] | None = None
+        self._ends: list[int] | None = None
+
+    def __reduce__(self) -> tuple:
+        return FrameLines, (self.data, self.first)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrameLines):
+            return self.first == other.first and self.data == other.data
+        return self._split() == other if isinstance(other, list) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def ends(self) -> list[int]:
+        """The position of each line's newline in ``data``."""
+        if self._ends is None:
+            out, find, pos, stop = [], self.data.find, -1, len(self.data) - 1
+            while pos < stop:  # memchr from newline to newline: a few lines per frame
+                pos = find(b"\n", pos + 1)
+                out.append(pos)
+            self._ends = out
+        return self._ends
+
+    def __len__(self) -> int:
+        return len(self.ends())
+
+    def _split(self) -> list[tuple[int, bytes]]:
+        if self._lines is None:
+            self._lines = list(enumerate(self.data[:-1].split(b"\n"), self.first))
+        return self._lines
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._split()[i]
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        return iter(self._split())
+
+    def spans(self) -> list[tuple[int, int, int]]:
+        """(line number, start, end) of each line in ``data`` (end at its newline)."""
+        starts = [0] + [e + 1 for e in self.ends()[:-1]]
+        return list(zip(range(self.first, self.first + len(starts)), starts, self.ends()))
+
+    def has_blank(self) -> bool:
+        """Whether a line is empty or only whitespace."""
+        data, start = self.data, 0
+        for end in self.ends():
+            if end == start or (data[start] in _BLANK_START and data[start:end].isspace()):
+                return True
+            start = end + 1
+        return False
+
+
+LineGroup = tuple["list[tuple[int, bytes]] | FrameLines", "bytes | None", "bytes | None", int, int]
 
 
 def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator[LineGroup]:
@@ -194,15 +260,18 @@ def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator
                 if b"\n" not in chunk:
                     pending.append(chunk)
                     continue
-                aligned = not pending
+                if raw is not None and not pending and chunk.endswith(b"\n"):  # a whole frame of whole lines
+                    group = FrameLines(chunk, lineno + 1)
+                    yield group, raw, chunk, frame_no, 0
+                    lineno += len(group)
+                    continue
                 lines = chunk.split(b"\n")
                 if pending:
                     pending.append(lines[0])
                     lines[0] = b"".join(pending)
                 last = lines.pop()
                 pending = [last] if last else []
-                whole = raw is not None and aligned and not last
-                yield list(enumerate(lines, lineno + 1)), (raw if whole else None), (chunk if whole else None), frame_no, 0
+                yield list(enumerate(lines, lineno + 1)), None, None, frame_no, 0
                 lineno += len(lines)
         except TruncatedInput as exc:
             exc.partial = b"".join(pending)  # type: ignore[attr-defined]
@@ -221,7 +290,8 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 @dataclass
 class JsonlUnit:
     source: str
-    lines: list[tuple[int, bytes]] = field(default_factory=list)
+    lines: list[tuple[int, bytes]] | FrameLines = field(default_factory=list)
+    """(line number, line) pairs: a whole frame's come as :class:`FrameLines` (split when first used)."""
     rejected: list[Rejected] = field(default_factory=list)
     raw: bytes | None = None
     """With ``units(frames=True)``: the compressed bytes of the zstd frame whose lines are exactly
@@ -235,20 +305,6 @@ class JsonlUnit:
     data: bytes | None = None
     """A whole-frame unit: the frame decompressed (``lines``, each followed by its newline), else None."""
 
-    def __getstate__(self) -> dict:
-        # To a worker, a whole frame travels as its decompressed bytes alone: one bytes object
-        # pickles faster than its lines, which the worker splits again (see __setstate__).
-        state = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        if self.data is not None and self.lines:
-            state["lines"] = self.lines[0][0]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        if isinstance(state["lines"], int):
-            data = state["data"]
-            state["lines"] = list(enumerate(data[: len(data) - 1].split(b"\n"), state["lines"]))
-        self.__dict__.update(state)
-
     def decompress(self) -> JsonlUnit:
         """A skipped frame's unit with its lines (the frame must still hold ``skipped`` whole lines)."""
         if not self.skipped:
@@ -257,11 +313,9 @@ class JsonlUnit:
             data = zstandard.ZstdDecompressor().decompressobj().decompress(self.raw)  # type: ignore[arg-type]
         except zstandard.ZstdError as exc:
             raise InputError(f"{self.source}: frame {self.frame_no} no longer decompresses ({exc})") from None
-        lines = data.split(b"\n")
-        if lines.pop() != b"" or len(lines) != self.skipped:
+        if not data.endswith(b"\n") or data.count(b"\n") != self.skipped:
             raise InputError(f"{self.source}: frame {self.frame_no} no longer holds {self.skipped} whole lines")
-        return JsonlUnit(self.source, list(enumerate(lines, self.first_line)), raw=self.raw, frame_no=self.frame_no,
-                         data=data)
+        return JsonlUnit(self.source, FrameLines(data, self.first_line), raw=self.raw, frame_no=self.frame_no, data=data)
 
     def __len__(self) -> int:
         return len(self.lines) + len(self.rejected) + self.skipped
@@ -340,8 +394,8 @@ class JsonlReader(FileDumpReader):
             nlines = 0
             try:
                 for group, raw, data, frame_no, skipped in iter_line_groups(path, (skip or {}).get(source)):
-                    if skipped or (raw is not None and len(group) <= self.batch_records and not any(
-                            not line or line.isspace() for _, line in group)):
+                    if skipped or (isinstance(group, FrameLines) and len(group) <= self.batch_records
+                                   and not group.has_blank()):
                         if unit.lines:
                             yield unit
                         nlines += len(group) + skipped
