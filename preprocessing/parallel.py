@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -42,6 +41,8 @@ def ordered_map(
             yield fn(item)
         return
     window = window or 2 * workers
+    import multiprocessing as mp  # here: a run with one worker never needs it (5 ms to import)
+
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     if inline is not None and initializer is not None:
         initializer(*initargs)  # inline items run here, with the workers' state

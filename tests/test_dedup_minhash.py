@@ -184,3 +184,18 @@ def test_huge_file_signature_is_bounded_and_correct():
     batch = h.signatures([text])
     assert batch.ntokens[0] > 1_000_000
     assert (batch.sig[0] < np.iinfo(np.uint32).max).all()
+
+
+def test_permutations_are_kept_in_the_cache_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("CP_KERNEL_CACHE_DIR", str(tmp_path))
+    rng = np.random.default_rng(7)
+    want_a = rng.integers(0, 2**64 - 1, size=32, dtype=np.uint64, endpoint=True) | np.uint64(1)
+    want_b = rng.integers(0, 2**64 - 1, size=32, dtype=np.uint64, endpoint=True)
+    a, b = mh.permutations(32, 7)  # drawn, then stored
+    [stored] = list(tmp_path.glob("minhash-permutations-32-7-*.npy"))
+    a2, b2 = mh.permutations(32, 7)  # read back
+    for got in ((a, b), (a2, b2)):
+        np.testing.assert_array_equal(got[0], want_a)
+        np.testing.assert_array_equal(got[1], want_b)
+    stored.write_bytes(b"garbage")  # a bad file: drawn again
+    np.testing.assert_array_equal(mh.permutations(32, 7)[0], want_a)

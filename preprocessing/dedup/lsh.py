@@ -124,5 +124,6 @@ def bucket_pairs(keys: np.ndarray, ords: np.ndarray) -> tuple[np.ndarray, np.nda
     member = np.flatnonzero(~new_group)
     a = np.concatenate((first[member], o[member - 1]))
     b = np.concatenate((o[member], o[member]))
-    pairs = np.unique((a << 32) | b)  # star and chain share (first, second): count it once
+    pairs = np.sort((a << 32) | b)  # star and chain share (first, second): count it once
+    pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]  # (np.unique would import numpy.ma: 10 ms)
     return pairs >> 32, pairs & 0xFFFFFFFF

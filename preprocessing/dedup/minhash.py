@@ -185,11 +185,29 @@ def _optimal_lsh_params(threshold: float, num_perm: int, fp_weight: float, fn_we
 
 
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The multiply-shift parameters (a odd, b) of the permutations, uint64 each."""
+    """The multiply-shift parameters (a odd, b) of the permutations, uint64 each: drawn with
+    numpy's default generator, kept in the kernels' cache directory (importing numpy.random
+    costs a process ~10 ms; reading the 4 KB file, well under 1 ms)."""
+    path = native.cache_dir() / f"minhash-permutations-{num_perm}-{seed}-numpy{np.__version__}.npy"
+    try:
+        ab = np.load(path)
+        if ab.shape == (2, num_perm) and ab.dtype == np.uint64:
+            return ab[0], ab[1]
+    except (OSError, ValueError):
+        pass
     rng = np.random.default_rng(seed)
     a = rng.integers(0, np.iinfo(np.uint64).max, size=num_perm, dtype=np.uint64, endpoint=True)
     b = rng.integers(0, np.iinfo(np.uint64).max, size=num_perm, dtype=np.uint64, endpoint=True)
-    return a | np.uint64(1), b
+    a |= np.uint64(1)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.save(f, np.stack([a, b]))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+    return a, b
 
 
 def encode_content(content: str) -> bytes:

@@ -33,10 +33,7 @@ import os
 import pickle
 import re
 import shutil
-import subprocess
 import sys
-import sysconfig
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +131,10 @@ def _build_so(compiled: dict[str, Any], path: Path) -> None:
     """Link the kernels numba just compiled into the shared-library cache file ``path``: their
     LLVM IR emitted as position-independent code, plus a C file with an address table of the
     kernels (``cp_kernels``, in PROTOTYPES order) and aborting stubs for numba's helpers."""
+    import subprocess
+    import sysconfig
+    import tempfile
+
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         cc = "cc"
