@@ -38,6 +38,14 @@ _ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 _TOKEN_BYTE = np.zeros(256, dtype=np.bool_)
 for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_":
     _TOKEN_BYTE[_c] = True
+# Byte classes of the scan: 1 token byte, 0 other byte, 2 (JSON string bodies only) a byte to look
+# at: a backslash, a quote, a control character or a non-ASCII byte.
+_CLASS_RAW = _TOKEN_BYTE.astype(np.uint8)
+_CLASS_ESCAPED = _CLASS_RAW.copy()
+_CLASS_ESCAPED[:32] = 2
+_CLASS_ESCAPED[128:] = 2
+_CLASS_ESCAPED[ord("\\")] = 2
+_CLASS_ESCAPED[ord('"')] = 2
 
 # JSON escapes orjson writes as two bytes, by the byte after the backslash: " \ b f n r t
 _SHORT_ESCAPE = np.zeros(256, dtype=np.bool_)
@@ -52,11 +60,15 @@ for _c in (8, 9, 10, 12, 13):
     _U_SHORT[_c] = True
 
 _JIT = {"cache": False, "error_model": "numpy"}
+_U = np.uint64
+# Indices are unsigned throughout: numba wraps a signed index around when it is negative, a test
+# and an add on every byte access that cost the token scan ~30% (and can stop vectorisation).
+# (Mixing uint64 and int64 in arithmetic gives float64 in numba: every constant is a _U.)
 
 
 @numba.njit(inline="always", **_JIT)
 def _rotl(x, r):
-    return (x << np.uint64(r)) | (x >> np.uint64(64 - r))
+    return (x << _U(r)) | (x >> _U(64 - r))
 
 
 @numba.njit(inline="always", **_JIT)
@@ -68,68 +80,83 @@ def _round(acc, lane):
 
 @numba.njit(inline="always", **_JIT)
 def _lane(buf, i, nbytes):
-    v = np.uint64(0)
+    v = _U(0)
     for k in range(nbytes):
-        v |= np.uint64(buf[i + k]) << np.uint64(8 * k)
+        v |= _U(buf[i + _U(k)]) << _U(8 * k)
     return v
+
+
+@numba.njit(inline="always", **_JIT)
+def _xxh64_tail(buf, i, end, h):
+    """xxh64's last steps: the bytes buf[i:end] (under 32) into h, then the final mix."""
+    while i + _U(8) <= end:
+        h ^= _round(_U(0), _lane(buf, i, 8))
+        h = _rotl(h, 27) * _P1 + _P4
+        i += _U(8)
+    if i + _U(4) <= end:
+        h ^= _lane(buf, i, 4) * _P1
+        h = _rotl(h, 23) * _P2 + _P3
+        i += _U(4)
+    while i < end:
+        h ^= _U(buf[i]) * _P5
+        h = _rotl(h, 11) * _P1
+        i += _U(1)
+    h ^= h >> _U(33)
+    h *= _P2
+    h ^= h >> _U(29)
+    h *= _P3
+    h ^= h >> _U(32)
+    return h
+
+
+@numba.njit(inline="always", **_JIT)
+def _token_hash(buf, i, j):
+    """xxh64(buf[i:j], seed 0), the short case (most tokens) inlined into the scan loop."""
+    if j - i < _U(32):
+        return _xxh64_tail(buf, i, j, _P5 + (j - i))
+    return xxh64(buf, i, j, 0)
 
 
 @numba.njit(**_JIT)
 def xxh64(buf, start, end, seed):
     """xxh64 of buf[start:end] (a uint8 array), bit-identical to xxhash.xxh64_intdigest."""
+    start, end = _U(start), _U(end)
     n = end - start
-    seed = np.uint64(seed)
+    seed = _U(seed)
     i = start
-    if n >= 32:
+    if n >= _U(32):
         v1 = seed + _P1 + _P2
         v2 = seed + _P2
         v3 = seed
         v4 = seed - _P1
-        limit = end - 32
+        limit = end - _U(32)
         while i <= limit:
             v1 = _round(v1, _lane(buf, i, 8))
-            v2 = _round(v2, _lane(buf, i + 8, 8))
-            v3 = _round(v3, _lane(buf, i + 16, 8))
-            v4 = _round(v4, _lane(buf, i + 24, 8))
-            i += 32
+            v2 = _round(v2, _lane(buf, i + _U(8), 8))
+            v3 = _round(v3, _lane(buf, i + _U(16), 8))
+            v4 = _round(v4, _lane(buf, i + _U(24), 8))
+            i += _U(32)
         h = _rotl(v1, 1) + _rotl(v2, 7) + _rotl(v3, 12) + _rotl(v4, 18)
         for v in (v1, v2, v3, v4):
-            h ^= _round(np.uint64(0), v)
+            h ^= _round(_U(0), v)
             h = h * _P1 + _P4
     else:
         h = seed + _P5
-    h += np.uint64(n)
-    while i + 8 <= end:
-        h ^= _round(np.uint64(0), _lane(buf, i, 8))
-        h = _rotl(h, 27) * _P1 + _P4
-        i += 8
-    if i + 4 <= end:
-        h ^= _lane(buf, i, 4) * _P1
-        h = _rotl(h, 23) * _P2 + _P3
-        i += 4
-    while i < end:
-        h ^= np.uint64(buf[i]) * _P5
-        h = _rotl(h, 11) * _P1
-        i += 1
-    h ^= h >> np.uint64(33)
-    h *= _P2
-    h ^= h >> np.uint64(29)
-    h *= _P3
-    h ^= h >> np.uint64(32)
-    return h
+    return _xxh64_tail(buf, i, end, h + n)
 
 
 @numba.njit(**_JIT)
 def _distinct(values, n, table, out):
     """Writes the distinct values of values[:n] to out in first-seen order; returns their number.
     Open addressing in ``table`` (zeroed here, first power of two >= 2n slots used)."""
-    cap = 16
-    while cap < 2 * n:
-        cap *= 2
+    n = _U(n)
+    cap = _U(16)
+    while cap < _U(2) * n:
+        cap *= _U(2)
     for i in range(cap):
         table[i] = 0  # 0 marks an empty slot; the value 0 is tracked apart
-    mask = np.uint64(cap - 1)
-    m = 0
+    mask = cap - _U(1)
+    m = _U(0)
     seen_zero = False
     for t in range(n):
         h = values[t]
@@ -137,7 +164,7 @@ def _distinct(values, n, table, out):
             if not seen_zero:
                 seen_zero = True
                 out[m] = h
-                m += 1
+                m += _U(1)
             continue
         i = h & mask  # xxh64 output is uniformly mixed: its low bits index the table
         while True:
@@ -145,11 +172,11 @@ def _distinct(values, n, table, out):
             if v == 0:
                 table[i] = h
                 out[m] = h
-                m += 1
+                m += _U(1)
                 break
             if v == h:
                 break
-            i = (i + np.uint64(1)) & mask
+            i = (i + _U(1)) & mask
     return m
 
 
@@ -157,9 +184,9 @@ def _distinct(values, n, table, out):
 def _orjson_u_escape(buf, i):
     """Whether buf[i:i + 6] is a \\u00xx escape as orjson writes it (a control character without a
     two-byte form, lowercase hex), NUL excepted (content with NUL is rejected as binary)."""
-    if buf[i + 2] != 48 or buf[i + 3] != 48:  # "00"
+    if buf[i + _U(2)] != 48 or buf[i + _U(3)] != 48:  # "00"
         return False
-    hi, lo = _HEX[buf[i + 4]], _HEX[buf[i + 5]]
+    hi, lo = _HEX[buf[i + _U(4)]], _HEX[buf[i + _U(5)]]
     if hi < 0 or hi > 1 or lo < 0:
         return False
     return hi + lo > 0 and not _U_SHORT[hi * 16 + lo]
@@ -182,10 +209,10 @@ def _utf8_length(buf, i, end):
         n = 4
         lo = 0x90 if c == 0xF0 else 0x80
         hi = 0x8F if c == 0xF4 else 0xBF
-    if i + n > end or buf[i + 1] < lo or buf[i + 1] > hi:
+    if i + _U(n) > end or buf[i + _U(1)] < lo or buf[i + _U(1)] > hi:
         return 0
     for k in range(2, n):
-        if buf[i + k] < 0x80 or buf[i + k] > 0xBF:
+        if buf[i + _U(k)] < 0x80 or buf[i + _U(k)] > 0xBF:
             return 0
     return n
 
@@ -197,57 +224,58 @@ def _shingles(buf, start, end, ngram, escaped, scratch):
     (see the module docstring), whose decoded size is -1 unless it is well-formed UTF-8 without
     raw control characters or unescaped quotes and every escape is one orjson writes (NUL, which
     the readers reject as binary, excepted). ``scratch`` holds scratch_words(end - start) words."""
-    n = (end - start) // 2 + 2
+    start, end = _U(start), _U(end)
+    n = (end - start) // _U(2) + _U(2)
     out = scratch[:n]
-    toks = scratch[n : 2 * n]
-    grams = scratch[2 * n : 3 * n]
-    table = scratch[3 * n :]
-    is_tok = _TOKEN_BYTE
-    nt = 0
-    size = end - start
+    toks = scratch[n : _U(2) * n]
+    grams = scratch[_U(2) * n : _U(3) * n]
+    table = scratch[_U(3) * n :]
+    cls = _CLASS_ESCAPED if escaped else _CLASS_RAW
+    nt = _U(0)
+    size = np.int64(end - start)
     i = start
     while i < end:
         c = buf[i]
-        if is_tok[c]:
-            j = i + 1
-            while j < end and is_tok[buf[j]]:
-                j += 1
-            toks[nt] = xxh64(buf, i, j, 0)
-            nt += 1
-            i = j if escaped else j + 1  # buf[j] is not a token byte (but may start an escape)
-        elif not escaped:
-            i += 1
+        k = cls[c]
+        if k == 0:
+            i += _U(1)
+        elif k == 1:
+            j = i + _U(1)
+            while j < end and cls[buf[j]] == 1:
+                j += _U(1)
+            toks[nt] = _token_hash(buf, i, j)
+            nt += _U(1)
+            i = j  # the byte at j is not a token byte: the next round looks at it
         elif c == 92:  # a backslash: the escape stands for one non-token character
-            if i + 1 < end and _SHORT_ESCAPE[buf[i + 1]]:
-                i += 2
+            if i + _U(1) < end and _SHORT_ESCAPE[buf[i + _U(1)]]:
+                i += _U(2)
                 if size >= 0:
                     size -= 1
-            elif i + 6 <= end and buf[i + 1] == 117 and _orjson_u_escape(buf, i):  # \u00xx
-                i += 6
+            elif i + _U(6) <= end and buf[i + _U(1)] == 117 and _orjson_u_escape(buf, i):  # \u00xx
+                i += _U(6)
                 if size >= 0:
                     size -= 5
             else:  # \/, \u of a printable character or NUL, a cut escape: not what orjson writes
                 size = -1
-                i += 2 if i + 1 < end and buf[i + 1] != 117 else 6
+                i += _U(2) if i + _U(1) < end and buf[i + _U(1)] != 117 else _U(6)
         elif c >= 128:  # a non-ASCII character (never a token byte): its bytes must be UTF-8
-            k = _utf8_length(buf, i, end)
-            if k == 0:
+            n_utf8 = _utf8_length(buf, i, end)
+            if n_utf8 == 0:
                 size = -1
-                k = 1
-            i += k
-        else:
-            if c == 34 or c < 32:  # an unescaped quote (not one string body) or raw control character
-                size = -1
-            i += 1
+                n_utf8 = 1
+            i += _U(n_utf8)
+        else:  # an unescaped quote (not one string body) or a raw control character
+            size = -1
+            i += _U(1)
     ndistinct = _distinct(toks, nt, table, out)
     if ngram == 1:
         return ndistinct, ndistinct, size
-    if nt < ngram:
-        return 0, ndistinct, size
+    if nt < _U(ngram):
+        return _U(0), ndistinct, size
     raw = toks.view(np.uint8)  # little-endian lanes of the token hashes
-    ng = nt - ngram + 1
+    ng = nt - _U(ngram) + _U(1)
     for g in range(ng):
-        grams[g] = xxh64(raw, 8 * g, 8 * (g + ngram), 0)
+        grams[g] = xxh64(raw, _U(8) * g, _U(8) * (g + _U(ngram)), 0)
     return _distinct(grams, ng, table, out), ndistinct, size
 
 
@@ -256,12 +284,12 @@ def _minhash_into(sh, n, a, b, out):
     # Permutation outside, shingles inside: the inner loop is a min-reduction over the
     # shingles, which vectorises without loading and storing an accumulator row (~12%
     # faster for the whole kernel than the shingle-outer order).
-    for k in range(a.shape[0]):
+    for k in range(_U(a.shape[0])):
         ak, bk = a[k], b[k]
         m = _ONES
-        for i in range(n):
+        for i in range(_U(n)):
             m = min(m, ak * sh[i] + bk)
-        out[k] = np.uint32(m >> np.uint64(32))
+        out[k] = np.uint32(m >> _U(32))
 
 
 _u8p, _u32p, _u64p, _i64p = (types.CPointer(t) for t in (types.uint8, types.uint32, types.uint64, types.int64))
