@@ -313,9 +313,10 @@ class JsonlUnit:
             data = zstandard.ZstdDecompressor().decompressobj().decompress(self.raw)  # type: ignore[arg-type]
         except zstandard.ZstdError as exc:
             raise InputError(f"{self.source}: frame {self.frame_no} no longer decompresses ({exc})") from None
-        if not data.endswith(b"\n") or data.count(b"\n") != self.skipped:
+        lines = FrameLines(data, self.first_line) if data.endswith(b"\n") else None
+        if lines is None or len(lines) != self.skipped:
             raise InputError(f"{self.source}: frame {self.frame_no} no longer holds {self.skipped} whole lines")
-        return JsonlUnit(self.source, FrameLines(data, self.first_line), raw=self.raw, frame_no=self.frame_no, data=data)
+        return JsonlUnit(self.source, lines, raw=self.raw, frame_no=self.frame_no, data=data)
 
     def __len__(self) -> int:
         return len(self.lines) + len(self.rejected) + self.skipped
