@@ -44,3 +44,24 @@ def remove_stale_tmp(directory: str | Path) -> int:
             p.unlink(missing_ok=True)
             n += 1
     return n
+
+
+def remove_tree(path: str | Path) -> None:
+    """Delete a directory tree if it exists, ignoring what cannot be deleted (``shutil.rmtree(path,
+    ignore_errors=True)`` without importing shutil, which imports bz2 and lzma: ~6 ms a process)."""
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in files:
+            try:
+                os.unlink(os.path.join(root, name))
+            except OSError:
+                pass
+        for name in dirs:
+            full = os.path.join(root, name)
+            try:
+                os.unlink(full) if os.path.islink(full) else os.rmdir(full)
+            except OSError:
+                pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import sys
@@ -35,11 +34,15 @@ def package_versions() -> dict[str, str]:
 
 
 def config_hash(config: Any) -> str:
+    import hashlib  # here: ~4 ms to import (OpenSSL), and a stage run without a run directory never needs it
+
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def fingerprint_files(paths: Iterable[str | Path]) -> str:
     """A cheap fingerprint of input files: name, size and mtime of each (not their bytes)."""
+    import hashlib
+
     h = hashlib.sha256()
     for p in paths:
         p = Path(p)

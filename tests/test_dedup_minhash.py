@@ -72,7 +72,7 @@ def test_escaped_json_bodies_give_the_signatures_of_their_decoded_text(ngram):
     h = MinHashSignature(cfg)
     bodies = [orjson.dumps(t)[1:-1] for t in texts]
     bad = [b"a\\/b", b"\\u0041BC def", b"tab\\u001Fx", b"tab\\u0009x", b'a"b', b"cut\\", b"cut\\u00",
-           "caf\\u00e9".encode(), b"nul\\u0000", b"raw\x01control", b"latin1 caf\xe9 x", b"over\xc0\xaflong",
+           b"caf\\u00e9", b"nul\\u0000", b"raw\x01control", b"latin1 caf\xe9 x", b"over\xc0\xaflong",
            b"surrogate\xed\xa0\x80", b"big\xf4\x90\x80\x80", b"cut\xe2\x82", b"lone\x80byte"]
     bodies += bad
     buf = b"[" + b"][".join(bodies) + b"]"

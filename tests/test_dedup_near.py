@@ -334,3 +334,16 @@ def test_sketches_from_escaped_bodies_equal_those_of_decoded_contents(tmp_path):
                                             "missing_field:repo_name": 1, "too_large": 1}
     assert outs["numba"] == outs["numpy"]
     assert stats["numba"] == stats["numpy"]
+
+
+def test_remove_tree_deletes_nested_work_files(tmp_path):
+    from preprocessing.io import remove_tree
+
+    (tmp_path / "w" / "a" / "b").mkdir(parents=True)
+    (tmp_path / "w" / "a" / "b" / "f.npy").write_bytes(b"x")
+    (tmp_path / "w" / "g").write_bytes(b"y")
+    (tmp_path / "keep").mkdir()
+    (tmp_path / "w" / "link").symlink_to(tmp_path / "keep")
+    remove_tree(tmp_path / "w")
+    remove_tree(tmp_path / "missing")  # nothing there: no error
+    assert not (tmp_path / "w").exists() and (tmp_path / "keep").is_dir()

@@ -25,17 +25,16 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import importlib.machinery
 import importlib.util
-import logging
 import os
 import pickle
 import re
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
+
+import xxhash
 
 _c = ctypes
 PROTOTYPES = {
@@ -47,10 +46,16 @@ PROTOTYPES = {
 }
 """ctypes prototypes of the C-ABI entry points of :mod:`._kernels` (KERNELS there)."""
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 _KEEP: list[Any] = []  # engines / cfuncs whose machine code the returned functions point into
 LAST_SOURCE = ""  # "cache" or "compiled": where the kernels of this process came from (for tests)
 LAST_LOADER = ""  # "so" (dlopen), "mcjit" (llvmlite) or "numba": what linked them (for tests)
+
+
+def _log() -> Any:
+    import logging  # only on the paths that log (~5 ms to import)
+
+    return logging.getLogger(__name__)
 
 
 def available() -> bool:
@@ -89,11 +94,11 @@ def _stamp(path: Path) -> str:
 def _cache_key(cpu: str, features: str) -> str:
     source = Path(__file__).with_name("_kernels.py").read_bytes()
     parts = [
-        str(CACHE_FORMAT), hashlib.sha256(source).hexdigest(), sys.version,
+        str(CACHE_FORMAT), xxhash.xxh3_128_hexdigest(source), sys.version,
         _stamp(_package_dir("numba") / "__init__.py"), _stamp(_package_dir("llvmlite") / "__init__.py"),
         cpu, features,
     ]
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+    return xxhash.xxh3_128_hexdigest("|".join(parts).encode())
 
 
 def _cpuinfo() -> str | None:
@@ -131,6 +136,7 @@ def _build_so(compiled: dict[str, Any], path: Path) -> None:
     """Link the kernels numba just compiled into the shared-library cache file ``path``: their
     LLVM IR emitted as position-independent code, plus a C file with an address table of the
     kernels (``cp_kernels``, in PROTOTYPES order) and aborting stubs for numba's helpers."""
+    import shutil
     import subprocess
     import sysconfig
     import tempfile
@@ -240,7 +246,7 @@ def _compile_and_store(path: Path | None, so_path: Path | None) -> dict[str, Any
 
     compiled = _kernels.compile_kernels()
     _KEEP.extend(compiled.values())
-    log = logging.getLogger(__name__)
+    log = _log()
     if path is not None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:  # storing is an optimisation: numba's library API may change, a folder may be read-only
@@ -265,7 +271,6 @@ def _compile_and_store(path: Path | None, so_path: Path | None) -> dict[str, Any
 def kernels() -> dict[str, Any]:
     """name -> ctypes function of each kernel: from a cache file, else compiled (and cached)."""
     global LAST_SOURCE, LAST_LOADER
-    log = logging.getLogger(__name__)
     path = so_path = None
     try:
         so_path = _so_path()
@@ -274,7 +279,7 @@ def kernels() -> dict[str, Any]:
             LAST_SOURCE, LAST_LOADER = "cache", "so"
             return fns
     except Exception as exc:  # noqa: BLE001 - any failure to load only means another path
-        log.debug("kernel library %s not loaded (%s)", so_path, exc)
+        _log().debug("kernel library %s not loaded (%s)", so_path, exc)
     try:
         llvm, cpu, features = _host()
         path = cache_dir() / f"minhash-kernels-{_cache_key(cpu, features)}.bin"
@@ -283,7 +288,7 @@ def kernels() -> dict[str, Any]:
             LAST_SOURCE, LAST_LOADER = "cache", "mcjit"
             return fns
     except Exception as exc:  # noqa: BLE001 - any failure to load only means compiling again
-        log.debug("kernel cache %s not loaded (%s): compiling", path, exc)
+        _log().debug("kernel cache %s not loaded (%s): compiling", path, exc)
     fns = _compile_and_store(path, so_path)
     LAST_SOURCE, LAST_LOADER = "compiled", "numba"
     return fns

@@ -16,7 +16,6 @@ Bytes are counted as UTF-8 content bytes, as in `stream` and `pack`.
 from __future__ import annotations
 
 import resource
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -30,14 +29,20 @@ import xxhash
 import zstandard
 
 from preprocessing.config import to_dict
-from preprocessing.dedup.index import ClusterResult, NearDedupIndex, SketchBatch, sketch, sketch_of
+from preprocessing.dedup.index import (
+    ClusterResult,
+    NearDedupIndex,
+    SketchBatch,
+    sketch,
+    sketch_of,
+)
 from preprocessing.dedup.minhash import (
     MinHashSignature,
     NearDedupConfig,
     SignatureBatch,
     encode_content,
 )
-from preprocessing.io import read_json, remove_stale_tmp, write_json_atomic
+from preprocessing.io import read_json, remove_stale_tmp, remove_tree, write_json_atomic
 from preprocessing.manifest import RunManifest
 from preprocessing.parallel import ordered_map
 from preprocessing.readers import (
@@ -475,7 +480,7 @@ def run_near_dedup(
         return _cluster_and_write(cfg, index, reader, limit, workers, out_dir, lines, pass1_rejected, t0)
     finally:
         index.close()
-        shutil.rmtree(work_dir, ignore_errors=True)
+        remove_tree(work_dir)
 
 
 def _reset_out_dir(out_dir: Path) -> Path:
@@ -485,7 +490,7 @@ def _reset_out_dir(out_dir: Path) -> Path:
     for old in [*out_dir.glob("part-*.jsonl.zst"), *out_dir.glob("clusters*.jsonl.zst"), out_dir / "stats.json"]:
         old.unlink(missing_ok=True)
     work_dir = out_dir / ".work"
-    shutil.rmtree(work_dir, ignore_errors=True)
+    remove_tree(work_dir)
     return work_dir
 
 
@@ -756,4 +761,4 @@ class StreamNearDedup:
         if self._index is not None:
             self._index.close()
             self._index = None
-        shutil.rmtree(self._work_dir, ignore_errors=True)
+        remove_tree(self._work_dir)

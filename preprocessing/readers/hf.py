@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +53,8 @@ class HFDatasetReader(Reader):
         from preprocessing.manifest import fingerprint_files
 
         key = f"{self.source}|{fingerprint_files(self.data_files) if self.data_files else ''}"
+        import hashlib  # here: importing it costs every process ~4 ms (OpenSSL)
+
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def units(self) -> Iterator[HFUnit]:
