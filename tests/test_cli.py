@@ -35,3 +35,18 @@ def test_errors_are_one_line_without_traceback(tmp_path):
     bad.write_text("stream:\n  nope: 1\n")
     result = runner.invoke(main, ["stream", "--config", str(bad)])
     assert result.exit_code == 2 and "unknown key 'nope'" in result.output and "Traceback" not in result.output
+
+
+def test_commands_keep_openblas_to_one_thread_unless_told(tmp_path):
+    """numpy's OpenBLAS starts a thread per core at import (~0.1 s of CPU); the commands never use it."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import preprocessing.dedup.cli, numpy, os; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "OPENBLAS_NUM_THREADS": "3"},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "3"
