@@ -388,18 +388,35 @@ def _rows_lines_unit(job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
         return out
     unit = unit.decompress()
     records, r = out.records, 0
-    if unit.raw is not None and not unit.rejected and status.count(LINE_VERBATIM) == len(status) \
-            and not any(f & _DROPPED for f in flags):
-        out.frame = unit.raw
-        out.frame_nbytes = len(unit.data)  # type: ignore[arg-type]
-        for (lineno, line), f in zip(unit.lines, flags):
+    if isinstance(unit.lines, FrameLines) and unit.raw is not None and not unit.rejected \
+            and status.count(LINE_VERBATIM) == len(status):
+        # A frame of verbatim lines: copied as it is when nothing is removed, else its runs of
+        # kept lines (slices of the frame, newlines included) compressed as one new frame.
+        data = unit.lines.data
+        pieces: list[bytes] = []
+        run = -1  # where the current run of kept lines starts (-1: in no run)
+        for (lineno, start, end), f in zip(unit.lines.spans(), flags):
+            if f & _DROPPED:
+                if run >= 0:
+                    pieces.append(data[run:start])
+                    run = -1
+            elif run < 0:
+                run = start
             if f == 0:
                 records.append((None, "", ""))
                 continue
-            item = reader.decode_line(unit.source, lineno, line)  # a cluster member: its names
+            item = reader.decode_line(unit.source, lineno, data[start:end])  # a cluster member: its names
             if not isinstance(item, CodeFile):
                 raise ValueError(CHANGED.format(f"{unit.source}:{lineno} is rejected now"))  # noqa: TRY004
             records.append((None, item.repo_name, item.path))
+        if run == 0:  # nothing removed
+            out.frame, out.frame_nbytes = unit.raw, len(data)
+            return out
+        if run > 0:
+            pieces.append(data[run:])
+        kept = b"".join(pieces)
+        if kept:
+            out.frame, out.frame_nbytes = _STATE.compressor.compress(kept), len(kept)
         return out
     for (lineno, line), st in zip(unit.lines, status):
         if st == LINE_REJECTED:
