@@ -215,8 +215,8 @@ def main() -> None:
             real_mb = make_dump(inp, mb)
             runs: dict[str, list[dict]] = {"datasketch": [], "ours": []}
             for _ in range(args.repeat):  # alternating, so that a noisy spell hits both methods
-                for m in runs:
-                    runs[m].append(timed(m, inp, tmp / f"out-{m}-{mb}", args.workers))
+                for m, done in runs.items():
+                    done.append(timed(m, inp, tmp / f"out-{m}-{mb}", args.workers))
             res = {m: min(r, key=lambda x: x["wall_s"]) for m, r in runs.items()}
             for m, r in res.items():
                 speed = real_mb / r["wall_s"] / args.workers
