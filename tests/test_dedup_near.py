@@ -287,7 +287,8 @@ def _escape_all(row: dict) -> bytes:
     return head + b',"content":"' + body.encode() + b'"}\n'
 
 
-def test_sketches_from_escaped_bodies_equal_those_of_decoded_contents(tmp_path):
+@pytest.mark.parametrize("preset", [{}, {"ngram": 5, "lowercase": True, "threshold": 0.7}])  # CodeParrot, BigCode
+def test_sketches_from_escaped_bodies_equal_those_of_decoded_contents(tmp_path, preset):
     """Pass 1 sketches a verbatim line from its content's JSON string body as it lies in the line;
     lines with other escapes (\\u00e9 for é, \\/ for /, letters as \\u00XX), a raw é, control
     characters or another layout are decoded first. Every form must give the signatures of its
@@ -319,6 +320,7 @@ def test_sketches_from_escaped_bodies_equal_those_of_decoded_contents(tmp_path):
         b'{"repo_name":"r","path":"p.py","content":"first","content":"second = value"}\n',
         head + b',"content":"raw\x01control"}\n',
         head + b',"content":"cut \\"}\n',
+        head + b',"content":"upper = \\u001F + hex"}\n',  # valid JSON, not orjson's escape (nor, lowercased)
     ]
     d = tmp_path / "in"
     d.mkdir()
@@ -326,7 +328,7 @@ def test_sketches_from_escaped_bodies_equal_those_of_decoded_contents(tmp_path):
     outs, stats = {}, {}
     for backend in ("numba", "numpy"):
         inputs = InputConfig(paths=[str(d)], max_file_bytes=2_000_000)
-        st = run_near_dedup(NearDedupConfig(backend=backend), inputs, tmp_path / backend)
+        st = run_near_dedup(NearDedupConfig(backend=backend, **preset), inputs, tmp_path / backend)
         outs[backend] = outputs(tmp_path / backend)
         stats[backend] = (st["totals"], st["near_dedup"])
         assert st["near_dedup"]["removed"] == 6, backend
