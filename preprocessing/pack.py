@@ -209,9 +209,10 @@ def _tokenizers_threads(enabled: bool) -> Iterator[None]:
 
 def tokenizer_json(tokenizer: str | os.PathLike) -> Path:
     """The tokenizer.json of a tokenizer directory (or the file itself); ValueError if missing."""
-    path = Path(tokenizer)
-    path = path / "tokenizer.json" if path.is_dir() else path
-    if not path.is_file():
+    from shards.format import find_tokenizer_json
+
+    path = find_tokenizer_json(tokenizer)
+    if path is None:
         raise ValueError(f"tokenizer {tokenizer} has no tokenizer.json: run `cp-preprocess tokenizer` first")
     return path
 

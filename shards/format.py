@@ -77,14 +77,21 @@ def content_hash(data: bytes | memoryview) -> str:
     return f"{CONTENT_HASH}:{xxhash.xxh3_128_hexdigest(data)}"
 
 
-def tokenizer_hash(path: str | os.PathLike) -> str:
-    """"sha256:<hex>" of a tokenizer's tokenizer.json bytes; `path` is the file or the directory holding it."""
+def find_tokenizer_json(path: str | os.PathLike) -> Path | None:
+    """The tokenizer.json that ``path`` names (the file itself, or the one in the directory it
+    names), or None when there is none. Each caller words its own error."""
     p = Path(path)
     if p.is_dir():
         p = p / "tokenizer.json"
-    if not p.is_file():
+    return p if p.is_file() else None
+
+
+def tokenizer_hash(path: str | os.PathLike) -> str:
+    """"sha256:<hex>" of a tokenizer's tokenizer.json bytes; `path` is the file or the directory holding it."""
+    p = find_tokenizer_json(path)
+    if p is None:
         raise ValueError(
-            f"{p}: no tokenizer.json there; pass a tokenizer directory saved in the HF format "
+            f"{path}: no tokenizer.json there; pass a tokenizer directory saved in the HF format "
             "(tokenizer.save(...) / save_pretrained) or the path of its tokenizer.json"
         )
     h = hashlib.sha256()

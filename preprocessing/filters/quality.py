@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from preprocessing.filters.base import Filter
@@ -138,10 +137,10 @@ def load_tokenizer(path: str) -> Any:
     """A ``tokenizers.Tokenizer`` from a tokenizer.json file or a directory holding one."""
     from tokenizers import Tokenizer
 
-    p = Path(path)
-    if p.is_dir():
-        p = p / "tokenizer.json"
-    if not p.is_file():
+    from shards.format import find_tokenizer_json
+
+    p = find_tokenizer_json(path)
+    if p is None:
         raise ValueError(
             f"quality.tokenizer: {path} is not a tokenizers JSON file nor a directory with tokenizer.json; "
             "train one with `cp-preprocess tokenizer` or set tokenizer to null"
