@@ -35,12 +35,11 @@ _P4 = np.uint64(0x85EBCA77C2B2AE63)
 _P5 = np.uint64(0x27D4EB2F165667C5)
 _ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
 
-_TOKEN_BYTE = np.zeros(256, dtype=np.bool_)
-for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_":
-    _TOKEN_BYTE[_c] = True
 # Byte classes of the scan: 1 token byte, 0 other byte, 2 (JSON string bodies only) a byte to look
 # at: a backslash, a quote, a control character or a non-ASCII byte.
-_CLASS_RAW = _TOKEN_BYTE.astype(np.uint8)
+_CLASS_RAW = np.zeros(256, dtype=np.uint8)
+for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_":
+    _CLASS_RAW[_c] = 1
 _CLASS_ESCAPED = _CLASS_RAW.copy()
 _CLASS_ESCAPED[:32] = 2
 _CLASS_ESCAPED[128:] = 2

@@ -213,7 +213,7 @@ def _sketch_lines_unit(unit: JsonlUnit) -> UnitSketch:
     res.rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
     res.digest = _lines_digest(unit)
     if unit.raw is not None:
-        res.frame = (unit.source, unit.frame_no, len(unit.data))  # type: ignore[arg-type]
+        res.frame = (unit.source, unit.frame_no, len(unit.lines.data))  # type: ignore[union-attr]
     return res
 
 

@@ -221,19 +221,19 @@ class FrameLines(Sequence):
         return False
 
 
-LineGroup = tuple["list[tuple[int, bytes]] | FrameLines", "bytes | None", "bytes | None", int, int]
+LineGroup = tuple["list[tuple[int, bytes]] | FrameLines", "bytes | None", int, int]
 
 
 def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator[LineGroup]:
     """Groups of (line number, raw line without newline): the lines each decompressed piece completes.
 
-    Each group is (lines, raw, data, frame number, skipped). A group that is exactly one whole zstd
-    frame (the frame starts at a line start and ends with a newline) comes with the frame's
-    compressed bytes as ``raw``, so a writer can copy the frame as it is, and its decompressed
-    bytes as ``data`` (the lines, each followed by its newline); other groups come with None for
-    both. A frame listed in ``skip`` ({frame number: its number of lines}, as an earlier read found
-    them) is not decompressed: it comes as ([(its first line number, b"")], raw, None, its number,
-    its number of lines); ``skipped`` is 0 for other groups. Frame numbers count a .zst file's frames with content from 0 (-1: not zstd).
+    Each group is (lines, raw, frame number, skipped). A group that is exactly one whole zstd frame
+    (the frame starts at a line start and ends with a newline) comes as :class:`FrameLines` (which
+    hold the decompressed frame) with the frame's compressed bytes as ``raw``, so a writer can copy
+    the frame as it is; other groups are lists and come with None. A frame listed in ``skip``
+    ({frame number: its number of lines}, as an earlier read found them) is not decompressed: it
+    comes as ([(its first line number, b"")], raw, its number, its number of lines); ``skipped`` is
+    0 for other groups. Frame numbers count a .zst file's frames with content from 0 (-1: not zstd).
     Raises TruncatedInput (after yielding the complete lines) and leaves the partial last line to
     the caller via the exception. Linear in the input: the pieces of a line that spans pieces are
     joined once, at its newline.
@@ -254,7 +254,7 @@ def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator
                 if chunk is None:  # a skipped whole frame of skip[frame_no] lines
                     if pending:
                         raise TruncatedInput(f"frame {frame_no} no longer starts at a line start (the file changed)")
-                    yield [(lineno + 1, b"")], raw, None, frame_no, skip[frame_no]  # type: ignore[index]
+                    yield [(lineno + 1, b"")], raw, frame_no, skip[frame_no]  # type: ignore[index]
                     lineno += skip[frame_no]  # type: ignore[index]
                     continue
                 if b"\n" not in chunk:
@@ -262,7 +262,7 @@ def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator
                     continue
                 if raw is not None and not pending and chunk.endswith(b"\n"):  # a whole frame of whole lines
                     group = FrameLines(chunk, lineno + 1)
-                    yield group, raw, chunk, frame_no, 0
+                    yield group, raw, frame_no, 0
                     lineno += len(group)
                     continue
                 lines = chunk.split(b"\n")
@@ -271,19 +271,19 @@ def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator
                     lines[0] = b"".join(pending)
                 last = lines.pop()
                 pending = [last] if last else []
-                yield list(enumerate(lines, lineno + 1)), None, None, frame_no, 0
+                yield list(enumerate(lines, lineno + 1)), None, frame_no, 0
                 lineno += len(lines)
         except TruncatedInput as exc:
             exc.partial = b"".join(pending)  # type: ignore[attr-defined]
             exc.lineno = lineno + 1  # type: ignore[attr-defined]
             raise
     if pending:
-        yield [(lineno + 1, b"".join(pending))], None, None, -1, 0
+        yield [(lineno + 1, b"".join(pending))], None, -1, 0
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, raw line without newline) for a plain, .gz or .zst file (see iter_line_groups)."""
-    for group, _raw, _data, _frame_no, _skipped in iter_line_groups(path):
+    for group, _raw, _frame_no, _skipped in iter_line_groups(path):
         yield from group
 
 
@@ -302,8 +302,6 @@ class JsonlUnit:
     """A frame that ``units(skip=...)`` did not decompress: its number of lines (``lines`` is empty)."""
     first_line: int = 0
     """The line number of a skipped frame's first line."""
-    data: bytes | None = None
-    """A whole-frame unit: the frame decompressed (``lines``, each followed by its newline), else None."""
 
     def decompress(self) -> JsonlUnit:
         """A skipped frame's unit with its lines (the frame must still hold ``skipped`` whole lines)."""
@@ -316,7 +314,7 @@ class JsonlUnit:
         lines = FrameLines(data, self.first_line) if data.endswith(b"\n") else None
         if lines is None or len(lines) != self.skipped:
             raise InputError(f"{self.source}: frame {self.frame_no} no longer holds {self.skipped} whole lines")
-        return JsonlUnit(self.source, lines, raw=self.raw, frame_no=self.frame_no, data=data)
+        return JsonlUnit(self.source, lines, raw=self.raw, frame_no=self.frame_no)
 
     def __len__(self) -> int:
         return len(self.lines) + len(self.rejected) + self.skipped
@@ -394,7 +392,7 @@ class JsonlReader(FileDumpReader):
             unit = JsonlUnit(source)
             nlines = 0
             try:
-                for group, raw, data, frame_no, skipped in iter_line_groups(path, (skip or {}).get(source)):
+                for group, raw, frame_no, skipped in iter_line_groups(path, (skip or {}).get(source)):
                     if skipped or (isinstance(group, FrameLines) and len(group) <= self.batch_records
                                    and not group.has_blank()):
                         if unit.lines:
@@ -403,7 +401,7 @@ class JsonlReader(FileDumpReader):
                         if skipped:
                             yield JsonlUnit(source, raw=raw, frame_no=frame_no, skipped=skipped, first_line=group[0][0])
                         else:
-                            yield JsonlUnit(source, group, raw=raw if frames else None, frame_no=frame_no, data=data)
+                            yield JsonlUnit(source, group, raw=raw if frames else None, frame_no=frame_no)
                         unit = JsonlUnit(source)
                         continue
                     for lineno, line in group:
