@@ -62,13 +62,13 @@ def ordered_map(
             if inline is not None and inline(item):
                 submit()
                 pending.append(_Done([fn(item)]))
-                continue
-            group.append(item)
-            if batch > 0:
-                group_cost += cost(item)
-            if group_cost >= batch:
-                submit()
-            while len(pending) >= window:
+            else:
+                group.append(item)
+                if batch > 0:
+                    group_cost += cost(item)
+                if group_cost >= batch:
+                    submit()
+            while len(pending) >= window:  # inline results count too: memory stays bounded
                 yield from pending.popleft().get()
         submit()
         while pending:

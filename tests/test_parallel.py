@@ -28,3 +28,26 @@ def test_results_in_input_order(workers, batch, inline):
         assert os.getpid() not in pids  # the others ran in the pool
         inline_pids = {pid for (_, pid), x in zip(out, items) if inline and inline(x)}
         assert inline_pids <= {os.getpid()}
+
+
+def slow_first(x: int) -> int:
+    if x == 0:
+        import time
+
+        time.sleep(0.3)
+    return x
+
+
+def test_inline_items_do_not_run_ahead_of_the_window():
+    """A run of inline items behind a slow pool task waits for it: at most ``window`` results are held."""
+    consumed = []
+
+    def items():
+        for i in range(200):
+            consumed.append(i)
+            yield i
+
+    out = ordered_map(slow_first, items(), workers=2, window=4, inline=lambda x: x > 0)
+    assert next(out) == 0
+    assert len(consumed) <= 5
+    assert list(out) == list(range(1, 200))

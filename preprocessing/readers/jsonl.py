@@ -397,7 +397,7 @@ class JsonlReader(FileDumpReader):
                                    and not group.has_blank()):
                         if unit.lines:
                             yield unit
-                        nlines += len(group) + skipped
+                        nlines += skipped or len(group)  # a skipped frame's group is a stand-in line
                         if skipped:
                             yield JsonlUnit(source, raw=raw, frame_no=frame_no, skipped=skipped, first_line=group[0][0])
                         else:
