@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import hashlib
 import os
 import re
 import sys
@@ -72,6 +71,8 @@ def _batched(unit_args: tuple, paths: list[str], n: int) -> Iterator[FilesUnit]:
 
 
 def _fingerprint_tree(entries: list[tuple[str, list[str]]]) -> str:
+    import hashlib  # here, as in readers/hf.py and manifest.py: the readers' import stays without OpenSSL (~4 ms)
+
     h = hashlib.sha256()
     for root, rels in entries:
         for rel in rels:
