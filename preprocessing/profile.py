@@ -40,8 +40,7 @@ class Histograms:
             value = metrics.get(name)
             if value is None:
                 continue
-            i = bisect_right(edges, value) - 1
-            self.counts[name][min(max(i, 0), len(edges) - 2)] += 1
+            self.counts[name][bin_index(edges, value)] += 1
 
     def merge(self, other: Histograms) -> None:
         for name, counts in other.counts.items():
@@ -51,6 +50,12 @@ class Histograms:
 
     def to_dict(self) -> dict[str, Any]:
         return {name: histogram_dict(HISTOGRAM_EDGES[name], c) for name, c in self.counts.items()}
+
+
+def bin_index(edges: list[float], value: float) -> int:
+    """The bin of ``value`` among ``edges`` (bin i holds edges[i] <= v < edges[i + 1]); values
+    outside fall in the first or last bin."""
+    return min(max(bisect_right(edges, value) - 1, 0), len(edges) - 2)
 
 
 def histogram_dict(edges: list[float], counts: list[int]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from preprocessing.filters.quality import file_metrics
 from preprocessing.hashing import record_key
 from preprocessing.io import read_json, remove_stale_tmp, write_json_atomic
 from preprocessing.manifest import RunManifest
-from preprocessing.parallel import ordered_map
+from preprocessing.parallel import RECORDS_PER_TASK, ordered_map
 from preprocessing.profile import CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
 from preprocessing.record import Rejected
@@ -118,7 +118,7 @@ def _process_unit(unit: Any) -> UnitResult:
         filt.keep(nbytes)
         line = orjson.dumps(item.to_json_dict()) + b"\n"
         kept.append((content_hash(item.content, normalize), line, item.metrics, item.license, item.repo_name))
-    sketch = _STATE.sketcher([k[1] for k in kept]) if _STATE.sketcher is not None else None
+    sketch = _STATE.sketcher([k[1] for k in kept]) if _STATE.sketcher is not None and kept else None
     return UnitResult(read, filt, profile, kept, sketch)
 
 
@@ -145,12 +145,10 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
     t0 = time.perf_counter()
 
     units = reader.units() if limit is None else limit_units(reader.units(), limit)
-    # batch: small work units (e.g. the ~15 files of one 256 KiB frame of a toolkit-written dump)
-    # go to a worker 128 records at a time: one task per unit costs the main process ~1 ms each.
     results = ordered_map(_process_unit, units, workers=cfg.workers, window=4 * cfg.workers,
                           initializer=_init_worker,
                           initargs=(reader, filters, cfg.exact_dedup, near.sketcher if near is not None else None),
-                          batch=128)
+                          batch=RECORDS_PER_TASK)
     for res in results:
         read.merge(res.read)
         filt.merge(res.filter)
@@ -215,16 +213,6 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
 
 
 
-def run_stream(cfg: StreamConfig, run_dir: str | Path, force: bool = False) -> dict[str, Any]:
-    """The `stream` stage into ``run_dir``: RUN/clean/part-*.jsonl.zst, RUN/clean/stats.json, manifest.
-
-    A finished stage with the same config and input is skipped (its stats are returned with
-    ``skipped: true``). A killed run leaves no file under a final name that a re-run would keep:
-    the re-run deletes partial outputs and writes the same bytes again.
-    """
-    return _run_stream(cfg, run_dir, force)
-
-
 def run_stream_and_dedup(cfg: StreamConfig, near_cfg: NearDedupConfig, run_dir: str | Path,
                          force: bool = False) -> dict[str, dict[str, Any]]:
     """`stream` then `dedup` with ONE pass over the input: returns ``{"stream": .., "dedup": ..}``.
@@ -238,14 +226,21 @@ def run_stream_and_dedup(cfg: StreamConfig, near_cfg: NearDedupConfig, run_dir: 
     from preprocessing.dedup.near import StreamNearDedup, run_dedup
 
     near = StreamNearDedup(near_cfg, run_dir, cfg.workers, force)
-    stream = _run_stream(cfg, run_dir, force, near)
+    stream = run_stream(cfg, run_dir, force, near=near)
     if near.stats is None:  # stream was skipped: its sketches were not computed
         return {"stream": stream, "dedup": run_dedup(near_cfg, run_dir, workers=cfg.workers, force=force)}
     return {"stream": stream, "dedup": near.stats}
 
 
-def _run_stream(cfg: StreamConfig, run_dir: str | Path, force: bool = False,
-                near: StreamNearDedup | None = None) -> dict[str, Any]:
+def run_stream(cfg: StreamConfig, run_dir: str | Path, force: bool = False, *,
+               near: StreamNearDedup | None = None) -> dict[str, Any]:
+    """The `stream` stage into ``run_dir``: RUN/clean/part-*.jsonl.zst, RUN/clean/stats.json, manifest.
+
+    A finished stage with the same config and input is skipped (its stats are returned with
+    ``skipped: true``). A killed run leaves no file under a final name that a re-run would keep:
+    the re-run deletes partial outputs and writes the same bytes again. ``near`` (from
+    :func:`run_stream_and_dedup`) also near-dedups the rows in the same pass.
+    """
     run_dir = Path(run_dir)
     out_dir = run_dir / "clean"
     manifest = RunManifest(run_dir)

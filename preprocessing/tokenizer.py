@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import keyword
-from bisect import bisect_right
 import os
 import re
 import shutil
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from preprocessing.hashing import keyed_uniform, record_key
-from preprocessing.profile import CHARS_PER_TOKEN_EDGES, histogram_dict
+from preprocessing.profile import CHARS_PER_TOKEN_EDGES, bin_index, histogram_dict
 from preprocessing.record import CodeFile, Rejected
 from preprocessing.stats import StageStats
 
@@ -258,8 +257,7 @@ def measure_tokenizers(tokenizers: dict[str, Any], texts: Iterable[str]) -> dict
                 used[name][ids] = True
                 tokens[name] += len(ids)
                 if len(ids):
-                    i = bisect_right(CHARS_PER_TOKEN_EDGES, len(text) / len(ids)) - 1
-                    per_file[name][min(i, len(per_file[name]) - 1)] += 1
+                    per_file[name][bin_index(CHARS_PER_TOKEN_EDGES, len(text) / len(ids))] += 1
         chars += sum(len(t) for t in batch)
         files += len(batch)
     keywords = sorted(set(keyword.kwlist) | set(keyword.softkwlist))

@@ -44,7 +44,7 @@ from preprocessing.dedup.minhash import (
 )
 from preprocessing.io import read_json, remove_stale_tmp, remove_tree, write_json_atomic
 from preprocessing.manifest import RunManifest
-from preprocessing.parallel import ordered_map
+from preprocessing.parallel import RECORDS_PER_TASK, ordered_map
 from preprocessing.readers import (
     InputConfig,
     JsonlReader,
@@ -66,7 +66,6 @@ CHANGED = "the input changed between the two passes of near-dedup ({}); re-run"
 LINE_VERBATIM = 0  # a record whose line is byte for byte the row pass 2 writes: copied unparsed
 LINE_REWRITE = 1  # a record whose row pass 2 serialises again (other key order, spacing, escapes)
 LINE_REJECTED = 2  # rejected by the reader (re-decoded in pass 2 for its reason)
-PASS_BATCH = 128  # records per task sent to a worker (ordered_map's batch): small frame units add up
 # Per record, what pass 2 must know about it (1 byte per record of a unit).
 _MEMBER, _DROPPED = 1, 2
 
@@ -488,7 +487,7 @@ def run_near_dedup(
         units = _units(reader, limit, frames=lines is not None and cfg.copy_frames)
         for res in ordered_map(_sketch_unit if lines is None else _sketch_lines_unit, units,
                                workers=workers, window=2 * workers, initializer=_init_worker, initargs=(reader, cfg),
-                               batch=PASS_BATCH):
+                               batch=RECORDS_PER_TASK):
             for reason, _nbytes in res.rejected:
                 pass1_rejected[reason] += 1
             index.add(res.batch)
@@ -592,7 +591,7 @@ def _filter_pass(
         units = _units(reader, limit, frames=True)
     if lines is None:
         results = ordered_map(_rows_unit, units, workers=workers, window=2 * workers,
-                              initializer=_init_worker, initargs=(reader, cfg), batch=PASS_BATCH)
+                              initializer=_init_worker, initargs=(reader, cfg), batch=RECORDS_PER_TASK)
     else:
         # Copying verbatim lines or untouched frames is no work for a worker: shipping them there
         # and back would cost more than it saves. Workers help with frames to decompress and
@@ -601,7 +600,7 @@ def _filter_pass(
         pass2_workers = workers if frames or 4 * lines.status.count(LINE_REWRITE) > len(lines.status) else 1
         results = ordered_map(_rows_lines_unit, lines.jobs(units, result), workers=pass2_workers,
                               window=4 * pass2_workers, initializer=_init_worker, initargs=(reader, cfg),
-                              inline=_untouched if frames else None, batch=PASS_BATCH, cost=_job_records)
+                              inline=_untouched if frames else None, batch=RECORDS_PER_TASK, cost=_job_records)
     for u, res in enumerate(results):
         if lines is not None and lines.digests is not None and res.digest != lines.digests[u]:
             raise ValueError(CHANGED.format(f"lines of work unit {u} differ"))
