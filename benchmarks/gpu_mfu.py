@@ -27,15 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def prepare_data(run_dir: Path, vocab_size: int, seq_length: int, corpus_bytes: int) -> Path:
     """Tokenizer + train/valid shards from the standard library (reused if already there)."""
-    from training.demo_data import pack_sources, python_sources, train_tokenizer
+    from shards import ShardReader
+    from training.demo_data import build_demo_run
 
     if (run_dir / "shards" / "valid" / "index.json").is_file():
         return run_dir
     t0 = time.perf_counter()
-    tok = train_tokenizer(run_dir / "tokenizer", vocab_size=vocab_size, corpus_bytes=corpus_bytes)
-    texts = list(python_sources(corpus_bytes))
-    n = pack_sources(tok, run_dir / "shards" / "train", seq_length, iter(texts))
-    pack_sources(tok, run_dir / "shards" / "valid", seq_length, python_sources(1 << 20, skip=len(texts)))
+    build_demo_run(run_dir, seq_length=seq_length, vocab_size=vocab_size, train_bytes=corpus_bytes,
+                   valid_bytes=1 << 20, corpus_bytes=corpus_bytes)
+    n = ShardReader(run_dir / "shards" / "train").num_samples
     print(f"data: {n} train samples of {seq_length} tokens, vocabulary {vocab_size}, "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
     return run_dir

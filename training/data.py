@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import torch
 from torch.utils.data import DataLoader
 
-from shards import ShardDataset, ShardError, ShardReader, tokenizer_hash
+from shards import ShardDataset, ShardError, ShardReader
 from training.config import TrainConfig
 
 
-def check_shards(cfg: TrainConfig) -> None:
-    """Fail early, with a message naming the directory, when the shards cannot feed this run.
+def check_shards(cfg: TrainConfig, expected: str) -> None:
+    """Fail early, with a message naming the directory, when the shards cannot feed this run
+    (``expected``: the tokenizer's hash, :func:`shards.tokenizer_hash`).
 
     valid/ is needed only when the run evaluates (eval_batches > 0).
     """
@@ -21,7 +23,6 @@ def check_shards(cfg: TrainConfig) -> None:
         if not (split_dir / "index.json").is_file():
             raise ValueError(f"{split_dir}: no index.json; data_dir must hold train/ and valid/ written by "
                              f"`cp-preprocess pack` (set data_dir=RUN/shards)")
-    expected = tokenizer_hash(cfg.tokenizer_dir)
     for split_dir in splits:
         # ShardReader raises ShardError (a ValueError) naming the file on a tokenizer or length mismatch.
         try:
@@ -32,12 +33,21 @@ def check_shards(cfg: TrainConfig) -> None:
             raise
 
 
-def train_dataset(cfg: TrainConfig, rank: int, world_size: int) -> ShardDataset:
+def train_dataset(cfg: TrainConfig, rank: int, world_size: int, tok_hash: str) -> ShardDataset:
     """The shuffled, endless training stream; this rank's contiguous slice of every global batch."""
     return ShardDataset(cfg.train_dir, global_batch_size=cfg.global_batch_size,
                         micro_batch_size=cfg.micro_batch_size, rank=rank, world_size=world_size,
-                        seed=cfg.seed, shuffle=True, expected_tokenizer_hash=tokenizer_hash(cfg.tokenizer_dir),
+                        seed=cfg.seed, shuffle=True, expected_tokenizer_hash=tok_hash,
                         expected_seq_length=cfg.seq_length)
+
+
+def valid_dataset(cfg: TrainConfig, rank: int, world_size: int) -> ShardDataset:
+    """valid/ in file order (unshuffled, from position 0), this rank's slice of every global batch:
+    the same samples on every evaluation and for every run and world size, so validation losses
+    are comparable across runs. Opened once per run."""
+    return ShardDataset(cfg.valid_dir, global_batch_size=cfg.global_batch_size,
+                        micro_batch_size=cfg.micro_batch_size, rank=rank, world_size=world_size,
+                        seed=cfg.seed, shuffle=False, expected_seq_length=cfg.seq_length)
 
 
 def make_loader(dataset: ShardDataset, cfg: TrainConfig, pin_memory: bool) -> DataLoader:
@@ -51,25 +61,13 @@ def make_loader(dataset: ShardDataset, cfg: TrainConfig, pin_memory: bool) -> Da
                       generator=torch.Generator().manual_seed(cfg.seed))
 
 
-def valid_batches(cfg: TrainConfig, rank: int, world_size: int, num_batches: int,
+def valid_batches(dataset: ShardDataset, cfg: TrainConfig, world_size: int, num_batches: int,
                   pin_memory: bool) -> Iterator[torch.Tensor]:
-    """This rank's micro batches of the first `num_batches` global batches of valid/, in file order.
-
-    The samples (unshuffled, from position 0) are the same on every evaluation and for every run and
-    world size, so validation losses are comparable across runs.
-    """
-    dataset = ShardDataset(cfg.valid_dir, global_batch_size=cfg.global_batch_size,
-                           micro_batch_size=cfg.micro_batch_size, rank=rank, world_size=world_size,
-                           seed=cfg.seed, shuffle=False, expected_seq_length=cfg.seq_length)
+    """This rank's micro batches of the first `num_batches` global batches of valid/ (:func:`valid_dataset`)."""
     micro_per_rank = num_batches * cfg.global_batch_size // (world_size * cfg.micro_batch_size)
-    loader = make_loader(dataset, cfg, pin_memory)
-    for i, batch in enumerate(loader):
-        if i == micro_per_rank:
-            break
-        yield batch
+    yield from itertools.islice(make_loader(dataset, cfg, pin_memory), micro_per_rank)
 
 
-def num_valid_batches(cfg: TrainConfig) -> int:
+def num_valid_batches(cfg: TrainConfig, dataset: ShardDataset) -> int:
     """Validation batches actually used: eval_batches, capped so no sample is used twice."""
-    available = ShardReader(cfg.valid_dir).num_samples // cfg.global_batch_size
-    return min(cfg.eval_batches, available)
+    return min(cfg.eval_batches, dataset.samples_per_epoch // cfg.global_batch_size)

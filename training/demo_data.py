@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from preprocessing.pack import SamplePacker
+from preprocessing.tokenizer import EOS_TOKEN
 from shards import ShardWriter, tokenizer_hash
-
-EOS = "<|endoftext|>"
 
 
 def python_sources(limit_bytes: int, skip: int = 0) -> Iterator[str]:
@@ -39,44 +39,35 @@ def train_tokenizer(out_dir: str | Path, vocab_size: int = 2000, corpus_bytes: i
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(python_sources(corpus_bytes), vocab_size=vocab_size, min_frequency=2,
-                            special_tokens=[EOS])
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=EOS, eos_token=EOS)
+                            special_tokens=[EOS_TOKEN])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN)
     out_dir = Path(out_dir)
     tokenizer.save_pretrained(str(out_dir))
     return out_dir
 
 
-def pack_sources(tokenizer_dir: str | Path, out_dir: str | Path, seq_length: int, texts: Iterator[str],
-                 max_samples: int | None = None) -> int:
-    """Tokenize texts, join them with <|endoftext|>, cut into seq_length samples and write shards."""
+def pack_sources(tokenizer_dir: str | Path, out_dir: str | Path, seq_length: int, texts: Iterator[str]) -> int:
+    """Tokenize texts, join them with <|endoftext|>, cut into seq_length samples and write shards;
+    returns the number of samples."""
     from transformers import PreTrainedTokenizerFast
 
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(tokenizer_dir))
-    eos_id = tokenizer.convert_tokens_to_ids(EOS)
-    buffer: list[int] = []
-    written = 0
+    eos_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
     with ShardWriter(out_dir, seq_length=seq_length, vocab_size=len(tokenizer),
                      tokenizer_hash=tokenizer_hash(tokenizer_dir)) as writer:
+        packer = SamplePacker(writer, seq_length)
         for text in texts:
-            buffer.extend(tokenizer(text)["input_ids"])
-            buffer.append(eos_id)
-            n = len(buffer) // seq_length
-            if max_samples is not None:
-                n = min(n, max_samples - written)
-            if n:
-                writer.write_many(np.asarray(buffer[: n * seq_length]).reshape(n, seq_length))
-                del buffer[: n * seq_length]
-                written += n
-            if max_samples is not None and written >= max_samples:
-                break
-    return written
+            packer.add(np.asarray([*tokenizer(text)["input_ids"], eos_id]))
+        packer.finish()
+    return packer.samples
 
 
 def build_demo_run(run_dir: str | Path, seq_length: int = 128, vocab_size: int = 2000,
-                   train_bytes: int = 1 << 20, valid_bytes: int = 128 << 10) -> Path:
-    """RUN/tokenizer and RUN/shards/{train,valid} from the standard library (valid = files after train's)."""
+                   train_bytes: int = 1 << 20, valid_bytes: int = 128 << 10, corpus_bytes: int = 2 << 20) -> Path:
+    """RUN/tokenizer (trained on ``corpus_bytes``) and RUN/shards/{train,valid} from the standard library
+    (valid = files after train's)."""
     run_dir = Path(run_dir)
-    tok_dir = train_tokenizer(run_dir / "tokenizer", vocab_size=vocab_size)
+    tok_dir = train_tokenizer(run_dir / "tokenizer", vocab_size=vocab_size, corpus_bytes=corpus_bytes)
     train_texts = list(python_sources(train_bytes))
     pack_sources(tok_dir, run_dir / "shards" / "train", seq_length, iter(train_texts))
     pack_sources(tok_dir, run_dir / "shards" / "valid", seq_length,

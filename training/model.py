@@ -7,9 +7,8 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
+from preprocessing.tokenizer import EOS_TOKEN
 from training.config import TrainConfig
-
-EOS_TOKEN = "<|endoftext|>"
 
 # Dense bf16 tensor-core peak FLOP/s of one device, keyed by a substring of torch.cuda.get_device_name().
 # Checked in order, so more specific names come first. Override with TrainConfig.peak_flops.

@@ -7,7 +7,6 @@ import importlib.util
 import json
 import math
 import os
-import shutil
 import statistics
 import sys
 import time
@@ -21,11 +20,24 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
+from preprocessing.tokenizer import publish_dir, staging_dir
 from shards import tokenizer_hash
 from training.checkpoint import find_resume_checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig, to_dict
-from training.data import check_shards, make_loader, num_valid_batches, train_dataset, valid_batches
-from training.model import build_model, device_peak_flops, flops_per_token, load_tokenizer
+from training.data import (
+    check_shards,
+    make_loader,
+    num_valid_batches,
+    train_dataset,
+    valid_batches,
+    valid_dataset,
+)
+from training.model import (
+    build_model,
+    device_peak_flops,
+    flops_per_token,
+    load_tokenizer,
+)
 from training.optim import build_optimizer, get_lr
 
 EXPORT_DIR = "final"
@@ -54,14 +66,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     tokens_per_step = cfg.global_batch_size * cfg.seq_length
 
     # Everything that can be wrong with the inputs fails here, before a single step is taken.
-    check_shards(cfg)
+    tok_hash = tokenizer_hash(cfg.tokenizer_dir)
+    check_shards(cfg, tok_hash)
     resume_from = find_resume_checkpoint(cfg)
-    n_eval = num_valid_batches(cfg) if cfg.eval_batches else 0
+    valid = valid_dataset(cfg, rank, world) if cfg.eval_batches else None
+    n_eval = num_valid_batches(cfg, valid) if valid is not None else 0
     if cfg.eval_batches and n_eval == 0:
         raise ValueError(f"{cfg.valid_dir} holds fewer samples than one global batch "
                          f"({cfg.global_batch_size}); pack more validation data or set eval_batches=0")
     tokenizer = load_tokenizer(cfg.tokenizer_dir)
-    tok_hash = tokenizer_hash(cfg.tokenizer_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
 
     # Model and optimizer. The same seed on every rank gives the same initial weights; dropout then
@@ -86,7 +99,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
     # Data: each rank reads only its own slice of every global batch, so the DataLoader is deliberately
     # NOT passed to accelerator.prepare (which would dispatch batches from rank 0 or re-shard them).
-    dataset = train_dataset(cfg, rank, world)
+    dataset = train_dataset(cfg, rank, world, tok_hash)
     dataset.load_state_dict(dataset.state_dict(consumed_samples=step * cfg.global_batch_size))
     batches = iter(make_loader(dataset, cfg, pin_memory=device.type == "cuda"))
 
@@ -108,7 +121,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         """Mean token loss over the fixed validation batches, averaged over all ranks."""
         model.eval()
         total = torch.zeros(2, device=device)  # (sum of micro-batch mean losses, number of micro batches)
-        for batch in valid_batches(cfg, rank, world, n_eval, pin_memory=device.type == "cuda"):
+        for batch in valid_batches(valid, cfg, world, n_eval, pin_memory=device.type == "cuda"):  # type: ignore[arg-type]
             batch = batch.to(device, non_blocking=True)
             total += torch.stack([forward(input_ids=batch, labels=batch).loss.float(), torch.ones((), device=device)])
         model.train()
@@ -142,8 +155,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             loss_sum += loss.detach()
         # With grad_clip=0 the norm is still computed (for the logs) but nothing is clipped.
         grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
-        if hasattr(grad_norm, "full_tensor"):  # FSDP2 returns a DTensor
-            grad_norm = grad_norm.full_tensor()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -154,6 +165,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 
         if step % cfg.log_every == 0 or step == cfg.max_steps:
             loss_value = accelerator.reduce(loss_sum / accum, reduction="mean").item()  # syncs the device
+            if hasattr(grad_norm, "full_tensor"):  # FSDP2 returns a DTensor (every rank logs this step)
+                grad_norm = grad_norm.full_tensor()
             now = time.perf_counter()
             tokens_per_s = (step - last_log_step) * tokens_per_step / (now - last_log_time)
             last_log_time, last_log_step = now, step
@@ -198,24 +211,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
 def export_model(accelerator: Accelerator, model: torch.nn.Module, tokenizer, cfg: TrainConfig) -> Path:
     """Save model + tokenizer + resolved config in Hugging Face format to output_dir/final, atomically."""
     final = Path(cfg.output_dir) / EXPORT_DIR
-    tmp = final.with_name(f".tmp-{EXPORT_DIR}")
     state_dict = accelerator.get_state_dict(model)  # gathers FSDP shards; every rank must call it
     if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = staging_dir(final)
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.config.use_cache = True  # gradient checkpointing turned it off for training
         with _quiet_progress():
             unwrapped.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         (tmp / "training_config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-        if final.exists():
-            old = final.with_name(f".old-{EXPORT_DIR}")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, final)
+        publish_dir(tmp, final)
     accelerator.wait_for_everyone()
     return final
 
