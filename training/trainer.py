@@ -177,6 +177,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             summary["losses"][step] = loss_value
             progress.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}", tok_s=f"{tokens_per_s:.0f}")
 
+        t_aside = time.perf_counter()  # evaluation and checkpoint time, kept out of tokens/s
         if n_eval and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps):
             val_loss = evaluate()
             record = {"step": step, "val_loss": val_loss, "val_perplexity": math.exp(min(val_loss, 50.0))}
@@ -189,8 +190,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             summary["checkpoint"] = str(save_checkpoint(
                 accelerator, cfg, step, {"dataset": data_state, "tokens_seen": step * tokens_per_step,
                                        "tokenizer_hash": tok_hash}))
-        if step == last_log_step:  # tokens/s counts training only, not evaluation or checkpoint time
-            last_log_time = time.perf_counter()
+        last_log_time += time.perf_counter() - t_aside  # tokens/s counts training only
     progress.close()
     if cfg.trace:
         weights = accelerator.unwrap_model(model).state_dict()
