@@ -153,7 +153,7 @@ def main() -> None:
 
     print(line("codeparrot baseline (autogen + quality)", t_base))
     print(line("ours, CodeParrot settings", t_cp) + f"   x{t_base / t_cp:.1f} vs baseline")
-    print(line("ours, defaults (license+autogen+quality)", t_def) + f"   x{t_base / t_def:.1f} vs baseline")
+    print(line("ours, defaults (all four filters)", t_def) + f"   x{t_base / t_def:.1f} vs baseline")
 
     disagree = [r.path for r, b, o in zip(records, base, ours_cp) if b != (o is None)]
     print(f"CodeParrot settings: {len(records) - len(disagree)}/{len(records)} decisions agree with the baseline")

@@ -204,6 +204,7 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
             "table_bytes": seen.nbytes,
             "bytes_per_unique_file": round(seen.nbytes / max(len(seen), 1), 1),
         },
+        "filters": {f.name: s for f in filters if (s := f.summary()) is not None},
         "warnings": reader.warnings,
         "workers": cfg.workers,
         "wall_time_s": round(wall, 3),

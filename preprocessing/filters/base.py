@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from preprocessing.record import CodeFile
 
 
@@ -18,3 +20,7 @@ class Filter:
 
     def filter(self, record: CodeFile) -> str | None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def summary(self) -> dict[str, Any] | None:
+        """What the filter matched against, for stats.json (``filters.<name>``); None: its config says it all."""
+        return None
