@@ -217,7 +217,7 @@ def _reasons(stats: dict[str, dict[str, Any]], funnel: list[dict[str, Any]]) -> 
                 for reason in sorted(counts, key=_rule_rank):
                     count = _num(counts[reason])
                     ex_key = reason if kind == "dropped" else f"rejected:{reason}"
-                    exs = [{f: clean_text(e.get(f), 1000 if f == "head" else 300) for f in ("repo_name", "path", "where", "head")}
+                    exs = [{f: clean_text(e.get(f), 1000 if f == "head" else 300) for f in ("repo_name", "path", "where", "head", "why")}
                            for e in (examples.get(ex_key) or []) if isinstance(e, dict)] if key == "stream" else []
                     out.append({
                         "stage": name, "file": rel, "kind": kind, "reason": clean_text(reason, 200),
@@ -861,6 +861,7 @@ def _sections_html(r: dict[str, Any], plots: dict[str, str], why: dict[str, str]
             items = "".join(
                 f'<div class="path">{_e(e["repo_name"])} / {_e(e["path"])}'
                 + (f' <span class="sub">({_e(e["where"])})</span>' if e.get("where") else "")
+                + (f'</div><div class="sub">{_e(e["why"])}' if e.get("why") else "")
                 + f"</div><pre>{_e(e['head'])}</pre>" for e in x["examples"])
             body += f"<details><summary>{_e(x['reason'])} ({len(x['examples'])} examples)</summary>{items}</details>"
     dec = r.get("decontamination")

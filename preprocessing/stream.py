@@ -112,8 +112,11 @@ def _process_unit(unit: Any) -> UnitResult:
                 break
         if reason:
             filt.drop(reason, nbytes)
-            profile.add_example(reason, record_key(item.repo_name, item.path),
-                                example_of(item.repo_name, item.path, item.content, item.where))
+            example = example_of(item.repo_name, item.path, item.content, item.where)
+            why = f.explain(item)  # f: the filter that dropped it
+            if why:
+                example["why"] = why
+            profile.add_example(reason, record_key(item.repo_name, item.path), example)
             continue
         filt.keep(nbytes)
         line = orjson.dumps(item.to_json_dict()) + b"\n"

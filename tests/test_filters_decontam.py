@@ -327,6 +327,9 @@ def test_stream_counts_per_benchmark_with_two_workers(tmp_path: Path, problems: 
     assert s2["filters"]["decontaminated"]["benchmarks"] == {"humaneval": {"items": 163, "patterns": 295},
                                                              "mbpp": {"items": 2, "patterns": 4}}
     assert {e["path"] for e in s2["examples"][HE]} == {rows[i]["path"] for i in (3, 13, 23)}
+    assert {e["why"].split(":")[0] for e in s2["examples"][HE]} == {
+        "holds humaneval HumanEval/0 prompt_docstring", "holds humaneval HumanEval/31 prompt_docstring",
+        "holds humaneval HumanEval/90 prompt_docstring"}
     report = build_report(tmp_path / "w2")
     reasons = {r["reason"]: r for r in report["reasons"]}
     assert reasons[HE]["count"] == 3 and reasons[HE]["rule"] == "decontaminated" and len(reasons[HE]["examples"]) == 3
@@ -334,3 +337,4 @@ def test_stream_counts_per_benchmark_with_two_workers(tmp_path: Path, problems: 
     assert dec["humaneval"]["files_dropped"] == 3 and dec["mbpp"]["files_dropped"] == 1
     page = render_html(report, cfg=ReportConfig(plots=False))
     assert "<h3>Benchmark decontamination</h3>" in page and "decontaminated:humaneval (3 examples)" in page
+    assert "holds humaneval HumanEval/0 prompt_docstring: Check if in given list of numbers" in page

@@ -21,6 +21,10 @@ class Filter:
     def filter(self, record: CodeFile) -> str | None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def explain(self, record: CodeFile) -> str | None:
+        """One line saying what in ``record`` made it dropped, for the report's examples; None: the reason says it all."""
+        return None
+
     def summary(self) -> dict[str, Any] | None:
         """What the filter matched against, for stats.json (``filters.<name>``); None: its config says it all."""
         return None

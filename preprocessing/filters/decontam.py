@@ -329,6 +329,13 @@ class DecontamFilter(Filter):
                 return self.patterns[hit]
         return None
 
+    def explain(self, record: CodeFile) -> str | None:
+        hit = self.match(record.content)
+        if hit is None:
+            return None
+        text = " ".join(hit.utf8.decode("utf-8", "surrogatepass").split())
+        return f"holds {hit.benchmark} {hit.item} {hit.field}: {text[:160]}{'...' if len(text) > 160 else ''}"
+
     def filter(self, record: CodeFile) -> str | None:
         hit = self.match(record.content)
         return None if hit is None else f"decontaminated:{hit.benchmark}"
