@@ -230,6 +230,27 @@ def test_user_jsonl_benchmark(tmp_path: Path, host_files: list[tuple[str, str]])
     assert both.filter(rec(plant(host, "n=int(input())\nprint(sum(int(c) for c in str(n))%9==0)"))) == "decontaminated:apps"
 
 
+def test_apps_like_json_encoded_solutions_and_a_bom(tmp_path: Path, host_files: list[tuple[str, str]]) -> None:
+    solution = "t = int(input())\nfor _ in range(t):\n    a, b = map(int, input().split())\n    print(a * b - (a + b))\n"
+    rows = [{"problem_id": 0, "question": "Given two integers a and b, print a*b-(a+b) for each of t test cases.",
+             "solutions": json.dumps([solution, "print(0)"])}, {"problem_id": 1, "question": "no solutions yet", "solutions": ""}]
+    path = tmp_path / "apps.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(json.dumps(r) for r in rows).encode())
+    cfg = BenchmarkFileConfig("apps", str(path), ["question", "solutions"], json_fields=["solutions"])
+    texts = list(benchmark_file_texts(cfg))
+    assert [t[1:] for t in texts] == [("question", rows[0]["question"]), ("solutions", solution), ("solutions", "print(0)"),
+                                      ("question", "no solutions yet")]
+    f = DecontamFilter(DecontamFilterConfig(humaneval=False, benchmarks=[cfg]))
+    name, host = host_files[7]
+    assert f.filter(rec(plant(host, solution.replace("    ", "  ")), name)) == "decontaminated:apps"
+    assert f.filter(rec(host, name)) is None
+    with pytest.raises(ValueError, match=r"json_fields \['code'\] are not among fields"):
+        BenchmarkFileConfig("apps", str(path), ["question"], json_fields=["code"])
+    path.write_text(json.dumps({"question": "q", "solutions": "[not json"}) + "\n")
+    with pytest.raises(ConfigError, match=r"apps\.jsonl:1: field 'solutions' is not JSON text"):
+        list(benchmark_file_texts(cfg))
+
+
 @pytest.mark.parametrize(("lines", "fields", "message"), [
     (['{"text": "a"}', "{not json"], ["text"], r"bad\.jsonl:2: not valid JSON"),
     (['{"text": "a"}', '{"text": "b"}', '{"code": "c"}'], ["text"], r"bad\.jsonl:3: no field 'text' \(fields here: code\)"),
@@ -279,7 +300,7 @@ def test_config_keys_are_strict(tmp_path: Path) -> None:
     assert cfg.decontamination.ngram_threshold == 0.5 and cfg.decontamination.min_chars == 60
     with pytest.raises(ConfigError, match=r"decontamination: unknown key 'min_len' \(known: benchmarks, enabled, humaneval"):
         from_dict(FiltersConfig, {"decontamination": {"min_len": 3}})
-    with pytest.raises(ConfigError, match=r"benchmarks\[0\]: unknown key 'field' \(known: fields, name, path\)"):
+    with pytest.raises(ConfigError, match=r"benchmarks\[0\]: unknown key 'field' \(known: fields, json_fields, name, path\)"):
         from_dict(FiltersConfig, {"decontamination": {"benchmarks": [{"name": "a", "path": "p", "field": "x"}]}})
     with pytest.raises(ConfigError, match=r"benchmarks\[0\]\.fields: expected a list"):
         from_dict(FiltersConfig, {"decontamination": {"benchmarks": [{"name": "a", "path": "p", "fields": "x"}]}})

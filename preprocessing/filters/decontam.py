@@ -52,11 +52,17 @@ class BenchmarkFileConfig:
     """The JSONL file (MBPP, APPS, ... as the user has it; nothing is downloaded)."""
     fields: list[str] = field(default_factory=list)
     """The fields whose text is a pattern (a field may hold a list of strings); empty: each line is a JSON string."""
+    json_fields: list[str] = field(default_factory=list)
+    """Those of ``fields`` whose string is itself JSON text, a list of strings, decoded first (APPS's ``solutions``)."""
 
     def __post_init__(self) -> None:
         if not _NAME.fullmatch(self.name):
             raise ValueError(f"decontamination benchmark name {self.name!r} must be letters, digits, '_', '.', '-' "
                              "(it becomes the drop reason decontaminated:<name>)")
+        extra = [f for f in self.json_fields if f not in self.fields]
+        if extra:
+            raise ValueError(f"decontamination benchmark {self.name!r}: json_fields {extra} are not among fields "
+                             f"{self.fields}; list them in fields too")
 
 
 @dataclass
@@ -147,12 +153,11 @@ def benchmark_file_texts(bench: BenchmarkFileConfig) -> Iterator[tuple[str, str,
     path = Path(bench.path)
     if not path.is_file():
         raise ConfigError(f"decontamination benchmark {bench.name!r}: file not found: {path}")
-    where = f"{path}"
     try:
         raw = gzip.decompress(path.read_bytes()) if path.name.endswith(".gz") else path.read_bytes()
     except (OSError, EOFError) as exc:
-        raise ConfigError(f"{where}: cannot read benchmark {bench.name!r} ({exc})") from None
-    for lineno, line in enumerate(raw.splitlines(), 1):
+        raise ConfigError(f"{path}: cannot read benchmark {bench.name!r} ({exc})") from None
+    for lineno, line in enumerate(raw.removeprefix(b"\xef\xbb\xbf").splitlines(), 1):  # a BOM: Windows tools
         if not line.strip():
             continue
         at = f"{path}:{lineno}"
@@ -175,6 +180,12 @@ def benchmark_file_texts(bench: BenchmarkFileConfig) -> Iterator[tuple[str, str,
             if name not in value:
                 raise ConfigError(f"{at}: no field {name!r} (fields here: {', '.join(sorted(value)[:10])})")
             v = value[name]
+            if name in bench.json_fields and isinstance(v, str):
+                try:
+                    v = orjson.loads(v) if v.strip() else []  # APPS: "" for a problem without solutions
+                except orjson.JSONDecodeError as exc:
+                    raise ConfigError(f"{at}: field {name!r} is not JSON text ({exc}); "
+                                      "remove it from json_fields if it is plain text") from None
             texts = v if isinstance(v, list) else [v]
             if v is None or not all(isinstance(t, str) for t in texts):
                 raise ConfigError(f"{at}: field {name!r} is {type(v).__name__}, expected a string or a list of strings")
