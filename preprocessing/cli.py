@@ -90,6 +90,10 @@ def _summary(stats: dict[str, Any], out_dir: Path) -> None:
         f"dropped {sum(t['dropped'].values()):,}, rejected {sum(t['rejected'].values()):,} "
         f"in {stats['wall_time_s']:.1f}s ({stats['throughput_mb_s']:.1f} MB/s) -> {out_dir}"
     )
+    decontam = (stats.get("filters") or {}).get("decontaminated")
+    if decontam:  # zero said too: that is the assurance the filter ran
+        counts = ", ".join(f"{name} {t['dropped'].get(f'decontaminated:{name}', 0):,}" for name in decontam["benchmarks"])
+        click.echo(f"decontamination: files dropped per benchmark: {counts or 'no benchmark pattern loaded'}")
     for w in stats.get("warnings", [])[:10]:
         click.echo(f"warning: {w}", err=True)
 

@@ -290,6 +290,23 @@ def test_bad_benchmark_file_is_one_cli_line(tmp_path: Path) -> None:
     assert res.output.startswith(f"error: {tmp_path / 'bad.jsonl'}:2: not valid JSON")
 
 
+def test_stream_command_says_what_decontamination_dropped(tmp_path: Path, problems: dict) -> None:
+    from preprocessing.cli import main
+
+    rows = stdlib_rows(6)
+    others = build_filters(FiltersConfig(decontamination=DecontamFilterConfig(enabled=False)))
+    kept = [i for i, r in enumerate(rows) if not any(f.filter(CodeFile(r["content"], r["repo_name"], r["path"], r["license"]))
+                                                     for f in others)]
+    rows[kept[0]]["content"] = plant(rows[kept[0]]["content"], problems["HumanEval/7"]["prompt"])
+    write_jsonl(tmp_path / "in.jsonl", rows)
+    res = CliRunner().invoke(main, ["stream", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert "decontamination: files dropped per benchmark: humaneval 1" in res.output
+    res = CliRunner().invoke(main, ["stream", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "run2"),
+                                    "--config", str(ROOT / "configs" / "preprocess" / "codeparrot.yaml")])
+    assert res.exit_code == 0 and "decontamination" not in res.output, res.output
+
+
 # ---------------------------------------------------------------- config and presets
 
 
