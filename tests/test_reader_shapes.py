@@ -127,12 +127,13 @@ def test_two_concatenated_frames_larger_than_frame_raw_max(tmp_path: Path):
 @needs_zstd
 def test_many_frames_on_both_sides_of_frame_raw_max_with_and_without_size_and_checksum(tmp_path: Path):
     parts = []
-    for i, (nbytes, size, check) in enumerate([(30_000, True, False), (5 * MiB, False, True), (2_000, False, False),
-                                               (200_000, True, True), (5 * MiB, True, False), (100, True, True)]):
+    for i, (nbytes, size, check) in enumerate([(30_000, True, False), (6 * MiB, False, True), (2_000, False, False),
+                                               (200_000, True, True), (6 * MiB, True, False), (100, True, True)]):
         cctx = zstandard.ZstdCompressor(level=1, write_content_size=size, write_checksum=check)
         parts.append(cctx.compress(json_lines(nbytes, seed=i, real=1)))
     path = tmp_path / "many.jsonl.zst"
     path.write_bytes(b"".join(parts))
+    assert sorted(len(p) > jsonl_mod.FRAME_RAW_MAX for p in parts) == [False] * 4 + [True] * 2
     assert_reads_whole(path)
 
 
@@ -141,7 +142,8 @@ def test_skippable_frames_before_between_and_after(tmp_path: Path):
     cctx = zstandard.ZstdCompressor(write_checksum=True)
     path = tmp_path / "skip.jsonl.zst"
     path.write_bytes(skippable(b"pzstd-like metadata") + cctx.compress(json_lines(40_000, 1)) + skippable(b"", 7)
-                     + cctx.compress(json_lines(5 * MiB, 2)) + skippable(b"x" * 100_000, 15))
+                     + cctx.compress(json_lines(6 * MiB, 2)) + skippable(b"x" * 100_000, 15))
+    assert path.stat().st_size > jsonl_mod.FRAME_RAW_MAX + 100_000
     assert_reads_whole(path)
 
 
