@@ -299,3 +299,143 @@ def test_random_shapes_read_like_zstd_dc(tmp_path: Path, monkeypatch, seed: int)
     path.write_bytes(random_zst(rng, tmp_path, data))
     assert reference(path) == data
     assert_reads_whole(path)
+
+
+# --- cut and bad files --------------------------------------------------------------------------
+
+def decodable_prefix(path: Path) -> bytes:
+    """What the reference tool decompresses of a cut or corrupt file before it stops."""
+    tool = [ZSTD, "-dcq"] if path.name.endswith(".zst") else ["gzip", "-dcq"]
+    return subprocess.run([*tool, "--", str(path)], capture_output=True).stdout
+
+
+def cut_shapes(tmp: Path) -> list[Path]:
+    """Multi-frame files (FRAME_RAW_MAX lowered: whole frames and streamed ones), pzstd, gzip members."""
+    data = json_lines(400_000, 7, real=3)
+    cctx = zstandard.ZstdCompressor(level=1, write_checksum=True)
+    frames = tmp / "frames.jsonl.zst"
+    frames.write_bytes(cctx.compress(data[:20_000]) + skippable(b"meta") + cctx.compress(data[20_000:300_000])
+                       + zstandard.ZstdCompressor(write_content_size=False).compress(data[300_000:]))
+    out = [frames, zstd_cli(tmp, data, "-3", "--no-check")]
+    if PZSTD:
+        out.append(tmp / "p.jsonl.zst")
+        subprocess.run([PZSTD, "-q", "-p", "2", "-o", str(out[-1]), str(tmp / "src.jsonl")], check=True)
+    gz = tmp / "members.jsonl.gz"
+    gz.write_bytes(gzip.compress(data[:150_000]) + gzip.compress(data[150_000:]))
+    return [*out, gz]
+
+
+@needs_zstd
+@pytest.mark.parametrize("seed", range(3))
+def test_files_cut_anywhere_keep_the_lines_before_the_cut_and_name_the_cut(tmp_path: Path, monkeypatch, seed: int):
+    """Each shape cut at 4 seeded random offsets (a dozen cuts per seed): the reader yields the
+    complete lines that the reference decompresses before the cut (nothing after it, nothing
+    invented), rejects the cut line as truncated_input and warns naming the file and the last
+    complete line."""
+    monkeypatch.setattr(jsonl_mod, "FRAME_RAW_MAX", 30_000)
+    rng = random.Random(seed)
+    for full in cut_shapes(tmp_path):
+        whole = reference(full)
+        for offset in sorted(rng.sample(range(1, full.stat().st_size), 4)):
+            cut = tmp_path / f"cut-{offset}-{full.name}"
+            cut.write_bytes(full.read_bytes()[:offset])
+            prefix = decodable_prefix(cut)
+            assert whole.startswith(prefix)
+            complete = prefix[: prefix.rfind(b"\n") + 1]
+            reader = JsonlReader(str(cut))
+            items = list(reader.records())
+            records = [i for i in items if isinstance(i, CodeFile)]
+            rejected = [i for i in items if isinstance(i, Rejected)]
+            assert len(records) == complete.count(b"\n"), (cut.name, offset)
+            assert [r.path for r in records] == [json.loads(line)["path"] for line in complete.splitlines()]
+            partial = prefix[len(complete):]
+            assert [(r.reason, r.line) for r in rejected] == ([("truncated_input", len(records) + 1)] if partial.strip() else [])
+            assert len(reader.warnings) == 1, reader.warnings
+            warning = reader.warnings[0]
+            assert warning.startswith(f"{cut}: truncated (") and f"read {len(records)} complete lines" in warning
+            assert (f"the last complete one is line {len(records)}" in warning) == bool(records)
+            cut.unlink()
+
+
+def lying_content_size(frame: bytes, delta: int) -> bytes:
+    """``frame`` declaring ``delta`` bytes more content than it holds (the format's header layout)."""
+    d = frame[4]
+    single = (d >> 5) & 1
+    n = (single, 2, 4, 8)[d >> 6]
+    assert n, "the frame declares its content size"
+    pos = 5 + (1 - single) + (0, 1, 2, 4)[d & 3]
+    bias = 256 if n == 2 else 0
+    size = int.from_bytes(frame[pos : pos + n], "little") + bias + delta
+    return frame[:pos] + (size - bias).to_bytes(n, "little") + frame[pos + n :]
+
+
+@needs_zstd
+@pytest.mark.parametrize("damage", ["cut_large_frame", "corrupt_block", "corrupt_large_frame", "lying_size",
+                                    "lying_size_large", "garbage_after", "cut_header", "reserved_bit",
+                                    "gzip_garbage_after", "gzip_corrupt"])
+def test_bad_input_is_a_named_warning_after_the_good_frames(tmp_path: Path, monkeypatch, damage: str):
+    """A good frame, then damage: the good frame's rows are read, the damage is one warning naming
+    the file (never a traceback), the reference tool fails on it too, and no row is invented."""
+    monkeypatch.setattr(jsonl_mod, "FRAME_RAW_MAX", 30_000)
+    good_data, bad_data = json_lines(20_000, 1, real=2), json_lines(100_000, 2, real=2)
+    cctx = zstandard.ZstdCompressor(level=1, write_checksum=True)
+    good, bad = cctx.compress(good_data), cctx.compress(bad_data)  # 4-byte content size fields
+    mid = len(bad) // 2
+    path = tmp_path / ("bad.jsonl.gz" if damage.startswith("gzip") else "bad.jsonl.zst")
+    tail = {
+        "cut_large_frame": bad[:mid],
+        "corrupt_block": (small := cctx.compress(bad_data[:20_000]))[:12] + bytes(b ^ 0x5A for b in small[12:40]) + small[40:],
+        "corrupt_large_frame": bad[:mid] + bytes(b ^ 0x5A for b in bad[mid : mid + 64]) + bad[mid + 64 :],
+        "lying_size": lying_content_size(cctx.compress(bad_data[:20_000]), 7),
+        "lying_size_large": lying_content_size(bad, -1000),
+        "garbage_after": b"\x00\x00garbage, not a frame\n",
+        "cut_header": bad[:6],
+        "reserved_bit": bad[:4] + bytes([bad[4] | 0x08]) + bad[5:],
+    }
+    if damage.startswith("gzip"):
+        second = gzip.compress(bad_data)
+        path.write_bytes(gzip.compress(good_data) + (b"not gzip" if damage == "gzip_garbage_after" else
+                                                     second[:30] + bytes(b ^ 0x5A for b in second[30:90]) + second[90:]))
+    else:
+        path.write_bytes(good + tail[damage])
+    assert subprocess.run([ZSTD if path.suffix == ".zst" else "gzip", "-dcq", str(path)], capture_output=True).returncode != 0
+    reader = JsonlReader(str(path))
+    items = list(reader.records())
+    assert len(reader.warnings) == 1 and reader.warnings[0].startswith(f"{path}: truncated ("), reader.warnings
+    paths = [i.path for i in items if isinstance(i, CodeFile)]
+    expected = [json.loads(line)["path"] for line in (good_data + bad_data).splitlines()]
+    n = good_data.count(b"\n")
+    assert len(paths) >= n and paths[:n] == expected[:n]
+    if damage != "corrupt_large_frame":  # the damaged frame's lines that decoded before the damage
+        assert paths == expected[: len(paths)]
+    # (a streamed frame's blocks decode before its checksum is read, as with `zstd -dc`: a block
+    # that decodes wrongly without an error yields garbled lines, rejected or read, before the warning)
+    assert {i.reason for i in items if isinstance(i, Rejected)} <= {"truncated_input", "invalid_json"}
+
+
+@needs_zstd
+def test_a_frame_larger_than_frame_raw_max_cut_in_the_middle(tmp_path: Path):
+    full = tmp_path / "big.jsonl.zst"
+    data = json_lines(6 * MiB, 4)
+    full.write_bytes(zstandard.ZstdCompressor(level=1).compress(data))
+    cut = tmp_path / "cut.jsonl.zst"
+    assert full.stat().st_size > jsonl_mod.FRAME_RAW_MAX
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 3 // 4])
+    prefix = decodable_prefix(cut)
+    reader = JsonlReader(str(cut))
+    records = [i for i in reader.records() if isinstance(i, CodeFile)]
+    assert len(records) == prefix.count(b"\n") > 0 and len(reader.warnings) == 1 and str(cut) in reader.warnings[0]
+
+
+@needs_zstd
+def test_empty_frames_are_valid_and_an_empty_file_is_named(tmp_path: Path):
+    cctx = zstandard.ZstdCompressor()
+    data = json_lines(30_000)
+    path = tmp_path / "empties.jsonl.zst"
+    path.write_bytes(cctx.compress(b"") + cctx.compress(data) + zstandard.ZstdCompressor(write_content_size=False).compress(b"")
+                     + cctx.compress(b""))
+    assert_reads_whole(path)
+    for name, content in [("zero.jsonl.zst", b""), ("one-empty-frame.jsonl.zst", cctx.compress(b"")), ("zero.jsonl.gz", b"")]:
+        (tmp_path / name).write_bytes(content)
+        reader = JsonlReader(str(tmp_path / name))
+        assert list(reader.records()) == [] and reader.warnings == [f"{tmp_path / name}: empty file (no records)"]

@@ -468,12 +468,17 @@ class JsonlReader(FileDumpReader):
                             unit = JsonlUnit(source)
             except TruncatedInput as exc:
                 partial = getattr(exc, "partial", b"")
-                self._warnings.append(f"{source}: truncated ({exc}); read {nlines} complete lines")
+                last = exc.lineno - 1  # type: ignore[attr-defined]
+                self._warnings.append(f"{source}: truncated ({exc}); read {nlines} complete lines"
+                                      + (f", the last complete one is line {last}" if last else ""))
                 if partial.strip():
                     unit.rejected.append(Rejected("truncated_input", source, exc.lineno, len(partial)))
+                cut = True
             except OSError as exc:
                 raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
-            if nlines == 0 and not unit.rejected:
+            else:
+                cut = False
+            if nlines == 0 and not unit.rejected and not cut:
                 self._warnings.append(f"{source}: empty file (no records)")
             if unit.lines or unit.rejected:
                 yield unit
