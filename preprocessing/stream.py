@@ -245,8 +245,9 @@ def run_stream(cfg: StreamConfig, run_dir: str | Path, force: bool = False, *,
     out_dir = run_dir / "clean"
     manifest = RunManifest(run_dir)
     config = to_dict(cfg)
-    # the worker count does not change the outputs, so it is not part of the config identity
+    # the worker count and input.strict do not change the outputs: not part of the config identity
     identity = {k: v for k, v in config.items() if k != "workers"}
+    identity["input"] = {k: v for k, v in config["input"].items() if k != "strict"}
     manifest.check("stream", identity, force=force)
     reader = open_reader(cfg.input)
     fingerprint = reader.fingerprint()

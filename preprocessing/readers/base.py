@@ -56,6 +56,10 @@ class InputConfig:
     """Records per work unit shipped to a worker."""
     limit: int | None = None
     """Stop after this many input records (for demos and tests)."""
+    strict: bool = False
+    """Stop with an error naming the file at a truncated or corrupt .gz/.zst file, instead of a
+    warning after reading the lines before the cut (the outputs do not depend on it: not part of
+    a stage's config identity)."""
     include_stdlib: bool = True
     """Embedded default: read the standard library as the repository 'python/cpython'."""
     include_site_packages: bool = True

@@ -433,6 +433,12 @@ class JsonlReader(FileDumpReader):
 
     suffixes = JSONL_SUFFIXES
 
+    def __init__(self, paths: list[str] | str, columns: ColumnsConfig | None = None, batch_records: int = 256,
+                 max_file_bytes: int = 10 << 20, strict: bool = False):
+        super().__init__(paths, columns, batch_records, max_file_bytes)
+        self.strict = strict
+        """A truncated or corrupt file is an InputError (naming it), not a warning."""
+
     def units(self, frames: bool = False, skip: dict[str, dict[int, int]] | None = None) -> Iterator[JsonlUnit]:
         """Units of up to ``batch_records`` lines; the lines of a whole zstd frame (of at most
         ``batch_records`` lines, no blank one) form a unit of their own, which with ``frames=True``
@@ -469,8 +475,11 @@ class JsonlReader(FileDumpReader):
             except TruncatedInput as exc:
                 partial = getattr(exc, "partial", b"")
                 last = exc.lineno - 1  # type: ignore[attr-defined]
-                self._warnings.append(f"{source}: truncated ({exc}); read {nlines} complete lines"
-                                      + (f", the last complete one is line {last}" if last else ""))
+                message = (f"{source}: truncated ({exc}); read {nlines} complete lines"
+                           + (f", the last complete one is line {last}" if last else ""))
+                if self.strict:
+                    raise InputError(message) from None
+                self._warnings.append(message)
                 if partial.strip():
                     unit.rejected.append(Rejected("truncated_input", source, exc.lineno, len(partial)))
                 cut = True
