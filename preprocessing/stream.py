@@ -205,6 +205,7 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
             "bytes_per_unique_file": round(seen.nbytes / max(len(seen), 1), 1),
         },
         "warnings": reader.warnings,
+        "input_files": reader.input_files,
         "workers": cfg.workers,
         "wall_time_s": round(wall, 3),
         "throughput_mb_s": round(read.bytes_in / 1e6 / max(wall, 1e-9), 2),

@@ -552,6 +552,7 @@ def _cluster_and_write(
         STAGE: result.stats,
         "outputs": [p.name for p in writer.paths] + ["clusters.jsonl.zst"],
         "warnings": reader.warnings,
+        "input_files": reader.input_files,
         "workers": workers,
         "wall_time_s": round(wall, 3),
         "pass1_s": round(t1 - t0, 3),

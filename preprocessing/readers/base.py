@@ -154,6 +154,11 @@ class Reader:
         """Problems found while listing units (empty files, truncated archives), for stats.json."""
         return getattr(self, "_warnings", [])
 
+    @property
+    def input_files(self) -> list[dict[str, Any]]:
+        """Per input file read, for stats.json: ``{"file", "lines", "clean"}`` (empty where a reader does not track it)."""
+        return []
+
 
 class FileDumpReader(Reader):
     """A reader over dump files (JSONL, Parquet): paths, column mapping and limits."""

@@ -438,6 +438,14 @@ class JsonlReader(FileDumpReader):
         super().__init__(paths, columns, batch_records, max_file_bytes)
         self.strict = strict
         """A truncated or corrupt file is an InputError (naming it), not a warning."""
+        self._files: dict[str, dict[str, Any]] = {}
+
+    @property
+    def input_files(self) -> list[dict[str, Any]]:
+        """Per file that :meth:`units` started, in order: ``{"file", "lines", "clean"}`` — the
+        complete non-blank lines read, and whether the file ended at its end (True), was cut or
+        corrupt (False, also a warning) or was not read to its end (None: a record limit)."""
+        return list(self._files.values())
 
     def units(self, frames: bool = False, skip: dict[str, dict[int, int]] | None = None) -> Iterator[JsonlUnit]:
         """Units of up to ``batch_records`` lines; the lines of a whole zstd frame (of at most
@@ -446,11 +454,14 @@ class JsonlReader(FileDumpReader):
 
         ``skip`` ({file: {frame number: lines}}, from an earlier read of unchanged files) names
         whole-frame units not to decompress: they come with their bytes and no lines.
+        ``warnings`` and ``input_files`` are those of the latest read.
         """
+        self._warnings, self._files = [], {}
         for path in self.paths:
             source = str(path)
             unit = JsonlUnit(source)
             nlines = 0
+            status = self._files[source] = {"file": source, "lines": 0, "clean": None}
             try:
                 for group, raw, frame_no, skipped in iter_line_groups(path, (skip or {}).get(source)):
                     if skipped or (isinstance(group, FrameLines) and len(group) <= self.batch_records
@@ -458,6 +469,7 @@ class JsonlReader(FileDumpReader):
                         if unit.lines:
                             yield unit
                         nlines += skipped or len(group)  # a skipped frame's group is a stand-in line
+                        status["lines"] = nlines
                         if skipped:
                             yield JsonlUnit(source, raw=raw, frame_no=frame_no, skipped=skipped, first_line=group[0][0])
                         else:
@@ -470,6 +482,7 @@ class JsonlReader(FileDumpReader):
                         nlines += 1
                         unit.lines.append((lineno, line))
                         if len(unit.lines) >= self.batch_records:
+                            status["lines"] = nlines
                             yield unit
                             unit = JsonlUnit(source)
             except TruncatedInput as exc:
@@ -487,6 +500,7 @@ class JsonlReader(FileDumpReader):
                 raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
             else:
                 cut = False
+            status["lines"], status["clean"] = nlines, not cut
             if nlines == 0 and not unit.rejected and not cut:
                 self._warnings.append(f"{source}: empty file (no records)")
             if unit.lines or unit.rejected:
