@@ -162,6 +162,13 @@ def test_a_long_window_from_stdin_is_read(tmp_path: Path):
         subprocess.run([ZSTD, "-q", "--long=30", "-c"], input=json_lines(100_000), stdout=out, check=True)
     assert zstandard.get_frame_parameters(path.read_bytes()[:18]).window_size >= 1 << 30
     assert_reads_whole(path)
+    # dedup's second pass copies such a frame (read without decompressing, then checked) too
+    from preprocessing.dedup.minhash import NearDedupConfig
+    from preprocessing.dedup.near import run_near_dedup
+    from preprocessing.readers import InputConfig
+
+    stats = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(path)]), tmp_path / "dedup")
+    assert stats["warnings"] == [] and stats["totals"]["kept"] == reference(path).count(b"\n")
 
 
 @needs_zstd

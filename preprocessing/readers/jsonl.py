@@ -24,7 +24,7 @@ _CHUNK = 1 << 20
 
 
 class TruncatedInput(Exception):
-    """A compressed stream ended before its end marker."""
+    """A compressed stream is cut before its end marker, or corrupt (the message says which)."""
 
 
 class _Cut(Exception):
@@ -40,7 +40,7 @@ any of its 16 low values, then its size (4 bytes little-endian) and that many by
 FRAME_RAW_MAX = 4 << 20
 """zstd frames up to this many compressed bytes are read whole, and come with their compressed
 bytes (a writer can copy them); larger frames are streamed through the decompressor (bounded
-memory) and their lines come in units of their own, without the frame's bytes."""
+memory) and their lines are cut into units of up to ``batch_records`` lines, without the frame's bytes."""
 MAX_WINDOW = 1 << 31
 """The largest zstd window the reader decodes (the format's limit on 64 bits): a file written with
 `zstd --long=31` is read, at the cost of the memory its window needs, where the zstd CLI asks
@@ -362,7 +362,7 @@ class JsonlUnit:
         if not self.skipped:
             return self
         try:
-            data = zstandard.ZstdDecompressor().decompressobj().decompress(self.raw)  # type: ignore[arg-type]
+            data = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompressobj().decompress(self.raw)  # type: ignore[arg-type]
         except zstandard.ZstdError as exc:
             raise InputError(f"{self.source}: frame {self.frame_no} no longer decompresses ({exc})") from None
         lines = FrameLines(data, self.first_line) if data.endswith(b"\n") else None
