@@ -53,6 +53,9 @@ class PackConfig:
     max_file_bytes: int = 1 << 30
     """Records larger than this are rejected as too_large (the stream stage already applies its own limit;
     long files are packed in pieces, so this only bounds the memory of one record)."""
+    strict: bool = False
+    """Stop with an error naming the file at a truncated or corrupt input shard, instead of a warning
+    (the outputs do not depend on it: not part of the config identity)."""
     chunk_chars: int = 256 << 10
     """Files longer than this are encoded in pieces of at most this size, cut where the ids stay exact."""
 
@@ -172,7 +175,7 @@ def _tasks(
     splits: list[str] = []
     ends: list[bool] = []
     size = 0
-    for record in iter_records(files, stats, cfg.max_file_bytes, warnings):
+    for record in iter_records(files, stats, cfg.max_file_bytes, warnings, cfg.strict):
         nbytes = len(record.content.encode("utf-8", "surrogatepass"))
         if not record.content:
             stats.drop("empty_content", nbytes)
@@ -371,7 +374,7 @@ def run_pack(
     if run_dir is None:
         return pack(files, tok, out, cfg, workers=workers)
     manifest = RunManifest(run_dir)
-    config = to_dict(cfg)
+    config = {k: v for k, v in to_dict(cfg).items() if k != "strict"}  # strict changes no output
     manifest.check("pack", config, force=force)
     fingerprint = fingerprint_files([*files, tok])
     if not force and manifest.is_done("pack", config, fingerprint) and (out / "stats.json").exists():

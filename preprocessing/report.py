@@ -460,6 +460,20 @@ def _run_info(run_dir: Path, stats: dict[str, dict[str, Any]], problems: list[st
     }
 
 
+MAX_INPUT_FILES = 200
+"""Input files listed in the report (the cut ones first); stats.json has them all."""
+
+
+def _input_files(stats: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Per input file of the stages that read dump files: lines read and whether it ended cleanly."""
+    rows = [{"stage": key, "file": clean_text(f.get("file"), 500), "lines": _num(f.get("lines")), "clean": f.get("clean")}
+            for key in ("stream", "dedup") for f in (_get(stats, key, "input_files") or [])]
+    if not rows:
+        return None
+    return {"files": len(rows), "cut": sum(r["clean"] is False for r in rows),
+            "rows": sorted(rows, key=lambda r: r["clean"] is not False)[:MAX_INPUT_FILES]}
+
+
 def _checks(funnel: list[dict[str, Any]], stats: dict[str, dict[str, Any]], shards: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Does the funnel add up? Per substage, and from each substage's output to the next one's input."""
     checks = []
@@ -564,6 +578,7 @@ def build_report(run_dir: str | Path, cfg: ReportConfig | None = None) -> dict[s
     section("run", lambda: _run_info(run_dir, stats, problems))
     section("checks", lambda: _checks(funnel, stats, report.get("shards")))
     section("notes", lambda: _notes(funnel))
+    section("input_files", lambda: _input_files(stats))
     section("warnings", lambda: [clean_text(w, 500) for key in stats for w in (stats[key].get("warnings") or [])][:50])
     section("headline", lambda: _headline(report, stats))
     return report
@@ -818,6 +833,13 @@ def _summary_html(r: dict[str, Any]) -> str:
             f"<li>check failed: {_e(c['check'])} ({_e(c['detail'])})</li>" for c in failed) + "</ul></div>")
     for w in r.get("warnings") or []:
         out.append(f'<div class="missing">stage warning: {_e(w)}</div>')
+    inputs = r.get("input_files")
+    if inputs:
+        ended = {True: "cleanly", False: "cut or corrupt (see the warnings)", None: "not read to its end (record limit)"}
+        shown = "" if inputs["files"] == len(inputs["rows"]) else f", the first {len(inputs['rows'])} shown (cut ones first)"
+        out.append(f'<h3>Input files: {inputs["files"]}, {inputs["cut"]} cut{_e(shown)}</h3>' + _table(
+            ["stage", "file", "lines read", "ended"],
+            [[f["stage"], f["file"], f["lines"], ended.get(f["clean"], f["clean"])] for f in inputs["rows"]]))
     return "".join(out)
 
 

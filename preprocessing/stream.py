@@ -209,6 +209,7 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
         },
         "filters": {f.name: s for f in filters if (s := f.summary()) is not None},
         "warnings": reader.warnings,
+        "input_files": reader.input_files,
         "workers": cfg.workers,
         "wall_time_s": round(wall, 3),
         "throughput_mb_s": round(read.bytes_in / 1e6 / max(wall, 1e-9), 2),
@@ -249,8 +250,9 @@ def run_stream(cfg: StreamConfig, run_dir: str | Path, force: bool = False, *,
     out_dir = run_dir / "clean"
     manifest = RunManifest(run_dir)
     config = to_dict(cfg)
-    # the worker count does not change the outputs, so it is not part of the config identity
+    # the worker count and input.strict do not change the outputs: not part of the config identity
     identity = {k: v for k, v in config.items() if k != "workers"}
+    identity["input"] = {k: v for k, v in config["input"].items() if k != "strict"}
     manifest.check("stream", identity, force=force)
     reader = open_reader(cfg.input)
     fingerprint = reader.fingerprint()

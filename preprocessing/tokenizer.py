@@ -84,6 +84,9 @@ class TokenizerConfig:
     max_file_bytes: int = 1 << 30
     """Records larger than this are rejected as too_large (the stream stage already applies its own limit;
     long files are trained on in pieces, so this only bounds the memory of one record)."""
+    strict: bool = False
+    """Stop with an error naming the file at a truncated or corrupt input shard, instead of a warning
+    (the outputs do not depend on it: not part of the config identity)."""
 
     def __post_init__(self) -> None:
         if not 256 + 1 <= self.vocab_size <= 1 << 32:
@@ -135,14 +138,15 @@ def resolve_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> l
 
 
 def iter_records(files: Sequence[Path], stats: StageStats, max_file_bytes: int = 1 << 30,
-                 warnings: list[str] | None = None) -> Iterator[CodeFile]:
+                 warnings: list[str] | None = None, strict: bool = False) -> Iterator[CodeFile]:
     """Stream the records of ``files`` (JSONL, .gz, .zst); rejected ones are counted in ``stats``, not yielded.
 
-    The reader's own warnings (empty or truncated files) are appended to ``warnings`` at the end.
+    The reader's own warnings (empty or truncated files) are appended to ``warnings`` at the end;
+    with ``strict`` a truncated file is an InputError instead.
     """
     from preprocessing.readers import JsonlReader
 
-    reader = JsonlReader([str(p) for p in files], max_file_bytes=max_file_bytes)
+    reader = JsonlReader([str(p) for p in files], max_file_bytes=max_file_bytes, strict=strict)
     for item in reader.records():
         if isinstance(item, Rejected):
             stats.reject(item.reason, item.nbytes)
@@ -286,7 +290,7 @@ def measure_tokenizers(tokenizers: dict[str, Any], texts: Iterable[str]) -> dict
 
 def _heldout_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageStats) -> Iterator[str]:
     budget = cfg.max_heldout_bytes
-    for record in iter_records(files, stats, cfg.max_file_bytes):
+    for record in iter_records(files, stats, cfg.max_file_bytes, strict=cfg.strict):
         nbytes = len(record.content.encode("utf-8", "surrogatepass"))
         if not is_heldout(record, cfg):
             stats.drop("not_heldout", nbytes)
@@ -308,7 +312,7 @@ def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageSta
     """
     max_files = cfg.max_files if cfg.max_files is not None else float("inf")
     budget = cfg.max_bytes if cfg.max_bytes is not None else float("inf")
-    for record in iter_records(files, stats, cfg.max_file_bytes, warnings):
+    for record in iter_records(files, stats, cfg.max_file_bytes, warnings, cfg.strict):
         nbytes = len(record.content.encode("utf-8", "surrogatepass"))
         if not record.content:
             stats.drop("empty_content", nbytes)
@@ -475,7 +479,7 @@ def run_tokenizer(
     if run_dir is None:
         return train_tokenizer(files, out, cfg)
     manifest = RunManifest(run_dir)
-    config = to_dict(cfg)
+    config = {k: v for k, v in to_dict(cfg).items() if k != "strict"}  # strict changes no output
     manifest.check("tokenizer", config, force=force)
     fingerprint = fingerprint_files(files)
     if not force and manifest.is_done("tokenizer", config, fingerprint) and (out / "stats.json").exists():

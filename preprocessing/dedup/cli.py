@@ -33,12 +33,13 @@ def dedup_summary(stats: dict[str, Any], out_dir: Path) -> None:
 @click.option("--memory-budget", "memory_budget", type=float, help="MB of band tables before they spill to disk.")
 @click.option("--keep", type=click.Choice(["first", "longest", "license", "stars"]), help="Which file of a cluster is kept.")
 @click.option("--verify", type=click.Choice(["signature", "exact"]), help="How candidate pairs are verified.")
+@click.option("--strict/--no-strict", default=None, help="A truncated or corrupt input file is an error (exit 2), not a warning.")
 @click.option("--force", is_flag=True, help="Overwrite dedup outputs made with another config.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
 def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
                   workers: int | None, threshold: float | None, num_perm: int | None, memory_budget: float | None,
-                  keep: str | None, verify: str | None, force: bool, dry_run: bool) -> None:
+                  keep: str | None, verify: str | None, strict: bool | None, force: bool, dry_run: bool) -> None:
     """MinHash LSH near-dedup of RUN/clean (or --input files) into RUN/dedup (or --output)."""
     from preprocessing.dedup.minhash import NearDedupConfig
     from preprocessing.dedup.near import run_dedup
@@ -51,5 +52,5 @@ def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | No
         return
     run_dir = resolve_run_dir(run_dir, inputs, output)
     source = InputConfig(paths=list(inputs)) if inputs else None
-    stats = run_dedup(cfg, run_dir, workers=workers or 1, inputs=source, out_dir=output, force=force)
+    stats = run_dedup(cfg, run_dir, workers=workers or 1, inputs=source, out_dir=output, force=force, strict=strict)
     dedup_summary(stats, Path(output) if output else Path(run_dir) / "dedup")  # type: ignore[arg-type]

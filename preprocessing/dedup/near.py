@@ -19,7 +19,7 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -552,6 +552,7 @@ def _cluster_and_write(
         STAGE: result.stats,
         "outputs": [p.name for p in writer.paths] + ["clusters.jsonl.zst"],
         "warnings": reader.warnings,
+        "input_files": reader.input_files,
         "workers": workers,
         "wall_time_s": round(wall, 3),
         "pass1_s": round(t1 - t0, 3),
@@ -646,11 +647,13 @@ def run_dedup(
     inputs: InputConfig | None = None,
     out_dir: str | Path | None = None,
     force: bool = False,
+    strict: bool | None = None,
 ) -> dict[str, Any]:
     """The `dedup` stage: RUN/clean -> RUN/dedup (or ``inputs`` -> ``out_dir``), recorded in the manifest.
 
     A finished stage with the same config and input is skipped (its stats are returned with
     ``skipped: true``); a run directory holding dedup outputs of another config is refused.
+    ``strict`` (None: the input config's) makes a truncated input file an error.
     """
     if run_dir is None and out_dir is None:
         raise ValueError("give a run directory or an output directory for near-dedup")
@@ -661,6 +664,8 @@ def run_dedup(
         if not any(clean.glob("part-*.jsonl.zst")):
             raise ValueError(f"{clean} holds no part-*.jsonl.zst shards: run `cp-preprocess stream` first")
         inputs = clean_input(run_dir)
+    if strict is not None:
+        inputs = replace(inputs, strict=strict)
     out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "dedup"  # type: ignore[arg-type]
     if run_dir is None:
         return run_near_dedup(cfg, inputs, out_dir, workers)
@@ -687,7 +692,8 @@ def clean_input(run_dir: str | Path) -> InputConfig:
 
 def _dedup_identity(cfg: NearDedupConfig, inputs: InputConfig, out_dir: Path) -> dict[str, Any]:
     """The `dedup` stage's config identity in the manifest (the same for the fused and separate forms)."""
-    return {"near_dedup": to_dict(cfg), "input": to_dict(inputs), "out_dir": str(out_dir)}
+    inputs_identity = {k: v for k, v in to_dict(inputs).items() if k != "strict"}  # changes no output
+    return {"near_dedup": to_dict(cfg), "input": inputs_identity, "out_dir": str(out_dir)}
 
 
 class CleanRowSketcher:
