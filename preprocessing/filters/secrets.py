@@ -92,7 +92,7 @@ _IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]|\.\d)")
 # Text right before a dotted quad that makes it a version, an OID or a requirement, not an address.
 _VERSION_CONTEXT = re.compile(
-    r"(?:version|\bver\b|release|\brev|\boid|\bbuild|\bv|==|>=|<=|~=|!=|\bpython)[\s\"'=:(_,-]*$", re.IGNORECASE)
+    r"(?:(?:version|\bver|release|\brev|\boid|\bbuild|\bpython)\w*|\bv|==|>=|<=|~=|!=)[\s\"'=:(,-]*$", re.IGNORECASE)
 # Well-known public resolvers: services, not anybody's address.
 _PUBLIC_SERVICE_IPS = frozenset({"8.8.8.8", "8.8.4.4", "1.1.1.1", "1.0.0.1", "9.9.9.9", "149.112.112.112",
                                  "208.67.222.222", "208.67.220.220", "2001:4860:4860::8888",
@@ -379,13 +379,15 @@ class SecretsScanner:
     def _scan_plugin(content: str, line: str, s: int, key: str, plugin: Any, found: list[Finding]) -> None:
         # The plugin's own compiled `denylist` regexes, for the spans (analyze_string yields values only,
         # and for patterns with a prefix group only the prefix: "ghp").
+        if key == PRIVATE_KEY:
+            # the plugin's headers, or any PEM "BEGIN ... PRIVATE KEY" (it misses ENCRYPTED PRIVATE KEY)
+            if any(rx.search(line) for rx in plugin.denylist) or _KEY_BEGIN.search(line):
+                block = _key_block(content, s)
+                if block is not None:
+                    found.append(Finding(block[0], block[1], PRIVATE_KEY))
+            return
         for rx in plugin.denylist:
             for m in rx.finditer(line):
-                if key == PRIVATE_KEY:
-                    block = _key_block(content, s)
-                    if block is not None:
-                        found.append(Finding(block[0], block[1], PRIVATE_KEY))
-                    return
                 a, b = m.span()
                 kind = key
                 if key == "aws":
