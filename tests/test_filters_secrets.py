@@ -290,3 +290,18 @@ def test_stream_drop_mode_counts_reasons_and_two_workers_same_bytes(tmp_path):
     b2 = [p.read_bytes() for p in sorted((tmp_path / "w2" / "clean").glob("part-*"))]
     assert b1 == b2
     assert "AKIA" not in json.dumps(s1["examples"])
+
+
+def test_report_shows_counts_per_kind_and_redacted_examples(tmp_path):
+    from preprocessing.report import ReportConfig, build_report, render_html
+
+    path, _ = _dump(tmp_path)
+    stats = run_stream(_cfg(path, "redact"), tmp_path / "run")
+    report = build_report(tmp_path / "run", ReportConfig(plots=False))
+    rows = {x["kind"]: x for x in report["secrets"]["kinds"]}
+    assert report["secrets"]["mode"] == "redact"
+    assert rows["aws_access_key"]["findings_redacted"] == stats["edits"]["findings"]["secrets:aws_access_key"] == 2
+    assert rows["aws_access_key"]["files_dropped"] == 0
+    assert rows["aws_access_key"]["examples"][0]["head"] == 'AWS_ACCESS_KEY_ID = "<SECRET:aws_access_key>"'
+    page = render_html(report, cfg=ReportConfig(plots=False))
+    assert "Secrets and PII" in page and "&lt;SECRET:aws_access_key&gt;" in page and "AKIA" not in page
