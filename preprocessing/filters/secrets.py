@@ -84,6 +84,9 @@ _FILE_TLDS = frozenset({
 })
 # Role addresses of no person; "git@github.com" is the SSH user of a remote.
 _ROLE_LOCAL_PARTS = frozenset({"noreply", "no-reply", "donotreply", "do-not-reply", "git"})
+# Passwords of examples in docs ("https://user:password@host"): placeholders, not secrets.
+_PLACEHOLDER_PASSWORDS = frozenset({"password", "passwd", "pass", "pwd", "secret", "token", "mypassword",
+                                    "yourpassword", "your_password", "changeme", "xxx", "xxxx", "***", "****"})
 _URL_USERINFO = re.compile(r"://[^\s/@]*$")
 
 # --- IP addresses ---
@@ -92,8 +95,11 @@ _IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:]|\.\d)")
 # Text right before a dotted quad that makes it a version, an OID or a requirement, not an address.
 _VERSION_CONTEXT = re.compile(
-    r"(?:(?:version|\bver|release|\brev|\boid|\bbuild|\bpython)\w*|\bv|==|>=|<=|~=|!=)[\s\"'=:(,-]*$", re.IGNORECASE)
+    r"(?:(?:version|\bver|release|\brev|\boid|\bbuild|\bpython|section|chapter|\brfc|\bpep)\w*|\bv|§|==|>=|<=|~=|!=)"
+    r"[\s\"'=:(,-]*$", re.IGNORECASE)
 # Well-known public resolvers: services, not anybody's address.
+# Placeholders of docs and tests ("convert 123.45.67.89"), not anybody's address.
+_PLACEHOLDER_IPS = frozenset({"1.2.3.4", "4.3.2.1", "12.34.56.78", "123.45.67.89", "11.22.33.44", "1.2.3.5"})
 _PUBLIC_SERVICE_IPS = frozenset({"8.8.8.8", "8.8.4.4", "1.1.1.1", "1.0.0.1", "9.9.9.9", "149.112.112.112",
                                  "208.67.222.222", "208.67.220.220", "2001:4860:4860::8888",
                                  "2001:4860:4860::8844", "2606:4700:4700::1111", "2606:4700:4700::1001"})
@@ -140,7 +146,7 @@ class SecretsFilterConfig:
     """Detect public IPv4/IPv6 addresses (not private, loopback, link-local, documentation, version strings)."""
     max_scan_chars: int = 300_000
     """Per-file budget: characters of prefiltered lines scanned; past it the file is dropped (secrets:budget)."""
-    max_findings: int = 200
+    max_findings: int = 1000
     """Per-file budget: findings; past it the file is dropped (secrets:budget)."""
 
     def __post_init__(self) -> None:
@@ -244,6 +250,12 @@ def _key_block(content: str, pos: int) -> tuple[int, int] | None:
     return start, end
 
 
+def _placeholder_password(value: str) -> bool:
+    from detect_secrets.filters.heuristic import is_templated_secret
+
+    return value.lower() in _PLACEHOLDER_PASSWORDS or value.startswith(("$", "%", "<", "{")) or is_templated_secret(value)
+
+
 def _email_ok(line: str, m: re.Match[str]) -> bool:
     """Whether an e-mail regex match is somebody's address (not a placeholder, a role, a file or URL userinfo)."""
     local, domain = m.group(1).lower(), m.group(2).lower()
@@ -252,8 +264,8 @@ def _email_ok(line: str, m: re.Match[str]) -> bool:
         return False
     if domain.startswith(("example.", "test.")) or ".example." in domain:
         return False
-    if local in _ROLE_LOCAL_PARTS:
-        return False
+    if local in _ROLE_LOCAL_PARTS or not any(c.isalpha() for c in local):
+        return False  # a role, or a Message-ID such as <20020201195627.33539.96671@host.com>
     return _URL_USERINFO.search(line, 0, m.start()) is None
 
 
@@ -264,7 +276,7 @@ def _ip_ok(line: str, m: re.Match[str], v6: bool) -> bool:
         addr = ipaddress.IPv6Address(text) if v6 else ipaddress.IPv4Address(text)
     except ValueError:
         return False
-    if text in _PUBLIC_SERVICE_IPS or not addr.is_global or addr.is_multicast:
+    if text in _PUBLIC_SERVICE_IPS or text in _PLACEHOLDER_IPS or not addr.is_global or addr.is_multicast:
         return False
     if v6:
         # at least three groups ("a[1::2]" is a valid address and a slice) and a global unicast prefix
@@ -401,6 +413,8 @@ class SecretsScanner:
                         continue
                 if m.lastindex and key in ("aws", "url_password", "npm_token"):
                     a, b = m.span(1)  # the secret group (the rest is the key name or the URL)
+                    if key == "url_password" and _placeholder_password(line[a:b]):
+                        continue
                 if b > a:
                     found.append(Finding(s + a, s + b, kind))
 
