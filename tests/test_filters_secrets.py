@@ -28,6 +28,7 @@ PLANTS = [
     ("aws_secret_key", 'aws_secret_access_key = "u7Rk2Pq9ZfLw0XcVb3NmHt6YsJd8GaEi1OoKl4Qe"',
      "u7Rk2Pq9ZfLw0XcVb3NmHt6YsJd8GaEi1OoKl4Qe"),
     ("github_token", "TOKEN = 'ghp_4fTq9ZxK2mWv7LpR0sYc8HdN3bJ6gEa1Ui5o'", "ghp_4fTq9ZxK2mWv7LpR0sYc8HdN3bJ6gEa1Ui5o"),
+    ("huggingface_token", 'login(token="hf_94wBhPGp6KrrTH3KDchhKpRxZwd6dmHWLQ")', "hf_94wBhPGp6KrrTH3KDchhKpRxZwd6dmHWLQ"),
     ("slack_token", "client = WebClient(token='xoxb-284619305712-3948571029384-q8w7e6r5t4y3u2i1o0p9a8s7')",
      "xoxb-284619305712-3948571029384-q8w7e6r5t4y3u2i1o0p9a8s7"),
     ("stripe_key", 'stripe.api_key = "sk_live_51HqZ8kLm3Np7Qr2St9Uv4Wx"', "sk_live_51HqZ8kLm3Np7Qr2St9Uv4Wx"),
@@ -58,6 +59,13 @@ LOOK_ALIKES = [
     'if line.startswith("-----BEGIN RSA PRIVATE KEY-----"):', "@property", "x = a[1::2]", "t = '12:30:45'",
     'password = os.environ["DB_PASSWORD"]', "API_KEY = '${API_KEY}'", "stripe.api_key = 'sk_test_abc'",
     "https://docs.python.org/3/library/re.html",
+    # false positives once seen in this installation's files
+    "          'AAACCATCTCTACCGGTTCGCTTTCACTGGATATCGCGCTTG'",  # a DNA sequence (regex tests): ACCA + 16
+    'tokenizer = AutoTokenizer.from_pretrained("naver-hyperclovax/HyperCLOVAX-SEED-Think-14B")',
+    '_no_split_modules = ["Qwen2_5OmniToken2WavDiTModel", "Qwen2_5OmniToken2WavBigVGANModel"]',
+    "(b'password', b'NaCl', 1024, 8, 16, unhexlify('fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b37316'))",
+    "broker = 'amqp://guest:guest@localhost:5672//'", "# see section 8.1.2.2 of the spec",
+    "<20020201195627.33539.96671@nightshade.la.mastaler.com>", "convert IP addr string (123.45.67.89) to 32-bit",
 ]
 
 

@@ -26,7 +26,7 @@ PRIVATE_KEY = "private_key"
 PLACEHOLDERS: dict[str, str] = {EMAIL: "<EMAIL>", IP_ADDRESS: "<IP_ADDRESS>"}
 SECRET_KINDS = (
     "aws_access_key", "aws_secret_key", "github_token", "gitlab_token", "slack_token", "slack_webhook",
-    "stripe_key", "openai_key", "pypi_token", "npm_token", "sendgrid_key", PRIVATE_KEY, "jwt",
+    "stripe_key", "openai_key", "huggingface_token", "pypi_token", "npm_token", "sendgrid_key", PRIVATE_KEY, "jwt",
     "url_password", "high_entropy_base64", "high_entropy_hex",
 )
 PLACEHOLDERS.update({k: f"<SECRET:{k}>" for k in SECRET_KINDS})
@@ -45,6 +45,7 @@ _TRIGGERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # plugin key 
     "slack": ((), ("xox", r"hooks\.slack\.com")),
     "stripe_key": (("k_live_",), ()),
     "openai_key": (("T3BlbkFJ",), ()),       # "OpenAI" in base64, inside every key
+    "huggingface_token": (("hf_",), ()),
     "pypi_token": (("pypi-AgE",), ()),
     "npm_token": (("/:_authToken=",), ()),
     "sendgrid_key": ((r"SG\.",), ()),
@@ -54,6 +55,10 @@ _TRIGGERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # plugin key 
     "entropy": ((), ("secret", "passw", "pwd", "token", "api_key", "apikey", "access_key", "credential", "auth")),
 }
 _ENTROPY_KEYWORD = re.compile("|".join(_TRIGGERS["entropy"][1]), re.IGNORECASE)
+# ... and only strings assigned or passed to such a name: `API_KEY = "…"`, `"apiKey": "…"`, `Token("…")`
+_ASSIGNED_TO_SECRET = re.compile(
+    r"(?:" + "|".join(_TRIGGERS["entropy"][1]) + r")[\w-]*[\"'\]]*\s*(?:=|:|=>|:=|\()\s*[\[(]?\s*[bru]?[\"']$",
+    re.IGNORECASE)
 # Hash-like contexts: a long hex/base64 string next to these words is a checksum or an id, not a secret.
 _HASH_CONTEXT = re.compile(
     r"hash|sha\d|sha-\d|md5|checksum|digest|integrity|commit|revision|\brev\b|fingerprint|etag|nonce|uuid|"
@@ -172,6 +177,7 @@ class BudgetExceeded(Exception):
 def _regex_plugins() -> dict[str, Any]:
     """The token-format detect-secrets plugins by their key in _TRIGGERS."""
     from detect_secrets.plugins.aws import AWSKeyDetector
+    from detect_secrets.plugins.base import RegexBasedDetector
     from detect_secrets.plugins.basic_auth import BasicAuthDetector
     from detect_secrets.plugins.github_token import GitHubTokenDetector
     from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
@@ -184,10 +190,16 @@ def _regex_plugins() -> dict[str, Any]:
     from detect_secrets.plugins.slack import SlackDetector
     from detect_secrets.plugins.stripe import StripeDetector
 
+    class HuggingFaceTokenDetector(RegexBasedDetector):
+        """Hugging Face user access tokens (detect-secrets has no plugin for them; its documented way to add one)."""
+
+        secret_type = "Hugging Face Token"
+        denylist = (re.compile(r"hf_[A-Za-z0-9]{34}"),)
+
     return {
         PRIVATE_KEY: PrivateKeyDetector(), "aws": AWSKeyDetector(), "github_token": GitHubTokenDetector(),
         "gitlab_token": GitLabTokenDetector(), "slack": SlackDetector(), "stripe_key": StripeDetector(),
-        "openai_key": OpenAIDetector(), "pypi_token": PypiTokenDetector(), "npm_token": NpmDetector(),
+        "openai_key": OpenAIDetector(), "huggingface_token": HuggingFaceTokenDetector(), "pypi_token": PypiTokenDetector(), "npm_token": NpmDetector(),
         "sendgrid_key": SendGridDetector(), "jwt": JwtTokenDetector(), "url_password": BasicAuthDetector(),
     }
 
@@ -250,10 +262,18 @@ def _key_block(content: str, pos: int) -> tuple[int, int] | None:
     return start, end
 
 
-def _placeholder_password(value: str) -> bool:
+def _placeholder_password(line: str, url_at: int, a: int, b: int) -> bool:
+    """A URL password of an example: a placeholder word, a template, the user name again (guest:guest),
+    or an example host (user:pw@example.com; localhost and *.local hosts are real ones)."""
     from detect_secrets.filters.heuristic import is_templated_secret
 
-    return value.lower() in _PLACEHOLDER_PASSWORDS or value.startswith(("$", "%", "<", "{")) or is_templated_secret(value)
+    value = line[a:b]
+    user = line[url_at + 3:a - 1]
+    host = line[b + 1:b + 80].split("/", 1)[0].split(":", 1)[0].lower().rstrip("'\"`) ")
+    tld = host.rsplit(".", 1)[-1]
+    return (value.lower() in _PLACEHOLDER_PASSWORDS or value.startswith(("$", "%", "<", "{"))
+            or is_templated_secret(value) or value == user or host.startswith("example.") or ".example." in host
+            or tld in ("example", "test", "invalid"))
 
 
 def _email_ok(line: str, m: re.Match[str]) -> bool:
@@ -411,9 +431,11 @@ class SecretsScanner:
                     b = m.end() + len(_JWT_TAIL.match(line, m.end()).group(0))  # type: ignore[union-attr]
                     if not plugin.is_formally_valid(line[a:b].rstrip(".")):
                         continue
+                if kind in _STANDALONE and ((a > 0 and line[a - 1].isalnum()) or (b < len(line) and line[b].isalnum())):
+                    continue  # inside a longer run (a base64 blob, a DNA sequence): not a key of fixed length
                 if m.lastindex and key in ("aws", "url_password", "npm_token"):
                     a, b = m.span(1)  # the secret group (the rest is the key name or the URL)
-                    if key == "url_password" and _placeholder_password(line[a:b]):
+                    if key == "url_password" and _placeholder_password(line, m.start(), a, b):
                         continue
                 if b > a:
                     found.append(Finding(s + a, s + b, kind))
@@ -424,7 +446,8 @@ class SecretsScanner:
         for plugin, kind in plugins:
             for value in plugin.analyze_string(line):
                 if self._is_entropy_secret(plugin, value):
-                    found.extend(Finding(s + a, s + b, kind) for a, b in _occurrences(line, value))
+                    found.extend(Finding(s + a, s + b, kind) for a, b in _occurrences(line, value)
+                                 if _ASSIGNED_TO_SECRET.search(line, max(0, a - 120), a))
 
     def _is_entropy_secret(self, plugin: Any, value: str) -> bool:
         from detect_secrets.filters.heuristic import (
@@ -456,6 +479,8 @@ def _is_lock_file(path: str) -> bool:
 
 
 _GENERIC_KINDS = ("high_entropy_hex", "high_entropy_base64")
+# fixed-length key formats: a match inside a longer alphanumeric run is not one
+_STANDALONE = frozenset({"aws_access_key", "github_token", "stripe_key", "huggingface_token"})
 
 
 def merge_findings(found: list[Finding]) -> list[Finding]:

@@ -173,6 +173,10 @@ def positives() -> None:
         k, e, ip = aws_id(), email(), public_ip()
         add(f"# owner: {e}\nAWS_KEY = '{k}'\nBASTION = '{ip}'\n", [("email", e), ("aws_access_key", k),
                                                                    ("ip_address", ip)], "mixed")
+    for i in range(5):
+        t = "hf_" + rs(AN, 34)
+        add(R.choice([f'HF_TOKEN = "{t}"\n', f"login(token='{t}')\n", f"export HUGGING_FACE_HUB_TOKEN={t}\n"]),
+            [("huggingface_token", t)], "hugging face token")
     # realistic misses kept in the set (the detectors do not find them)
     add('SECRET_KEY = "django-insecure-k3$9x!q@z#w7e^r&t*y(u)i_o+p=a[s]d{f}g"\n',
         [("high_entropy_base64", "django-insecure-k3$9x!q@z#w7e^r&t*y(u)i_o+p=a[s]d{f}g")],
@@ -247,6 +251,13 @@ def negatives() -> None:
         add(line, [], "other look-alike")
     for i in range(6):
         add(f'eyJ_prefix = "eyJ{rs(AN, 10)}"\n', [], "eyJ prefix without a JWT structure")
+    add("from huggingface_hub import hf_hub_download\npath = hf_hub_download(repo_id='gpt2')\n", [], "hf_ prefix")
+    for line in ["          'AAACCATCTCTACCGGTTCGCTTTCACTGGATATCGCGCTTG'\n",
+                 'tokenizer = AutoTokenizer.from_pretrained("naver-hyperclovax/HyperCLOVAX-SEED-Think-14B")\n',
+                 '_no_split_modules = ["Qwen2_5OmniToken2WavDiTModel", "Qwen2_5OmniToken2WavBigVGANModel"]\n',
+                 "broker_url = 'amqp://guest:guest@localhost:5672//'\n", "# per section 8.1.2.2 of the HTML spec\n",
+                 "Message-ID: <20020201195627.33539.96671@nightshade.la.mastaler.com>\n"]:
+        add(line, [], "look-alike seen in real files of this installation")
 
 
 def main() -> None:
