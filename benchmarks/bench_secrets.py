@@ -10,6 +10,7 @@ Also prints precision and recall per kind on tests/data/secrets_labelled.jsonl.
 
     python benchmarks/bench_secrets.py                       # 3000 files, naive side on the first 8 MB
     python benchmarks/bench_secrets.py --files 0 --naive-mb 20
+    python benchmarks/bench_secrets.py --stream 3000         # also: `stream` with secrets redact vs off
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=3000, help="files of the installation (0 = all)")
     ap.add_argument("--naive-mb", type=float, default=8.0, help="MB scanned by the every-line baseline")
+    ap.add_argument("--stream", type=int, default=0, help="also run `stream` on this many files, secrets on vs off")
     ap.add_argument("--cpu", type=int, default=None, help="core to pin to (default: the last one)")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
@@ -116,8 +118,29 @@ def main() -> None:
             p = s["tp"] / (s["tp"] + s["fp"]) if s["tp"] + s["fp"] else float("nan")
             r = s["tp"] / (s["tp"] + s["fn"]) if s["tp"] + s["fn"] else float("nan")
             print(f"| {k} | {s['tp']} | {s['fp']} | {s['fn']} | {p:.2f} | {r:.2f} |")
+    if args.stream:
+        stream_cost(args.stream)
     if not same:
         sys.exit("the prefiltered scan and the every-line scan disagree")
+
+
+def stream_cost(limit: int) -> None:
+    """`run_stream` (defaults, one worker) on the embedded default with secrets redact vs off, same run."""
+    import tempfile
+
+    from preprocessing.stream import StreamConfig, run_stream
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("off", "redact", "off", "redact"):
+            cfg = StreamConfig(input=InputConfig(limit=limit), workers=1)
+            cfg.filters.secrets.mode = mode
+            c0 = time.process_time()
+            stats = run_stream(cfg, Path(tmp) / f"{mode}-{time.monotonic_ns()}")
+            cpu_s = time.process_time() - c0
+            mb = stats["totals"]["bytes_read"] / 1e6
+            print(f"stream, secrets {mode:6s}: {stats['wall_time_s']:6.2f} s wall, {cpu_s:6.2f} s CPU, "
+                  f"{mb / cpu_s:5.1f} MB/s per core; kept {stats['totals']['kept']}, "
+                  f"edits {sum(stats['edits']['findings'].values())}")
 
 
 if __name__ == "__main__":
