@@ -25,12 +25,14 @@ def main() -> None:
 @click.option("--workers", type=int, help="Worker processes (output is identical for any number).")
 @click.option("--limit", type=int, help="Stop after this many input records.")
 @click.option("--near-dedup/--no-near-dedup", default=None, help="Also MinHash near-dedup into RUN/dedup, in the same pass.")
+@click.option("--secrets", type=click.Choice(["redact", "drop", "off"]),
+              help="Secrets and PII: redact them, drop files holding them, or off (filters.secrets.mode).")
 @click.option("--force", is_flag=True, help="Overwrite a run made with another config.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
 def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, fmt: str | None,
                hf_dataset: str | None, workers: int | None, limit: int | None, near_dedup: bool | None,
-               force: bool, dry_run: bool) -> None:
+               secrets: str | None, force: bool, dry_run: bool) -> None:
     """Stream a dump (default: this Python installation) through the filters and exact dedup."""
     from preprocessing.config import load_config
     from preprocessing.stream import StreamConfig, run_stream
@@ -41,6 +43,7 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
         "input.hf_dataset": hf_dataset,
         "input.limit": limit,
         "workers": workers,
+        "filters.secrets.mode": secrets,
     }
     cfg = stage_config(StreamConfig, config_path, overrides, "stream", dry_run)
     if cfg is None:

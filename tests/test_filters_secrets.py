@@ -313,3 +313,20 @@ def test_report_shows_counts_per_kind_and_redacted_examples(tmp_path):
     assert rows["aws_access_key"]["examples"][0]["head"] == 'AWS_ACCESS_KEY_ID = "<SECRET:aws_access_key>"'
     page = render_html(report, cfg=ReportConfig(plots=False))
     assert "Secrets and PII" in page and "&lt;SECRET:aws_access_key&gt;" in page and "AKIA" not in page
+
+
+def test_cli_secrets_flag_overrides_the_preset(tmp_path):
+    from click.testing import CliRunner
+
+    from preprocessing.cli import main
+
+    preset = Path(__file__).resolve().parent.parent / "configs" / "preprocess" / "codeparrot.yaml"
+    res = CliRunner().invoke(main, ["stream", "--config", str(preset), "--dry-run"])
+    assert res.exit_code == 0 and '"mode": "off"' in res.output.replace("'", '"')
+    res = CliRunner().invoke(main, ["stream", "--config", str(preset), "--secrets", "drop", "--dry-run"])
+    assert res.exit_code == 0 and '"mode": "drop"' in res.output.replace("'", '"')
+    path, _ = _dump(tmp_path)
+    res = CliRunner().invoke(main, ["stream", str(path), "-o", str(tmp_path / "run"), "--secrets", "drop"])
+    assert res.exit_code == 0, res.output
+    stats = json.loads((tmp_path / "run" / "clean" / "stats.json").read_text())
+    assert stats["totals"]["dropped"]["secrets:aws_access_key"] == 2
