@@ -83,7 +83,7 @@ _EMAIL = re.compile(
 _RESERVED_DOMAINS = frozenset({"example.com", "example.org", "example.net", "example.edu", "localhost",
                                "domain.com", "yourdomain.com", "your-domain.com", "yourcompany.com",
                                "email.com", "mail.example"})
-_RESERVED_TLDS = frozenset({"example", "test", "invalid", "localhost", "local", "internal", "lan"})
+_RESERVED_TLDS = frozenset({"example", "test", "invalid", "localhost"})  # not .local/.internal: people work there
 # "name@2x.png", "pkg@1.2.3.tgz": file names and package specifiers, not addresses.
 _FILE_TLDS = frozenset({
     "png", "jpg", "jpeg", "gif", "svg", "ico", "webp", "bmp", "tif", "tiff", "js", "mjs", "cjs", "ts", "tsx",
@@ -106,9 +106,9 @@ _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w
 _VERSION_CONTEXT = re.compile(
     r"(?:(?:version|\bver|release|\brev|\boid|\bbuild|\bpython|section|chapter|\brfc|\bpep)\w*|\bv|§|==|>=|<=|~=|!=)"
     r"[\s\"'=:(,-]*$", re.IGNORECASE)
-# Well-known public resolvers: services, not anybody's address.
 # Placeholders of docs and tests ("convert 123.45.67.89"), not anybody's address.
 _PLACEHOLDER_IPS = frozenset({"1.2.3.4", "4.3.2.1", "12.34.56.78", "123.45.67.89", "11.22.33.44", "1.2.3.5"})
+# Well-known public resolvers: services, not anybody's address.
 _PUBLIC_SERVICE_IPS = frozenset({"8.8.8.8", "8.8.4.4", "1.1.1.1", "1.0.0.1", "9.9.9.9", "149.112.112.112",
                                  "208.67.222.222", "208.67.220.220", "2001:4860:4860::8888",
                                  "2001:4860:4860::8844", "2606:4700:4700::1111", "2606:4700:4700::1001"})
@@ -141,8 +141,9 @@ class SecretsFilterConfig:
     secrets: bool = True
     """Detect API keys, tokens, private keys, passwords in URLs (detect-secrets plugins)."""
     high_entropy: str = "keyword"
-    """High-entropy quoted strings (detect-secrets' Base64/Hex plugins): 'keyword' = only on lines naming a
-    secret (secret, password, token, api_key, credential, auth) and no hash/id; 'off'."""
+    """High-entropy quoted strings (detect-secrets' Base64/Hex plugins): 'keyword' = only strings assigned or
+    passed to a name holding secret, passw, pwd, token, api_key, access_key, credential or auth, on a line
+    naming no hash or id; 'off'."""
     base64_limit: float = 4.5
     """Shannon-entropy threshold (bits per character) of the Base64 plugin (detect-secrets' default 4.5)."""
     hex_limit: float = 3.0
@@ -203,8 +204,9 @@ def _regex_plugins() -> dict[str, Any]:
     return {
         PRIVATE_KEY: PrivateKeyDetector(), "aws": AWSKeyDetector(), "github_token": GitHubTokenDetector(),
         "gitlab_token": GitLabTokenDetector(), "slack": SlackDetector(), "stripe_key": StripeDetector(),
-        "openai_key": OpenAIDetector(), "huggingface_token": HuggingFaceTokenDetector(), "pypi_token": PypiTokenDetector(), "npm_token": NpmDetector(),
-        "sendgrid_key": SendGridDetector(), "jwt": JwtTokenDetector(), "url_password": BasicAuthDetector(),
+        "openai_key": OpenAIDetector(), "huggingface_token": HuggingFaceTokenDetector(),
+        "pypi_token": PypiTokenDetector(), "npm_token": NpmDetector(), "sendgrid_key": SendGridDetector(),
+        "jwt": JwtTokenDetector(), "url_password": BasicAuthDetector(),
     }
 
 
