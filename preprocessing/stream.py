@@ -111,7 +111,7 @@ def _process_unit(unit: Any) -> UnitResult:
             profile.add_example(reason, record_key(item.repo_name, item.path),
                                 example_of(item.repo_name, item.path, item.content, item.where))
             continue
-        filt.keep(nbytes)
+        filt.keep(nbytes, item.metrics["size"])  # bytes out: after redaction
         line = orjson.dumps(item.to_json_dict()) + b"\n"
         kept.append((content_hash(item.content, normalize), line, item.metrics, item.license, item.repo_name))
     sketch = _STATE.sketcher([k[1] for k in kept]) if _STATE.sketcher is not None and kept else None

@@ -283,6 +283,8 @@ def test_stream_redacts_before_exact_dedup_and_leaves_other_rows_identical(tmp_p
     assert kept and kept[0]["content"].endswith('AWS_ACCESS_KEY_ID = "<SECRET:aws_access_key>"\n')
     assert not any(r["path"] == "b/settings.py" for r in out_on)
     assert on["edits"]["findings"]["secrets:aws_access_key"] == 2  # counted before dedup, on both files
+    st = on["stages"]
+    assert st["filter"]["bytes_out"] == st["exact_dedup"]["bytes_in"] < st["filter"]["bytes_in"]  # redacted bytes
     assert "AKIA" not in json.dumps(on["examples"])
 
 
