@@ -66,6 +66,7 @@ LOOK_ALIKES = [
     "(b'password', b'NaCl', 1024, 8, 16, unhexlify('fdbabe1c9d3472007856e7190d01e9fe7c6ad7cbc8237830e77376634b37316'))",
     "broker = 'amqp://guest:guest@localhost:5672//'", "# see section 8.1.2.2 of the spec",
     "<20020201195627.33539.96671@nightshade.la.mastaler.com>", "convert IP addr string (123.45.67.89) to 32-bit",
+    '    >>> tokenizer("ACDEFGHIKLMNPQRSTVWY")["input_ids"]', "access_key = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'",
 ]
 
 
@@ -241,7 +242,7 @@ def test_precision_and_recall_on_the_labelled_set():
     score = labelled_scores()
     tp, fp, fn = (sum(s.get(x, 0) for s in score.values()) for x in ("tp", "fp", "fn"))
     precision, recall = tp / (tp + fp), tp / (tp + fn)
-    assert precision >= 0.97 and recall >= 0.93, (precision, recall, score)
+    assert precision >= 0.98 and recall >= 0.95, (precision, recall, score)
     for kind in ("aws_access_key", "github_token", "slack_token", "stripe_key", "private_key", "jwt", "email",
                  "ip_address", "url_password"):
         s = score[kind]

@@ -144,8 +144,9 @@ class SecretsFilterConfig:
     """High-entropy quoted strings (detect-secrets' Base64/Hex plugins): 'keyword' = only strings assigned or
     passed to a name holding secret, passw, pwd, token, api_key, access_key, credential or auth, on a line
     naming no hash or id; 'off'."""
-    base64_limit: float = 4.5
-    """Shannon-entropy threshold (bits per character) of the Base64 plugin (detect-secrets' default 4.5)."""
+    base64_limit: float = 4.2
+    """Shannon-entropy threshold (bits per character) of the Base64 plugin (detect-secrets' default is 4.5, which
+    misses most random keys under ~32 characters; the name and alphabet rules keep 4.2 precise)."""
     hex_limit: float = 3.0
     """Shannon-entropy threshold of the Hex plugin (detect-secrets' default 3.0)."""
     min_entropy_length: int = 20
@@ -470,7 +471,14 @@ class SecretsScanner:
         return (len(value) >= self.config.min_entropy_length
                 and plugin.calculate_shannon_entropy(value) > plugin.entropy_limit
                 and not is_sequential_string(value) and not is_potential_uuid(value)
-                and not is_templated_secret(value))
+                and not is_templated_secret(value) and not _is_alphabet(value))
+
+
+def _is_alphabet(value: str) -> bool:
+    """Mostly consecutive characters ("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", the amino acids "ACDEFGHIKLMNPQRSTVWY"),
+    or one class of characters only (all capitals): an alphabet, not a key (random base64 has ~1/64 such pairs)."""
+    steps = sum(1 for a, b in zip(value, value[1:]) if ord(b) == ord(a) + 1)
+    return steps >= 0.5 * (len(value) - 1) or value.isalpha() and (value.isupper() or value.islower())
 
 
 def _all_lines(content: str) -> list[tuple[int, int]]:
