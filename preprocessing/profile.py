@@ -9,9 +9,12 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xxhash
+
+if TYPE_CHECKING:
+    from preprocessing.filters.base import Edit
 
 # Fixed bin edges, so histograms of different workers and runs add up.
 HISTOGRAM_EDGES: dict[str, list[float]] = {
@@ -87,8 +90,8 @@ class CorpusProfile:
         """Keep the EXAMPLES_PER_REASON examples with the smallest hash of their key (deterministic)."""
         self._offer(reason, xxhash.xxh3_64_intdigest(key), example)
 
-    def add_edit(self, edit: Any, key: bytes, repo_name: str, path: str) -> None:
-        """Count a content rewrite (a filters.base.Edit) and offer its (already redacted) example lines."""
+    def add_edit(self, edit: Edit, key: bytes, repo_name: str, path: str) -> None:
+        """Count a content rewrite and offer its (already redacted) example lines."""
         for kind, n in edit.counts.items():
             name = f"{edit.step}:{kind}"
             self.edit_findings[name] += n
