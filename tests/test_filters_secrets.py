@@ -333,3 +333,16 @@ def test_cli_secrets_flag_overrides_the_preset(tmp_path):
     assert res.exit_code == 0, res.output
     stats = json.loads((tmp_path / "run" / "clean" / "stats.json").read_text())
     assert stats["totals"]["dropped"]["secrets:aws_access_key"] == 2
+
+
+def test_minified_long_line_under_budget_is_redacted_in_place():
+    rng = random.Random(1)
+    words = ["var", "function", "return", "a.b", "x=1;", "if(y){z()}", "0.5", "'str'"]
+    body = " ".join(rng.choice(words) for _ in range(40_000))  # one ~200 kB line
+    token = "ghp_4fTq9ZxK2mWv7LpR0sYc8HdN3bJ6gEa1Ui5o"
+    line = body[:100_000] + f' t="{token}"; ' + body[100_000:]
+    r = rec(line + "\n", "app.min.js")
+    t0 = time.perf_counter()
+    reason, edit = SecretsFilter().rewrite(r)
+    assert reason is None and edit.counts == {"github_token": 1} and time.perf_counter() - t0 < 2
+    assert r.content == line.replace(token, "<SECRET:github_token>") + "\n"
