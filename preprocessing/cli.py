@@ -26,12 +26,14 @@ def main() -> None:
 @click.option("--limit", type=int, help="Stop after this many input records.")
 @click.option("--near-dedup/--no-near-dedup", default=None, help="Also MinHash near-dedup into RUN/dedup, in the same pass.")
 @click.option("--strict/--no-strict", default=None, help="A truncated or corrupt input file is an error (exit 2), not a warning.")
+@click.option("--secrets", type=click.Choice(["redact", "drop", "off"]),
+              help="Secrets and PII: redact them, drop files holding them, or off (filters.secrets.mode).")
 @click.option("--force", is_flag=True, help="Overwrite a run made with another config.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
 def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, fmt: str | None,
                hf_dataset: str | None, workers: int | None, limit: int | None, near_dedup: bool | None,
-               strict: bool | None, force: bool, dry_run: bool) -> None:
+               strict: bool | None, secrets: str | None, force: bool, dry_run: bool) -> None:
     """Stream a dump (default: this Python installation) through the filters and exact dedup."""
     from preprocessing.config import load_config
     from preprocessing.stream import StreamConfig, run_stream
@@ -43,6 +45,7 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
         "input.limit": limit,
         "input.strict": strict,
         "workers": workers,
+        "filters.secrets.mode": secrets,
     }
     cfg = stage_config(StreamConfig, config_path, overrides, "stream", dry_run)
     if cfg is None:
