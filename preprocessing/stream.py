@@ -105,11 +105,12 @@ def _process_unit(unit: Any) -> UnitResult:
         nbytes = item.metrics["size"]  # bytes are counted as UTF-8 content bytes in every stage
         read.keep(nbytes)
         profile.before.add(item.metrics)
-        reason = apply_filters(_STATE.filters, item, profile)  # may redact item.content (secrets)
-        if reason:
+        dropped = apply_filters(_STATE.filters, item, profile)  # may redact item.content (secrets)
+        if dropped:
+            reason, f = dropped
             filt.drop(reason, nbytes)
             example = example_of(item.repo_name, item.path, item.content, item.where)
-            why = f.explain(item)  # f: the filter that dropped it
+            why = f.explain(item)
             if why:
                 example["why"] = why
             profile.add_example(reason, record_key(item.repo_name, item.path), example)

@@ -71,8 +71,9 @@ def build_filters(cfg: FiltersConfig) -> list[Filter]:
     return filters
 
 
-def apply_filters(filters: list[Filter], record: CodeFile, profile: CorpusProfile | None = None) -> str | None:
-    """Run ``filters`` on ``record`` in order: the first drop reason, or None when it is kept.
+def apply_filters(filters: list[Filter], record: CodeFile,
+                  profile: CorpusProfile | None = None) -> tuple[str, Filter] | None:
+    """Run ``filters`` on ``record`` in order: the first drop reason and the filter that gave it, or None when kept.
 
     A step may rewrite ``record.content`` (:meth:`Filter.rewrite`); then ``record.metrics`` is
     recomputed, and what it did is counted in ``profile`` (``edits``, and one example per kind).
@@ -85,5 +86,5 @@ def apply_filters(filters: list[Filter], record: CodeFile, profile: CorpusProfil
         if edit is not None and profile is not None:
             profile.add_edit(edit, record_key(record.repo_name, record.path), record.repo_name, record.path)
         if reason:
-            return reason
+            return reason, f
     return None
