@@ -204,7 +204,7 @@ def main() -> None:
         tmp = Path(tmp)
         warm = tmp / "warm"
         make_dump(warm, 0.2)
-        for method in ("datasketch", "ours"):  # kernel cache (native.py) and bytecode written before timing
+        for method in ("datasketch", "ours"):  # numba kernel cache (native.py) and bytecode written before timing
             timed(method, warm, tmp / f"warm_{method}", args.workers)
         print(f"workers={args.workers} (both methods); wall = process start to exit, imports included; "
               f"fastest of {args.repeat} run(s) each")

@@ -187,7 +187,7 @@ def test_huge_file_signature_is_bounded_and_correct():
 
 
 def test_permutations_are_kept_in_the_cache_directory(tmp_path, monkeypatch):
-    monkeypatch.setenv("CP_KERNEL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))  # where the permutations go too
     rng = np.random.default_rng(7)
     want_a = rng.integers(0, 2**64 - 1, size=32, dtype=np.uint64, endpoint=True) | np.uint64(1)
     want_b = rng.integers(0, 2**64 - 1, size=32, dtype=np.uint64, endpoint=True)

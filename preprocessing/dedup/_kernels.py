@@ -1,10 +1,8 @@
-"""The MinHash kernels, written for numba and compiled as C-ABI functions (``numba.cfunc``).
+"""The MinHash kernels, written for numba (``numba.njit``; :mod:`.native` compiles them with
+``cache=True``, numba's on-disk cache).
 
-Imported only to compile them: :mod:`preprocessing.dedup.native` keeps their machine code on disk
-and later processes load it without importing numba (numba's import and its first dispatch cost
-~0.6 s of CPU per process; loading the cached code costs ~0.04 s). The kernels allocate nothing:
-the caller passes every buffer (scratch sized by :func:`preprocessing.dedup._scratch.scratch_words`),
-and nothing in them can raise.
+The kernels allocate nothing: the caller passes every buffer (scratch sized by
+:func:`preprocessing.dedup._scratch.scratch_words`), and nothing in them can raise.
 
 Results are bit-identical to the numpy reference in :mod:`preprocessing.dedup.minhash` (tests
 check it): a token is a maximal run of ``[A-Za-z_0-9]`` bytes, its hash ``xxh64(token)``, an
@@ -26,7 +24,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import carray, types
+from numba import types
 
 _P1 = np.uint64(0x9E3779B185EBCA87)
 _P2 = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -291,51 +289,39 @@ def _minhash_into(sh, n, a, b, out):
         out[k] = np.uint32(m >> _U(32))
 
 
-_u8p, _u32p, _u64p, _i64p = (types.CPointer(t) for t in (types.uint8, types.uint32, types.uint64, types.int64))
+# One explicit signature per kernel (C-contiguous arrays, int64 scalars): numba compiles exactly
+# that specialisation, never another for other argument types; native.py compiles a kernel the
+# first time it is used (`verify: exact` alone needs `shingles`).
+_bytes = types.Array(types.uint8, 1, "C", readonly=True)  # np.frombuffer of a bytes object
+_i64, _u64 = (types.Array(t, 1, "C") for t in (types.int64, types.uint64))
+SIGNATURES = types.void(_bytes, _i64, _i64, types.int64, types.int64, _u64, _u64, types.Array(types.uint32, 2, "C"),
+                        _i64, _i64, _u64)
+BAND_KEYS = types.void(types.Array(types.uint32, 2, "C"), types.int64, types.int64, types.Array(types.uint64, 2, "C"))
+SHINGLES = types.int64(_bytes, types.int64, _u64, _u64)
 
-SIGNATURES = types.void(_u8p, types.int64, _i64p, _i64p, types.int64, types.int64, types.int64, _u64p, _u64p,
-                        types.int64, _u32p, _i64p, _i64p, _u64p, types.int64)
-BAND_KEYS = types.void(_u32p, types.int64, types.int64, types.int64, types.int64, _u64p)
-SHINGLES = types.int64(_u8p, types.int64, types.int64, _u64p, types.int64, _u64p)
 
-
-def signatures_kernel(buf_p, nbuf, starts_p, ends_p, ndocs, ngram, escaped, a_p, b_p, nperm, sig_p, ntok_p,
-                      size_p, scratch_p, nscratch):
-    """Signatures of ndocs files: file d is buf[starts[d]:ends[d]] (a JSON string body when
-    ``escaped``); its signature goes to sig[d * nperm : (d + 1) * nperm], its number of distinct
-    tokens to ntok[d] and its decoded size (or -1, see _shingles) to size[d]."""
-    buf = carray(buf_p, (nbuf,))
-    starts = carray(starts_p, (ndocs,))
-    ends = carray(ends_p, (ndocs,))
-    a = carray(a_p, (nperm,))
-    b = carray(b_p, (nperm,))
-    sig = carray(sig_p, (ndocs, nperm))
-    ntok = carray(ntok_p, (ndocs,))
-    size = carray(size_p, (ndocs,))
-    scratch = carray(scratch_p, (nscratch,))
-    for d in range(ndocs):
+def signatures_kernel(buf, starts, ends, ngram, escaped, a, b, sig, ntok, size, scratch):
+    """Signatures of len(starts) files: file d is buf[starts[d]:ends[d]] (a JSON string body when
+    ``escaped``); its signature goes to sig[d], its number of distinct tokens to ntok[d] and its
+    decoded size (or -1, see _shingles) to size[d]."""
+    for d in range(starts.shape[0]):
         m, nd, sz = _shingles(buf, starts[d], ends[d], ngram, escaped != 0, scratch)
         ntok[d] = nd
         size[d] = sz
         _minhash_into(scratch, m, a, b, sig[d])
 
 
-def band_keys_kernel(sig_p, ndocs, nperm, bands, rows, keys_p):
+def band_keys_kernel(sig, bands, rows, keys):
     """keys[d, i] = xxh64(bytes of band i of signature d, seed=i)."""
-    sig = carray(sig_p, (ndocs, nperm))
-    keys = carray(keys_p, (ndocs, bands))
-    for d in range(ndocs):
+    for d in range(sig.shape[0]):
         raw = sig[d].view(np.uint8)
         for i in range(bands):
             keys[d, i] = xxh64(raw, 4 * i * rows, 4 * (i + 1) * rows, i)
 
 
-def shingles_kernel(buf_p, nbuf, ngram, scratch_p, nscratch, out_p):
-    """The distinct shingle hashes of buf[:nbuf], in first-seen order, into out; returns how many."""
-    buf = carray(buf_p, (nbuf,))
-    scratch = carray(scratch_p, (nscratch,))
-    out = carray(out_p, (nbuf // 2 + 2,))
-    m, _nd, _size = _shingles(buf, 0, nbuf, ngram, False, scratch)
+def shingles_kernel(buf, ngram, scratch, out):
+    """The distinct shingle hashes of buf, in first-seen order, into out; returns how many."""
+    m, _nd, _size = _shingles(buf, 0, buf.shape[0], ngram, False, scratch)
     for i in range(m):
         out[i] = scratch[i]
     return m
@@ -346,10 +332,4 @@ KERNELS = {
     "band_keys": (band_keys_kernel, BAND_KEYS),
     "shingles": (shingles_kernel, SHINGLES),
 }
-"""name -> (Python function, numba signature) of each C-ABI entry point."""
-
-
-def compile_kernels() -> dict:
-    """name -> compiled ``numba.cfunc`` of each kernel (each holds its machine code and address)."""
-    return {name: numba.cfunc(sig, nopython=True, error_model="numpy", cache=False)(fn)
-            for name, (fn, sig) in KERNELS.items()}
+"""name -> (Python function, numba signature) of each kernel :mod:`.native` compiles."""

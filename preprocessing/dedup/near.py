@@ -261,7 +261,7 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
     """
     cfg = hasher.cfg
     n = len(lines)
-    escaped = cfg.use_numba and cfg.verify == "signature" and reader.columns.content == "content"
+    escaped = hasher.native and cfg.verify == "signature" and reader.columns.content == "content"
     data: bytes | None = None
     spans: list[tuple[int, int, int]] | None = None  # (line number, start, end) in data
     if isinstance(lines, FrameLines):
