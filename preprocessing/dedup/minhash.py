@@ -291,6 +291,18 @@ class SignatureBatch:
     ntokens: np.ndarray
 
 
+@dataclass
+class EscapedBatch:
+    """What :meth:`MinHashSignature.signatures_escaped` found in each string body: the signatures,
+    the decoded UTF-8 size (int64, -1: decode the line instead), the position of the closing quote
+    in the buffer (int64) and whether every escape is one orjson writes (bool)."""
+
+    batch: SignatureBatch
+    sizes: np.ndarray
+    close: np.ndarray
+    canonical: np.ndarray
+
+
 class MinHashSignature:
     """Computes signatures, band keys and shingle sets for one :class:`NearDedupConfig`."""
 
@@ -329,7 +341,8 @@ class MinHashSignature:
             ends = np.zeros(n + 1, dtype=np.int64)
             np.cumsum(sizes, out=ends[1:])
             joined = b"".join(contents)
-            return self._native(joined.lower() if cfg.lowercase else joined, ends[:-1], ends[1:], escaped=False)[0]
+            joined = joined.lower() if cfg.lowercase else joined
+            return self._native(joined, joined, ends[:-1], ends[1:], escaped=False).batch
         sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
         ntok = np.empty(n, dtype=np.int64)
         for d, data in enumerate(contents):
@@ -337,24 +350,31 @@ class MinHashSignature:
             sig[d] = minhash_reference(sh, self.a, self.b)
         return SignatureBatch(sig=sig, ntokens=ntok)
 
-    def signatures_escaped(self, buf: bytes, starts: np.ndarray, ends: np.ndarray) -> tuple[SignatureBatch, np.ndarray]:
-        """Signatures of contents still escaped as JSON string bodies: content d is
-        ``buf[starts[d]:ends[d]]``, the bytes between the quotes of a JSON string (``buf`` already
-        lowercased when the config lowercases). Returns the batch and int64 decoded UTF-8 sizes;
-        a size of -1 marks a body with an escape orjson does not write (or an unescaped quote),
-        whose signature must be computed from its decoded text instead. Native kernels only."""
+    def signatures_escaped(self, buf: bytes, starts: np.ndarray, ends: np.ndarray) -> EscapedBatch:
+        """Signatures of contents still escaped as JSON string bodies: body d starts at
+        ``buf[starts[d]]`` (after its opening quote) and ends at the first unescaped quote before
+        ``ends[d]``. Its escapes are decoded (the tokens are those of the decoded text, lowercased
+        when the config lowercases); see :class:`EscapedBatch` for what is reported. A body that
+        is not valid JSON, not well-formed UTF-8 or holds NUL has size -1 and no signature: it
+        must be decoded as a whole instead. Native kernels only."""
         assert self.native, "escaped contents need the native kernels"
-        return self._native(buf, np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(ends, np.int64), True)
+        low = buf.lower() if self.cfg.lowercase else buf
+        return self._native(buf, low, np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(ends, np.int64),
+                            True)
 
-    def _native(self, data: bytes, starts: np.ndarray, ends: np.ndarray, escaped: bool) -> tuple[SignatureBatch, np.ndarray]:
+    def _native(self, data: bytes, low: bytes, starts: np.ndarray, ends: np.ndarray, escaped: bool) -> EscapedBatch:
         n, cfg = len(starts), self.cfg
         sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
         ntok = np.empty(n, dtype=np.int64)
         size = np.empty(n, dtype=np.int64)
+        close = np.empty(n, dtype=np.int64)
+        canonical = np.empty(n, dtype=np.uint8)
         buf = np.frombuffer(data or b"\0", dtype=np.uint8)  # read-only, as the kernel's signature says
+        lowbuf = buf if low is data else np.frombuffer(low or b"\0", dtype=np.uint8)
         scratch = self._scratch_for(int((ends - starts).max()) if n else 0)
-        native.kernel("signatures")(buf, starts, ends, cfg.ngram, int(escaped), self.a, self.b, sig, ntok, size, scratch)
-        return SignatureBatch(sig=sig, ntokens=ntok), size
+        native.kernel("signatures")(buf, lowbuf, starts, ends, cfg.ngram, int(escaped), int(cfg.lowercase), self.a,
+                                    self.b, sig, ntok, size, close, canonical, scratch)
+        return EscapedBatch(SignatureBatch(sig=sig, ntokens=ntok), size, close, canonical.view(np.bool_))
 
     def band_keys(self, sig: np.ndarray) -> np.ndarray:
         """uint64[n, bands] LSH bucket keys of signature rows."""
