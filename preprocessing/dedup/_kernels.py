@@ -185,7 +185,7 @@ def _distinct(values, n, table, out):
     return m
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _hex4(buf, i, end):
     """The value of the four hex digits buf[i:i + 4] (-1 if they are not four hex digits), and
     whether one is an uppercase letter (orjson writes lowercase)."""
@@ -202,7 +202,7 @@ def _hex4(buf, i, end):
     return v, upper
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _token_escape(buf, i, end, lower):
     """The token byte that the escape at buf[i] (a backslash) stands for: a \\uXXXX of an ASCII
     letter, digit or underscore, lowercased when ``lower``; 0 for any other escape."""
@@ -216,7 +216,7 @@ def _token_escape(buf, i, end, lower):
     return v
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
 def _utf8_length(buf, i, end):
     """The length of the well-formed UTF-8 sequence of a non-ASCII character at buf[i] (Python's
     strict decoder: no overlong forms, no surrogates, nothing above U+10FFFF), 0 if there is none."""
