@@ -22,6 +22,10 @@ of this run, written before timing). A cold run (``dedup`` on the smaller input 
   tokens (files under 10 skipped), MinHash(num_perm=256).update_batch, MinHashLSH(threshold=0.85),
   query then insert; MinHashes computed in ``--workers`` processes, kept records written in the
   same single pass (no second pass, no verification: generous to the baseline).
+* rensa recipe (``pip install .[bench]``; skipped when rensa is missing): the same tokens and
+  query-then-insert loop with rensa's ``RMinHash(num_perm=256)`` and ``RMinHashLSH(threshold=0.85,
+  num_bands=16)`` (rensa needs bands dividing num_perm: 16x16), each candidate verified by its
+  estimated Jaccard (``jaccard() >= 0.85``) before a file counts as a duplicate.
 * ours: the `dedup` command (two passes, verified clusters, clusters.jsonl.zst, stats.json).
 
 Two input sizes (``--mb`` and 4x ``--mb``) give MB/s per core, peak RSS (main process and
@@ -37,6 +41,7 @@ is steadier than wall time on a loaded machine.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -126,6 +131,54 @@ def _minhash_unit(unit):  # runs in a worker: decode, tokenize, MinHash (the rec
     return out
 
 
+def _rensa_unit(unit):  # the rensa recipe's map step: decode, tokenize, RMinHash
+    import orjson
+    from rensa import RMinHash
+
+    from preprocessing.record import Rejected
+
+    out = []
+    for item in _READER.decode(unit):
+        if isinstance(item, Rejected):
+            continue
+        line = orjson.dumps(item.to_json_dict()) + b"\n"
+        tokens = {t for t in NON_ALPHA.split(item.content) if len(t.strip()) > 0}
+        if len(tokens) < 10:
+            out.append((line, None))
+            continue
+        m = RMinHash(num_perm=256, seed=42)
+        m.update(list(tokens))
+        out.append((line, m))
+    return out
+
+
+def run_rensa(inp: Path, out: Path, workers: int) -> dict:
+    from rensa import RMinHashLSH
+
+    from preprocessing.parallel import ordered_map
+    from preprocessing.readers import JsonlReader
+    from preprocessing.writers import ShardedJsonlWriter
+
+    reader = JsonlReader([str(inp / "part-*.jsonl.zst")])
+    lsh = RMinHashLSH(threshold=0.85, num_perm=256, num_bands=16)
+    kept: dict[int, object] = {}
+    removed = key = 0
+    with ShardedJsonlWriter(out, "part") as w:
+        for batch in ordered_map(_rensa_unit, reader.units(), workers=workers, window=2 * workers,
+                                 initializer=_init, initargs=(reader,)):
+            for line, m in batch:
+                key += 1
+                if m is not None:
+                    dup = any(m.jaccard(kept[c]) >= 0.85 for c in lsh.query(m))
+                    lsh.insert(key, m)
+                    kept[key] = m
+                    if dup:
+                        removed += 1
+                        continue
+                w.write_line(line)
+    return {"removed": removed}
+
+
 _READER = None
 
 
@@ -204,7 +257,7 @@ def sketch_only(inp: Path) -> tuple[float, float, float, float]:
 
 
 def child(method: str, inp: Path, out: Path, workers: int) -> None:
-    fn = run_ours if method == "ours" else run_datasketch
+    fn = {"ours": run_ours, "datasketch": run_datasketch, "rensa": run_rensa}[method]
     res = fn(inp, out, workers)
     res["rss_main_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res["rss_worker_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -261,7 +314,7 @@ def main() -> None:
                     help="runs of each method per size, alternating; the fastest (wall) is reported")
     ap.add_argument("--dump", choices=DUMPS, default="toolkit",
                     help="how the input is written: as `stream` does (toolkit) or json.dumps + zstd CLI / stream_writer")
-    ap.add_argument("--child", choices=["ours", "datasketch"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["ours", "datasketch", "rensa"], help=argparse.SUPPRESS)
     ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -274,7 +327,8 @@ def main() -> None:
         cold_cpu, cold_wall = start_up(tmp / "numba-cold-start")
         warm = tmp / "warm"
         make_dump(warm, 0.2, dump=args.dump)
-        for method in ("datasketch", "ours"):  # numba kernel cache (native.py) and bytecode written before timing
+        methods = ["datasketch", "rensa", "ours"] if importlib.util.find_spec("rensa") else ["datasketch", "ours"]
+        for method in methods:  # numba kernel cache (native.py) and bytecode written before timing
             timed(method, warm, tmp / f"warm_{method}", args.workers, cache)
         warm_cpu, warm_wall = start_up(cache)
         print(f"dump: {args.dump}; workers={args.workers} (both methods); wall = process start to exit, imports "
@@ -286,7 +340,7 @@ def main() -> None:
         for mb in (args.mb, 4 * args.mb):
             inp = tmp / f"in{mb}"
             real_mb = make_dump(inp, mb, dump=args.dump)
-            runs: dict[str, list[dict]] = {"datasketch": [], "ours": []}
+            runs: dict[str, list[dict]] = {m: [] for m in methods}
             for _ in range(args.repeat):  # alternating, so that a noisy spell hits both methods
                 for m, done in runs.items():
                     done.append(timed(m, inp, tmp / f"out-{m}-{mb}", args.workers, cache))
@@ -298,6 +352,9 @@ def main() -> None:
                 print(f"{real_mb:8.1f} {m:>11s} {r['wall_s']:7.2f} {speed:9.1f} {r['rss_main_mb']:8.0f}M "
                       f"{r['rss_worker_mb']:7.0f}M {r['removed']:8d} {ratio:7.1f}x {r['cpu_s']:6.2f} {cpu_ratio:10.1f}x")
             o = res["ours"]
+            if "rensa" in res:
+                print(f"{'':8s} ours vs the rensa recipe: {res['rensa']['wall_s'] / o['wall_s']:.1f}x wall, "
+                      f"{res['rensa']['cpu_s'] / o['cpu_s']:.1f}x CPU")
             print(f"{'':8s} ours: pass1 {o['pass1_s']:.2f}s, cluster {o['cluster_s']:.2f}s, pass2 {o['pass2_s']:.2f}s")
             if mb == args.mb:  # the first run on a machine: the kernels compile (an empty numba cache)
                 c = timed("ours", inp, tmp / f"out-cold-{mb}", args.workers, tmp / f"numba-cold-{mb}")

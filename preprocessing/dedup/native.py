@@ -23,6 +23,7 @@ import tempfile
 import warnings
 from typing import Any
 
+
 class KernelsUnavailable(RuntimeError):
     """numba could not provide the kernels here (the reason is the message)."""
 
