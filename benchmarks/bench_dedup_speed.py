@@ -1,13 +1,31 @@
 """Near-dedup speed: the datasketch recipe against `cp-preprocess dedup`, same input, same cores.
 
-The input is a keyed sample of this Python installation's files written as a JSONL.zst dump (the
-format of RUN/clean). Each method runs in a fresh process, end to end from the dump to the
-deduplicated shards, and the wall time includes the interpreter start and imports:
+The input is a keyed sample of this Python installation's files written as a JSONL.zst dump,
+by ``--dump``:
+
+* ``toolkit``: as `stream` writes RUN/clean (orjson, content last, 256 KiB zstd frames): the
+  toolkit's own output, the best case for `dedup`;
+* ``zstd-cli``: the way other tools write dumps: ``json.dumps`` with its defaults (``\\uXXXX`` for
+  every non-ASCII character, surrogate pairs for emoji, ``", "`` and ``": "``) in CodeParrot's
+  key order (repo_name, path, size, content, license: content not last), compressed by the
+  ``zstd`` command-line tool (one frame);
+* ``zstd-stream``: the same lines compressed by python-zstandard's ``stream_writer`` (one frame
+  of unknown size, as a streaming writer leaves it).
+
+Each method runs in a fresh process, end to end from the dump to the deduplicated shards, and
+the wall time includes the interpreter start and imports (numba's kernel cache warm: a directory
+of this run, written before timing). A cold run (``dedup`` on the smaller input with an empty
+``NUMBA_CACHE_DIR``: the first run on a machine, kernels compiled) and the start-up alone
+(process start to the first signature, cold and warm) are reported too:
 
 * datasketch recipe (CodeParrot's minhash_deduplication.py): tokens = set of NON_ALPHA-split
   tokens (files under 10 skipped), MinHash(num_perm=256).update_batch, MinHashLSH(threshold=0.85),
   query then insert; MinHashes computed in ``--workers`` processes, kept records written in the
   same single pass (no second pass, no verification: generous to the baseline).
+* rensa recipe (``pip install .[bench]``; skipped when rensa is missing): the same tokens and
+  query-then-insert loop with rensa's ``RMinHash(num_perm=256)`` and ``RMinHashLSH(threshold=0.85,
+  num_bands=16)`` (rensa needs bands dividing num_perm: 16x16), each candidate verified by its
+  estimated Jaccard (``jaccard() >= 0.85``) before a file counts as a duplicate.
 * ours: the `dedup` command (two passes, verified clusters, clusters.jsonl.zst, stats.json).
 
 Two input sizes (``--mb`` and 4x ``--mb``) give MB/s per core, peak RSS (main process and
@@ -15,6 +33,7 @@ largest worker) and the CPU time of each run (user + system, the process and its
 is steadier than wall time on a loaded machine.
 
     python benchmarks/bench_dedup_speed.py                  # 10 and 40 MB, 1 worker, ~1 min
+    python benchmarks/bench_dedup_speed.py --dump zstd-cli --mb 20    # json.dumps + the zstd CLI
     python benchmarks/bench_dedup_speed.py --mb 50 --workers 2
     python benchmarks/bench_dedup_speed.py --mb 40 --repeat 3    # fastest of 3 runs of each (noisy machines)
 """
@@ -22,6 +41,7 @@ is steadier than wall time on a loaded machine.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -38,8 +58,17 @@ sys.path.insert(0, str(ROOT))
 NON_ALPHA = re.compile("[^A-Za-z_0-9]")
 
 
-def make_dump(out_dir: Path, mb: float, seed: int = 0) -> float:
-    """Write about ``mb`` MB of the installation's files to out_dir/part-*.jsonl.zst; returns MB."""
+DUMPS = ("toolkit", "zstd-cli", "zstd-stream")
+ZSTD_CLI = "/usr/bin/zstd"
+
+
+def make_dump(out_dir: Path, mb: float, seed: int = 0, dump: str = "toolkit") -> float:
+    """Write about ``mb`` MB of the installation's files to out_dir/part-*.jsonl.zst as ``dump``
+    says (see the module docstring); returns the MB of content written."""
+    import shutil
+
+    import zstandard
+
     from preprocessing.hashing import keyed_uniform, record_key
     from preprocessing.readers import InputConfig, open_reader
     from preprocessing.record import CodeFile
@@ -50,12 +79,31 @@ def make_dump(out_dir: Path, mb: float, seed: int = 0) -> float:
         if isinstance(item, CodeFile):
             total += len(item.content.encode("utf-8", "surrogatepass"))
     frac = min(1.0, mb * 1e6 / max(total, 1))
-    size = 0
-    with ShardedJsonlWriter(out_dir, "part", 64 << 20) as w:
-        for item in open_reader(InputConfig()).records():
-            if isinstance(item, CodeFile) and keyed_uniform(record_key(item.repo_name, item.path), "bench_speed", seed) < frac:
+    chosen = [item for item in open_reader(InputConfig()).records()
+              if isinstance(item, CodeFile) and keyed_uniform(record_key(item.repo_name, item.path), "bench_speed", seed) < frac]
+    size = sum(len(item.content.encode("utf-8", "surrogatepass")) for item in chosen)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if dump == "toolkit":
+        with ShardedJsonlWriter(out_dir, "part", 64 << 20) as w:
+            for item in chosen:
                 w.write(item)
-                size += len(item.content.encode("utf-8", "surrogatepass"))
+        return size / 1e6
+    lines = (json.dumps({"repo_name": it.repo_name, "path": it.path, "size": str(len(it.content.encode("utf-8", "surrogatepass"))),
+                         "content": it.content, "license": it.license}) + "\n" for it in chosen)
+    target = out_dir / "part-00000.jsonl.zst"
+    if dump == "zstd-stream":
+        with open(target, "wb") as f, zstandard.ZstdCompressor(level=3).stream_writer(f) as z:
+            for line in lines:
+                z.write(line.encode())
+    elif dump == "zstd-cli":
+        if shutil.which(ZSTD_CLI) is None:
+            raise SystemExit(f"--dump zstd-cli needs {ZSTD_CLI}")
+        plain = out_dir / "part-00000.jsonl"
+        with open(plain, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+        subprocess.run([ZSTD_CLI, "-q", "-3", "--rm", str(plain), "-o", str(target)], check=True)
+    else:
+        raise ValueError(dump)
     return size / 1e6
 
 
@@ -81,6 +129,54 @@ def _minhash_unit(unit):  # runs in a worker: decode, tokenize, MinHash (the rec
         m.update_batch([t.encode() for t in tokens])
         out.append((line, m))
     return out
+
+
+def _rensa_unit(unit):  # the rensa recipe's map step: decode, tokenize, RMinHash
+    import orjson
+    from rensa import RMinHash
+
+    from preprocessing.record import Rejected
+
+    out = []
+    for item in _READER.decode(unit):
+        if isinstance(item, Rejected):
+            continue
+        line = orjson.dumps(item.to_json_dict()) + b"\n"
+        tokens = {t for t in NON_ALPHA.split(item.content) if len(t.strip()) > 0}
+        if len(tokens) < 10:
+            out.append((line, None))
+            continue
+        m = RMinHash(num_perm=256, seed=42)
+        m.update(list(tokens))
+        out.append((line, m))
+    return out
+
+
+def run_rensa(inp: Path, out: Path, workers: int) -> dict:
+    from rensa import RMinHashLSH
+
+    from preprocessing.parallel import ordered_map
+    from preprocessing.readers import JsonlReader
+    from preprocessing.writers import ShardedJsonlWriter
+
+    reader = JsonlReader([str(inp / "part-*.jsonl.zst")])
+    lsh = RMinHashLSH(threshold=0.85, num_perm=256, num_bands=16)
+    kept: dict[int, object] = {}
+    removed = key = 0
+    with ShardedJsonlWriter(out, "part") as w:
+        for batch in ordered_map(_rensa_unit, reader.units(), workers=workers, window=2 * workers,
+                                 initializer=_init, initargs=(reader,)):
+            for line, m in batch:
+                key += 1
+                if m is not None:
+                    dup = any(m.jaccard(kept[c]) >= 0.85 for c in lsh.query(m))
+                    lsh.insert(key, m)
+                    kept[key] = m
+                    if dup:
+                        removed += 1
+                        continue
+                w.write_line(line)
+    return {"removed": removed}
 
 
 _READER = None
@@ -161,7 +257,7 @@ def sketch_only(inp: Path) -> tuple[float, float, float, float]:
 
 
 def child(method: str, inp: Path, out: Path, workers: int) -> None:
-    fn = run_ours if method == "ours" else run_datasketch
+    fn = {"ours": run_ours, "datasketch": run_datasketch, "rensa": run_rensa}[method]
     res = fn(inp, out, workers)
     res["rss_main_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     res["rss_worker_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -173,10 +269,11 @@ def child(method: str, inp: Path, out: Path, workers: int) -> None:
 # ----------------------------------------------------------------------------- parent
 
 
-def timed(method: str, inp: Path, out: Path, workers: int) -> dict:
+def timed(method: str, inp: Path, out: Path, workers: int, numba_cache: Path) -> dict:
     # Imports as a normal installation does them, from cached bytecode (a sandbox may set
     # PYTHONDONTWRITEBYTECODE, which makes every process compile this repo's modules: ~30 ms).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["NUMBA_CACHE_DIR"] = str(numba_cache)
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--child", method, "--input", str(inp), "--output", str(out),
                            "--workers", str(workers)], capture_output=True, text=True, cwd=ROOT, check=False, env=env)
@@ -187,13 +284,37 @@ def timed(method: str, inp: Path, out: Path, workers: int) -> dict:
     return {"wall_s": wall, **json.loads(line[len("RESULT "):])}
 
 
+START_UP = """
+import resource, time
+t = time.perf_counter()
+from preprocessing.dedup.minhash import MinHashSignature, NearDedupConfig
+h = MinHashSignature(NearDedupConfig())
+h.band_keys(h.signatures([b"def first(signature): return 1"]).sig)
+r = resource.getrusage(resource.RUSAGE_SELF)
+print(r.ru_utime + r.ru_stime, time.perf_counter() - t)
+"""
+
+
+def start_up(numba_cache: Path) -> tuple[float, float]:
+    """(CPU s of the whole process, wall s from the first import) to the first signature and band
+    keys, in a fresh process with ``numba_cache`` as numba's cache directory."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["NUMBA_CACHE_DIR"] = str(numba_cache)
+    proc = subprocess.run([sys.executable, "-c", START_UP], capture_output=True, text=True, cwd=ROOT, env=env,
+                          check=True)
+    cpu, wall = proc.stdout.split()
+    return float(cpu), float(wall)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=10.0, help="smaller input size in MB (the larger is 4x)")
     ap.add_argument("--workers", type=int, default=1, help="worker processes, the same for both methods")
     ap.add_argument("--repeat", type=int, default=1,
                     help="runs of each method per size, alternating; the fastest (wall) is reported")
-    ap.add_argument("--child", choices=["ours", "datasketch"], help=argparse.SUPPRESS)
+    ap.add_argument("--dump", choices=DUMPS, default="toolkit",
+                    help="how the input is written: as `stream` does (toolkit) or json.dumps + zstd CLI / stream_writer")
+    ap.add_argument("--child", choices=["ours", "datasketch", "rensa"], help=argparse.SUPPRESS)
     ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -202,21 +323,27 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        cache = tmp / "numba"  # numba's kernel cache of this run: cold first, then warm
+        cold_cpu, cold_wall = start_up(tmp / "numba-cold-start")
         warm = tmp / "warm"
-        make_dump(warm, 0.2)
-        for method in ("datasketch", "ours"):  # kernel cache (native.py) and bytecode written before timing
-            timed(method, warm, tmp / f"warm_{method}", args.workers)
-        print(f"workers={args.workers} (both methods); wall = process start to exit, imports included; "
-              f"fastest of {args.repeat} run(s) each")
+        make_dump(warm, 0.2, dump=args.dump)
+        methods = ["datasketch", "rensa", "ours"] if importlib.util.find_spec("rensa") else ["datasketch", "ours"]
+        for method in methods:  # numba kernel cache (native.py) and bytecode written before timing
+            timed(method, warm, tmp / f"warm_{method}", args.workers, cache)
+        warm_cpu, warm_wall = start_up(cache)
+        print(f"dump: {args.dump}; workers={args.workers} (both methods); wall = process start to exit, imports "
+              f"included; fastest of {args.repeat} run(s) each; numba kernel cache warm")
+        print(f"start-up to the first signature: cold (empty numba cache) {cold_wall:.2f}s wall / {cold_cpu:.2f}s CPU; "
+              f"warm {warm_wall:.2f}s wall / {warm_cpu:.2f}s CPU")
         print(f"{'input MB':>8s} {'method':>11s} {'wall s':>7s} {'MB/s/core':>9s} {'RSS main':>9s} "
               f"{'RSS wkr':>8s} {'removed':>8s} {'speedup':>8s} {'cpu s':>6s} {'cpu speedup':>11s}")
         for mb in (args.mb, 4 * args.mb):
             inp = tmp / f"in{mb}"
-            real_mb = make_dump(inp, mb)
-            runs: dict[str, list[dict]] = {"datasketch": [], "ours": []}
+            real_mb = make_dump(inp, mb, dump=args.dump)
+            runs: dict[str, list[dict]] = {m: [] for m in methods}
             for _ in range(args.repeat):  # alternating, so that a noisy spell hits both methods
                 for m, done in runs.items():
-                    done.append(timed(m, inp, tmp / f"out-{m}-{mb}", args.workers))
+                    done.append(timed(m, inp, tmp / f"out-{m}-{mb}", args.workers, cache))
             res = {m: min(r, key=lambda x: x["wall_s"]) for m, r in runs.items()}
             for m, r in res.items():
                 speed = real_mb / r["wall_s"] / args.workers
@@ -225,7 +352,15 @@ def main() -> None:
                 print(f"{real_mb:8.1f} {m:>11s} {r['wall_s']:7.2f} {speed:9.1f} {r['rss_main_mb']:8.0f}M "
                       f"{r['rss_worker_mb']:7.0f}M {r['removed']:8d} {ratio:7.1f}x {r['cpu_s']:6.2f} {cpu_ratio:10.1f}x")
             o = res["ours"]
+            if "rensa" in res:
+                print(f"{'':8s} ours vs the rensa recipe: {res['rensa']['wall_s'] / o['wall_s']:.1f}x wall, "
+                      f"{res['rensa']['cpu_s'] / o['cpu_s']:.1f}x CPU")
             print(f"{'':8s} ours: pass1 {o['pass1_s']:.2f}s, cluster {o['cluster_s']:.2f}s, pass2 {o['pass2_s']:.2f}s")
+            if mb == args.mb:  # the first run on a machine: the kernels compile (an empty numba cache)
+                c = timed("ours", inp, tmp / f"out-cold-{mb}", args.workers, tmp / f"numba-cold-{mb}")
+                print(f"{'':8s} ours cold (empty numba cache): {c['wall_s']:.2f}s wall / {c['cpu_s']:.2f}s CPU; "
+                      f"ratio to the recipe {res['datasketch']['wall_s'] / c['wall_s']:.1f}x wall / "
+                      f"{res['datasketch']['cpu_s'] / c['cpu_s']:.1f}x CPU")
         mb, t_ds, t_ours, t_np = sketch_only(tmp / f"in{4 * args.mb}")
         print(f"dedup core only (in memory, 1 process, no I/O), {mb:.1f} MB: datasketch {t_ds:.2f}s "
               f"({mb / t_ds:.1f} MB/s), ours {t_ours:.2f}s ({mb / t_ours:.1f} MB/s): {t_ds / t_ours:.1f}x; "

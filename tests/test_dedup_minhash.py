@@ -57,38 +57,67 @@ def test_numba_and_numpy_backends_give_identical_signatures(ngram, lowercase):
 
 
 
+def _escape_all(text: str, upper: bool) -> bytes:
+    r"""A JSON string body with every character escaped as \uXXXX (surrogate pairs above U+FFFF)."""
+    out = []
+    for unit in memoryview(text.encode("utf-16-le", "surrogatepass")).cast("H"):
+        h = f"{unit:04x}"
+        out.append("\\u" + (h.upper() if upper else h))
+    return "".join(out).encode()
+
+
+ESCAPE_TEXTS = [
+    "", "x", 'say "hi"\\n\tto\x01the\x1fworld\x7f and caf\u00e9 \u2028 na\u00efve\r\n', "a\bb\fc\x0bd",
+    "path/to/file.py: http://x.org/a_b", "emoji \U0001F600inside\U0001F600word and \U00010348 gothic",
+    "\u00c9t\u00e9 na\u00efve_ABC d\u00e9f \u4e2d\u6587 Caps_Under_9",
+]
+
+
 @needs_numba
-@pytest.mark.parametrize("ngram", [1, 5])
-def test_escaped_json_bodies_give_the_signatures_of_their_decoded_text(ngram):
-    """signatures_escaped reads contents as orjson writes them in a JSON line (no decoding): the
-    same signatures and decoded sizes as from the text; any escape orjson does not write, or an
-    unescaped quote, marks the body (size -1) for the caller to decode instead."""
+@pytest.mark.parametrize("ngram,lowercase", [(1, False), (5, False), (1, True)])
+def test_escaped_json_bodies_give_the_signatures_of_their_decoded_text(ngram, lowercase):
+    r"""signatures_escaped reads a content's JSON string body in its line, undecoded: whatever the
+    writer escaped (orjson, json.dumps with ensure_ascii, \/, \uXXXX of letters in either case,
+    surrogate pairs), the same signatures, token counts and decoded sizes as from the text, the
+    closing quote found, and "canonical" exactly when the body is byte for byte orjson's. Bodies
+    the reader rejects (lone surrogates, raw control characters, bad UTF-8, NUL, bad escapes)
+    have size -1."""
+    import json
+
     import orjson
 
-    texts = [t.decode("utf-8") for t in stdlib_texts(30)] + [
-        "", "x", 'say "hi"\\n\tto\x01the\x1fworld\x7f and caf\u00e9 \u2028 na\u00efve\r\n', "a\bb\fc\x0bd",
-    ]
-    cfg = NearDedupConfig(backend="numba", ngram=ngram, num_perm=64)
-    h = MinHashSignature(cfg)
-    bodies = [orjson.dumps(t)[1:-1] for t in texts]
-    bad = [b"a\\/b", b"\\u0041BC def", b"tab\\u001Fx", b"tab\\u0009x", b'a"b', b"cut\\", b"cut\\u00",
-           b"caf\\u00e9", b"nul\\u0000", b"raw\x01control", b"latin1 caf\xe9 x", b"over\xc0\xaflong",
-           b"surrogate\xed\xa0\x80", b"big\xf4\x90\x80\x80", b"cut\xe2\x82", b"lone\x80byte"]
-    bodies += bad
-    buf = b"[" + b"][".join(bodies) + b"]"
-    starts, pos = [], 1
-    for body in bodies:
-        starts.append(pos)
-        pos += len(body) + 2
-    starts = np.array(starts)
-    ends = starts + np.array([len(b) for b in bodies])
-    batch, sizes = h.signatures_escaped(buf, starts, ends)
-    want = h.signatures([t.encode() for t in texts])
-    k = len(texts)
-    np.testing.assert_array_equal(batch.sig[:k], want.sig)
-    np.testing.assert_array_equal(batch.ntokens[:k], want.ntokens)
-    assert sizes[:k].tolist() == [len(t.encode()) for t in texts]
-    assert sizes[k:].tolist() == [-1] * len(bad)
+    texts = [t.decode("utf-8") for t in stdlib_texts(12)] + ESCAPE_TEXTS
+    h = MinHashSignature(NearDedupConfig(backend="numba", ngram=ngram, num_perm=64, lowercase=lowercase))
+    cases = []  # (body, text, canonical)
+    for t in texts:
+        mine = orjson.dumps(t)[1:-1]
+        for body in {mine, json.dumps(t)[1:-1].encode(), json.dumps(t, ensure_ascii=False)[1:-1].encode(),
+                     mine.replace(b"/", b"\\/"), _escape_all(t, upper=False), _escape_all(t, upper=True)}:
+            cases.append((body, t, body == mine))
+    bad = [b"\\ud800 lone high", b"lone low \\udc00", b"\\ud800\\u0041 high then letter", b"\\ud83d", b"raw\x01control",
+           b"nul\\u0000", b"latin1 caf\xe9 x", b"over\xc0\xaflong", b"surrogate\xed\xa0\x80", b"big\xf4\x90\x80\x80",
+           b"cut\xe2\x82", b"lone\x80byte", b"bad \\x escape", b"bad \\u12G4 hex", b"cut \\u00"]
+    buf = b""
+    starts, ends, want_close = [], [], []
+    for body, _t, _c in cases + [(b, None, False) for b in bad]:
+        buf += b'{"key": "'
+        starts.append(len(buf))
+        buf += body
+        want_close.append(len(buf))
+        buf += b'", "more": 1}\n'
+        ends.append(len(buf) - 1)
+    eb = h.signatures_escaped(buf, np.array(starts), np.array(ends))
+    k = len(cases)
+    want = h.signatures([t.encode() for _b, t, _c in cases])
+    ok = eb.sizes[:k] >= 0
+    assert ok.all(), [cases[i][0][:60] for i in np.flatnonzero(~ok)]
+    np.testing.assert_array_equal(eb.batch.sig[:k], want.sig)
+    np.testing.assert_array_equal(eb.batch.ntokens[:k], want.ntokens)
+    assert eb.sizes[:k].tolist() == [len(t.encode()) for _b, t, _c in cases]
+    assert eb.close[:k].tolist() == want_close[:k]
+    assert eb.canonical[:k].tolist() == [c for _b, _t, c in cases]
+    assert eb.sizes[k:].tolist() == [-1] * len(bad), [b for b, s in zip(bad, eb.sizes[k:]) if s != -1]
+
 
 def test_tokens_are_codeparrot_non_alpha_split():
     import re
@@ -187,7 +216,7 @@ def test_huge_file_signature_is_bounded_and_correct():
 
 
 def test_permutations_are_kept_in_the_cache_directory(tmp_path, monkeypatch):
-    monkeypatch.setenv("CP_KERNEL_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))  # where the permutations go too
     rng = np.random.default_rng(7)
     want_a = rng.integers(0, 2**64 - 1, size=32, dtype=np.uint64, endpoint=True) | np.uint64(1)
     want_b = rng.integers(0, 2**64 - 1, size=32, dtype=np.uint64, endpoint=True)

@@ -349,3 +349,75 @@ def test_remove_tree_deletes_nested_work_files(tmp_path):
     remove_tree(tmp_path / "w")
     remove_tree(tmp_path / "missing")  # nothing there: no error
     assert not (tmp_path / "w").exists() and (tmp_path / "keep").is_dir()
+
+
+def _foreign_lines() -> tuple[list[bytes], int]:
+    """A dump as other tools write it: ``json.dumps`` with its defaults (\\uXXXX for non-ASCII,
+    surrogate pairs for emoji, ", " and ": "), other key orders and spacing, \\/, plus near-duplicate
+    copies and lines the reader rejects (lone surrogates). Returns the lines and how many of them
+    must be decoded as a whole (the rest are sketched from their escaped bodies)."""
+    rows = stdlib_rows(10)
+    rows[0]["content"] = "caf\u00e9 = '\U0001F600'  # na\u00efve \u4e2d\u6587 a/b\tx\x7f\n" + rows[0]["content"]
+    rows[1]["content"] = "emoji\U0001F600inside_word \U00010348 = 1\n" + rows[1]["content"]
+    rows[2]["path"] = "Lib/p\u00e2th/\u00e9.py"  # an escaped head field
+    lines = [json.dumps(r).encode() for r in rows]  # content, then license: not last
+    for i, r in enumerate(rows[:6]):  # near-duplicate copies in other forms
+        copy = dict(r, path=f"copy/{r['path']}", repo_name=f"someone/copy{i}", content=r["content"] + "\n# copied\n")
+        order = [["content", "repo_name", "path", "license"], ["repo_name", "content", "path"],
+                 ["repo_name", "path", "license", "content"]][i % 3]
+        row = {k: copy[k] for k in order}
+        if i == 0:
+            lines.append(json.dumps(row, separators=(",", ":")).encode())
+        elif i == 1:
+            lines.append(json.dumps(row, separators=(" , ", " : ")).encode().replace(b"/", b"\\/"))
+        elif i == 2:
+            lines.append(b"  " + json.dumps(row, ensure_ascii=False).encode() + b" \r")
+        else:
+            lines.append(json.dumps(row).encode())
+    head = {"repo_name": "r", "path": "p.py", "license": None}
+    odd = [
+        json.dumps(dict(head, content="lone \ud800 high = 1")).encode(),  # the reader: invalid_json
+        json.dumps(dict(head, content="lone \udc00 low = 1")).encode(),
+        json.dumps({"content": "ok = 1", "path": "p\u00e9.py", "repo_name": "r"}).encode(),  # an escape after the body
+        json.dumps({"meta": {"content": "nested"}, "content": "outer = 1", "repo_name": "r", "path": "p"}).encode(),
+        b'{"repo_name": "r", "path": "p", "x\\"content": "no content = 1"}',  # a key that is no content key
+        json.dumps(dict(head, content="  \n\t ")).encode(),  # only whitespace
+    ]
+    # decoded whole: the two lone surrogates, the nested key (the first "content" key is not the
+    # outer one), the key that is no content key, and the whitespace-only content (no token)
+    return lines + odd, 5
+
+
+def test_foreign_jsonl_is_sketched_from_its_escaped_bodies_with_the_outputs_of_the_numpy_backend(tmp_path,
+                                                                                              monkeypatch):
+    """Lines written by json.dumps with its defaults and in other layouts take the fast path
+    (their content's body sketched undecoded), and dedup gives the same records, rejections,
+    stats and output bytes as the numpy backend, which decodes every line."""
+    from preprocessing.dedup.minhash import MinHashSignature
+    from preprocessing.dedup.near import _sketch_lines
+    from preprocessing.readers import JsonlReader, open_reader
+
+    lines, n_decoded = _foreign_lines()
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    inputs = InputConfig(paths=[str(d)])
+    reader = open_reader(inputs)
+    calls = []
+    real = JsonlReader.decode_line
+    monkeypatch.setattr(JsonlReader, "decode_line", lambda self, *a: calls.append(a[1]) or real(self, *a))
+    hasher = MinHashSignature(NearDedupConfig(backend="numba"))
+    res = _sketch_lines(reader, hasher, "a.jsonl", list(enumerate(lines, 1)))
+    assert len(calls) == n_decoded, calls
+    assert res.lines.count(0) == 0  # LINE_VERBATIM: none of them is byte for byte what pass 2 writes
+    monkeypatch.undo()
+    outs, stats = {}, {}
+    for backend in ("numba", "numpy"):
+        st = run_near_dedup(NearDedupConfig(backend=backend), inputs, tmp_path / backend)
+        outs[backend] = outputs(tmp_path / backend)
+        stats[backend] = (st["totals"], st["near_dedup"])
+        assert st["near_dedup"]["removed"] == 6, backend
+        assert st["totals"]["rejected"] == {"invalid_json": 2, "empty_content": 1,
+                                            "missing_field:content": 1}, backend
+    assert outs["numba"] == outs["numpy"]
+    assert stats["numba"] == stats["numpy"]

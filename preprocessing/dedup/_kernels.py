@@ -1,10 +1,8 @@
-"""The MinHash kernels, written for numba and compiled as C-ABI functions (``numba.cfunc``).
+"""The MinHash kernels, written for numba (``numba.njit``; :mod:`.native` compiles them with
+``cache=True``, numba's on-disk cache).
 
-Imported only to compile them: :mod:`preprocessing.dedup.native` keeps their machine code on disk
-and later processes load it without importing numba (numba's import and its first dispatch cost
-~0.6 s of CPU per process; loading the cached code costs ~0.04 s). The kernels allocate nothing:
-the caller passes every buffer (scratch sized by :func:`preprocessing.dedup._scratch.scratch_words`),
-and nothing in them can raise.
+The kernels allocate nothing: the caller passes every buffer (scratch sized by
+:func:`preprocessing.dedup._scratch.scratch_words`), and nothing in them can raise.
 
 Results are bit-identical to the numpy reference in :mod:`preprocessing.dedup.minhash` (tests
 check it): a token is a maximal run of ``[A-Za-z_0-9]`` bytes, its hash ``xxh64(token)``, an
@@ -12,21 +10,22 @@ n-gram's hash ``xxh64`` of the little-endian bytes of its n token hashes, permut
 ``((a_k * h + b_k) mod 2**64) >> 32``.
 
 The signatures kernel also reads contents still escaped as JSON string bodies (``escaped``): the
-bytes between the quotes of ``"content":"..."`` in a JSON line, so that pass 1 of `dedup` need not
-decode, re-encode and copy each file. An escape stands for one non-token character there, so the
-tokens (and hashes) are those of the decoded text as long as every escape is one orjson writes
-(``\\" \\\\ \\b \\f \\n \\r \\t``, ``\\u00xx`` for the other control characters) and no quote
-is unescaped. The kernel checks that, and that the bytes are well-formed UTF-8 without raw
-control characters or NUL: such a body is valid JSON, byte for byte what ``orjson.dumps`` writes
-for its decoded text, and content no reader rejects for its bytes. It reports the decoded size,
-or -1 when a check fails (the caller then decodes the line as usual).
+bytes after the opening quote of ``"content": "..."`` in a JSON line, up to the closing quote it
+finds, so that pass 1 of `dedup` need not decode, re-encode and copy each file. It decodes the
+escapes as it goes (every escape JSON has: the two-byte ones, ``\\uXXXX`` in either case,
+surrogate pairs), so the tokens and hashes are those of the decoded text: a ``\\u`` escape of a
+letter, digit or underscore is part of its token. It checks that the body is valid JSON (no raw
+control character, no malformed escape, no lone surrogate: the readers reject those lines) and
+well-formed UTF-8 without NUL (content no reader accepts), and reports the decoded size (-1 when a
+check fails: the caller then decodes the line as usual), where the body ends and whether every
+escape is one ``orjson.dumps`` writes (then the body is byte for byte orjson's).
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import carray, types
+from numba import types
 
 _P1 = np.uint64(0x9E3779B185EBCA87)
 _P2 = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -46,14 +45,21 @@ _CLASS_ESCAPED[128:] = 2
 _CLASS_ESCAPED[ord("\\")] = 2
 _CLASS_ESCAPED[ord('"')] = 2
 
-# JSON escapes orjson writes as two bytes, by the byte after the backslash: " \ b f n r t
-_SHORT_ESCAPE = np.zeros(256, dtype=np.bool_)
-for _c in b'"\\bfnrt':
-    _SHORT_ESCAPE[_c] = True
-# orjson writes \u00xx (lowercase hex) for the control characters without a two-byte escape
+# JSON's two-byte escapes, by the byte after the backslash: the byte they stand for (0: none).
+# orjson writes all of them but \/ (it leaves "/" as it is).
+_SHORT_ESCAPE = np.zeros(256, dtype=np.uint8)
+for _c, _v in zip(b'"\\/bfnrt', b'"\\/\b\f\n\r\t'):
+    _SHORT_ESCAPE[_c] = _v
+# Hex digit values (either case; orjson writes lowercase) and whether a digit is lowercase-canonical.
 _HEX = np.full(256, -1, dtype=np.int16)
 for _i, _c in enumerate(b"0123456789abcdef"):
     _HEX[_c] = _i
+for _i, _c in enumerate(b"ABCDEF"):
+    _HEX[_c] = 10 + _i
+_UPPER_HEX = np.zeros(256, dtype=np.bool_)
+for _c in b"ABCDEF":
+    _UPPER_HEX[_c] = True
+# Control characters orjson writes as a two-byte escape (all others below 0x20 as \u00xx).
 _U_SHORT = np.zeros(32, dtype=np.bool_)
 for _c in (8, 9, 10, 12, 13):
     _U_SHORT[_c] = True
@@ -179,19 +185,38 @@ def _distinct(values, n, table, out):
     return m
 
 
-@numba.njit(inline="always", **_JIT)
-def _orjson_u_escape(buf, i):
-    """Whether buf[i:i + 6] is a \\u00xx escape as orjson writes it (a control character without a
-    two-byte form, lowercase hex), NUL excepted (content with NUL is rejected as binary)."""
-    if buf[i + _U(2)] != 48 or buf[i + _U(3)] != 48:  # "00"
-        return False
-    hi, lo = _HEX[buf[i + _U(4)]], _HEX[buf[i + _U(5)]]
-    if hi < 0 or hi > 1 or lo < 0:
-        return False
-    return hi + lo > 0 and not _U_SHORT[hi * 16 + lo]
+@numba.njit(**_JIT)
+def _hex4(buf, i, end):
+    """The value of the four hex digits buf[i:i + 4] (-1 if they are not four hex digits), and
+    whether one is an uppercase letter (orjson writes lowercase)."""
+    if i + _U(4) > end:
+        return -1, False
+    v = 0
+    upper = False
+    for k in range(4):
+        h = _HEX[buf[i + _U(k)]]
+        if h < 0:
+            return -1, False
+        v = v * 16 + h
+        upper = upper or _UPPER_HEX[buf[i + _U(k)]]
+    return v, upper
 
 
-@numba.njit(inline="always", **_JIT)
+@numba.njit(**_JIT)
+def _token_escape(buf, i, end, lower):
+    """The token byte that the escape at buf[i] (a backslash) stands for: a \\uXXXX of an ASCII
+    letter, digit or underscore, lowercased when ``lower``; 0 for any other escape."""
+    if i + _U(6) > end or buf[i + _U(1)] != 117:  # "u"
+        return 0
+    v, _upper = _hex4(buf, i + _U(2), end)
+    if v < 0 or v >= 128 or _CLASS_RAW[v] != 1:
+        return 0
+    if lower and 65 <= v <= 90:
+        v += 32
+    return v
+
+
+@numba.njit(**_JIT)
 def _utf8_length(buf, i, end):
     """The length of the well-formed UTF-8 sequence of a non-ASCII character at buf[i] (Python's
     strict decoder: no overlong forms, no surrogates, nothing above U+10FFFF), 0 if there is none."""
@@ -217,65 +242,126 @@ def _utf8_length(buf, i, end):
 
 
 @numba.njit(**_JIT)
-def _shingles(buf, start, end, ngram, escaped, scratch):
-    """Distinct shingle hashes of buf[start:end], in first-seen order, in scratch[:m]; returns
-    (m, number of distinct tokens, decoded size). ``escaped``: buf[start:end] is a JSON string body
-    (see the module docstring), whose decoded size is -1 unless it is well-formed UTF-8 without
-    raw control characters or unescaped quotes and every escape is one orjson writes (NUL, which
-    the readers reject as binary, excepted). ``scratch`` holds scratch_words(end - start) words."""
+def _shingles(buf, low, start, end, ngram, escaped, lower, scratch):
+    """Distinct shingle hashes of the text at buf[start:end], in first-seen order, in scratch[:m];
+    returns (m, number of distinct tokens, decoded size, end of the text, canonical).
+
+    Token bytes are read from ``low`` (``buf`` itself, or its lowercased copy), everything else
+    from ``buf``. Not ``escaped``: the text is buf[start:end] as it is. ``escaped``: a JSON string
+    body starts at buf[start] and ends at the first unescaped quote before ``end`` (its position
+    is returned: the text's end); its escapes are decoded (a \\uXXXX of a token character is
+    part of the token, lowercased when ``lower``; surrogate pairs are one character of four UTF-8
+    bytes) and the decoded UTF-8 size is returned, or -1 unless the body is valid JSON (closing
+    quote, no raw control character, every escape well-formed, no lone surrogate), well-formed
+    UTF-8 (Python's strict rules) and free of NUL (which the readers reject as binary).
+    ``canonical``: every escape is one orjson writes (the body is byte for byte orjson's).
+    ``scratch`` holds scratch_words(end - start) words."""
     start, end = _U(start), _U(end)
     n = (end - start) // _U(2) + _U(2)
     out = scratch[:n]
     toks = scratch[n : _U(2) * n]
-    grams = scratch[_U(2) * n : _U(3) * n]
+    grams = scratch[_U(2) * n : _U(3) * n]  # (before the n-grams) the bytes of a token with escapes
     table = scratch[_U(3) * n :]
+    tokbuf = grams.view(np.uint8)
     cls = _CLASS_ESCAPED if escaped else _CLASS_RAW
     nt = _U(0)
     size = np.int64(end - start)
+    close = np.int64(-1)
+    canonical = True
     i = start
     while i < end:
         c = buf[i]
         k = cls[c]
         if k == 0:
             i += _U(1)
-        elif k == 1:
-            j = i + _U(1)
+        elif k == 1 or (c == 92 and _token_escape(buf, i, end, lower) != 0):
+            j = i
             while j < end and cls[buf[j]] == 1:
                 j += _U(1)
-            toks[nt] = _token_hash(buf, i, j)
+            if j < end and buf[j] == 92 and escaped and _token_escape(buf, j, end, lower) != 0:
+                # a token with escaped characters: its decoded bytes, gathered in tokbuf
+                t = _U(0)
+                for p in range(i, j):
+                    tokbuf[t] = low[p]
+                    t += _U(1)
+                while j < end:
+                    if cls[buf[j]] == 1:
+                        tokbuf[t] = low[j]
+                        j += _U(1)
+                    elif buf[j] == 92:
+                        v = _token_escape(buf, j, end, lower)
+                        if v == 0:
+                            break
+                        tokbuf[t] = v
+                        j += _U(6)
+                        size -= 5
+                        canonical = False
+                    else:
+                        break
+                    t += _U(1)
+                toks[nt] = _token_hash(tokbuf, _U(0), t)
+            else:
+                toks[nt] = _token_hash(low, i, j)
             nt += _U(1)
             i = j  # the byte at j is not a token byte: the next round looks at it
-        elif c == 92:  # a backslash: the escape stands for one non-token character
-            if i + _U(1) < end and _SHORT_ESCAPE[buf[i + _U(1)]]:
+        elif c == 92:  # a backslash: an escape of a non-token character
+            e = _SHORT_ESCAPE[buf[i + _U(1)]] if i + _U(1) < end else 0
+            if e != 0:
                 i += _U(2)
-                if size >= 0:
-                    size -= 1
-            elif i + _U(6) <= end and buf[i + _U(1)] == 117 and _orjson_u_escape(buf, i):  # \u00xx
+                size -= 1
+                canonical = canonical and e != 47  # orjson writes "/" unescaped
+            elif i + _U(1) < end and buf[i + _U(1)] == 117:  # \uXXXX
+                v, upper = _hex4(buf, i + _U(2), end)
                 i += _U(6)
-                if size >= 0:
+                if v < 0 or v == 0 or 0xDC00 <= v <= 0xDFFF:  # malformed, NUL, a lone low surrogate
+                    size = -1
+                    break
+                if 0xD800 <= v <= 0xDBFF:  # a high surrogate: a low one must follow
+                    lo = -1
+                    if i + _U(1) < end and buf[i] == 92 and buf[i + _U(1)] == 117:
+                        lo, _upper = _hex4(buf, i + _U(2), end)
+                    if not 0xDC00 <= lo <= 0xDFFF:
+                        size = -1
+                        break
+                    i += _U(6)
+                    size -= 8  # twelve bytes for four
+                    canonical = False
+                elif v < 0x20:
                     size -= 5
-            else:  # \/, \u of a printable character or NUL, a cut escape: not what orjson writes
+                    canonical = canonical and not upper and not _U_SHORT[v]
+                else:  # orjson writes these characters as their UTF-8 bytes
+                    size -= 5 if v < 0x80 else 4 if v < 0x800 else 3
+                    canonical = False
+            else:  # not an escape JSON has, or cut
                 size = -1
-                i += _U(2) if i + _U(1) < end and buf[i + _U(1)] != 117 else _U(6)
+                break
         elif c >= 128:  # a non-ASCII character (never a token byte): its bytes must be UTF-8
             n_utf8 = _utf8_length(buf, i, end)
             if n_utf8 == 0:
                 size = -1
-                n_utf8 = 1
+                break
             i += _U(n_utf8)
-        else:  # an unescaped quote (not one string body) or a raw control character
+        elif c == 34:  # the closing quote
+            close = np.int64(i)
+            break
+        else:  # a raw control character
             size = -1
-            i += _U(1)
+            break
+    if escaped:
+        if close < 0:
+            size = -1
+        else:
+            size -= np.int64(end - _U(close))
     ndistinct = _distinct(toks, nt, table, out)
     if ngram == 1:
-        return ndistinct, ndistinct, size
+        return ndistinct, ndistinct, size, close, canonical
     if nt < _U(ngram):
-        return _U(0), ndistinct, size
+        return _U(0), ndistinct, size, close, canonical
     raw = toks.view(np.uint8)  # little-endian lanes of the token hashes
     ng = nt - _U(ngram) + _U(1)
     for g in range(ng):
         grams[g] = xxh64(raw, _U(8) * g, _U(8) * (g + _U(ngram)), 0)
-    return _distinct(grams, ng, table, out), ndistinct, size
+    return _distinct(grams, ng, table, out), ndistinct, size, close, canonical
 
 
 @numba.njit(**_JIT)
@@ -291,51 +377,45 @@ def _minhash_into(sh, n, a, b, out):
         out[k] = np.uint32(m >> _U(32))
 
 
-_u8p, _u32p, _u64p, _i64p = (types.CPointer(t) for t in (types.uint8, types.uint32, types.uint64, types.int64))
+# One explicit signature per kernel (C-contiguous arrays, int64 scalars): numba compiles exactly
+# that specialisation, never another for other argument types; native.py compiles a kernel the
+# first time it is used (`verify: exact` alone needs `shingles`).
+_bytes = types.Array(types.uint8, 1, "C", readonly=True)  # np.frombuffer of a bytes object
+_i64, _u64 = (types.Array(t, 1, "C") for t in (types.int64, types.uint64))
+SIGNATURES = types.void(_bytes, _bytes, _i64, _i64, types.int64, types.int64, types.int64, _u64, _u64,
+                        types.Array(types.uint32, 2, "C"), _i64, _i64, _i64, types.Array(types.uint8, 1, "C"), _u64)
+BAND_KEYS = types.void(types.Array(types.uint32, 2, "C"), types.int64, types.int64, types.Array(types.uint64, 2, "C"))
+SHINGLES = types.int64(_bytes, types.int64, _u64, _u64)
 
-SIGNATURES = types.void(_u8p, types.int64, _i64p, _i64p, types.int64, types.int64, types.int64, _u64p, _u64p,
-                        types.int64, _u32p, _i64p, _i64p, _u64p, types.int64)
-BAND_KEYS = types.void(_u32p, types.int64, types.int64, types.int64, types.int64, _u64p)
-SHINGLES = types.int64(_u8p, types.int64, types.int64, _u64p, types.int64, _u64p)
 
-
-def signatures_kernel(buf_p, nbuf, starts_p, ends_p, ndocs, ngram, escaped, a_p, b_p, nperm, sig_p, ntok_p,
-                      size_p, scratch_p, nscratch):
-    """Signatures of ndocs files: file d is buf[starts[d]:ends[d]] (a JSON string body when
-    ``escaped``); its signature goes to sig[d * nperm : (d + 1) * nperm], its number of distinct
-    tokens to ntok[d] and its decoded size (or -1, see _shingles) to size[d]."""
-    buf = carray(buf_p, (nbuf,))
-    starts = carray(starts_p, (ndocs,))
-    ends = carray(ends_p, (ndocs,))
-    a = carray(a_p, (nperm,))
-    b = carray(b_p, (nperm,))
-    sig = carray(sig_p, (ndocs, nperm))
-    ntok = carray(ntok_p, (ndocs,))
-    size = carray(size_p, (ndocs,))
-    scratch = carray(scratch_p, (nscratch,))
-    for d in range(ndocs):
-        m, nd, sz = _shingles(buf, starts[d], ends[d], ngram, escaped != 0, scratch)
+def signatures_kernel(buf, low, starts, ends, ngram, escaped, lower, a, b, sig, ntok, size, close, canonical,
+                      scratch):
+    """Signatures of len(starts) files: file d is the text at buf[starts[d]:ends[d]] (a JSON string
+    body when ``escaped``; token bytes read from ``low``, see _shingles); its signature goes to
+    sig[d], its number of distinct tokens to ntok[d], its decoded size (or -1) to size[d], where
+    the text ends to close[d] (escaped: its closing quote, or -1) and whether its escapes are
+    orjson's to canonical[d]. A file whose size is -1 gets no signature (the caller decodes it)."""
+    for d in range(starts.shape[0]):
+        m, nd, sz, cl, canon = _shingles(buf, low, starts[d], ends[d], ngram, escaped != 0, lower != 0, scratch)
         ntok[d] = nd
         size[d] = sz
-        _minhash_into(scratch, m, a, b, sig[d])
+        close[d] = cl
+        canonical[d] = canon
+        if sz >= 0:
+            _minhash_into(scratch, m, a, b, sig[d])
 
 
-def band_keys_kernel(sig_p, ndocs, nperm, bands, rows, keys_p):
+def band_keys_kernel(sig, bands, rows, keys):
     """keys[d, i] = xxh64(bytes of band i of signature d, seed=i)."""
-    sig = carray(sig_p, (ndocs, nperm))
-    keys = carray(keys_p, (ndocs, bands))
-    for d in range(ndocs):
+    for d in range(sig.shape[0]):
         raw = sig[d].view(np.uint8)
         for i in range(bands):
             keys[d, i] = xxh64(raw, 4 * i * rows, 4 * (i + 1) * rows, i)
 
 
-def shingles_kernel(buf_p, nbuf, ngram, scratch_p, nscratch, out_p):
-    """The distinct shingle hashes of buf[:nbuf], in first-seen order, into out; returns how many."""
-    buf = carray(buf_p, (nbuf,))
-    scratch = carray(scratch_p, (nscratch,))
-    out = carray(out_p, (nbuf // 2 + 2,))
-    m, _nd, _size = _shingles(buf, 0, nbuf, ngram, False, scratch)
+def shingles_kernel(buf, ngram, scratch, out):
+    """The distinct shingle hashes of buf, in first-seen order, into out; returns how many."""
+    m, _nd, _size, _close, _canon = _shingles(buf, buf, 0, buf.shape[0], ngram, False, False, scratch)
     for i in range(m):
         out[i] = scratch[i]
     return m
@@ -346,10 +426,4 @@ KERNELS = {
     "band_keys": (band_keys_kernel, BAND_KEYS),
     "shingles": (shingles_kernel, SHINGLES),
 }
-"""name -> (Python function, numba signature) of each C-ABI entry point."""
-
-
-def compile_kernels() -> dict:
-    """name -> compiled ``numba.cfunc`` of each kernel (each holds its machine code and address)."""
-    return {name: numba.cfunc(sig, nopython=True, error_model="numpy", cache=False)(fn)
-            for name, (fn, sig) in KERNELS.items()}
+"""name -> (Python function, numba signature) of each kernel :mod:`.native` compiles."""

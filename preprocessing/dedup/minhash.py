@@ -12,12 +12,14 @@ shingles, one uint32 per permutation (``4 * num_perm`` bytes per file).
 
 Two implementations give bit-identical results (tests check it): native kernels written for
 numba (the default: they tokenize, hash and min-reduce in one pass over the bytes, about 10x the
-numpy path, see docs/dedup.md; compiled once, then loaded from a cache without importing numba,
-see :mod:`preprocessing.dedup.native`) and a reference over ``re`` + the ``xxhash`` package + numpy.
+numpy path, see docs/dedup.md; compiled once into numba's cache, see :mod:`preprocessing.dedup.native`)
+and a reference over ``re`` + the ``xxhash`` package + numpy, which is also the fallback (with a
+warning) where numba is missing or cannot compile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -81,7 +83,8 @@ class NearDedupConfig:
     spill_partitions: int = 16
     """Number of key-range partitions per band when spilling (power of two)."""
     backend: str = "auto"
-    """'numba', 'numpy' or 'auto' (numba when importable); both give identical signatures."""
+    """'numba', 'numpy' or 'auto' (numba; where it cannot be imported or compile, a warning and numpy);
+    both give identical signatures."""
     shard_max_bytes: int = 256 << 20
     """Output shards roll over at this many bytes."""
     compression_level: int = 3
@@ -129,11 +132,13 @@ class NearDedupConfig:
 
     @property
     def use_numba(self) -> bool:
-        return self.backend == "numba" or (self.backend == "auto" and _HAVE_NUMBA)
+        """Whether the native kernels are asked for (whether they work here: MinHashSignature.native;
+        with ``auto`` and no working numba, a warning and the numpy reference)."""
+        return self.backend != "numpy"
 
 
 def _lsh_cache_path() -> Path:
-    """Where datasketch's (bands, rows) choices are kept across processes: beside the numba kernel cache."""
+    """Where datasketch's (bands, rows) choices are kept across processes."""
     return Path(__file__).with_name("__pycache__") / "lsh_params.json"
 
 
@@ -184,11 +189,27 @@ def _optimal_lsh_params(threshold: float, num_perm: int, fp_weight: float, fn_we
     return int(b), int(r)
 
 
+def cache_dir() -> Path:
+    """Where the permutations are kept: $NUMBA_CACHE_DIR if set (numba's cache of the kernels),
+    else beside this module (``__pycache__``) when writable, else the user's cache directory."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return Path(os.environ["NUMBA_CACHE_DIR"])
+    here = Path(__file__).with_name("__pycache__")
+    try:
+        here.mkdir(exist_ok=True)
+        if os.access(here, os.W_OK):
+            return here
+    except OSError:
+        pass
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "codeparrot-toolkit"
+
+
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The multiply-shift parameters (a odd, b) of the permutations, uint64 each: drawn with
-    numpy's default generator, kept in the kernels' cache directory (importing numpy.random
-    costs a process ~10 ms; reading the 4 KB file, well under 1 ms)."""
-    path = native.cache_dir() / f"minhash-permutations-{num_perm}-{seed}-numpy{np.__version__}.npy"
+    numpy's default generator, kept in :func:`cache_dir` (importing numpy.random costs a process
+    ~10 ms; reading the 4 KB file, well under 1 ms)."""
+    path = cache_dir() / f"minhash-permutations-{num_perm}-{seed}-numpy{np.__version__}.npy"
     try:
         ab = np.load(path)
         if ab.shape == (2, num_perm) and ab.dtype == np.uint64:
@@ -206,7 +227,8 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
             np.save(f, np.stack([a, b]))
         os.replace(tmp, path)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # under a path that is no folder, unlink fails too
+            tmp.unlink(missing_ok=True)
     return a, b
 
 
@@ -269,6 +291,18 @@ class SignatureBatch:
     ntokens: np.ndarray
 
 
+@dataclass
+class EscapedBatch:
+    """What :meth:`MinHashSignature.signatures_escaped` found in each string body: the signatures,
+    the decoded UTF-8 size (int64, -1: decode the line instead), the position of the closing quote
+    in the buffer (int64) and whether every escape is one orjson writes (bool)."""
+
+    batch: SignatureBatch
+    sizes: np.ndarray
+    close: np.ndarray
+    canonical: np.ndarray
+
+
 class MinHashSignature:
     """Computes signatures, band keys and shingle sets for one :class:`NearDedupConfig`."""
 
@@ -277,6 +311,17 @@ class MinHashSignature:
         self.a, self.b = permutations(cfg.num_perm, cfg.seed)
         self.bands, self.rows = cfg.lsh_params
         self._scratch = np.empty(0, dtype=np.uint64)
+        self._use_native: bool | None = None
+
+    @property
+    def native(self) -> bool:
+        """Whether the native kernels are used: asked for (``cfg.use_numba``) and numba provides
+        them here. Found out (loading or compiling them) on first use; backend ``auto`` falls back
+        to the numpy reference with a warning, backend ``numba`` raises
+        :class:`~preprocessing.dedup.native.KernelsUnavailable`."""
+        if self._use_native is None:
+            self._use_native = self.cfg.use_numba and native.ready(strict=self.cfg.backend == "numba")
+        return self._use_native
 
     def _scratch_for(self, max_bytes: int) -> np.ndarray:
         """Scratch words for the native kernels (kept for the next call unless over 32 MiB)."""
@@ -291,12 +336,13 @@ class MinHashSignature:
     def signatures(self, contents: list[bytes]) -> SignatureBatch:
         """Signatures of UTF-8 encoded contents (see :func:`encode_content`)."""
         n, cfg = len(contents), self.cfg
-        if cfg.use_numba:
+        if self.native:
             sizes = [len(c) for c in contents]
             ends = np.zeros(n + 1, dtype=np.int64)
             np.cumsum(sizes, out=ends[1:])
             joined = b"".join(contents)
-            return self._native(joined.lower() if cfg.lowercase else joined, ends[:-1], ends[1:], escaped=False)[0]
+            joined = joined.lower() if cfg.lowercase else joined
+            return self._native(joined, joined, ends[:-1], ends[1:], escaped=False).batch
         sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
         ntok = np.empty(n, dtype=np.int64)
         for d, data in enumerate(contents):
@@ -304,46 +350,48 @@ class MinHashSignature:
             sig[d] = minhash_reference(sh, self.a, self.b)
         return SignatureBatch(sig=sig, ntokens=ntok)
 
-    def signatures_escaped(self, buf: bytes, starts: np.ndarray, ends: np.ndarray) -> tuple[SignatureBatch, np.ndarray]:
-        """Signatures of contents still escaped as JSON string bodies: content d is
-        ``buf[starts[d]:ends[d]]``, the bytes between the quotes of a JSON string (``buf`` already
-        lowercased when the config lowercases). Returns the batch and int64 decoded UTF-8 sizes;
-        a size of -1 marks a body with an escape orjson does not write (or an unescaped quote),
-        whose signature must be computed from its decoded text instead. Native kernels only."""
-        assert self.cfg.use_numba, "escaped contents need the native kernels"
-        return self._native(buf, np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(ends, np.int64), True)
+    def signatures_escaped(self, buf: bytes, starts: np.ndarray, ends: np.ndarray) -> EscapedBatch:
+        """Signatures of contents still escaped as JSON string bodies: body d starts at
+        ``buf[starts[d]]`` (after its opening quote) and ends at the first unescaped quote before
+        ``ends[d]``. Its escapes are decoded (the tokens are those of the decoded text, lowercased
+        when the config lowercases); see :class:`EscapedBatch` for what is reported. A body that
+        is not valid JSON, not well-formed UTF-8 or holds NUL has size -1 and no signature: it
+        must be decoded as a whole instead. Native kernels only."""
+        assert self.native, "escaped contents need the native kernels"
+        low = buf.lower() if self.cfg.lowercase else buf
+        return self._native(buf, low, np.ascontiguousarray(starts, np.int64), np.ascontiguousarray(ends, np.int64),
+                            True)
 
-    def _native(self, data: bytes, starts: np.ndarray, ends: np.ndarray, escaped: bool) -> tuple[SignatureBatch, np.ndarray]:
+    def _native(self, data: bytes, low: bytes, starts: np.ndarray, ends: np.ndarray, escaped: bool) -> EscapedBatch:
         n, cfg = len(starts), self.cfg
         sig = np.empty((n, cfg.num_perm), dtype=np.uint32)
         ntok = np.empty(n, dtype=np.int64)
         size = np.empty(n, dtype=np.int64)
-        buf = np.frombuffer(data, dtype=np.uint8) if data else np.zeros(1, dtype=np.uint8)
+        close = np.empty(n, dtype=np.int64)
+        canonical = np.empty(n, dtype=np.uint8)
+        buf = np.frombuffer(data or b"\0", dtype=np.uint8)  # read-only, as the kernel's signature says
+        lowbuf = buf if low is data else np.frombuffer(low or b"\0", dtype=np.uint8)
         scratch = self._scratch_for(int((ends - starts).max()) if n else 0)
-        native.kernels()["signatures"](
-            buf.ctypes.data, buf.size, starts.ctypes.data, ends.ctypes.data, n, cfg.ngram, int(escaped),
-            self.a.ctypes.data, self.b.ctypes.data, cfg.num_perm, sig.ctypes.data, ntok.ctypes.data, size.ctypes.data,
-            scratch.ctypes.data, scratch.size)
-        return SignatureBatch(sig=sig, ntokens=ntok), size
+        native.kernel("signatures")(buf, lowbuf, starts, ends, cfg.ngram, int(escaped), int(cfg.lowercase), self.a,
+                                    self.b, sig, ntok, size, close, canonical, scratch)
+        return EscapedBatch(SignatureBatch(sig=sig, ntokens=ntok), size, close, canonical.view(np.bool_))
 
     def band_keys(self, sig: np.ndarray) -> np.ndarray:
         """uint64[n, bands] LSH bucket keys of signature rows."""
-        if not self.cfg.use_numba:
+        if not self.native:
             return band_keys_reference(sig, self.bands, self.rows)
         sig = np.ascontiguousarray(sig, dtype=np.uint32)
         keys = np.empty((sig.shape[0], self.bands), dtype=np.uint64)
-        native.kernels()["band_keys"](sig.ctypes.data, sig.shape[0], sig.shape[1], self.bands, self.rows,
-                                      keys.ctypes.data)
+        native.kernel("band_keys")(sig, self.bands, self.rows, keys)
         return keys
 
     def shingles(self, data: bytes) -> np.ndarray:
         """Sorted distinct shingle hashes of one file (used by ``verify: exact``)."""
-        if self.cfg.use_numba and data:
+        if data and self.native:
             buf = np.frombuffer(data.lower() if self.cfg.lowercase else data, dtype=np.uint8)
             out = np.empty(len(data) // 2 + 2, dtype=np.uint64)
             scratch = self._scratch_for(len(data))
-            m = native.kernels()["shingles"](buf.ctypes.data, buf.size, self.cfg.ngram, scratch.ctypes.data,
-                                             scratch.size, out.ctypes.data)
+            m = native.kernel("shingles")(buf, self.cfg.ngram, scratch, out)
             return np.sort(out[:m])
         return shingle_hashes_reference(data, self.cfg.ngram, self.cfg.lowercase)[0]
 

@@ -15,6 +15,7 @@ Bytes are counted as UTF-8 content bytes, as in `stream` and `pack`.
 
 from __future__ import annotations
 
+import re
 import resource
 import time
 from collections import Counter
@@ -216,52 +217,86 @@ def _sketch_lines_unit(unit: JsonlUnit) -> UnitSketch:
     return res
 
 
-_CONTENT_KEY = b',"content":"'
-_ROW_END = b'"}'
+_CONTENT_KEY = re.compile(rb'"content"[ \t\r\n]*:[ \t\r\n]*"')  # the key and the body's opening quote
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_CANONICAL_KEY = b'"content":"'
 
 
-def _split_row(reader: JsonlReader, source: str, lineno: int, data: bytes, start: int, end: int
-               ) -> tuple[CodeFile, int, bool] | None:
-    """The line data[start:end] if it is ``<head>,"content":"<body>"}`` (the layout of RUN/clean),
-    read without its body: the record of its head (its content a placeholder), where the body
-    starts and whether the head is byte for byte the one pass 2 writes. None for any other line,
-    or a head that is not a valid record: such a line is decoded as a whole. The body is left to
-    the kernel, which checks it is a JSON string body as orjson writes it (:mod:`._kernels`).
+def _outermost(head: bytes) -> bool:
+    """Whether a key right after ``head`` (the line up to a quote) would be a key of the line's
+    outermost object: after ``{`` or ``,`` (so that quote is no escaped one inside a string),
+    with every string in ``head`` closed and every bracket opened after the first ``{`` closed."""
+    last = head.rstrip(b" \t\r\n")[-1:]
+    if last not in (b"{", b","):
+        return False
+    inner = head[head.find(b"{") + 1 :]
+    if b"{" not in inner and b"[" not in inner:
+        return True  # no nesting: the common case, without the string scan
+    bare = _STRING.sub(b"", inner)
+    return b'"' not in bare and bare.count(b"{") + bare.count(b"[") == bare.count(b"}") + bare.count(b"]")
 
-    Nothing before the body can hide a second "content": a raw quote cannot occur inside a JSON
-    string, and a nested key of that name leaves ``<head>}`` with an unclosed bracket."""
-    k = data.find(_CONTENT_KEY, start, end)
-    if k <= start or end - k < len(_CONTENT_KEY) + 2 or not data.endswith(_ROW_END, start, end):
+
+def _split_row(reader: JsonlReader, source: str, lineno: int, data: bytes, start: int, end: int, key: int,
+               body: int, close: int) -> tuple[CodeFile, bool] | None:
+    """The record of the line data[start:end] read without its content: ``key`` is where a
+    ``"content": "`` starts in the line, ``body`` where its string body starts and ``close`` the
+    body's closing quote (found by the kernel, which checked and decoded the body). Returns the
+    record (its content a placeholder) and whether the line without the body is byte for byte
+    the row pass 2 writes (``<head>,"content":"<body>"}``, the layout of RUN/clean); None when the
+    line is not a JSON object whose top-level "content" is that string, or its fields are not a
+    valid record: such a line is decoded as a whole.
+
+    The line with an empty body must parse as an object whose "content" is "" and the key must
+    be a key of the outermost object (:func:`_outermost`); no other top-level "content" may
+    follow (the rest of the line, parsed as an object of its own when it holds ``"content"`` or a
+    backslash, which an escaped key would need, has no such key), and one before it is
+    overridden by it (the last of duplicate keys wins, in orjson as in json)."""
+    tail = data[close + 1 : end]
+    if b"\\" in tail or b'"content"' in tail:  # perhaps a later "content" key: parse the rest alone
+        rest = tail.lstrip(b" \t\r\n")
+        if rest[:1] == b",":
+            try:
+                later = orjson.loads(b"{" + rest[1:])
+            except orjson.JSONDecodeError:
+                return None
+            if not isinstance(later, dict) or "content" in later:
+                return None
+    head = data[start:key]
+    if not _outermost(head):
         return None
-    head = data[start:k]
     try:
-        row = orjson.loads(head + b"}")
+        row = orjson.loads(data[start:body] + data[close:end])
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(row, dict) or "content" in row:
+    if not isinstance(row, dict) or row.get("content") != "":
         return None
     row["content"] = "x"  # checked in the body by the kernel: a str, well-formed, not empty, no NUL
     rec = row_to_record(row, reader.columns, source, lineno, end - start + 1, reader.max_file_bytes)
     if not isinstance(rec, CodeFile):
         return None
-    return rec, k + len(_CONTENT_KEY), orjson.dumps(rec.json_head())[:-1] == head
+    canonical = (tail == b"}" and data[key:body] == _CANONICAL_KEY
+                 and orjson.dumps(rec.json_head())[:-1] + b"," == head)
+    return rec, canonical
 
 
 def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
                   lines: list[tuple[int, bytes]] | FrameLines, check_all: bool = False) -> UnitSketch:
     """Sketch of JSON lines (without their newline) as ``reader`` decodes them, with the LINE_* of each.
 
-    With the native kernels (``verify: signature``, content in a "content" field) a line laid
-    out as RUN/clean's is not parsed whole: its head is (:func:`_split_row`), and its content's
-    string body is sketched where it lies in the frame (or the joined lines), still escaped, by
-    the kernel that also checks it (:meth:`MinHashSignature.signatures_escaped`); a frame's lines
-    are never split. A body that fails a check (or has no token, or is over the reader's size
-    limit) and every other line are decoded as a whole, as :meth:`JsonlReader.decode_line` does:
+    With the native kernels (``verify: signature``, content in a "content" field) a line with a
+    ``"content": "`` key is not parsed whole: the kernel sketches the content's string body where
+    it lies in the frame (or the joined lines), still escaped, decoding its escapes and finding
+    its closing quote (:meth:`MinHashSignature.signatures_escaped`), and the rest of the line is
+    parsed with an empty body (:func:`_split_row`): any key order, spacing or escaping (as
+    ``json.dumps`` writes with its defaults, ``\\uXXXX`` and surrogate pairs included); a frame's
+    lines are never split. A body that fails a check (or has no token, or is over the reader's
+    size limit), a line whose structure is not the one checked, and every other line are
+    decoded as a whole, as :meth:`JsonlReader.decode_line` does:
     the same records, rejections and sketches either way.
     """
     cfg = hasher.cfg
     n = len(lines)
-    escaped = cfg.use_numba and cfg.verify == "signature" and reader.columns.content == "content"
+    escaped = hasher.native and cfg.verify == "signature" and reader.columns.content == "content"
     data: bytes | None = None
     spans: list[tuple[int, int, int]] | None = None  # (line number, start, end) in data
     if isinstance(lines, FrameLines):
@@ -286,34 +321,38 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
     ntok = np.empty(n, dtype=np.int64)
     nbytes = np.empty(n, dtype=np.int64)
     fast: list[int] = []
+    keys: list[int] = []
     starts: list[int] = []
     ends: list[int] = []
     for i in range(n):
-        split = None
+        m = None
         if escaped:
             lineno, start, end = spans[i]  # type: ignore[index]
-            split = _split_row(reader, source, lineno, data, start, end)  # type: ignore[arg-type]
-        if split is None:
+            m = _CONTENT_KEY.search(data, start, end)  # type: ignore[arg-type]
+        if m is None:
             records[i] = reader.decode_line(source, *line_at(i))
             continue
-        records[i], body, canonical = split
         fast.append(i)
-        starts.append(body)
-        ends.append(end - 2)
-        status[i] = LINE_VERBATIM if canonical else LINE_REWRITE
+        keys.append(m.start())
+        starts.append(m.end())
+        ends.append(end)
     if fast:
-        sb, sizes = hasher.signatures_escaped(data.lower() if cfg.lowercase else data,  # type: ignore[union-attr]
-                                              np.array(starts), np.array(ends))
+        eb = hasher.signatures_escaped(data, np.array(starts), np.array(ends))  # type: ignore[arg-type]
         idx = np.array(fast)
-        sig[idx], ntok[idx], nbytes[idx] = sb.sig, sb.ntokens, sizes
-        ok = (sizes >= 0) & (sb.ntokens > 0) & (sizes <= reader.max_file_bytes)
-        if cfg.lowercase:  # \u00XX in uppercase reads as orjson's escape once lowercased: decode those
-            ok &= np.array([data.find(b"\\u", spans[i][1], spans[i][2]) < 0 for i in fast], dtype=bool)  # type: ignore
+        sig[idx], ntok[idx], nbytes[idx] = eb.batch.sig, eb.batch.ntokens, eb.sizes
+        ok = (eb.sizes >= 0) & (eb.batch.ntokens > 0) & (eb.sizes <= reader.max_file_bytes)
+        close, canon = eb.close.tolist(), eb.canonical.tolist()
         for j, i in enumerate(fast):
+            split = None
             if ok[j]:
-                sketched[i] = 1
-            else:
+                lineno, start, end = spans[i]  # type: ignore[index]
+                split = _split_row(reader, source, lineno, data, start, end, keys[j], starts[j], close[j])  # type: ignore
+            if split is None:
                 records[i] = reader.decode_line(source, *line_at(i))
+                continue
+            records[i], head_canonical = split
+            sketched[i] = 1
+            status[i] = LINE_VERBATIM if head_canonical and canon[j] else LINE_REWRITE
     # Lines decoded as a whole: rejected, or sketched from their decoded content.
     decoded: list[int] = []
     contents: list[bytes] = []
