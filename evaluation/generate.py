@@ -35,23 +35,41 @@ def training_added_eos(model_dir: Path) -> bool | None:
         return None
 
 
-def load_model(model_dir: str | Path, device: str | None = None):
-    """(model, tokenizer, device) from an exported directory; bf16 on a GPU that supports it."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
+def check_model_dir(model_dir: str | Path) -> None:
+    """Fail fast, before the weights are read, unless ``model_dir`` holds a causal language model's config."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     path = Path(model_dir)
     if not (path / "config.json").is_file():
         raise ModelError(f"{path}: no config.json; pass the exported model directory (OUTPUT_DIR/final)")
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+    except (ValueError, OSError, KeyError) as exc:
+        raise ModelError(f"{path}: unreadable model config ({_first_line(exc)})") from None
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ModelError(f"{path}: not a causal language model (model_type {config.model_type!r})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_model(model_dir: str | Path, device: str | None = None):
+    """(model, tokenizer, device) from an exported directory; bf16 on a GPU that supports it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    path = Path(model_dir)
+    check_model_dir(path)
     hf_logging.disable_progress_bar()
     try:
-        AutoConfig.from_pretrained(str(path))  # names an unknown model type before loading weights
         model = AutoModelForCausalLM.from_pretrained(str(path))
         tokenizer = AutoTokenizer.from_pretrained(str(path))
     except (ValueError, OSError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"{path}: not a causal language model with its tokenizer ({first})") from None
+        raise ModelError(f"{path}: cannot load the model and its tokenizer ({_first_line(exc)})") from None
     if tokenizer.eos_token_id is None:
         raise ModelError(f"{path}: the tokenizer has no EOS token (needed to pad and to prepend)")
     if device is None:

@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from evaluation.config import HumanEvalConfig
-from evaluation.generate import Completions, generate_completions
+from evaluation.generate import Completions, check_model_dir, generate_completions
 from evaluation.passk import mean_pass_at_k, pass_at_k
 from evaluation.problems import Problem, build_program, load_problems
 from evaluation.sandbox import ExecResult, Sandbox, SandboxLimits, detect_isolation
@@ -73,6 +73,7 @@ def run_humaneval(model_dir: str | Path, cfg: HumanEvalConfig, output_dir: str |
     state = PartialState()
     out_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_dir)
     problems = load_problems(cfg.problems)[: cfg.limit]
+    check_model_dir(model_dir)
     if state.is_main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
         isolation = detect_isolation()  # before generating: a broken sandbox fails in seconds, not hours
