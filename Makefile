@@ -8,7 +8,7 @@ RUN ?= runs/demo
 DEMO_STEPS ?= 600
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all test-deps bench clean-venv
+.PHONY: demo evaluate test test-all test-deps bench clean-venv
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,6 +30,15 @@ demo: $(VENV)/.installed
 	echo "  $(RUN)/shards    train/ and valid/ token shards (index.json) + stats.json"; \
 	echo "  $(RUN)/model     checkpoints, TensorBoard logs, metrics.jsonl; final/ is the HF model"; \
 	echo "  $(RUN)/report/report.html  open it in a browser"
+
+# HumanEval on the demo's model (run `make demo` first): the harness self-test, then EVAL_SAMPLES
+# completions per problem executed in the sandbox. The tiny model scores ~0; the point is the machinery.
+EVAL_SAMPLES ?= 10
+EVAL_ARGS ?=
+evaluate: $(VENV)/.installed
+	$(PY) -m evaluation.cli humaneval --self-test
+	$(PY) -m evaluation.cli humaneval $(RUN)/model/final --n-samples $(EVAL_SAMPLES) --batch-size $(EVAL_SAMPLES) \
+	  --max-new-tokens 64 $(EVAL_ARGS)
 
 # The report's browser test renders the page in Debian's chromium; installed here when we may
 # (root with apt-get), otherwise that one test skips and says why.

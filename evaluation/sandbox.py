@@ -20,11 +20,12 @@ limits, the process group timeout, the empty environment and the scratch directo
 
 from __future__ import annotations
 
+import ast
 import errno
 import functools
-import json
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -117,7 +118,7 @@ class ExecResult:
         return self.outcome == "passed"
 
 
-def _classify(result: dict | None, returncode: int, timed_out: bool) -> tuple[str, str]:
+def _classify(result: tuple | None, returncode: int, timed_out: bool) -> tuple[str, str]:
     """(outcome, detail) from the supervisor's result (None if it left none) and its return code."""
     if timed_out:
         return "timeout", "killed at the wall-clock limit"
@@ -125,19 +126,19 @@ def _classify(result: dict | None, returncode: int, timed_out: bool) -> tuple[st
         if returncode < 0:
             return _signal_outcome(-returncode), "the sandbox's supervisor was killed"
         return f"exit: {returncode}", "the sandbox's supervisor ended without a result"
-    report, ended = result.get("report"), result["ended"]
-    if "signal" in ended:
-        return _signal_outcome(ended["signal"]), ""
+    how, value, report = result
+    if how == "signal":
+        return _signal_outcome(value), ""
     if report is None:
-        return f"exit: {ended['exit']}", "the program ended before its tests finished"
-    if report["status"] == "returned":
-        return ("passed", "") if ended["exit"] == 0 else (f"exit: {ended['exit']}", "")
-    if report["status"] == "exit":
-        return f"exit: {report['code']}", "sys.exit() before the tests finished"
-    kind, message = report["type"], report.get("message", "")
+        return f"exit: {value}", "the program ended before its tests finished"
+    if report[0] == "returned":
+        return ("passed", "") if value == 0 else (f"exit: {value}", "")
+    if report[0] == "exit":
+        return f"exit: {report[1]}", "sys.exit() before the tests finished"
+    _, kind, err, message = report
     if kind == "MemoryError":
         return "memory", message
-    if report.get("errno") == errno.EFBIG:
+    if err == errno.EFBIG:
         return "file size limit", message
     return f"failed: {kind}", message
 
@@ -210,9 +211,9 @@ class Sandbox:
         self.isolation = isolation or detect_isolation()
         self.scratch_root = scratch_root
 
-    def _command(self, spec: dict) -> list[str]:
+    def _command(self, spec: list[str]) -> list[str]:
         # The supervisor's source goes on the command line: the sandbox user need not read this checkout.
-        inner = [self.isolation.python, "-I", "-S", "-c", _supervisor_source(), json.dumps(spec)]
+        inner = [self.isolation.python, "-I", "-S", "-c", _supervisor_source(), *spec]
         if self.isolation.namespaces:
             return [shutil.which("unshare") or "unshare", *UNSHARE_FLAGS, "--", *inner]
         return inner
@@ -234,20 +235,18 @@ class Sandbox:
                 os.chown(path, *user)
         token = secrets.token_hex(16)
         with open(scratch / "output", "w+b") as output, open(scratch / "result", "w+b") as result_file:
-            spec = {"work": str(work), "isolate": self.isolation.namespaces, "result_fd": result_file.fileno(),
-                    "tmpfs_bytes": self.limits.scratch_bytes, "limits": self.limits.rlimits()}
-            payload = json.dumps({"token": token, "program": program}).encode()
+            limits = ",".join(f"{name}={value}" for name, value in self.limits.rlimits().items())
+            spec = [str(work), "1" if self.isolation.namespaces else "0", str(result_file.fileno()),
+                    str(self.limits.scratch_bytes), limits]
+            payload = token.encode() + b"\n" + program.encode("utf-8", "surrogatepass")
             start = time.monotonic()
             proc = subprocess.Popen(self._command(spec), stdin=subprocess.PIPE, stdout=output,
                                     stderr=subprocess.STDOUT, cwd=scratch, env={}, start_new_session=True,
                                     pass_fds=(result_file.fileno(),),
                                     user=user[0] if user else None, group=user[1] if user else None,
                                     extra_groups=[] if user else None)
-            timed_out = False
             try:
-                proc.communicate(payload, timeout=self.limits.timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
+                timed_out = not _feed_and_wait(proc, payload, start + self.limits.timeout_s)
             finally:
                 _kill_group(proc.pid)  # also whatever the program left running in its group
                 proc.wait()
@@ -256,8 +255,6 @@ class Sandbox:
             result = _find_result(result_file.read(1 << 20), token)
             output.seek(0)
             head = output.read(OUTPUT_HEAD * 4).decode("utf-8", "replace")[:OUTPUT_HEAD]
-        if result is not None and "setup_error" in result:
-            raise SandboxError(f"sandbox setup failed: {result['setup_error']}")
         outcome, detail = _classify(result, proc.returncode, timed_out)
         return ExecResult(outcome, detail, head, round(seconds, 4))
 
@@ -272,6 +269,34 @@ class Sandbox:
                 yield result
 
 
+def _feed_and_wait(proc: subprocess.Popen, payload: bytes, deadline: float) -> bool:
+    """Write the payload to the process's stdin and wait for it to end by ``deadline``; False if it did not.
+
+    A pidfd wakes us the moment it ends; Popen.wait(timeout) polls with sleeps of up to 50 ms, which
+    would be most of a HumanEval sample's cost.
+    """
+    try:
+        proc.stdin.write(payload)
+        proc.stdin.close()
+    except BrokenPipeError:  # it ended before reading all of it; its result says how
+        pass
+    remaining = max(0.0, deadline - time.monotonic())
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd (not Linux >= 5.3): poll
+        try:
+            proc.wait(remaining)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        return bool(poller.poll(max(1, int(remaining * 1000))))
+    finally:
+        os.close(pidfd)
+
+
 @functools.cache
 def _supervisor_source() -> str:
     return SUPERVISOR.read_text(encoding="utf-8")
@@ -284,13 +309,20 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _find_result(data: bytes, token: str) -> dict | None:
-    """The supervisor's result line: the JSON object carrying this run's token (anything else is ignored)."""
+def _find_result(data: bytes, token: str) -> tuple | None:
+    """The supervisor's result line: ``TOKEN HOW VALUE REPORT`` for this run's token, as (how, value, report)
+    with report the program's own ``repr()`` tuple or None; lines without the token are ignored."""
     for line in data.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
+        parts = line.split(b" ", 3)
+        if len(parts) != 4 or parts[0] != token.encode():
             continue
-        if isinstance(record, dict) and record.get("token") == token:
-            return record
+        try:
+            how, value = parts[1].decode(), int(parts[2])
+            report = ast.literal_eval(parts[3].decode("utf-8", "replace"))
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            continue
+        if how == "setup_error":
+            raise SandboxError(f"sandbox setup failed: {report}")
+        if how in ("exit", "signal") and (report is None or isinstance(report, tuple)):
+            return how, value, report
     return None
