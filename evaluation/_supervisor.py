@@ -93,7 +93,7 @@ def main() -> None:
     work, isolate, result_fd, tmpfs_bytes, limits = sys.argv[1:6]
     result_fd = int(result_fd)
     data = sys.stdin.buffer.read()
-    token, program = data[:32], data[33:].decode("utf-8")
+    token, program = data[:32], data[33:].decode("utf-8", "surrogatepass")
     del data
     null = os.open(os.devnull, os.O_RDONLY)  # stdin closed: the program reads EOF
     os.dup2(null, 0)

@@ -230,9 +230,9 @@ class Sandbox:
         work = scratch / "work"
         work.mkdir()
         user = self.isolation.user
-        if user is not None:  # the sandbox user must enter its scratch directory (and write it, without tmpfs)
-            for path in (scratch, work):
-                os.chown(path, *user)
+        if user is not None:  # the sandbox user may enter the scratch directory, and write only work/ in it
+            scratch.chmod(0o711)
+            os.chown(work, *user)
         token = secrets.token_hex(16)
         with open(scratch / "output", "w+b") as output, open(scratch / "result", "w+b") as result_file:
             limits = ",".join(f"{name}={value}" for name, value in self.limits.rlimits().items())

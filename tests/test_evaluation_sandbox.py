@@ -203,3 +203,25 @@ def test_run_many_keeps_input_order_and_is_parallel(area):
 def test_limits_are_validated():
     with pytest.raises(ValueError, match="memory_bytes >= 64 MiB"):
         SandboxLimits(memory_bytes=1 << 20)
+
+
+@pytest.mark.parametrize("completion, outcome", [
+    ("    return a + b\n", "passed"),
+    ("    return a - b\n", "failed: AssertionError"),
+    ("    return a + b\nimport os\nos._exit(0)\n", "exit: 0"),
+    ("    return a + b\nimport os\nwhile True:\n    os.fork()\n", "failed: BlockingIOError"),
+    ("    return a + b\nimport os, signal\nos.kill(os.getppid(), signal.SIGKILL)\nwhile True:\n    pass\n",
+     "crashed: SIGKILL"),
+])
+def test_without_namespaces_the_limits_and_protocol_still_hold(area, isolation, completion, outcome):
+    """What runs where unshare is unavailable: same supervisor, same limits, no namespaces."""
+    from evaluation.sandbox import Isolation
+
+    weak = Isolation(False, isolation.python, isolation.user, "forced by the test")
+    assert "WEAKER ISOLATION (forced by the test)" in weak.describe()
+    before = snapshot(area)
+    result = Sandbox(SandboxLimits(timeout_s=2.0, max_processes=8), weak,
+                     scratch_root=str(area / "scratch")).run(build_program(PROBLEM, completion))
+    assert result.outcome == outcome
+    assert snapshot(area) == before and list((area / "scratch").iterdir()) == []
+    assert processes_mentioning(str(area / "scratch")) == []
