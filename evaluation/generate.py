@@ -73,9 +73,9 @@ def load_model(model_dir: str | Path, device: str | None = None):
     if tokenizer.eos_token_id is None:
         raise ModelError(f"{path}: the tokenizer has no EOS token (needed to pad and to prepend)")
     if device is None:
-        from accelerate import PartialState
+        from evaluation.humaneval import process_state
 
-        device = str(PartialState().device)
+        device = str(process_state().device)
     if device.startswith("cuda") and torch.cuda.is_bf16_supported():
         model = model.to(torch.bfloat16)
     model.to(device).eval()

@@ -55,6 +55,15 @@ def self_test(problems_path: str | None = None, workers: int | None = None,
     }
 
 
+def process_state():
+    """Accelerate's view of this process (rank, world, device). Several processes and no GPU: gloo on the
+    CPU (as the trainer does); without cpu=True each process would be alone in a world of one."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1)
+
+
 def default_output_dir(model_dir: str | Path) -> Path:
     """RUN/model/humaneval for RUN/model/final: next to the export, not inside it."""
     return Path(model_dir).resolve().parent / "humaneval"
@@ -68,9 +77,7 @@ def run_humaneval(model_dir: str | Path, cfg: HumanEvalConfig, output_dir: str |
     Under ``accelerate launch`` each process generates for problems rank, rank + world, ...; the main
     process gathers the completions from files and executes them.
     """
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = process_state()
     out_dir = Path(output_dir) if output_dir is not None else default_output_dir(model_dir)
     problems = load_problems(cfg.problems)[: cfg.limit]
     check_model_dir(model_dir)

@@ -222,3 +222,26 @@ def test_split_across_processes_gives_the_same_completions(tiny_model):
     rank1 = generate_completions(tiny_model, problems, cfg, indices=[1])
     assert [c.texts for c in (rank0[0], rank1[0], rank0[1])] == [c.texts for c in whole]
     assert all(len(c.texts) == 3 for c in whole)
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_cpu_processes_match_one(tiny_model, tmp_path):
+    """`accelerate launch` with 2 CPU processes (gloo): problems split, gathered, the same samples as one process."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    args = ["humaneval", str(tiny_model), "--limit", "3", "--n-samples", "2", "--batch-size", "2",
+            "--max-new-tokens", "8"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
+    launched = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                               str(root / "configs/accelerate/cpu-2proc.yaml"), "--main_process_port", "0",
+                               "-m", "evaluation.cli", *args, "-o", str(tmp_path / "two")],
+                              capture_output=True, text=True, cwd=root, env=env, timeout=300)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["processes"] == 2
+    assert CliRunner().invoke(main, [*args, "--device", "cpu", "-o", str(tmp_path / "one")]).exit_code == 0
+    rows = [(tmp_path / d / "samples.jsonl").read_text().splitlines() for d in ("one", "two")]
+    completions = [[(json.loads(x)["task_id"], json.loads(x)["completion"]) for x in r] for r in rows]
+    assert completions[0] == completions[1] and len(completions[0]) == 6
