@@ -114,8 +114,8 @@ def test_10gb_allocation_is_memory(area):
 def test_fork_bomb_is_contained(area):
     result = run_contained(area, "    return a + b\nimport os\nwhile True:\n    os.fork()\n",
                            timeout_s=1.5, max_processes=8)
-    assert result.outcome in ("failed: BlockingIOError", "timeout")
-    assert result.outcome == "failed: BlockingIOError"  # RLIMIT_NPROC stopped it before the clock did
+    assert result.outcome == "failed: BlockingIOError"  # RLIMIT_NPROC stopped it, not the clock
+    assert result.seconds < 1.5
     # and the machine still forks
     pid = os.fork()
     if pid == 0:
