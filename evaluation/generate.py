@@ -96,7 +96,7 @@ def generate_completions(model_dir: str | Path, problems: Sequence[Problem], cfg
     prepend = cfg.prepend_eos
     if prepend is None:
         prepend = training_added_eos(model_dir) is not False
-    context = model.config.n_positions if hasattr(model.config, "n_positions") else model.config.max_position_embeddings
+    context = _context_length(model.config, tokenizer)
     new_tokens = min(cfg.max_new_tokens, context // 2)
     stop = cfg.stop_sequences
 
@@ -137,6 +137,17 @@ def generate_completions(model_dir: str | Path, problems: Sequence[Problem], cfg
         if progress is not None:
             progress(1)
     return results
+
+
+def _context_length(config, tokenizer) -> int:
+    """The model's context in tokens (GPT-2: n_positions; most others: max_position_embeddings)."""
+    for name in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 1:
+            return value
+    if isinstance(tokenizer.model_max_length, int) and 1 < tokenizer.model_max_length < 1 << 20:
+        return tokenizer.model_max_length
+    raise ModelError("the model's config names no context length (n_positions / max_position_embeddings)")
 
 
 def _seed(seed: int, problem: int, batch: int) -> int:
