@@ -8,7 +8,7 @@ RUN ?= runs/demo
 DEMO_STEPS ?= 600
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-all test-deps bench clean-venv
+.PHONY: demo evaluate test test-all test-deps bench clean-venv
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
@@ -30,6 +30,16 @@ demo: $(VENV)/.installed
 	echo "  $(RUN)/shards    train/ and valid/ token shards (index.json) + stats.json"; \
 	echo "  $(RUN)/model     checkpoints, TensorBoard logs, metrics.jsonl; final/ is the HF model"; \
 	echo "  $(RUN)/report/report.html  open it in a browser"
+
+# HumanEval on the demo's model (run `make demo` first): the harness self-test, then EVAL_SAMPLES
+# completions per problem executed in the sandbox. The tiny model scores ~0; the point is the machinery.
+# One torch thread: for a model this small, two threads wait on each other. EVAL_ARGS="--limit 20": quicker.
+EVAL_SAMPLES ?= 10
+EVAL_ARGS ?=
+evaluate: $(VENV)/.installed
+	$(VENV)/bin/cp-evaluate humaneval --self-test
+	OMP_NUM_THREADS=1 $(VENV)/bin/cp-evaluate humaneval $(RUN)/model/final --n-samples $(EVAL_SAMPLES) \
+	  --batch-size $(EVAL_SAMPLES) --max-new-tokens 64 $(EVAL_ARGS)
 
 # The report's browser test renders the page in Debian's chromium, and the reader's tests compare
 # with the zstd CLI (and pzstd) of Debian's zstd package; installed here when we may (root with
