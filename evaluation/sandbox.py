@@ -248,8 +248,7 @@ class Sandbox:
             try:
                 timed_out = not _feed_and_wait(proc, payload, start + self.limits.timeout_s)
             finally:
-                _kill_group(proc.pid)  # also whatever the program left running in its group
-                proc.wait()
+                _kill_group(proc)  # also whatever the program left running in its group
             seconds = time.monotonic() - start
             result_file.seek(0)
             result = _find_result(result_file.read(1 << 20), token)
@@ -302,11 +301,25 @@ def _supervisor_source() -> str:
     return SUPERVISOR.read_text(encoding="utf-8")
 
 
-def _kill_group(pgid: int) -> None:
+def _kill_group(proc: subprocess.Popen, patience_s: float = 2.0) -> None:
+    """SIGKILL the process group of ``proc`` until it is empty, and reap ``proc``.
+
+    One killpg is not enough without a pid namespace: a fork bomb's process that was inside fork() when
+    the signal came can leave a child behind, so the group is signalled again until no member is left
+    (or, for members the kernel keeps as zombies of another parent, until ``patience_s`` has passed).
+    """
+    deadline = time.monotonic() + patience_s
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    proc.wait()
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.002)
 
 
 def _find_result(data: bytes, token: str) -> tuple | None:
