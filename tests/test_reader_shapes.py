@@ -299,6 +299,7 @@ def test_random_shapes_read_like_zstd_dc(tmp_path: Path, monkeypatch, seed: int)
     rng = random.Random(seed)
     monkeypatch.setattr(jsonl_mod, "FRAME_RAW_MAX", rng.choice([512, 4096, 60_000]))
     monkeypatch.setattr(jsonl_mod, "_CHUNK", rng.choice([1000, 1 << 16, 1 << 20]))
+    monkeypatch.setattr(jsonl_mod, "_STREAM_IN", rng.choice([1, 700, 1 << 16]))
     data = json_lines(rng.randint(1, 400_000), seed, real=rng.randint(0, 5))
     if rng.random() < 0.3:
         data = data.replace(b"\n", b"\r\n")
