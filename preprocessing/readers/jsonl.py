@@ -44,9 +44,11 @@ memory) and their lines are cut into units of up to ``batch_records`` lines, wit
 _STREAM_IN = 64 << 10
 """Compressed bytes fed to the decompressor at a time in a streamed frame: its output (a few
 hundred kB of JSON) is split into lines while still in the CPU's cache (1 MiB pieces, 5 MB of
-output each, read ~5% slower; measured in docs/benchmarks.md)."""
+output each, read ~4-6% slower in docs/benchmarks.md's measurement)."""
 _STREAM_OUT = 1 << 20
 """The decompressor's output buffer for a streamed frame (what _STREAM_IN decompresses to, mostly)."""
+_WHOLE_OUT_MAX = 64 << 20
+"""The largest output buffer for a whole frame (its blocks' bound: 4 MiB of RLE blocks could claim 128 GiB)."""
 MAX_WINDOW = 1 << 31
 """The largest zstd window the reader decodes (the format's limit on 64 bits): a file written with
 `zstd --long=31` is read, at the cost of the memory its window needs, where the zstd CLI asks
@@ -162,7 +164,7 @@ def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = ()) -> Iterator[tuple[
                 raise TruncatedInput("zstd frame ended before its end marker") from None
             # An output buffer that holds a whole frame (or a streamed piece): one copy out of it,
             # not a bytes object grown by 128 KiB at a time (a realloc that may copy it each time).
-            obj = dctx.decompressobj(write_size=max(bound, 1) if whole else _STREAM_OUT)
+            obj = dctx.decompressobj(write_size=min(max(bound, 1), _WHOLE_OUT_MAX) if whole else _STREAM_OUT)
             if whole:
                 if frame_no in skip:
                     yield None, raw, frame_no
