@@ -8,12 +8,13 @@ work units) in MB/s of JSON, before and after a change, on two real dumps of the
 
 The rows are real files of the local Python installation, read through the toolkit's PythonEnvReader
 (repeated, under other repository names, until the dump reaches --mb). "Before" is another checkout
-of the package (default /work/main), imported in its own process with PYTHONPATH; each side runs in
+of the package, or a git revision of this repository (default: 9d839e0, the last commit before the
+issue-11 reader fix) exported with `git archive`, imported in its own process with PYTHONPATH; each side runs in
 its own process, alternately; the best CPU time (and wall time) of --rounds x --reads is kept: on a
 loaded machine CPU time is the steadier measure.
 
     python benchmarks/bench_reader.py                          # ~150 MB, 5 rounds x 3 reads (~2 min)
-    python benchmarks/bench_reader.py --before /path/to/old/checkout --mb 50
+    python benchmarks/bench_reader.py --before /path/to/old/checkout --mb 50   # or --before GIT_REV
     python benchmarks/bench_reader.py --callgrind --mb 60      # + instructions (valgrind), noise-free (~5 min)
 
 With --callgrind each side also reads each input once under valgrind's callgrind, and the
@@ -123,14 +124,21 @@ def measure(checkout: Path, path: Path, reads: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--before", default="/work/main", help="checkout of the package to compare with")
+    ap.add_argument("--before", default="9d839e0", help="checkout of the package, or git revision, to compare with")
     ap.add_argument("--mb", type=float, default=150, help="MB of JSON per dump")
     ap.add_argument("--rounds", type=int, default=5, help="processes per side and input, alternating")
     ap.add_argument("--reads", type=int, default=3, help="reads of the input per process")
     ap.add_argument("--callgrind", action="store_true", help="also count instructions with valgrind (slow)")
     args = ap.parse_args()
-    sides = {"before": Path(args.before).resolve(), "after": ROOT}
     with tempfile.TemporaryDirectory(prefix="bench_reader_") as tmp:
+        before = Path(args.before)
+        if not before.is_dir():  # a git revision: its package, exported
+            before = Path(tmp) / "before"
+            before.mkdir()
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.before, "preprocessing"],
+                                     capture_output=True, check=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+        sides = {"before": before.resolve(), "after": ROOT}
         inputs, rows, nbytes = build_inputs(Path(tmp), args.mb)
         print(f"{rows:,} rows, {nbytes / 1e6:.1f} MB of JSON per dump; "
               + ", ".join(f"{k}: {p.stat().st_size / 1e6:.1f} MB" for k, p in inputs.items()))
