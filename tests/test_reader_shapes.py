@@ -299,6 +299,7 @@ def test_random_shapes_read_like_zstd_dc(tmp_path: Path, monkeypatch, seed: int)
     rng = random.Random(seed)
     monkeypatch.setattr(jsonl_mod, "FRAME_RAW_MAX", rng.choice([512, 4096, 60_000]))
     monkeypatch.setattr(jsonl_mod, "_CHUNK", rng.choice([1000, 1 << 16, 1 << 20]))
+    monkeypatch.setattr(jsonl_mod, "_STREAM_IN", rng.choice([1, 700, 1 << 16]))
     data = json_lines(rng.randint(1, 400_000), seed, real=rng.randint(0, 5))
     if rng.random() < 0.3:
         data = data.replace(b"\n", b"\r\n")
@@ -446,3 +447,15 @@ def test_empty_frames_are_valid_and_an_empty_file_is_named(tmp_path: Path):
         (tmp_path / name).write_bytes(content)
         reader = JsonlReader(str(tmp_path / name))
         assert list(reader.records()) == [] and reader.warnings == [f"{tmp_path / name}: empty file (no records)"]
+
+
+def test_a_whole_frame_of_rle_blocks_is_read_without_claiming_its_bound_in_memory(tmp_path: Path):
+    """A frame of ~1,100 RLE blocks (4 bytes each, 128 KiB of spaces each) is a whole frame of
+    4.4 kB whose blocks bound its output at 140 MB: it decompresses like any other."""
+    blank = b" " * (128 << 10)
+    data = b'{"content": "x"}\n' + blank * 1100 + b'\n{"content": "y"}\n'
+    frame = zstandard.ZstdCompressor(level=1).compress(data)
+    path = tmp_path / "rle.jsonl.zst"
+    path.write_bytes(frame)
+    assert len(frame) < 64 << 10
+    assert [(n, len(line)) for n, line in jsonl_mod.iter_lines(path)] == [(1, 16), (2, len(blank) * 1100), (3, 16)]

@@ -41,6 +41,14 @@ FRAME_RAW_MAX = 4 << 20
 """zstd frames up to this many compressed bytes are read whole, and come with their compressed
 bytes (a writer can copy them); larger frames are streamed through the decompressor (bounded
 memory) and their lines are cut into units of up to ``batch_records`` lines, without the frame's bytes."""
+_STREAM_IN = 64 << 10
+"""Compressed bytes fed to the decompressor at a time in a streamed frame: its output (a few
+hundred kB of JSON) is split into lines while still in the CPU's cache (1 MiB pieces, 5 MB of
+output each, read ~4-6% slower in docs/benchmarks.md's measurement)."""
+_STREAM_OUT = 1 << 20
+"""The decompressor's output buffer for a streamed frame (what _STREAM_IN decompresses to, mostly)."""
+_WHOLE_OUT_MAX = 64 << 20
+"""The largest output buffer for a whole frame (its blocks' bound: 4 MiB of RLE blocks could claim 128 GiB)."""
 MAX_WINDOW = 1 << 31
 """The largest zstd window the reader decodes (the format's limit on 64 bits): a file written with
 `zstd --long=31` is read, at the cost of the memory its window needs, where the zstd CLI asks
@@ -67,9 +75,13 @@ class _Pushback:
         self.buf = data + self.buf
 
 
-def _read_frame(src: _Pushback, head: bytes) -> tuple[bytes, bool]:
+_BLOCK_MAX = 128 << 10  # the most a zstd block decompresses to
+
+
+def _read_frame(src: _Pushback, head: bytes) -> tuple[bytes, bool, int]:
     """The bytes of the zstd frame that ``head`` (its magic number) starts, up to the block that
-    brings them past FRAME_RAW_MAX, and whether they are the whole frame. Raises _Cut at the end of the file.
+    brings them past FRAME_RAW_MAX, whether they are the whole frame and a bound on what they
+    decompress to. Raises _Cut at the end of the file.
 
     The frame header is read with python-zstandard's API; the block headers that follow (3 bytes:
     last-block flag, type, size) are read by hand, as no public API says where a frame ends
@@ -91,6 +103,7 @@ def _read_frame(src: _Pushback, head: bytes) -> tuple[bytes, bool]:
     except zstandard.ZstdError as exc:
         raise TruncatedInput(f"corrupt zstd frame header ({exc})") from None
     held = len(header)
+    bound = 0
     while True:
         h = int.from_bytes(take(3), "little")
         btype = (h >> 1) & 3
@@ -99,12 +112,13 @@ def _read_frame(src: _Pushback, head: bytes) -> tuple[bytes, bool]:
         size = 1 if btype == 1 else h >> 3  # an RLE block stores one byte
         take(size)
         held += 3 + size
+        bound += _BLOCK_MAX if btype == 2 else h >> 3  # compressed: at most a block; raw, RLE: its size
         if held > FRAME_RAW_MAX:
-            return b"".join(parts), False
+            return b"".join(parts), False, bound
         if h & 1:  # the last block
             if params.has_checksum:
                 take(4)
-            return b"".join(parts), True
+            return b"".join(parts), True, bound
 
 
 def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = ()) -> Iterator[tuple[bytes | None, bytes | None, int]]:
@@ -112,8 +126,8 @@ def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = ()) -> Iterator[tuple[
 
     A frame of up to FRAME_RAW_MAX compressed bytes is one piece that comes with its compressed
     bytes; a larger one is streamed through a decompressor, which says where it ends (``eof``)
-    and hands back the bytes it read past it (``unused_data``): it comes as pieces of about
-    _CHUNK compressed bytes each, without bytes. Skippable frames are passed over. Raises
+    and hands back the bytes it read past it (``unused_data``): it comes as pieces of _STREAM_IN
+    compressed bytes each, without bytes. Skippable frames are passed over. Raises
     TruncatedInput on a cut or corrupt frame or on data that is no frame, after yielding what
     decompresses before it (zstandard's stream_reader returns a cut frame silently, which is why
     frames are tracked here). A whole frame whose number (0, 1, ... among the file's frames with
@@ -140,15 +154,17 @@ def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = ()) -> Iterator[tuple[
                 raise TruncatedInput("the file ends inside a skippable zstd frame")
             continue
         frame_no += 1
-        obj = dctx.decompressobj()
         try:
             try:
-                raw, whole = _read_frame(src, head)
+                raw, whole, bound = _read_frame(src, head)
             except _Cut as cut:
-                out = obj.decompress(cut.data)  # the frame's complete blocks
+                out = dctx.decompressobj().decompress(cut.data)  # the frame's complete blocks
                 if out:
                     yield out, None, frame_no
                 raise TruncatedInput("zstd frame ended before its end marker") from None
+            # An output buffer that holds a whole frame (or a streamed piece): one copy out of it,
+            # not a bytes object grown by 128 KiB at a time (a realloc that may copy it each time).
+            obj = dctx.decompressobj(write_size=min(max(bound, 1), _WHOLE_OUT_MAX) if whole else _STREAM_OUT)
             if whole:
                 if frame_no in skip:
                     yield None, raw, frame_no
@@ -166,7 +182,7 @@ def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = ()) -> Iterator[tuple[
                 if obj.eof:
                     src.unread(obj.unused_data)
                     break
-                data = src.read(_CHUNK)
+                data = src.read(_STREAM_IN)
                 if not data:
                     raise TruncatedInput("zstd frame ended before its end marker")
         except zstandard.ZstdError as exc:
