@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--pretokenizers", default="gpt2,superword-curriculum,superword,code")
     ap.add_argument("--steps", type=int, default=120, help="optimizer steps of 16 x 128 tokens, every tokenizer")
     ap.add_argument("--heldout-fraction", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0, help="the model's seed (initial weights, data order)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
     args = ap.parse_args()
 
@@ -103,7 +104,7 @@ def main() -> None:
                 [sys.executable, str(ROOT / "training" / "run.py"), "--config", str(ROOT / "configs/training/tiny.yaml"),
                  f"data_dir={run / 'shards'}", f"tokenizer_dir={run / 'tokenizer'}", f"output_dir={run / 'model'}",
                  f"max_steps={args.steps}", "eval_every=0", "eval_batches=1000000", "save_every=0", "export=false",
-                 "trackers=", "progress_bar=false", "num_workers=0", "resume=none"],
+                 "trackers=", "progress_bar=false", "num_workers=0", "resume=none", f"seed={args.seed}"],
                 capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads)},
             )
             wall = time.perf_counter() - t0

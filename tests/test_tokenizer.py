@@ -68,7 +68,7 @@ def test_stats_report_heldout_and_gpt2(trained):
     # Only the figures' consistency is asserted here; the comparison at full size is in benchmarks/.
     assert gpt2["vocab_size"] == 50257 and 0 < gpt2["vocab_used_fraction"] < 1
     assert 0 < ours["vocab_used_fraction"] <= 1
-    assert "def" not in ours["keywords_not_single_token"]["bare"]  # the form at a line start
+    assert "def" not in ours["keywords_not_single_token"]["after_space"]
     assert stats["totals"]["ratio_vs_gpt2"] == pytest.approx(ours["chars_per_token"] / gpt2["chars_per_token"], abs=1e-3)
 
 
@@ -224,14 +224,14 @@ def test_each_pretokenizer_cuts_long_files_exactly(each_option):
     assert safe_chunks(rows[0]["content"], 2048, kind)[1] == 0
 
 
-def test_default_beats_plain_bpe_on_heldout_repositories(tmp_path, trained):
-    base, _, stats = trained
-    assert stats["totals"]["pretokenizer"] == TokenizerConfig().pretokenizer != "gpt2"
-    plain = train_tokenizer(base / "dedup", tmp_path / "gpt2", TokenizerConfig(**SMALL, pretokenizer="gpt2"))
+def test_superword_gives_fewer_tokens_than_plain_bpe_on_heldout_repositories(tmp_path, trained):
+    base, _, plain = trained
+    assert plain["totals"]["pretokenizer"] == TokenizerConfig().pretokenizer == "gpt2"
+    stats = train_tokenizer(base / "dedup", tmp_path / "sw", TokenizerConfig(**SMALL, pretokenizer="superword"))
     ours, bpe = stats["heldout"]["ours"], plain["heldout"]["ours"]
-    assert ours["chars"] == bpe["chars"] > 0
-    # loose: at 2k vocabulary on 300 files; at 32k on held-out repositories it is ~25% (docs/tokenizer_pack.md)
-    assert ours["tokens"] < bpe["tokens"]
+    assert ours["chars"] == bpe["chars"] > 0 and ours["files"] == bpe["files"] > 0
+    # loose: at 2k vocabulary on 300 files it is ~4%; at 32k on held-out repositories, 25% (docs/tokenizer_pack.md)
+    assert ours["tokens"] < 0.99 * bpe["tokens"]
 
 
 def test_superword_pieces_are_bounded_on_a_huge_line(tmp_path):
@@ -241,10 +241,10 @@ def test_superword_pieces_are_bounded_on_a_huge_line(tmp_path):
     pieces = build_pre_tokenizer("superword").pre_tokenize_str(line[:200_000])
     assert max(end - start for _, (start, end) in pieces) <= SUPERWORD_MAX_CHARS
     write_jsonl_zst(tmp_path / "big" / "part-00000.jsonl.zst", [{"repo_name": "r", "path": "min.js", "content": line}])
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time of all threads: the shared test machine's load does not count
     cfg = TokenizerConfig(vocab_size=500, pretokenizer="superword", heldout_fraction=0.0, compare_gpt2=False)
     stats = train_tokenizer(tmp_path / "big", tmp_path / "tok", cfg)
-    assert time.perf_counter() - started < 60  # ~5 s alone; bounded pieces, not one 3 MB pre-token
+    assert time.process_time() - started < 30  # ~5 s; bounded pieces, not one 3 MB pre-token
     assert stats["totals"]["train_bytes"] == len(line.encode())
     from tokenizers import Tokenizer
 
