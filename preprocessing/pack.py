@@ -20,6 +20,7 @@ from preprocessing.stats import StageStats
 from preprocessing.tokenizer import (
     EOS_TOKEN,
     iter_records,
+    pretokenizer_of,
     publish_dir,
     resolve_inputs,
     safe_chunks,
@@ -168,9 +169,12 @@ class _SplitCounts:
 
 def _tasks(
     files: Sequence[Path], cfg: PackConfig, tokenizer_path: str, eos_id: int, stats: StageStats,
-    counts: dict[str, _SplitCounts], warnings: list[str],
+    counts: dict[str, _SplitCounts], warnings: list[str], pretokenizer: str | None = "gpt2",
 ) -> Iterator[EncodeTask]:
-    """Read records, cut long files into exact pieces (so one huge file spreads over all workers), batch them."""
+    """Read records, cut long files into exact pieces (so one huge file spreads over all workers), batch them.
+
+    ``pretokenizer`` (the tokenizer's, :func:`preprocessing.tokenizer.pretokenizer_of`) says where cuts are exact.
+    """
     pieces: list[str] = []
     splits: list[str] = []
     ends: list[bool] = []
@@ -183,7 +187,7 @@ def _tasks(
         stats.keep(nbytes)
         split = split_of(record, cfg)
         counts[split].bytes += nbytes
-        chunks, inexact = safe_chunks(record.content, cfg.chunk_chars)
+        chunks, inexact = safe_chunks(record.content, cfg.chunk_chars, pretokenizer)
         counts[split].inexact_cuts += inexact
         for i, chunk in enumerate(chunks):
             pieces.append(chunk)
@@ -270,7 +274,7 @@ def pack(
             }
             packers = {s: SamplePacker(writers[s], cfg.seq_length) for s in SPLITS}
             stack.enter_context(_tokenizers_threads(workers == 1))
-            tasks = _tasks(files, cfg, str(tok_path), eos_id, stats, counts, warnings)
+            tasks = _tasks(files, cfg, str(tok_path), eos_id, stats, counts, warnings, pretokenizer_of(tok))
             for batch in ordered_map(encode_task, tasks, workers=workers, window=2 * workers):
                 for s in SPLITS:
                     counts[s].files += batch.files[s]

@@ -369,6 +369,8 @@ def _tokenizer(t: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     ours, gpt2 = _get(t, "heldout", "ours") or {}, _get(t, "heldout", "gpt2") or {}
     return {
+        # stats written before tokenizer.pretokenizer existed come from GPT-2's regex
+        "pretokenizer": _get(t, "totals", "pretokenizer") or ("gpt2" if isinstance(t.get("totals"), dict) else None),
         "vocab_size": _get(t, "totals", "vocab_size"),
         "chars_per_token": _get(t, "totals", "chars_per_token"),
         "gpt2_chars_per_token": _get(t, "totals", "gpt2_chars_per_token"),
@@ -987,6 +989,7 @@ def _sections_html(r: dict[str, Any], plots: dict[str, str], why: dict[str, str]
             return ", ".join((d or {}).get(k) or []) or "none"
 
         body = _table(["", "ours", "GPT-2"], [
+            ["pre-tokenizer", tok["pretokenizer"], "GPT-2's regex"],
             ["characters per token (held-out)", tok["chars_per_token"], tok["gpt2_chars_per_token"]],
             ["vocabulary size", tok["vocab_size"], tok["gpt2_vocab_size"]],
             ["vocabulary used on held-out", tok["vocab_used"], tok["gpt2_vocab_used"]],

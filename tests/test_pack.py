@@ -10,7 +10,7 @@ import pytest
 
 from preprocessing.pack import PackConfig, pack, split_of
 from preprocessing.record import CodeFile
-from preprocessing.tokenizer import TokenizerConfig, safe_chunks, train_tokenizer
+from preprocessing.tokenizer import TokenizerConfig, pretokenizer_of, safe_chunks, train_tokenizer
 from tests._pycorpus import write_corpus, write_jsonl_zst
 
 
@@ -79,6 +79,7 @@ def test_deterministic_for_1_and_2_workers_and_chunk_sizes(corpus, tmp_path):
 
 def test_safe_chunks_encode_exactly(corpus):
     _, rows, tok = corpus
+    kind = pretokenizer_of(tok)  # the default tokenizer's; every option: tests/test_tokenizer.py
     texts = [r["content"] for r in rows[::5]]
     texts.append("    x = [" + ", ".join(f"'{i}s'" for i in range(3000)) + "]\n")  # one long indented line
     texts.append("a" * 500 + "  \n\n   \t" * 200 + "ß" * 500)  # no exact place at all
@@ -86,15 +87,16 @@ def test_safe_chunks_encode_exactly(corpus):
     for text in texts:
         whole = tok.encode(text, add_special_tokens=False).ids
         for size in (64, 300, 2048):
-            pieces, inexact = safe_chunks(text, size)
+            pieces, inexact = safe_chunks(text, size, kind)
             assert "".join(pieces) == text
             assert all(len(p) <= size for p in pieces)
             if inexact == 0:
                 parts = [i for p in pieces for i in tok.encode(p, add_special_tokens=False).ids]
                 assert parts == whole, (size, text[:80])
-    assert safe_chunks(texts[-3], 300)[1] == 0
-    assert safe_chunks(texts[-2], 300)[1] > 0
-    assert safe_chunks(texts[-1], 64)[1] == 0
+    # one long line of '0s', '1s', ...: exact places only between gpt2's letters and digits
+    assert (safe_chunks(texts[-3], 300, kind)[1] == 0) == (kind == "gpt2")
+    assert safe_chunks(texts[-2], 300, kind)[1] > 0
+    assert (safe_chunks(texts[-1], 64, kind)[1] == 0) == (kind != "superword")
 
 
 def test_accounting_with_bad_and_empty_records(corpus, tmp_path):

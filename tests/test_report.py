@@ -161,6 +161,8 @@ def test_report_numbers_equal_stage_stats(full_run: Path) -> None:
     assert t["chars_per_token"] == tok["totals"]["chars_per_token"] and t["chars_per_token"] > 1
     assert t["gpt2_chars_per_token"] == tok["totals"]["gpt2_chars_per_token"]
     assert t["vocab_used"] == tok["heldout"]["ours"]["vocab_used"] and t["vocab_size"] == 512
+    assert t["pretokenizer"] == tok["config"]["pretokenizer"] == tok["totals"]["pretokenizer"]
+    assert t["ratio_vs_gpt2"] == tok["totals"]["ratio_vs_gpt2"]
 
     sh = report["shards"]
     for split in ("train", "valid"):
