@@ -139,7 +139,7 @@ def test_dedup_copies_untouched_frames_and_writes_the_same_rows(tmp_path: Path, 
     monkeypatch.setattr(writer_mod.ShardedJsonlWriter, "write_frame", spy)
     monkeypatch.setattr(jsonl_mod.JsonlUnit, "decompress", spy_decompress)
     inputs = InputConfig(paths=[str(tmp_path / "clean")])
-    st = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "out", workers=1)
+    st = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "out", executor=1)
     assert st["near_dedup"]["removed"] >= 5
     n_frames = len(frames_of(tmp_path / "clean" / "part-00000.jsonl.zst"))
     touched = sum(1 for n in opened if n)  # frames pass 2 decompressed (they hold cluster members)
@@ -147,7 +147,7 @@ def test_dedup_copies_untouched_frames_and_writes_the_same_rows(tmp_path: Path, 
     assert len(copied) <= n_frames  # every frame written as a frame (copied, or its kept rows) unless all removed
     assert sum(copied) == st["totals"]["kept"]
     monkeypatch.setattr(writer_mod.ShardedJsonlWriter, "write_frame", write_frame)
-    run_near_dedup(NearDedupConfig(copy_frames=False), inputs, tmp_path / "lines", workers=2)
+    run_near_dedup(NearDedupConfig(copy_frames=False), inputs, tmp_path / "lines", executor=2)
     assert decompressed(tmp_path / "out" / "part-00000.jsonl.zst") == decompressed(tmp_path / "lines" / "part-00000.jsonl.zst")
     assert decompressed(tmp_path / "out" / "clusters.jsonl.zst") == decompressed(tmp_path / "lines" / "clusters.jsonl.zst")
 

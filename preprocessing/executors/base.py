@@ -1,0 +1,95 @@
+"""What every executor is: an ordered map of a stage's ``map(context, unit)`` over its units."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from preprocessing.config import ConfigError
+
+C = TypeVar("C")
+U = TypeVar("U")
+R = TypeVar("R")
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class ExecutorConfig:
+    """Where a stage's work units run (the `executor:` section of a preset; --executor, --workers,
+    --ray-address on every command). The outputs do not depend on any of it."""
+
+    executor: str = "local"
+    """local: an ordered pool of worker processes on this machine; ray: Ray tasks (a local Ray
+    started for the run, or the cluster at ray_address)."""
+    workers: int = 1
+    """Units in flight at once: worker processes (local), CPUs of the local Ray or tasks in
+    flight on a cluster (ray), threads of the BPE trainer (tokenizer)."""
+    ray_address: str | None = None
+    """An existing Ray cluster (host:port, ray://host:port or auto); None = start one for the run."""
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.ray_address is not None and self.executor != "ray":
+            raise ConfigError(f"ray_address {self.ray_address!r} is given but the executor is {self.executor!r}; "
+                              "use --executor ray")
+
+
+class ExecutorError(ValueError):
+    """An executor that cannot run (Ray missing, a cluster that cannot be reached): one line, named."""
+
+
+class Executor:
+    """Runs ``fn(context, unit)`` for each unit and yields the results in unit order.
+
+    ``context`` is the stage's worker state (reader settings, filters, configs): small and
+    picklable, passed explicitly with the work (never set up in module globals at fork); a
+    context builds what is costly (kernels, compressors) lazily, once per process.
+    Every executor and every worker count gives the same results in the same order.
+    """
+
+    name = "executor"
+    workers: int = 1
+
+    def map(self, fn: Callable[[C, U], R], units: Iterable[U], context: C, *, batch: int = 0,
+            cost: Callable[[U], int] = len, window: int | None = None,  # type: ignore[assignment]
+            inline: Callable[[U], bool] | None = None, workers: int | None = None) -> Iterator[R]:
+        """``fn(context, unit)`` for each unit, in unit order; ``batch``/``cost`` group consecutive
+        units into one task, ``inline`` units run in this process, at most ``window`` tasks
+        (default 2 per worker) are pending; ``workers`` lowers the parallelism of this map."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the executor started (a local Ray)."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def bind(fn: Callable[[C, U], R], context: C) -> Callable[[U], R]:
+    """``fn`` with its context: what a task carries (pickled with the task)."""
+    return functools.partial(fn, context)
+
+
+def make_executor(cfg: ExecutorConfig | Executor | int | None = None) -> tuple[Executor, bool]:
+    """The executor ``cfg`` describes (an int is a worker count on the local executor), and whether
+    the caller owns it (must close it)."""
+    if isinstance(cfg, Executor):
+        return cfg, False
+    if cfg is None or isinstance(cfg, int):
+        cfg = ExecutorConfig(workers=cfg or 1)
+    if cfg.executor == "ray":
+        from preprocessing.executors.ray import RayExecutor
+
+        return RayExecutor(cfg.workers, cfg.ray_address), True
+    from preprocessing.executors.local import LocalExecutor
+
+    return LocalExecutor(cfg.workers), True
