@@ -12,6 +12,8 @@ object store once per map and resolved by Ray in each task.
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -46,8 +48,26 @@ def _check_reachable(address: str) -> None:
         raise ExecutorError(f"cannot reach the Ray cluster at {address!r} ({exc.strerror or exc})") from None
 
 
+def _package_path() -> str:
+    """PYTHONPATH for the workers of a local Ray: this toolkit's checkout first (it may not be installed)."""
+    import preprocessing
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(preprocessing.__file__)))
+    return os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+
+
 def _run_task(fn: Callable[[C, U], R], context: C, units: list[U]) -> list[R]:
     return apply_each(bind(fn, context), units)
+
+
+class _Pending:
+    """A submitted Ray task, with the ``get`` the scheduling loop calls (in unit order)."""
+
+    def __init__(self, ray: Any, ref: Any):
+        self.ray, self.ref = ray, ref
+
+    def get(self) -> list:
+        return self.ray.get(self.ref)
 
 
 class RayExecutor(Executor):
@@ -58,7 +78,7 @@ class RayExecutor(Executor):
     def __init__(self, workers: int = 1, address: str | None = None, max_retries: int = MAX_RETRIES):
         self._ray = _import_ray()
         self.workers, self.address, self.max_retries = workers, address, max_retries
-        if address is not None and not self._ray.is_initialized():
+        if address is not None:
             _check_reachable(address)
         self._started = False
         self._task: Any = None
@@ -70,9 +90,11 @@ class RayExecutor(Executor):
             if not ray.is_initialized():  # a Ray the caller started (a notebook, a test) is used as it is
                 try:
                     if self.address is not None:
-                        ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+                        ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                                 logging_level=logging.ERROR)
                     else:
-                        ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False)
+                        ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False,
+                                 logging_level=logging.ERROR, runtime_env={"env_vars": {"PYTHONPATH": _package_path()}})
                 except (ConnectionError, RuntimeError) as exc:
                     where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray"
                     raise ExecutorError(f"cannot start or reach {where} ({str(exc).splitlines()[0]})") from None
@@ -84,20 +106,15 @@ class RayExecutor(Executor):
             cost: Callable[[U], int] = len, window: int | None = None,  # type: ignore[assignment]
             inline: Callable[[U], bool] | None = None, workers: int | None = None) -> Iterator[R]:
         n = min(workers or self.workers, self.workers)
-        if n <= 1 and inline is None and workers is not None:  # a pass the stage keeps in one process
+        if workers is not None and n <= 1:  # a pass the stage keeps in one process (copying, not computing)
             return (fn(context, unit) for unit in units)
         ray = self._connect()
-        ref = ray.put(context)
-        task = self._task
+        ref = ray.put(context)  # once per map; Ray resolves it in each task
 
-        class _Ref:
-            def __init__(self, group: list[U]):
-                self.ref = task.remote(fn, ref, group)
+        def submit(group: list[U]) -> _Pending:
+            return _Pending(ray, self._task.remote(fn, ref, group))
 
-            def get(self) -> list[R]:
-                return ray.get(self.ref)
-
-        return windowed_map(_Ref, bind(fn, context), units, window or 2 * n, inline, batch, cost)
+        return windowed_map(submit, bind(fn, context), units, window or 2 * n, inline, batch, cost)
 
     def close(self) -> None:
         if self._started:

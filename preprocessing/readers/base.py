@@ -129,6 +129,12 @@ class Reader:
     """
 
     name = "reader"
+    listing: tuple[str, ...] = ()
+    """Attributes that only ``units()`` needs (the file lists of a listed input): not pickled, so a
+    reader shipped to workers with their work carries only what ``decode`` needs."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: (None if k in self.listing else v) for k, v in self.__dict__.items()}
 
     def units(self) -> Iterator[Any]:  # pragma: no cover - interface
         raise NotImplementedError
