@@ -61,3 +61,11 @@ class Rejected:
     @property
     def where(self) -> str:
         return f"{self.source}:{self.line}" if self.line else self.source
+
+
+@dataclass(slots=True)
+class InputWarning:
+    """A problem a worker found in the bytes it read itself (an empty or truncated file): the
+    stage puts it in stats.json's warnings, in input order. Not a record."""
+
+    text: str

@@ -20,7 +20,7 @@ from preprocessing.executors import Executor, LocalExecutor
 from preprocessing.parallel import RECORDS_PER_TASK
 from preprocessing.profile import CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
-from preprocessing.record import Rejected
+from preprocessing.record import InputWarning, Rejected
 from preprocessing.runner import ExecutorSpec, Stage, run_fused, run_stage
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
@@ -65,6 +65,7 @@ class UnitResult:
     profile: CorpusProfile
     kept: list[tuple[int, bytes, dict[str, float], str | None, str]]  # hash, json line, metrics, license, repo
     sketch: UnitSketch | None = None  # near-dedup fused into stream: pass 1 of the kept rows
+    warnings: list[str] = field(default_factory=list)  # found by the worker in the bytes it read
 
 
 @dataclass
@@ -83,8 +84,12 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
     read, filt = StageStats("read"), StageStats("filter")
     profile = CorpusProfile()
     kept = []
+    warnings: list[str] = []
     normalize = w.exact.normalize_whitespace
     for item in w.reader.decode(unit):
+        if isinstance(item, InputWarning):
+            warnings.append(item.text)
+            continue
         if isinstance(item, Rejected):
             read.reject(item.reason, item.nbytes)
             profile.add_example(f"rejected:{item.reason}", item.where.encode(),
@@ -108,7 +113,13 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
         line = orjson.dumps(item.to_json_dict()) + b"\n"
         kept.append((content_hash(item.content, normalize), line, item.metrics, item.license, item.repo_name))
     sketch = w.sketcher([k[1] for k in kept]) if w.sketcher is not None and kept else None
-    return UnitResult(read, filt, profile, kept, sketch)
+    return UnitResult(read, filt, profile, kept, sketch, warnings)
+
+
+def _unit_cost(unit: Any) -> int:
+    """Records of a unit, for grouping small units into one task; a unit that names a byte
+    range or a file (its records unknown until read) is a task of its own."""
+    return len(unit) if hasattr(unit, "__len__") else RECORDS_PER_TASK
 
 
 def _progress(total_hint: int | None = None):
@@ -136,10 +147,15 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
     bar = _progress()
     t0 = time.perf_counter()
 
-    units = reader.units() if limit is None else limit_units(reader.units(), limit)
+    # Without a limit, the workers read their own bytes (a unit names them); a limit needs units
+    # that know their records, which the driver reads.
+    units = reader.work_units() if limit is None else limit_units(reader.units(), limit)
     context = StreamWorker(reader, filters, cfg.exact_dedup, near.sketcher if near is not None else None)
-    results = executor.map(_process_unit, units, context, window=4 * executor.workers, batch=RECORDS_PER_TASK)
+    results = executor.map(_process_unit, units, context, window=4 * executor.workers, batch=RECORDS_PER_TASK,
+                           cost=_unit_cost)
+    warnings: list[str] = []
     for res in results:
+        warnings.extend(res.warnings)
         read.merge(res.read)
         filt.merge(res.filter)
         profile.merge(res.profile)
@@ -194,7 +210,7 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
             "table_bytes": seen.nbytes,
             "bytes_per_unique_file": round(seen.nbytes / max(len(seen), 1), 1),
         },
-        "warnings": reader.warnings,
+        "warnings": [*reader.warnings, *warnings],
         "workers": executor.workers,
         "wall_time_s": round(wall, 3),
         "throughput_mb_s": round(read.bytes_in / 1e6 / max(wall, 1e-9), 2),

@@ -142,6 +142,12 @@ class Reader:
     def decode(self, unit: Any) -> Iterator[CodeFile | Rejected]:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def work_units(self) -> Iterator[Any]:
+        """Units for workers that read their own bytes (their records may be unknown to the driver,
+        and ``decode`` may also yield an InputWarning); by default :meth:`units`, which already name
+        where the bytes are (files, row groups)."""
+        return self.units()
+
     def records(self) -> Iterator[CodeFile | Rejected]:
         """All records in order, in this process."""
         for unit in self.units():

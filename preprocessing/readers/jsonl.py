@@ -17,7 +17,7 @@ from preprocessing.readers.base import (
     InputError,
     check_content,
 )
-from preprocessing.record import CodeFile, Rejected
+from preprocessing.record import CodeFile, InputWarning, Rejected
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".ndjson", ".ndjson.gz", ".ndjson.zst")
 _CHUNK = 1 << 20
@@ -328,6 +328,25 @@ class JsonlUnit:
         return JsonlUnit(self.source, self.lines[:n], self.rejected[: max(0, n - len(self.lines))])
 
 
+RANGE_BYTES = 8 << 20
+"""Bytes of a plain JSONL file per work unit that a worker reads itself (cut after a line end)."""
+
+
+@dataclass
+class JsonlRange:
+    """A work unit that names its bytes and does not carry them: the lines in bytes [start, end)
+    of a plain file (cut at line ends; ``first_line`` is the number of its first line), or a whole
+    compressed file (``end == -1``: .gz cannot be split, .zst is read frame by frame). The worker
+    reads and decompresses it (:meth:`JsonlReader.decode`); ``warning`` is a problem the
+    driver found while cutting (an empty file)."""
+
+    source: str
+    start: int = 0
+    end: int = -1
+    first_line: int = 1
+    warning: str | None = None
+
+
 def _field(row: dict[str, Any], column: str | None) -> Any:
     return row.get(column) if column else None
 
@@ -424,7 +443,86 @@ class JsonlReader(FileDumpReader):
             if unit.lines or unit.rejected:
                 yield unit
 
-    def decode(self, unit: JsonlUnit) -> Iterator[CodeFile | Rejected]:
+    def work_units(self) -> Iterator[JsonlRange]:
+        """Units whose bytes the workers read themselves: byte ranges of about RANGE_BYTES of a
+        plain file (the driver reads it to find line ends and count lines, without parsing or
+        shipping them), one unit per compressed file (the driver does not decompress it).
+        :meth:`decode` gives the same records, rejections and warnings as :meth:`units` does."""
+        for path in self.paths:
+            source = str(path)
+            if path.name.endswith((".gz", ".zst")):
+                yield JsonlRange(source)
+                continue
+            try:
+                yield from self._plain_ranges(path, source)
+            except OSError as exc:
+                raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
+
+    def _plain_ranges(self, path: Path, source: str) -> Iterator[JsonlRange]:
+        start, line, carry, content = 0, 1, b"", False
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(RANGE_BYTES)
+                data = carry + chunk if carry else chunk
+                if chunk:
+                    cut = data.rfind(b"\n") + 1
+                    if cut == 0:  # a line longer than RANGE_BYTES: read on
+                        carry = data
+                        continue
+                else:
+                    cut = len(data)  # the end: the last line, without its newline
+                    if cut == 0:
+                        break
+                content = content or not data.isspace()
+                yield JsonlRange(source, start, start + cut, line)
+                line += data.count(b"\n", 0, cut)
+                start, carry = start + cut, data[cut:]
+                if not chunk:
+                    break
+        if not content:
+            yield JsonlRange(source, start, start, line, warning=f"{source}: empty file (no records)")
+
+    def _decode_range(self, unit: JsonlRange) -> Iterator[CodeFile | Rejected | InputWarning]:
+        source = unit.source
+        if unit.warning is not None:
+            yield InputWarning(unit.warning)
+        if unit.end >= 0:
+            try:
+                with open(source, "rb") as f:
+                    f.seek(unit.start)
+                    data = f.read(unit.end - unit.start)
+            except OSError as exc:
+                raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
+            lines = data.split(b"\n")
+            if lines and not lines[-1]:
+                lines.pop()
+            for lineno, line in enumerate(lines, unit.first_line):
+                if line and not line.isspace():
+                    yield self.decode_line(source, lineno, line)
+            return
+        nlines = 0  # a whole compressed file: as units() reads it, in the worker
+        partial = b""
+        try:
+            for group, _raw, _frame_no, _skipped in iter_line_groups(Path(source)):
+                for lineno, line in group:
+                    if not line or line.isspace():
+                        continue
+                    nlines += 1
+                    yield self.decode_line(source, lineno, line)
+        except TruncatedInput as exc:
+            partial = getattr(exc, "partial", b"")
+            yield InputWarning(f"{source}: truncated ({exc}); read {nlines} complete lines")
+            if partial.strip():
+                yield Rejected("truncated_input", source, exc.lineno, len(partial))  # type: ignore[attr-defined]
+        except OSError as exc:
+            raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
+        if nlines == 0 and not partial.strip():
+            yield InputWarning(f"{source}: empty file (no records)")
+
+    def decode(self, unit: JsonlUnit | JsonlRange) -> Iterator[CodeFile | Rejected]:
+        if isinstance(unit, JsonlRange):
+            yield from self._decode_range(unit)  # type: ignore[misc]
+            return
         for lineno, line in unit.lines:
             yield self.decode_line(unit.source, lineno, line)
         yield from unit.rejected
