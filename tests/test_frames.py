@@ -169,3 +169,38 @@ def test_a_skipped_frame_that_changed_between_the_passes_is_an_error(tmp_path: P
     monkeypatch.setattr(near.NearDedupIndex, "cluster", edit_then_cluster)
     with pytest.raises(ValueError, match=r"input changed between the two passes of near-dedup \(lines of work unit \d+ differ"):
         run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(tmp_path / "clean")]), tmp_path / "out")
+
+
+def test_dedup_pass1_workers_read_the_frames_themselves(tmp_path: Path, monkeypatch):
+    """Over RUN/clean-like frames, pass 1's units name frames (offset, length) found from their
+    headers: the driver decompresses none of them; the outputs are those of driver-side units."""
+    rows = stdlib_rows(40)
+    with ShardedJsonlWriter(tmp_path / "clean", frame_bytes=60_000) as w:
+        for r in rows + rows[:5]:  # exact copies: near-duplicates too
+            w.write(CodeFile(content=r["content"], repo_name=r["repo_name"], path=r["path"], license=r["license"]))
+    reads = []
+    iter_line_groups = jsonl_mod.iter_line_groups
+
+    def spy(path, skip=None):
+        reads.append(skip)
+        return iter_line_groups(path, skip)
+
+    sketched = []
+    sketch_frame = near._sketch_frame
+
+    def spy_frame(w, ref):
+        sketched.append(ref)
+        return sketch_frame(w, ref)
+
+    monkeypatch.setattr(jsonl_mod, "iter_line_groups", spy)
+    monkeypatch.setattr(near, "_sketch_frame", spy_frame)
+    inputs = InputConfig(paths=[str(tmp_path / "clean")])
+    st = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "out", executor=1)
+    n_frames = len(frames_of(w.paths[0]))
+    assert len(sketched) == n_frames and all(s for s in reads)  # the driver only read pass 2's frames, skipped
+    assert st["near_dedup"]["removed"] == 5
+    monkeypatch.setattr(near, "_sketch_frame", lambda w, ref: None)  # as if a frame were not a unit: driver units
+    again = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "driver", executor=1)
+    for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "driver" / name).read_bytes()
+    assert again["totals"] == st["totals"]

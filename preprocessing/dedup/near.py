@@ -52,7 +52,7 @@ from preprocessing.readers import (
     limit_units,
     open_reader,
 )
-from preprocessing.readers.jsonl import FrameLines, JsonlUnit, row_to_record
+from preprocessing.readers.jsonl import FrameLines, JsonlUnit, TruncatedInput, _iter_zstd_frames, row_to_record
 from preprocessing.record import CodeFile, Rejected
 from preprocessing.runner import ExecutorSpec, Follower, Stage, run_stage
 from preprocessing.stats import StageStats
@@ -459,6 +459,72 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes]) -> Uni
     return out
 
 
+class _NotFrames(Exception):
+    """The input is not all .zst files of whole-line frames: pass 1 splits it in the driver."""
+
+
+class _EveryFrame:
+    """``skip`` for the frame walker: every frame comes with its compressed bytes, not decompressed."""
+
+    def __contains__(self, frame_no: object) -> bool:
+        return True
+
+
+@dataclass
+class FrameRef:
+    """A work unit that names its bytes: one zstd frame of a file (offset and length), found from
+    the frame headers without decompressing it; the worker reads and decompresses it."""
+
+    source: str
+    offset: int
+    length: int
+    frame_no: int
+
+
+def _frame_refs(reader: JsonlReader) -> Iterator[FrameRef]:
+    """The frames of every input file, in order; _NotFrames when an input is not a .zst file of
+    frames read whole (an empty, truncated or corrupt file, a frame too large to read whole)."""
+    for path in reader.paths:
+        if not path.name.endswith(".zst"):
+            raise _NotFrames
+        n = 0
+        try:
+            with open(path, "rb") as f:
+                for data, raw, frame_no in _iter_zstd_frames(f, _EveryFrame()):
+                    if data is not None or raw is None:
+                        raise _NotFrames
+                    yield FrameRef(str(path), f.tell() - len(raw), len(raw), frame_no)
+                    n += 1
+        except (TruncatedInput, OSError):
+            raise _NotFrames from None  # the driver-side units name the problem as usual
+        if n == 0:
+            raise _NotFrames
+
+
+def _frame_cost(ref: FrameRef) -> int:
+    return max(1, ref.length >> 12)  # about one record per 4 KiB of compressed code
+
+
+def _sketch_frame(w: DedupWorker, ref: FrameRef) -> UnitSketch | None:
+    """Pass 1 of one frame the worker reads itself: what :func:`_sketch_lines_unit` gives for the
+    frame's unit, or None when the frame is not a unit of its own (not whole lines, blank lines,
+    more than batch_records lines): then the driver splits the input as before."""
+    reader: JsonlReader = w.reader  # type: ignore[assignment]
+    with open(ref.source, "rb") as f:
+        f.seek(ref.offset)
+        raw = f.read(ref.length)
+    try:
+        data = zstandard.ZstdDecompressor().decompressobj().decompress(raw)
+    except zstandard.ZstdError:
+        return None
+    if not data.endswith(b"\n"):
+        return None
+    lines = FrameLines(data, 0)  # line numbers are not needed in pass 1 (rejections are counted)
+    if len(lines) > reader.batch_records or lines.has_blank():
+        return None
+    return _sketch_lines_unit(w, JsonlUnit(ref.source, lines, raw=raw, frame_no=ref.frame_no))
+
+
 def _units(reader: Reader, limit: int | None, frames: bool = False) -> Iterator[Any]:
     units = reader.units(frames=True) if frames and isinstance(reader, JsonlReader) else reader.units()
     return units if limit is None else limit_units(units, limit)
@@ -638,24 +704,50 @@ class DedupStage(Stage):
     def run(self, executor: Executor, out: Path) -> dict[str, Any]:
         cfg, reader, limit = self.cfg, self.reader, self.limit
         work_dir = out / ".work"
-        pass1_rejected: Counter = Counter()
-        lines = LineNotes() if isinstance(reader, JsonlReader) else None
         t0 = time.perf_counter()
-        index = NearDedupIndex(cfg, work_dir)
+        # Pass 1: signatures and band keys, in parallel, appended in input order. Over .zst files
+        # of whole-line frames (RUN/clean) the workers read and decompress the frames themselves;
+        # any other input is split into units by the driver.
+        frames = isinstance(reader, JsonlReader) and cfg.copy_frames and limit is None
+        if frames:
+            try:
+                index, lines, rejected = self._pass1(executor, work_dir, _frame_refs(reader), _sketch_frame,
+                                                     cost=_frame_cost)
+                return self._finish(executor, out, index, lines, rejected, t0)
+            except _NotFrames:
+                pass  # (nothing was written but the work dir, which _pass1 removed)
+        units = _units(reader, limit, frames=isinstance(reader, JsonlReader) and cfg.copy_frames)
+        index, lines, rejected = self._pass1(executor, work_dir, units,
+                                             _sketch_lines_unit if isinstance(reader, JsonlReader) else _sketch_unit)
+        return self._finish(executor, out, index, lines, rejected, t0)
+
+    def _pass1(self, executor: Executor, work_dir: Path, units: Iterator[Any], fn: Any, cost: Any = len
+               ) -> tuple[NearDedupIndex, LineNotes | None, Counter]:
+        rejected: Counter = Counter()
+        lines = LineNotes() if isinstance(self.reader, JsonlReader) else None
+        index = NearDedupIndex(self.cfg, work_dir)
         try:
-            # Pass 1: signatures and band keys, in parallel, appended in input order.
-            units = _units(reader, limit, frames=lines is not None and cfg.copy_frames)
-            for res in executor.map(_sketch_unit if lines is None else _sketch_lines_unit, units,
-                                    DedupWorker(reader, cfg), batch=RECORDS_PER_TASK):
+            for res in executor.map(fn, units, DedupWorker(self.reader, self.cfg), batch=RECORDS_PER_TASK, cost=cost):
+                if res is None:
+                    raise _NotFrames
                 for reason, _nbytes in res.rejected:
-                    pass1_rejected[reason] += 1
+                    rejected[reason] += 1
                 index.add(res.batch)
                 if lines is not None:
                     lines.add(res.lines, res.digest, res.frame)
-            return _cluster_and_write(cfg, index, reader, limit, executor, out, lines, pass1_rejected, t0)
-        finally:
+        except BaseException:
             index.close()
             remove_tree(work_dir)
+            raise
+        return index, lines, rejected
+
+    def _finish(self, executor: Executor, out: Path, index: NearDedupIndex, lines: LineNotes | None,
+                rejected: Counter, t0: float) -> dict[str, Any]:
+        try:
+            return _cluster_and_write(self.cfg, index, self.reader, self.limit, executor, out, lines, rejected, t0)
+        finally:
+            index.close()
+            remove_tree(out / ".work")
 
 
 def inputs_are_clean(inputs: Any, run_dir: str | Path | None) -> bool:
