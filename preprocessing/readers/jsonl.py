@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import zlib
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -330,6 +331,13 @@ class JsonlUnit:
 
 RANGE_BYTES = 8 << 20
 """Bytes of a plain JSONL file per work unit that a worker reads itself (cut after a line end)."""
+WORKER_FILES_MIN = 4
+"""Compressed files are read whole by the workers when the input has at least this many (a dump
+of many files); fewer (one big .zst) are split into line units by the driver, which keeps all the
+workers busy on them."""
+WORKER_FILE_MAX = 256 << 20
+"""A compressed file larger than this is split by the driver: a worker returns a unit's kept rows
+at once, so this bounds the memory a result takes."""
 
 
 @dataclass
@@ -345,6 +353,13 @@ class JsonlRange:
     end: int = -1
     first_line: int = 1
     warning: str | None = None
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # (reading it names the problem)
 
 
 def _field(row: dict[str, Any], column: str | None) -> Any:
@@ -446,12 +461,20 @@ class JsonlReader(FileDumpReader):
     def work_units(self) -> Iterator[JsonlRange]:
         """Units whose bytes the workers read themselves: byte ranges of about RANGE_BYTES of a
         plain file (the driver reads it to find line ends and count lines, without parsing or
-        shipping them), one unit per compressed file (the driver does not decompress it).
-        :meth:`decode` gives the same records, rejections and warnings as :meth:`units` does."""
+        shipping them), one unit per compressed file (the driver does not decompress it) when the
+        input has WORKER_FILES_MIN of them, each at most WORKER_FILE_MAX; otherwise the driver splits
+        a compressed file into line units, as :meth:`units` does. The choice depends on the input
+        only. :meth:`decode` gives the same records and rejections either way."""
+        compressed = [p for p in self.paths if p.name.endswith((".gz", ".zst"))]
         for path in self.paths:
             source = str(path)
-            if path.name.endswith((".gz", ".zst")):
-                yield JsonlRange(source)
+            if path in compressed:
+                if len(compressed) >= WORKER_FILES_MIN and _size(path) <= WORKER_FILE_MAX:
+                    yield JsonlRange(source)
+                else:
+                    one = copy.copy(self)  # the driver-side units of this file; warnings go to this reader
+                    one.paths = [path]
+                    yield from one.units()
                 continue
             try:
                 yield from self._plain_ranges(path, source)
