@@ -32,11 +32,11 @@ class _Lifecycle:
 
     def finished(self) -> dict[str, Any] | None:
         """The stats of a finished run of the same config and input (``skipped: true``), or None."""
-        if not self.stage.recorded:
-            return None
+        if self.manifest is None:
+            return None  # no run directory: nothing to skip, nothing to record
         self.fingerprint = self.stage.fingerprint()
         stats_path = self.stage.out_dir / "stats.json"
-        if self.manifest is None or self.force or not stats_path.exists() \
+        if self.force or not stats_path.exists() \
                 or not self.manifest.is_done(self.stage.name, self.identity, self.fingerprint):
             return None
         stats = read_json(stats_path)
