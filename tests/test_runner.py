@@ -129,3 +129,16 @@ def test_a_failed_stage_leaves_nothing_under_a_final_name(tmp_path):
     assert (tmp_path / "run" / "clean" / "stats.json").exists()  # the published outputs are untouched
     assert not list((tmp_path / "run").glob("clean.tmp-*"))
     assert RunManifest(tmp_path / "run").entry("stream")["finished"]
+
+
+def test_the_executor_section_of_a_preset_and_flags_over_it(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("executor: {workers: 3}\nstream: {input: {limit: 5}}\n")
+    runner = CliRunner()
+    for command in (["stream"], ["dedup", str(tmp_path)], ["pack", str(tmp_path)], ["tokenizer", str(tmp_path)]):
+        res = runner.invoke(main, [*command, "--config", str(preset), "--dry-run"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.output)["executor"] == {"executor": "local", "workers": 3, "ray_address": None}
+        res = runner.invoke(main, [*command, "--config", str(preset), "--dry-run", "--workers", "2", "--executor", "ray"])
+        assert json.loads(res.output)["executor"]["workers"] == 2
+        assert json.loads(res.output)["executor"]["executor"] == "ray"
