@@ -75,8 +75,47 @@ class Executor:
 
 
 def bind(fn: Callable[[C, U], R], context: C) -> Callable[[U], R]:
-    """``fn`` with its context: what a task carries (pickled with the task)."""
+    """``fn`` with its context, in this process."""
     return functools.partial(fn, context)
+
+
+_UNPICKLED: dict[int, Any] = {}
+"""Per process: the contexts this process has unpickled, by the digest of their bytes (a cache
+of immutable values, like pack's tokenizer cache: a context that builds an automaton or loads
+kernels on unpickling does so once per worker process, not once per task)."""
+_UNPICKLED_MAX = 8
+
+
+class Shipped:
+    """A context as every task carries it: its pickled bytes (a few KB) and their digest."""
+
+    def __init__(self, context: Any):
+        import pickle
+
+        import xxhash
+
+        self.data = pickle.dumps(context, protocol=pickle.HIGHEST_PROTOCOL)
+        self.key = xxhash.xxh3_64_intdigest(self.data)
+
+    def get(self) -> Any:
+        ctx = _UNPICKLED.get(self.key)
+        if ctx is None:
+            import pickle
+
+            if len(_UNPICKLED) >= _UNPICKLED_MAX:
+                _UNPICKLED.clear()
+            ctx = _UNPICKLED[self.key] = pickle.loads(self.data)
+        return ctx
+
+
+def _call_shipped(fn: Callable[[C, U], R], shipped: Shipped, unit: U) -> R:
+    return fn(shipped.get(), unit)
+
+
+def ship(fn: Callable[[C, U], R], context: C) -> Callable[[U], R]:
+    """``fn`` with its context, for tasks in other processes: the context travels pickled with
+    each task and is unpickled once per process."""
+    return functools.partial(_call_shipped, fn, Shipped(context))
 
 
 def make_executor(cfg: ExecutorConfig | Executor | int | None = None) -> tuple[Executor, bool]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from preprocessing.executors.base import C, Executor, R, U, bind
+from preprocessing.executors.base import C, Executor, R, U, ship
 from preprocessing.parallel import ordered_map
 
 
@@ -20,5 +20,8 @@ class LocalExecutor(Executor):
             cost: Callable[[U], int] = len, window: int | None = None,  # type: ignore[assignment]
             inline: Callable[[U], bool] | None = None, workers: int | None = None) -> Iterator[R]:
         n = min(workers or self.workers, self.workers)
-        return ordered_map(bind(fn, context), units, workers=n, window=window or 2 * n, inline=inline,
+        if n <= 1:
+            return (fn(context, unit) for unit in units)
+        # tasks carry the context pickled (unpickled once per process; inline units too)
+        return ordered_map(ship(fn, context), units, workers=n, window=window or 2 * n, inline=inline,
                            batch=batch, cost=cost)

@@ -18,7 +18,7 @@ import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from preprocessing.executors.base import C, Executor, ExecutorError, R, U, bind
+from preprocessing.executors.base import C, Executor, ExecutorError, R, Shipped, U, bind
 from preprocessing.parallel import apply_each, windowed_map
 
 MAX_RETRIES = 3
@@ -56,8 +56,8 @@ def _package_path() -> str:
     return os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
 
 
-def _run_task(fn: Callable[[C, U], R], context: C, units: list[U]) -> list[R]:
-    return apply_each(bind(fn, context), units)
+def _run_task(fn: Callable[[C, U], R], shipped: Shipped, units: list[U]) -> list[R]:
+    return apply_each(bind(fn, shipped.get()), units)
 
 
 class _Pending:
@@ -67,7 +67,13 @@ class _Pending:
         self.ray, self.ref = ray, ref
 
     def get(self) -> list:
-        return self.ray.get(self.ref)
+        try:
+            return self.ray.get(self.ref)
+        except self.ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, (ValueError, OSError)):  # the toolkit's own one-line errors (InputError, ...)
+                raise cause from None
+            raise
 
 
 class RayExecutor(Executor):
@@ -109,7 +115,7 @@ class RayExecutor(Executor):
         if workers is not None and n <= 1:  # a pass the stage keeps in one process (copying, not computing)
             return (fn(context, unit) for unit in units)
         ray = self._connect()
-        ref = ray.put(context)  # once per map; Ray resolves it in each task
+        ref = ray.put(Shipped(context))  # once per map; Ray resolves it in each task, unpickled once per worker
 
         def submit(group: list[U]) -> _Pending:
             return _Pending(ray, self._task.remote(fn, ref, group))
