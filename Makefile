@@ -31,12 +31,16 @@ demo: $(VENV)/.installed
 	echo "  $(RUN)/model     checkpoints, TensorBoard logs, metrics.jsonl; final/ is the HF model"; \
 	echo "  $(RUN)/report/report.html  open it in a browser"
 
-# The report's browser test renders the page in Debian's chromium; installed here when we may
-# (root with apt-get), otherwise that one test skips and says why.
+# The report's browser test renders the page in Debian's chromium, and the reader's tests compare
+# with the zstd CLI (and pzstd) of Debian's zstd package; installed here when we may (root with
+# apt-get), otherwise the tests that need them skip and say why.
 test-deps:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null) \
 	  || echo "chromium not installed: the report's browser test will be skipped"; }
+	@command -v zstd >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends zstd >/dev/null) \
+	  || echo "zstd not installed: the reader's tests against the zstd CLI will be skipped"; }
 
 test: $(VENV)/.installed test-deps
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)

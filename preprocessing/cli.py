@@ -24,12 +24,16 @@ def main() -> None:
 @click.option("--hf-dataset", help="Stream a Hugging Face dataset (hub name, or a builder like 'json').")
 @click.option("--limit", type=int, help="Stop after this many input records.")
 @click.option("--near-dedup/--no-near-dedup", default=None, help="Also MinHash near-dedup into RUN/dedup, in the same pass.")
+@click.option("--strict/--no-strict", default=None, help="A truncated or corrupt input file is an error (exit 2), not a warning.")
+@click.option("--secrets", type=click.Choice(["redact", "drop", "off"]),
+              help="Secrets and PII: redact them, drop files holding them, or off (filters.secrets.mode).")
 @executor_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
 def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, fmt: str | None,
-               hf_dataset: str | None, limit: int | None, near_dedup: bool | None, workers: int | None,
-               executor: str | None, ray_address: str | None, force: bool, dry_run: bool) -> None:
+               hf_dataset: str | None, limit: int | None, near_dedup: bool | None, strict: bool | None,
+               secrets: str | None, workers: int | None, executor: str | None, ray_address: str | None,
+               force: bool, dry_run: bool) -> None:
     """Stream a dump (default: this Python installation) through the filters and exact dedup."""
     from preprocessing.config import load_config
     from preprocessing.stream import StreamConfig, run_stream
@@ -39,6 +43,8 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
         "input.format": fmt,
         "input.hf_dataset": hf_dataset,
         "input.limit": limit,
+        "input.strict": strict,
+        "filters.secrets.mode": secrets,
     }
     ex = executor_config(config_path, workers, executor, ray_address)
     cfg = stage_config(StreamConfig, config_path, overrides, "stream", dry_run, ex)
@@ -90,6 +96,10 @@ def _summary(stats: dict[str, Any], out_dir: Path) -> None:
         f"dropped {sum(t['dropped'].values()):,}, rejected {sum(t['rejected'].values()):,} "
         f"in {stats['wall_time_s']:.1f}s ({stats['throughput_mb_s']:.1f} MB/s) -> {out_dir}"
     )
+    decontam = (stats.get("filters") or {}).get("decontaminated")
+    if decontam:  # zero said too: that is the assurance the filter ran
+        counts = ", ".join(f"{name} {t['dropped'].get(f'decontaminated:{name}', 0):,}" for name in decontam["benchmarks"])
+        click.echo(f"decontamination: files dropped per benchmark: {counts or 'no benchmark pattern loaded'}")
     for w in stats.get("warnings", [])[:10]:
         click.echo(f"warning: {w}", err=True)
 

@@ -52,6 +52,9 @@ class PackConfig:
     max_file_bytes: int = 1 << 30
     """Records larger than this are rejected as too_large (the stream stage already applies its own limit;
     long files are packed in pieces, so this only bounds the memory of one record)."""
+    strict: bool = False
+    """Stop with an error naming the file at a truncated or corrupt input shard, instead of a warning
+    (the outputs do not depend on it: not part of the config identity)."""
     chunk_chars: int = 256 << 10
     """Files longer than this are encoded in pieces of at most this size, cut where the ids stay exact."""
 
@@ -171,7 +174,7 @@ def _tasks(
     splits: list[str] = []
     ends: list[bool] = []
     size = 0
-    for record in iter_records(files, stats, cfg.max_file_bytes, warnings):
+    for record in iter_records(files, stats, cfg.max_file_bytes, warnings, cfg.strict):
         nbytes = len(record.content.encode("utf-8", "surrogatepass"))
         if not record.content:
             stats.drop("empty_content", nbytes)
@@ -359,7 +362,7 @@ class PackStage(Stage):
     def identity(self) -> dict[str, Any]:
         from preprocessing.config import to_dict
 
-        return to_dict(self.cfg)
+        return {k: v for k, v in to_dict(self.cfg).items() if k != "strict"}  # strict changes no output
 
     def fingerprint(self) -> str:
         """The inputs and the tokenizer: a retrained tokenizer re-packs."""

@@ -9,9 +9,12 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import xxhash
+
+if TYPE_CHECKING:
+    from preprocessing.filters.base import Edit
 
 # Fixed bin edges, so histograms of different workers and runs add up.
 HISTOGRAM_EDGES: dict[str, list[float]] = {
@@ -80,10 +83,21 @@ class CorpusProfile:
     licenses: Counter = field(default_factory=Counter)
     repos: Counter = field(default_factory=Counter)
     examples: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+    edit_findings: Counter = field(default_factory=Counter)  # "<step>:<kind>" -> findings rewritten (kept files)
+    edit_files: Counter = field(default_factory=Counter)  # "<step>:<kind>" -> kept files with such a rewrite
 
     def add_example(self, reason: str, key: bytes, example: dict[str, Any]) -> None:
         """Keep the EXAMPLES_PER_REASON examples with the smallest hash of their key (deterministic)."""
         self._offer(reason, xxhash.xxh3_64_intdigest(key), example)
+
+    def add_edit(self, edit: Edit, key: bytes, repo_name: str, path: str) -> None:
+        """Count a content rewrite and offer its (already redacted) example lines."""
+        for kind, n in edit.counts.items():
+            name = f"{edit.step}:{kind}"
+            self.edit_findings[name] += n
+            self.edit_files[name] += 1
+            self.add_example(f"edited:{name}", key, {"repo_name": repo_name, "path": path, "where": "",
+                                                      "head": edit.examples.get(kind, "")[:1000]})
 
     def _offer(self, reason: str, rank: int, example: dict[str, Any]) -> None:
         bucket = self.examples.setdefault(reason, [])
@@ -97,6 +111,8 @@ class CorpusProfile:
         self.after.merge(other.after)
         self.licenses.update(other.licenses)
         self.repos.update(other.repos)
+        self.edit_findings.update(other.edit_findings)
+        self.edit_files.update(other.edit_files)
         if len(self.repos) > _REPO_COUNTER_CAP:
             # bounded memory on dumps with millions of repositories: keep the heaviest half
             self.repos = Counter(dict(self.repos.most_common(_REPO_COUNTER_CAP // 2)))
@@ -110,6 +126,8 @@ class CorpusProfile:
             "histograms_kept": self.after.to_dict(),
             "licenses_kept": dict(self.licenses.most_common()),
             "top_repos_kept": dict(self.repos.most_common(TOP_REPOS)),
+            "edits": {"findings": dict(sorted(self.edit_findings.items())),
+                      "files": dict(sorted(self.edit_files.items()))},
             "examples": {r: [ex for _, ex in items] for r, items in sorted(self.examples.items())},
         }
 

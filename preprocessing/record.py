@@ -69,3 +69,14 @@ class InputWarning:
     stage puts it in stats.json's warnings, in input order. Not a record."""
 
     text: str
+
+
+@dataclass(slots=True)
+class FileRead:
+    """What a worker read of one input file (or a part of it), for stats.json's ``input_files``:
+    the complete non-blank lines, and whether the file ended at its end (False: cut or corrupt).
+    Parts of one file are summed in unit order. Not a record."""
+
+    file: str
+    lines: int
+    clean: bool | None

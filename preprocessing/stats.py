@@ -23,11 +23,12 @@ class StageStats:
     dropped: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
 
-    def keep(self, nbytes: int) -> None:
+    def keep(self, nbytes: int, nbytes_out: int | None = None) -> None:
+        """Count a kept record of ``nbytes``; ``nbytes_out`` when the stage rewrote it (redaction)."""
         self.records_in += 1
         self.kept += 1
         self.bytes_in += nbytes
-        self.bytes_out += nbytes
+        self.bytes_out += nbytes if nbytes_out is None else nbytes_out
 
     def drop(self, reason: str, nbytes: int) -> None:
         self.records_in += 1

@@ -88,6 +88,9 @@ class TokenizerConfig:
     max_file_bytes: int = 1 << 30
     """Records larger than this are rejected as too_large (the stream stage already applies its own limit;
     long files are trained on in pieces, so this only bounds the memory of one record)."""
+    strict: bool = False
+    """Stop with an error naming the file at a truncated or corrupt input shard, instead of a warning
+    (the outputs do not depend on it: not part of the config identity)."""
 
     def __post_init__(self) -> None:
         if not 256 + 1 <= self.vocab_size <= 1 << 32:
@@ -139,14 +142,15 @@ def resolve_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> l
 
 
 def iter_records(files: Sequence[Path], stats: StageStats, max_file_bytes: int = 1 << 30,
-                 warnings: list[str] | None = None) -> Iterator[CodeFile]:
+                 warnings: list[str] | None = None, strict: bool = False) -> Iterator[CodeFile]:
     """Stream the records of ``files`` (JSONL, .gz, .zst); rejected ones are counted in ``stats``, not yielded.
 
-    The reader's own warnings (empty or truncated files) are appended to ``warnings`` at the end.
+    The reader's own warnings (empty or truncated files) are appended to ``warnings`` at the end;
+    with ``strict`` a truncated file is an InputError instead.
     """
     from preprocessing.readers import JsonlReader
 
-    reader = JsonlReader([str(p) for p in files], max_file_bytes=max_file_bytes)
+    reader = JsonlReader([str(p) for p in files], max_file_bytes=max_file_bytes, strict=strict)
     for item in reader.records():
         if isinstance(item, Rejected):
             stats.reject(item.reason, item.nbytes)
@@ -290,7 +294,7 @@ def measure_tokenizers(tokenizers: dict[str, Any], texts: Iterable[str]) -> dict
 
 def _heldout_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageStats) -> Iterator[str]:
     budget = cfg.max_heldout_bytes
-    for record in iter_records(files, stats, cfg.max_file_bytes):
+    for record in iter_records(files, stats, cfg.max_file_bytes, strict=cfg.strict):
         nbytes = len(record.content.encode("utf-8", "surrogatepass"))
         if not is_heldout(record, cfg):
             stats.drop("not_heldout", nbytes)
@@ -312,7 +316,7 @@ def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageSta
     """
     max_files = cfg.max_files if cfg.max_files is not None else float("inf")
     budget = cfg.max_bytes if cfg.max_bytes is not None else float("inf")
-    for record in iter_records(files, stats, cfg.max_file_bytes, warnings):
+    for record in iter_records(files, stats, cfg.max_file_bytes, warnings, cfg.strict):
         nbytes = len(record.content.encode("utf-8", "surrogatepass"))
         if not record.content:
             stats.drop("empty_content", nbytes)
@@ -449,7 +453,7 @@ class TokenizerStage(Stage):
     def identity(self) -> dict[str, Any]:
         from preprocessing.config import to_dict
 
-        return to_dict(self.cfg)
+        return {k: v for k, v in to_dict(self.cfg).items() if k != "strict"}  # strict changes no output
 
     def fingerprint(self) -> str:
         from preprocessing.manifest import fingerprint_files

@@ -46,17 +46,19 @@ def pack_summary(stats: dict[str, Any], out_dir: str) -> None:
 @click.option("-o", "--output", "output", help="Tokenizer directory (default: RUN/tokenizer).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its tokenizer: section is used.")
 @click.option("--vocab-size", type=int, help="Vocabulary size, special tokens included.")
+@click.option("--strict/--no-strict", default=None, help="A truncated or corrupt input file is an error (exit 2), not a warning.")
 @executor_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
 def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
-                      vocab_size: int | None, workers: int | None, executor: str | None, ray_address: str | None,
-                      force: bool, dry_run: bool) -> None:
+                      vocab_size: int | None, strict: bool | None, workers: int | None, executor: str | None,
+                      ray_address: str | None, force: bool, dry_run: bool) -> None:
     """Train a byte-level BPE tokenizer on RUN/dedup; report chars/token against GPT-2 on held-out repos."""
     from preprocessing.tokenizer import TokenizerConfig, run_tokenizer
 
     ex = executor_config(config_path, workers, executor, ray_address)
-    cfg = stage_config(TokenizerConfig, config_path, {"vocab_size": vocab_size}, "tokenizer", dry_run, ex)
+    cfg = stage_config(TokenizerConfig, config_path, {"vocab_size": vocab_size, "strict": strict}, "tokenizer",
+                       dry_run, ex)
     if cfg is None:
         return
     run_dir = resolve_run_dir(run_dir, inputs, output)
@@ -71,17 +73,19 @@ def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str 
 @click.option("--tokenizer", help="Tokenizer directory (default: pack.tokenizer, else RUN/tokenizer).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its pack: section is used.")
 @click.option("--seq-length", type=int, help="Tokens per sample.")
+@click.option("--strict/--no-strict", default=None, help="A truncated or corrupt input file is an error (exit 2), not a warning.")
 @executor_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
 def pack_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, tokenizer: str | None,
-                 config_path: str | None, seq_length: int | None, workers: int | None, executor: str | None,
-                 ray_address: str | None, force: bool, dry_run: bool) -> None:
+                 config_path: str | None, seq_length: int | None, strict: bool | None, workers: int | None,
+                 executor: str | None, ray_address: str | None, force: bool, dry_run: bool) -> None:
     """Tokenize RUN/dedup and pack it into constant-length train/valid token shards in RUN/shards."""
     from preprocessing.pack import PackConfig, run_pack
 
     ex = executor_config(config_path, workers, executor, ray_address)
-    cfg = stage_config(PackConfig, config_path, {"seq_length": seq_length, "tokenizer": tokenizer}, "pack", dry_run, ex)
+    cfg = stage_config(PackConfig, config_path, {"seq_length": seq_length, "tokenizer": tokenizer, "strict": strict},
+                       "pack", dry_run, ex)
     if cfg is None:
         return
     run_dir = resolve_run_dir(run_dir, inputs, output)

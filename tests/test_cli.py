@@ -50,3 +50,34 @@ def test_commands_keep_openblas_to_one_thread_unless_told(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env={**env, "OPENBLAS_NUM_THREADS": "3"},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "3"
+
+
+def test_strict_makes_a_truncated_input_a_one_line_error_in_every_command_that_reads_jsonl(tmp_path):
+    """Without --strict a cut .zst is a warning after the lines before the cut (exit 0); with it,
+    `stream`, `dedup`, `tokenizer` and `pack` stop with one line naming the file, exit code 2."""
+    from preprocessing.tokpack_cli import pack_command, tokenizer_command
+
+    full = write_jsonl(tmp_path / "full.jsonl.zst", stdlib_rows(40))
+    cut = tmp_path / "in" / "cut.jsonl.zst"
+    cut.parent.mkdir()
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 2 // 3])
+    runner = CliRunner()
+    res = runner.invoke(main, ["stream", str(cut), "-o", str(tmp_path / "lenient")])
+    assert res.exit_code == 0 and f"warning: {cut}: truncated (" in res.output
+    res = runner.invoke(main, ["stream", "--dry-run", "--strict"])
+    assert json.loads(res.output)["input"]["strict"] is True
+    tok = tmp_path / "tok"
+    assert runner.invoke(tokenizer_command, ["-i", str(full), "-o", str(tok), "--vocab-size", "300"]).exit_code == 0
+    commands = [
+        (main, ["stream", str(cut), "-o", str(tmp_path / "s"), "--strict"]),
+        (main, ["dedup", "-i", str(cut), "-o", str(tmp_path / "d"), "--strict"]),
+        (tokenizer_command, ["-i", str(cut), "-o", str(tmp_path / "t"), "--strict"]),
+        (pack_command, ["-i", str(cut), "-o", str(tmp_path / "p"), "--tokenizer", str(tok), "--strict"]),
+    ]
+    for command, args in commands:
+        res = runner.invoke(command, args)
+        assert res.exit_code == 2, (args, res.output)
+        lines = res.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {cut}: truncated ("), (args, res.output)
+        assert "Traceback" not in res.output
+    assert not list((tmp_path / "s" / "clean").glob("part-*"))  # nothing published under a final name

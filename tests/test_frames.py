@@ -171,6 +171,54 @@ def test_a_skipped_frame_that_changed_between_the_passes_is_an_error(tmp_path: P
         run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(tmp_path / "clean")]), tmp_path / "out")
 
 
+def foreign_dump(path: Path, monkeypatch) -> list[bytes]:
+    """A dump as other tools write them, its lines returned: whole-line frames small and (with
+    FRAME_RAW_MAX lowered to 30 kB) too large to be a unit, skippable frames, frames cut mid-line
+    (multi_compress_to_buffer), near-duplicates among its rows."""
+    monkeypatch.setattr(jsonl_mod, "FRAME_RAW_MAX", 30_000)
+    rows = stdlib_rows(50)
+    for i in range(0, 50, 10):
+        rows.insert(i + 1, dict(rows[i], path=f"vendored/{rows[i]['path']}", content=rows[i]["content"] + "\n# patched\n"))
+    lines = [json.dumps(r).encode() + b"\n" for r in rows]
+    cctx = zstandard.ZstdCompressor(level=1, write_checksum=True)
+    mid = b"".join(lines[30:45])
+    cuts = zstandard.ZstdCompressor().multi_compress_to_buffer([mid[:len(mid) // 3], mid[len(mid) // 3:]])
+    parts = [cctx.compress(b"".join(lines[:4])), cctx.compress(b"".join(lines[4:6])),
+             (0x184D2A5F).to_bytes(4, "little") + (3).to_bytes(4, "little") + b"pz!",
+             cctx.compress(b"".join(lines[6:30])), cuts[0].tobytes(), cuts[1].tobytes(),
+             *(cctx.compress(line) for line in lines[45:])]
+    path.write_bytes(b"".join(parts))
+    assert len(parts[3]) > 30_000 > max(len(p) for p in parts[:2] + parts[6:])
+    return lines
+
+
+def test_frame_units_of_a_foreign_dump_are_whole_frames_or_line_units_in_order(tmp_path: Path, monkeypatch):
+    path = tmp_path / "foreign.jsonl.zst"
+    lines = foreign_dump(path, monkeypatch)
+    units = list(JsonlReader(str(path), batch_records=8).units(frames=True))
+    assert [line + b"\n" for u in units for _, line in u.lines] == lines
+    assert [n for u in units for n, _ in u.lines] == list(range(1, len(lines) + 1))
+    framed = [u for u in units if u.raw is not None]
+    assert [len(u.lines) for u in framed] == [4, 2] + [1] * (len(lines) - 45)  # the whole-line frames
+    assert all(len(u.lines) <= 8 for u in units)  # the large frame and the cut ones: units of lines
+
+
+def test_dedup_and_stream_of_a_foreign_dump_are_the_same_for_any_workers(tmp_path: Path, monkeypatch):
+    from preprocessing.stream import StreamConfig, run_stream
+
+    path = tmp_path / "in" / "foreign.jsonl.zst"
+    path.parent.mkdir()
+    foreign_dump(path, monkeypatch)
+    inputs = InputConfig(paths=[str(path)], batch_records=8)
+    a = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "copy", executor=1)
+    b = run_near_dedup(NearDedupConfig(copy_frames=False), inputs, tmp_path / "lines", executor=2)
+    assert a["near_dedup"]["removed"] >= 3 and a["totals"] == b["totals"] and a["warnings"] == []
+    for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
+        assert decompressed(tmp_path / "copy" / name) == decompressed(tmp_path / "lines" / name)
+    runs = [run_stream(StreamConfig(input=inputs), tmp_path / f"s{w}", executor=w) for w in (1, 2)]
+    assert runs[0]["totals"] == runs[1]["totals"] and runs[0]["totals"]["records_read"] == 55
+    assert (tmp_path / "s1/clean/part-00000.jsonl.zst").read_bytes() == (tmp_path / "s2/clean/part-00000.jsonl.zst").read_bytes()
+
 def test_dedup_pass1_workers_read_the_frames_themselves(tmp_path: Path, monkeypatch):
     """Over RUN/clean-like frames, pass 1's units name frames (offset, length) found from their
     headers: the driver decompresses none of them; the outputs are those of driver-side units."""

@@ -191,7 +191,9 @@ def test_python_installation_is_the_embedded_default():
     assert {"__future__.py", "abc.py"} <= {r.path for r in ok}
 
 
-def _items(reader, units) -> list:
+def _items(reader, units, files: dict | None = None) -> list:
+    from preprocessing.record import FileRead
+
     out = []
     for unit in units:
         for item in reader.decode(unit):
@@ -199,6 +201,10 @@ def _items(reader, units) -> list:
                 out.append(("file", item.source, item.line, item.repo_name, item.path, item.content))
             elif isinstance(item, Rejected):
                 out.append(("rejected", item.reason, item.where, item.nbytes))
+            elif isinstance(item, FileRead):  # parts of a file: summed, in input order
+                entry = files.setdefault(item.file, {"file": item.file, "lines": 0, "clean": True})  # type: ignore[union-attr]
+                entry["lines"] += item.lines
+                entry["clean"] = entry["clean"] and item.clean
             else:
                 out.append(("warning", item.text))
     return out
@@ -235,9 +241,10 @@ def test_work_units_read_by_the_worker_give_what_the_driver_read(tmp_path: Path,
     expected = _items(driver, driver.units())
     expected += [("warning", w) for w in driver.warnings]
     workers = JsonlReader(paths)
-    got = _items(workers, workers.work_units())
-    got += [("warning", w) for w in workers.warnings]  # those of the files the driver split
-    records = [x for x in got if x[0] != "warning"]
-    assert records == [x for x in expected if x[0] != "warning"]
-    assert sorted(x for x in got if x[0] == "warning") == sorted(x for x in expected if x[0] == "warning")
+    files: dict = {}
+    got = _items(workers, workers.work_units(), files)
+    assert workers.warnings == [] and workers.input_files == []  # all of it came through the units, in order
+    assert [x for x in got if x[0] != "warning"] == [x for x in expected if x[0] != "warning"]
+    assert [x for x in got if x[0] == "warning"] == [x for x in expected if x[0] == "warning"]
+    assert list(files.values()) == driver.input_files
     assert any(x[0] == "rejected" and x[1] == "truncated_input" for x in got)

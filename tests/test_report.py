@@ -450,3 +450,28 @@ def test_page_renders_in_chromium(chromium: str, full_run: Path, crafted_run: Pa
     assert not any(t == "script" for t, _ in dom.tags)
     assert not any(t == "img" and a.get("src") == "x" for t, a in dom.tags)
     assert HOSTILE in "".join(dom.text)
+
+
+def test_stats_and_report_show_each_input_file_lines_read_and_how_it_ended(tmp_path: Path) -> None:
+    from preprocessing.dedup.minhash import NearDedupConfig
+    from preprocessing.dedup.near import run_dedup
+    from tests.conftest import stdlib_rows, write_jsonl
+
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    write_jsonl(dump / "a.jsonl.gz", stdlib_rows(12))
+    full = write_jsonl(tmp_path / "b.jsonl.zst", stdlib_rows(30, 12))
+    (dump / "b.jsonl.zst").write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    run = tmp_path / "run"
+    stats = run_stream(StreamConfig(input=InputConfig(paths=[str(dump)])), run)
+    a, b = stats["input_files"]
+    assert a == {"file": str(dump / "a.jsonl.gz"), "lines": 12, "clean": True}
+    assert b["file"] == str(dump / "b.jsonl.zst") and b["clean"] is False and 0 < b["lines"] < 30
+    assert _read(run / "clean" / "stats.json")["input_files"] == [a, b]
+    dedup = run_dedup(NearDedupConfig(), run)
+    assert [f["clean"] for f in dedup["input_files"]] == [True] and dedup["input_files"][0]["lines"] == stats["totals"]["kept"]
+    report = build_report(run)
+    assert report["input_files"]["files"] == 3 and report["input_files"]["cut"] == 1
+    assert report["input_files"]["rows"][0] == {"stage": "stream", **b}  # the cut file first
+    html = render_html(report)
+    assert "Input files: 3, 1 cut" in html and "cut or corrupt (see the warnings)" in html and str(dump / "b.jsonl.zst") in html

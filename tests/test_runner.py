@@ -23,8 +23,12 @@ RUN_FACTS = {"wall_time_s", "throughput_mb_s", "pass1_s", "cluster_s", "pass2_s"
 
 
 def comparable(stats: dict) -> dict:
-    """stats.json without what describes the run rather than the data (timings, worker count)."""
-    return {k: v for k, v in stats.items() if k not in RUN_FACTS}
+    """stats.json without what describes the run rather than the data (timings, worker count),
+    input files by name (runs in two directories read their own RUN/clean)."""
+    out = {k: v for k, v in stats.items() if k not in RUN_FACTS}
+    if "input_files" in out:
+        out["input_files"] = [dict(f, file=Path(f["file"]).name) for f in out["input_files"]]
+    return out
 
 
 def tree_bytes(path: Path) -> dict[str, bytes]:

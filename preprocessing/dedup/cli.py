@@ -32,13 +32,14 @@ def dedup_summary(stats: dict[str, Any], out_dir: Path) -> None:
 @click.option("--memory-budget", "memory_budget", type=float, help="MB of band tables before they spill to disk.")
 @click.option("--keep", type=click.Choice(["first", "longest", "license", "stars"]), help="Which file of a cluster is kept.")
 @click.option("--verify", type=click.Choice(["signature", "exact"]), help="How candidate pairs are verified.")
+@click.option("--strict/--no-strict", default=None, help="A truncated or corrupt input file is an error (exit 2), not a warning.")
 @executor_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
 def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
                   threshold: float | None, num_perm: int | None, memory_budget: float | None, keep: str | None,
-                  verify: str | None, workers: int | None, executor: str | None, ray_address: str | None,
-                  force: bool, dry_run: bool) -> None:
+                  verify: str | None, strict: bool | None, workers: int | None, executor: str | None,
+                  ray_address: str | None, force: bool, dry_run: bool) -> None:
     """MinHash LSH near-dedup of RUN/clean (or --input files) into RUN/dedup (or --output)."""
     from preprocessing.dedup.minhash import NearDedupConfig
     from preprocessing.dedup.near import run_dedup
@@ -52,5 +53,5 @@ def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | No
         return
     run_dir = resolve_run_dir(run_dir, inputs, output)
     source = InputConfig(paths=list(inputs)) if inputs else None
-    stats = run_dedup(cfg, run_dir, ex, inputs=source, out_dir=output, force=force)
+    stats = run_dedup(cfg, run_dir, ex, inputs=source, out_dir=output, force=force, strict=strict)
     dedup_summary(stats, Path(output) if output else Path(run_dir) / "dedup")  # type: ignore[arg-type]

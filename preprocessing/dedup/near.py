@@ -19,7 +19,7 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,14 @@ from preprocessing.readers import (
     limit_units,
     open_reader,
 )
-from preprocessing.readers.jsonl import FrameLines, JsonlUnit, TruncatedInput, _iter_zstd_frames, row_to_record
+from preprocessing.readers.jsonl import (
+    MAX_WINDOW,
+    FrameLines,
+    JsonlUnit,
+    TruncatedInput,
+    _iter_zstd_frames,
+    row_to_record,
+)
 from preprocessing.record import CodeFile, Rejected
 from preprocessing.runner import ExecutorSpec, Follower, Stage, run_stage
 from preprocessing.stats import StageStats
@@ -514,12 +521,13 @@ def _sketch_frame(w: DedupWorker, ref: FrameRef) -> UnitSketch | None:
         f.seek(ref.offset)
         raw = f.read(ref.length)
     try:
-        data = zstandard.ZstdDecompressor().decompressobj().decompress(raw)
+        data = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompressobj().decompress(raw)
     except zstandard.ZstdError:
         return None
     if not data.endswith(b"\n"):
         return None
-    lines = FrameLines(data, 0)  # line numbers are not needed in pass 1 (rejections are counted)
+    # Pass 1 counts rejections, it does not place them: only line 1 must be known (a BOM may open it).
+    lines = FrameLines(data, 1 if ref.frame_no == 0 else 2)
     if len(lines) > reader.batch_records or lines.has_blank():
         return None
     return _sketch_lines_unit(w, JsonlUnit(ref.source, lines, raw=raw, frame_no=ref.frame_no))
@@ -579,6 +587,7 @@ def _cluster_and_write(
         STAGE: result.stats,
         "outputs": [p.name for p in writer.paths] + ["clusters.jsonl.zst"],
         "warnings": reader.warnings,
+        "input_files": reader.input_files,
         "workers": executor.workers,
         "wall_time_s": round(wall, 3),
         "pass1_s": round(t1 - t0, 3),
@@ -751,7 +760,8 @@ class DedupStage(Stage):
 
 
 def inputs_are_clean(inputs: Any, run_dir: str | Path | None) -> bool:
-    return run_dir is not None and isinstance(inputs, InputConfig) and inputs == clean_input(run_dir)
+    return (run_dir is not None and isinstance(inputs, InputConfig)
+            and replace(inputs, strict=False) == clean_input(run_dir))
 
 
 def run_near_dedup(
@@ -774,13 +784,17 @@ def run_dedup(
     inputs: InputConfig | None = None,
     out_dir: str | Path | None = None,
     force: bool = False,
+    strict: bool | None = None,
 ) -> dict[str, Any]:
     """The `dedup` stage: RUN/clean -> RUN/dedup (or ``inputs`` -> ``out_dir``), recorded in the manifest.
 
     The lifecycle is :func:`preprocessing.runner.run_stage`'s: a finished stage with the same
     config and input is skipped (``skipped: true``) unless ``force``; a run directory holding
-    dedup outputs of another config is refused unless ``force``.
+    dedup outputs of another config is refused unless ``force``. ``strict`` (None: the input
+    config's) makes a truncated input file an error.
     """
+    if strict is not None and (inputs is not None or run_dir is not None):
+        inputs = replace(inputs if inputs is not None else clean_input(run_dir), strict=strict)  # type: ignore[arg-type]
     return run_stage(DedupStage(cfg, run_dir, inputs, out_dir), run_dir, executor, force)
 
 
@@ -791,7 +805,8 @@ def clean_input(run_dir: str | Path) -> InputConfig:
 
 def _dedup_identity(cfg: NearDedupConfig, inputs: InputConfig, out_dir: Path) -> dict[str, Any]:
     """The `dedup` stage's config identity in the manifest (the same for the fused and separate forms)."""
-    return {"near_dedup": to_dict(cfg), "input": to_dict(inputs), "out_dir": str(out_dir)}
+    inputs_identity = {k: v for k, v in to_dict(inputs).items() if k != "strict"}  # changes no output
+    return {"near_dedup": to_dict(cfg), "input": inputs_identity, "out_dir": str(out_dir)}
 
 
 class CleanRowSketcher:

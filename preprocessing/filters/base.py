@@ -1,8 +1,23 @@
-"""Filter base class: a predicate over a CodeFile that returns a drop reason or None."""
+"""Filter base class: a predicate over a CodeFile that returns a drop reason or None (or also rewrites it)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from preprocessing.record import CodeFile
+
+
+@dataclass
+class Edit:
+    """What a content-rewriting step did to one record it kept: findings per kind, one example per kind.
+
+    The examples are lines of the rewritten content (already redacted), safe to publish in the report.
+    """
+
+    step: str
+    counts: dict[str, int]
+    examples: dict[str, str]
 
 
 class Filter:
@@ -18,3 +33,21 @@ class Filter:
 
     def filter(self, record: CodeFile) -> str | None:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def explain(self, record: CodeFile) -> str | None:
+        """One line saying what in ``record`` made it dropped, for the report's examples; None: the reason says it all."""
+        return None
+
+    def summary(self) -> dict[str, Any] | None:
+        """What the filter matched against, for stats.json (``filters.<name>``); None: its config says it all."""
+        return None
+
+    def rewrite(self, record: CodeFile) -> tuple[str | None, Edit | None]:
+        """:meth:`filter` for steps that may also rewrite ``record.content`` (redaction) before exact dedup.
+
+        Returns (drop reason or None, what was rewritten or None). The default rewrites nothing. A
+        rewriting step replaces ``record.content`` deterministically (a function of the record and the
+        config); the pipeline recomputes ``record.metrics`` when the content changed, and the rewritten
+        content is what exact dedup hashes and the writer writes.
+        """
+        return self.filter(record), None

@@ -59,7 +59,7 @@ def open_reader(cfg: InputConfig) -> Reader:
     if not cfg.paths:
         raise InputError(f"input.format is {fmt!r} but no input paths were given")
     if fmt == "jsonl":
-        return JsonlReader(cfg.paths, cfg.columns, **common)
+        return JsonlReader(cfg.paths, cfg.columns, strict=cfg.strict, **common)
     if fmt == "parquet":
         return ParquetReader(cfg.paths, cfg.columns, **common)
     if fmt == "local":

@@ -56,6 +56,10 @@ class InputConfig:
     """Records per work unit shipped to a worker."""
     limit: int | None = None
     """Stop after this many input records (for demos and tests)."""
+    strict: bool = False
+    """Stop with an error naming the file at a truncated or corrupt .gz/.zst file, instead of a
+    warning after reading the lines before the cut (the outputs do not depend on it: not part of
+    a stage's config identity)."""
     include_stdlib: bool = True
     """Embedded default: read the standard library as the repository 'python/cpython'."""
     include_site_packages: bool = True
@@ -161,6 +165,11 @@ class Reader:
     def warnings(self) -> list[str]:
         """Problems found while listing units (empty files, truncated archives), for stats.json."""
         return getattr(self, "_warnings", [])
+
+    @property
+    def input_files(self) -> list[dict[str, Any]]:
+        """Per input file read, for stats.json: ``{"file", "lines", "clean"}`` (empty where a reader does not track it)."""
+        return []
 
 
 class FileDumpReader(Reader):

@@ -18,109 +18,160 @@ from preprocessing.readers.base import (
     InputError,
     check_content,
 )
-from preprocessing.record import CodeFile, InputWarning, Rejected
+from preprocessing.record import CodeFile, FileRead, InputWarning, Rejected
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".ndjson", ".ndjson.gz", ".ndjson.zst")
 _CHUNK = 1 << 20
 
 
 class TruncatedInput(Exception):
-    """A compressed stream ended before its end marker."""
+    """A compressed stream is cut before its end marker, or corrupt (the message says which)."""
 
 
 class _Cut(Exception):
-    """The file ended inside a zstd frame."""
+    """The file ended inside a zstd frame (``data``: the frame's bytes up to there)."""
+
+    def __init__(self, data: bytes):
+        self.data = data
 
 
-_ZSTD_MAGIC = 0xFD2FB528
-_FCS_SIZES = (0, 2, 4, 8)
-_DID_SIZES = (0, 1, 2, 4)
+_SKIPPABLE_MAGIC = 0x184D2A50
+"""A skippable frame (metadata, no content; pzstd writes them) starts with this magic number in
+any of its 16 low values, then its size (4 bytes little-endian) and that many bytes."""
 FRAME_RAW_MAX = 4 << 20
 """zstd frames up to this many compressed bytes are read whole, and come with their compressed
-bytes (a writer can copy them); larger frames are decompressed block by block (bounded memory)."""
+bytes (a writer can copy them); larger frames are streamed through the decompressor (bounded
+memory) and their lines are cut into units of up to ``batch_records`` lines, without the frame's bytes."""
+MAX_WINDOW = 1 << 31
+"""The largest zstd window the reader decodes (the format's limit on 64 bits): a file written with
+`zstd --long=31` is read, at the cost of the memory its window needs, where the zstd CLI asks
+for --memory."""
+
+
+class _Pushback:
+    """A binary file read through a buffer that the bytes after a zstd frame (which the
+    decompressor read past its end, ``unused_data``) are handed back to."""
+
+    __slots__ = ("buf", "f")
+
+    def __init__(self, f: BinaryIO):
+        self.f, self.buf = f, b""
+
+    def read(self, n: int) -> bytes:
+        """``n`` bytes (fewer only at the end of the file)."""
+        if not self.buf:
+            return self.f.read(n)
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out + self.f.read(n - len(out)) if len(out) < n else out
+
+    def unread(self, data: bytes) -> None:
+        self.buf = data + self.buf
+
+
+def _read_frame(src: _Pushback, head: bytes) -> tuple[bytes, bool]:
+    """The bytes of the zstd frame that ``head`` (its magic number) starts, up to the block that
+    brings them past FRAME_RAW_MAX, and whether they are the whole frame. Raises _Cut at the end of the file.
+
+    The frame header is read with python-zstandard's API; the block headers that follow (3 bytes:
+    last-block flag, type, size) are read by hand, as no public API says where a frame ends
+    without decompressing it (which `dedup`'s second pass must not do for a frame it copies).
+    """
+    parts = [head]
+
+    def take(n: int) -> bytes:
+        data = src.read(n)
+        parts.append(data)
+        if len(data) < n:
+            raise _Cut(b"".join(parts))
+        return data
+
+    start = head + take(1)
+    try:
+        header = start + take(zstandard.frame_header_size(start) - len(start))
+        params = zstandard.get_frame_parameters(header)
+    except zstandard.ZstdError as exc:
+        raise TruncatedInput(f"corrupt zstd frame header ({exc})") from None
+    held = len(header)
+    while True:
+        h = int.from_bytes(take(3), "little")
+        btype = (h >> 1) & 3
+        if btype == 3:
+            raise TruncatedInput("corrupt zstd data (reserved block type)")
+        size = 1 if btype == 1 else h >> 3  # an RLE block stores one byte
+        take(size)
+        held += 3 + size
+        if held > FRAME_RAW_MAX:
+            return b"".join(parts), False
+        if h & 1:  # the last block
+            if params.has_checksum:
+                take(4)
+            return b"".join(parts), True
 
 
 def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = ()) -> Iterator[tuple[bytes | None, bytes | None, int]]:
     """(decompressed piece, the frame's compressed bytes or None, frame number) of a (multi-frame) zstd file.
 
-    Frames are walked by their headers and block headers, so where a frame ends is known without
-    decompressing it. A frame of up to FRAME_RAW_MAX compressed bytes is one piece that comes with
-    its compressed bytes; a larger one comes as one piece per block, without. Raises TruncatedInput
-    on a cut or corrupt frame, after yielding what could be decompressed before it (zstandard's
-    stream_reader returns a cut frame silently, which is why frames are tracked by hand).
-    A whole frame whose number (0, 1, ... among the file's frames with content) is in ``skip``
-    comes as (None, its compressed bytes), not decompressed.
+    A frame of up to FRAME_RAW_MAX compressed bytes is one piece that comes with its compressed
+    bytes; a larger one is streamed through a decompressor, which says where it ends (``eof``)
+    and hands back the bytes it read past it (``unused_data``): it comes as pieces of about
+    _CHUNK compressed bytes each, without bytes. Skippable frames are passed over. Raises
+    TruncatedInput on a cut or corrupt frame or on data that is no frame, after yielding what
+    decompresses before it (zstandard's stream_reader returns a cut frame silently, which is why
+    frames are tracked here). A whole frame whose number (0, 1, ... among the file's frames with
+    content) is in ``skip`` comes as (None, its compressed bytes), not decompressed.
     """
-    dctx = zstandard.ZstdDecompressor()
+    dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
+    src = _Pushback(f)
     frame_no = -1
     while True:
-        parts: list[bytes] = []
-
-        def take(n: int, parts: list[bytes] = parts) -> bytes:
-            data = f.read(n)
-            parts.append(data)
-            if len(data) < n:
-                raise _Cut
-            return data
-
+        head = src.read(4)
+        if not head:
+            return
+        if len(head) < 4:
+            raise TruncatedInput("the file ends inside a zstd frame header")
+        if head != zstandard.FRAME_HEADER:
+            if int.from_bytes(head, "little") & 0xFFFFFFF0 != _SKIPPABLE_MAGIC:
+                raise TruncatedInput("not zstd data (no frame magic number)" if frame_no < 0 else
+                                     f"data after zstd frame {frame_no} is not a zstd frame (no magic number)")
+            size = src.read(4)
+            left = int.from_bytes(size, "little")
+            while left and (got := len(src.read(min(left, _CHUNK)))):
+                left -= got
+            if len(size) < 4 or left:
+                raise TruncatedInput("the file ends inside a skippable zstd frame")
+            continue
+        frame_no += 1
         obj = dctx.decompressobj()
-        streaming = False
         try:
             try:
-                head = f.read(4)
-                if not head:
-                    return
-                parts.append(head)
-                if len(head) < 4:
-                    raise _Cut
-                magic = int.from_bytes(head, "little")
-                if magic & 0xFFFFFFF0 == 0x184D2A50:  # a skippable frame (metadata, no content)
-                    take(int.from_bytes(take(4), "little"))
-                    continue
-                if magic != _ZSTD_MAGIC:
-                    raise TruncatedInput("not zstd data (no frame magic number)")
-                frame_no += 1
-                d = take(1)[0]  # frame header descriptor
-                single = (d >> 5) & 1
-                rest = (1 - single) + _DID_SIZES[d & 3] + (_FCS_SIZES[d >> 6] or single)
-                if rest:
-                    take(rest)
-                held = 5 + rest
-                while True:
-                    h = int.from_bytes(take(3), "little")  # block header: last, type, size
-                    btype = (h >> 1) & 3
-                    if btype == 3:
-                        raise TruncatedInput("corrupt zstd data (reserved block type)")
-                    size = 1 if btype == 1 else h >> 3  # an RLE block stores one byte
-                    take(size)
-                    held += 3 + size
-                    if held > FRAME_RAW_MAX:
-                        streaming = True
-                    if streaming:
-                        out = obj.decompress(b"".join(parts))
-                        parts.clear()
-                        held = 0
-                        if out:
-                            yield out, None, frame_no
-                    if h & 1:
-                        break
-                if (d >> 2) & 1:
-                    take(4)  # content checksum
-            except _Cut:
-                out = obj.decompress(b"".join(parts))
+                raw, whole = _read_frame(src, head)
+            except _Cut as cut:
+                out = obj.decompress(cut.data)  # the frame's complete blocks
                 if out:
                     yield out, None, frame_no
                 raise TruncatedInput("zstd frame ended before its end marker") from None
-            raw = b"".join(parts)
-            if not streaming and frame_no in skip:
-                yield None, raw, frame_no
+            if whole:
+                if frame_no in skip:
+                    yield None, raw, frame_no
+                    continue
+                out = obj.decompress(raw)
+                if not obj.eof or obj.unused_data:
+                    raise TruncatedInput("corrupt zstd data (the frame did not end at its last block)")
+                yield out, raw, frame_no
                 continue
-            out = obj.decompress(raw)
+            data = raw  # a frame too large to come whole: streamed
+            while True:
+                out = obj.decompress(data)
+                if out:
+                    yield out, None, frame_no
+                if obj.eof:
+                    src.unread(obj.unused_data)
+                    break
+                data = src.read(_CHUNK)
+                if not data:
+                    raise TruncatedInput("zstd frame ended before its end marker")
         except zstandard.ZstdError as exc:
             raise TruncatedInput(f"corrupt zstd data ({exc})") from None
-        if not obj.eof:
-            raise TruncatedInput("corrupt zstd data (the frame did not end at its last block)")
-        yield out, (None if streaming else raw), frame_no
 
 
 def _iter_gzip_chunks(f: BinaryIO) -> Iterator[tuple[bytes, None, int]]:
@@ -156,6 +207,7 @@ def _iter_plain_chunks(f: BinaryIO) -> Iterator[tuple[bytes, None, int]]:
         yield chunk, None, -1
 
 
+_BOM = b"\xef\xbb\xbf"
 _BLANK_START = frozenset(b" \t\r\x0b\x0c\n")  # bytes a blank line (only whitespace) starts with
 
 
@@ -258,6 +310,8 @@ def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator
                     yield [(lineno + 1, b"")], raw, frame_no, skip[frame_no]  # type: ignore[index]
                     lineno += skip[frame_no]  # type: ignore[index]
                     continue
+                if not chunk:  # an empty frame: no line, not even an empty one
+                    continue
                 if b"\n" not in chunk:
                     pending.append(chunk)
                     continue
@@ -309,7 +363,7 @@ class JsonlUnit:
         if not self.skipped:
             return self
         try:
-            data = zstandard.ZstdDecompressor().decompressobj().decompress(self.raw)  # type: ignore[arg-type]
+            data = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompressobj().decompress(self.raw)  # type: ignore[arg-type]
         except zstandard.ZstdError as exc:
             raise InputError(f"{self.source}: frame {self.frame_no} no longer decompresses ({exc})") from None
         lines = FrameLines(data, self.first_line) if data.endswith(b"\n") else None
@@ -345,14 +399,16 @@ class JsonlRange:
     """A work unit that names its bytes and does not carry them: the lines in bytes [start, end)
     of a plain file (cut at line ends; ``first_line`` is the number of its first line), or a whole
     compressed file (``end == -1``: .gz cannot be split, .zst is read frame by frame). The worker
-    reads and decompresses it (:meth:`JsonlReader.decode`); ``warning`` is a problem the
-    driver found while cutting (an empty file)."""
+    reads and decompresses it (:meth:`JsonlReader.decode`). ``notes`` are what the driver found
+    (an empty file; the warnings and line counts of a file it split itself, then ``read`` is
+    False): the stage gets them in unit order, with those the worker finds."""
 
     source: str
     start: int = 0
     end: int = -1
     first_line: int = 1
-    warning: str | None = None
+    notes: list[InputWarning | FileRead] = field(default_factory=list)
+    read: bool = True
 
 
 def _size(path: Path) -> int:
@@ -413,6 +469,20 @@ class JsonlReader(FileDumpReader):
 
     suffixes = JSONL_SUFFIXES
 
+    def __init__(self, paths: list[str] | str, columns: ColumnsConfig | None = None, batch_records: int = 256,
+                 max_file_bytes: int = 10 << 20, strict: bool = False):
+        super().__init__(paths, columns, batch_records, max_file_bytes)
+        self.strict = strict
+        """A truncated or corrupt file is an InputError (naming it), not a warning."""
+        self._files: dict[str, dict[str, Any]] = {}
+
+    @property
+    def input_files(self) -> list[dict[str, Any]]:
+        """Per file that :meth:`units` started, in order: ``{"file", "lines", "clean"}`` — the
+        complete non-blank lines read, and whether the file ended at its end (True), was cut or
+        corrupt (False, also a warning) or was not read to its end (None: a record limit)."""
+        return list(self._files.values())
+
     def units(self, frames: bool = False, skip: dict[str, dict[int, int]] | None = None) -> Iterator[JsonlUnit]:
         """Units of up to ``batch_records`` lines; the lines of a whole zstd frame (of at most
         ``batch_records`` lines, no blank one) form a unit of their own, which with ``frames=True``
@@ -420,11 +490,14 @@ class JsonlReader(FileDumpReader):
 
         ``skip`` ({file: {frame number: lines}}, from an earlier read of unchanged files) names
         whole-frame units not to decompress: they come with their bytes and no lines.
+        ``warnings`` and ``input_files`` are those of the latest read.
         """
+        self._warnings, self._files = [], {}
         for path in self.paths:
             source = str(path)
             unit = JsonlUnit(source)
             nlines = 0
+            status = self._files[source] = {"file": source, "lines": 0, "clean": None}
             try:
                 for group, raw, frame_no, skipped in iter_line_groups(path, (skip or {}).get(source)):
                     if skipped or (isinstance(group, FrameLines) and len(group) <= self.batch_records
@@ -432,6 +505,7 @@ class JsonlReader(FileDumpReader):
                         if unit.lines:
                             yield unit
                         nlines += skipped or len(group)  # a skipped frame's group is a stand-in line
+                        status["lines"] = nlines
                         if skipped:
                             yield JsonlUnit(source, raw=raw, frame_no=frame_no, skipped=skipped, first_line=group[0][0])
                         else:
@@ -444,42 +518,55 @@ class JsonlReader(FileDumpReader):
                         nlines += 1
                         unit.lines.append((lineno, line))
                         if len(unit.lines) >= self.batch_records:
+                            status["lines"] = nlines
                             yield unit
                             unit = JsonlUnit(source)
             except TruncatedInput as exc:
                 partial = getattr(exc, "partial", b"")
-                self._warnings.append(f"{source}: truncated ({exc}); read {nlines} complete lines")
+                last = exc.lineno - 1  # type: ignore[attr-defined]
+                message = (f"{source}: truncated ({exc}); read {nlines} complete lines"
+                           + (f", the last complete one is line {last}" if last else ""))
+                if self.strict:
+                    raise InputError(message) from None
+                self._warnings.append(message)
                 if partial.strip():
                     unit.rejected.append(Rejected("truncated_input", source, exc.lineno, len(partial)))
+                cut = True
             except OSError as exc:
                 raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
-            if nlines == 0 and not unit.rejected:
+            else:
+                cut = False
+            status["lines"], status["clean"] = nlines, not cut
+            if nlines == 0 and not unit.rejected and not cut:
                 self._warnings.append(f"{source}: empty file (no records)")
             if unit.lines or unit.rejected:
                 yield unit
 
-    def work_units(self) -> Iterator[JsonlRange]:
+    def work_units(self) -> Iterator[JsonlUnit | JsonlRange]:
         """Units whose bytes the workers read themselves: byte ranges of about RANGE_BYTES of a
         plain file (the driver reads it to find line ends and count lines, without parsing or
         shipping them), one unit per compressed file (the driver does not decompress it) when the
         input has WORKER_FILES_MIN of them, each at most WORKER_FILE_MAX; otherwise the driver splits
         a compressed file into line units, as :meth:`units` does. The choice depends on the input
-        only. :meth:`decode` gives the same records and rejections either way."""
+        only. :meth:`decode` gives the same records and rejections either way, and the warnings and
+        ``input_files`` entries (InputWarning, FileRead) in input order, not in this reader's lists."""
+        self._warnings, self._files = [], {}
         compressed = [p for p in self.paths if p.name.endswith((".gz", ".zst"))]
         for path in self.paths:
             source = str(path)
-            if path in compressed:
-                if len(compressed) >= WORKER_FILES_MIN and _size(path) <= WORKER_FILE_MAX:
-                    yield JsonlRange(source)
-                else:
-                    one = copy.copy(self)  # the driver-side units of this file; warnings go to this reader
-                    one.paths = [path]
-                    yield from one.units()
-                continue
-            try:
-                yield from self._plain_ranges(path, source)
-            except OSError as exc:
-                raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
+            if path not in compressed:
+                try:
+                    yield from self._plain_ranges(path, source)
+                except OSError as exc:
+                    raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
+            elif len(compressed) >= WORKER_FILES_MIN and _size(path) <= WORKER_FILE_MAX:
+                yield JsonlRange(source)
+            else:
+                one = copy.copy(self)  # the driver-side units of this file
+                one.paths = [path]
+                yield from one.units()
+                notes = [InputWarning(w) for w in one.warnings] + [FileRead(**f) for f in one.input_files]
+                yield JsonlRange(source, notes=notes, read=False)
 
     def _plain_ranges(self, path: Path, source: str) -> Iterator[JsonlRange]:
         start, line, carry, content = 0, 1, b"", False
@@ -503,12 +590,13 @@ class JsonlReader(FileDumpReader):
                 if not chunk:
                     break
         if not content:
-            yield JsonlRange(source, start, start, line, warning=f"{source}: empty file (no records)")
+            yield JsonlRange(source, start, start, line, notes=[InputWarning(f"{source}: empty file (no records)")])
 
-    def _decode_range(self, unit: JsonlRange) -> Iterator[CodeFile | Rejected | InputWarning]:
+    def _decode_range(self, unit: JsonlRange) -> Iterator[CodeFile | Rejected | InputWarning | FileRead]:
         source = unit.source
-        if unit.warning is not None:
-            yield InputWarning(unit.warning)
+        yield from unit.notes
+        if not unit.read:
+            return
         if unit.end >= 0:
             try:
                 with open(source, "rb") as f:
@@ -519,12 +607,16 @@ class JsonlReader(FileDumpReader):
             lines = data.split(b"\n")
             if lines and not lines[-1]:
                 lines.pop()
+            n = 0
             for lineno, line in enumerate(lines, unit.first_line):
                 if line and not line.isspace():
+                    n += 1
                     yield self.decode_line(source, lineno, line)
+            yield FileRead(source, n, True)
             return
         nlines = 0  # a whole compressed file: as units() reads it, in the worker
         partial = b""
+        cut = False
         try:
             for group, _raw, _frame_no, _skipped in iter_line_groups(Path(source)):
                 for lineno, line in group:
@@ -534,13 +626,20 @@ class JsonlReader(FileDumpReader):
                     yield self.decode_line(source, lineno, line)
         except TruncatedInput as exc:
             partial = getattr(exc, "partial", b"")
-            yield InputWarning(f"{source}: truncated ({exc}); read {nlines} complete lines")
+            last = exc.lineno - 1  # type: ignore[attr-defined]
+            message = (f"{source}: truncated ({exc}); read {nlines} complete lines"
+                       + (f", the last complete one is line {last}" if last else ""))
+            if self.strict:
+                raise InputError(message) from None
+            yield InputWarning(message)
             if partial.strip():
                 yield Rejected("truncated_input", source, exc.lineno, len(partial))  # type: ignore[attr-defined]
+            cut = True
         except OSError as exc:
             raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
-        if nlines == 0 and not partial.strip():
+        if nlines == 0 and not partial.strip() and not cut:
             yield InputWarning(f"{source}: empty file (no records)")
+        yield FileRead(source, nlines, not cut)
 
     def decode(self, unit: JsonlUnit | JsonlRange) -> Iterator[CodeFile | Rejected]:
         if isinstance(unit, JsonlRange):
@@ -553,6 +652,8 @@ class JsonlReader(FileDumpReader):
     def decode_line(self, source: str, lineno: int, line: bytes) -> CodeFile | Rejected:
         """The record (or rejection) of one raw line; :meth:`decode` is this for each line of a unit."""
         nbytes = len(line) + 1
+        if lineno == 1 and line.startswith(_BOM):  # a UTF-8 byte order mark opens the file, not the row
+            line = line[len(_BOM):]
         try:
             row = orjson.loads(line)  # validates UTF-8 itself: no decoded copy for the common case
         except orjson.JSONDecodeError:
