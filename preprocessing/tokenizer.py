@@ -461,9 +461,10 @@ class TokenizerStage(Stage):
         return fingerprint_files(self.files)
 
     def run(self, executor: Executor, out: Path) -> dict[str, Any]:
-        # The Rust trainer's thread pool reads this when it starts (a value the user set wins).
-        if not _USER_RAYON_THREADS:
-            os.environ["RAYON_NUM_THREADS"] = str(executor.workers)
+        # The Rust trainer's thread pool reads this when it starts (a value the user set wins;
+        # with no --workers the trainer uses every core).
+        if executor.requested is not None and not _USER_RAYON_THREADS:
+            os.environ["RAYON_NUM_THREADS"] = str(executor.requested)
         return _train_into(self.files, out, self.cfg)
 
     def outputs(self, stats: dict[str, Any]) -> list[str]:

@@ -24,16 +24,17 @@ class ExecutorConfig:
     executor: str = "local"
     """local: an ordered pool of worker processes on this machine; ray: Ray tasks (a local Ray
     started for the run, or the cluster at ray_address)."""
-    workers: int = 1
+    workers: int | None = None
     """Units in flight at once: worker processes (local), CPUs of the local Ray or tasks in
-    flight on a cluster (ray), threads of the BPE trainer (tokenizer)."""
+    flight on a cluster (ray), threads of the BPE trainer (tokenizer). None: 1 worker, and the
+    BPE trainer on all cores."""
     ray_address: str | None = None
     """An existing Ray cluster (host:port, ray://host:port or auto); None = start one for the run."""
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
             raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
-        if self.workers < 1:
+        if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.ray_address is not None and self.executor != "ray":
             raise ConfigError(f"ray_address {self.ray_address!r} is given but the executor is {self.executor!r}; "
@@ -55,6 +56,8 @@ class Executor:
 
     name = "executor"
     workers: int = 1
+    requested: int | None = None
+    """The workers asked for (None: not given, each stage's default)."""
 
     def map(self, fn: Callable[[C, U], R], units: Iterable[U], context: C, *, batch: int = 0,
             cost: Callable[[U], int] = len, window: int | None = None,  # type: ignore[assignment]
@@ -124,11 +127,14 @@ def make_executor(cfg: ExecutorConfig | Executor | int | None = None) -> tuple[E
     if isinstance(cfg, Executor):
         return cfg, False
     if cfg is None or isinstance(cfg, int):
-        cfg = ExecutorConfig(workers=cfg or 1)
+        cfg = ExecutorConfig(workers=cfg)
     if cfg.executor == "ray":
         from preprocessing.executors.ray import RayExecutor
 
-        return RayExecutor(cfg.workers, cfg.ray_address), True
-    from preprocessing.executors.local import LocalExecutor
+        executor: Executor = RayExecutor(cfg.workers or 1, cfg.ray_address)
+    else:
+        from preprocessing.executors.local import LocalExecutor
 
-    return LocalExecutor(cfg.workers), True
+        executor = LocalExecutor(cfg.workers or 1)
+    executor.requested = cfg.workers
+    return executor, True
