@@ -26,8 +26,8 @@ class ExecutorConfig:
     started for the run, or the cluster at ray_address)."""
     workers: int | None = None
     """Units in flight at once: worker processes (local), CPUs of the local Ray or tasks in
-    flight on a cluster (ray), threads of the BPE trainer (tokenizer). None: 1 worker, and the
-    BPE trainer on all cores."""
+    flight on a cluster (ray), threads of the BPE trainer (tokenizer). None: 1 worker (on a Ray
+    cluster: its CPUs), and the BPE trainer on all cores."""
     ray_address: str | None = None
     """An existing Ray cluster (host:port, ray://host:port or auto); None = start one for the run."""
 
@@ -131,7 +131,7 @@ def make_executor(cfg: ExecutorConfig | Executor | int | None = None) -> tuple[E
     if cfg.executor == "ray":
         from preprocessing.executors.ray import RayExecutor
 
-        executor: Executor = RayExecutor(cfg.workers or 1, cfg.ray_address)
+        executor: Executor = RayExecutor(cfg.workers, cfg.ray_address)
     else:
         from preprocessing.executors.local import LocalExecutor
 

@@ -81,13 +81,15 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, workers: int = 1, address: str | None = None, max_retries: int = MAX_RETRIES):
+    def __init__(self, workers: int | None = 1, address: str | None = None, max_retries: int = MAX_RETRIES):
         self._ray = _import_ray()
-        self.workers, self.address, self.max_retries = workers, address, max_retries
-        if address is not None:
-            _check_reachable(address)
+        self.workers, self.address, self.max_retries = workers or 1, address, max_retries
         self._started = False
         self._task: Any = None
+        if address is not None:
+            _check_reachable(address)
+            if workers is None:  # a cluster without --workers: as many tasks in flight as it has CPUs
+                self.workers = max(1, int(self._connect().cluster_resources().get("CPU", 1)))
 
     def _connect(self) -> Any:
         """Ray is started (or joined) on the first map: stages without a map never pay for it."""
