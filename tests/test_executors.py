@@ -27,7 +27,7 @@ ray = pytest.importorskip("ray", reason="the Ray executor's tests need Ray: pip 
 def local_ray():
     """One local Ray for the module (starting one costs seconds); the executor joins it."""
     root = str(Path(__file__).resolve().parents[1])  # the workers import this checkout (and tests._faults)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}})
     yield make_executor(ExecutorConfig(executor="ray", workers=2))[0]
     ray.shutdown()

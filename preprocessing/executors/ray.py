@@ -101,9 +101,11 @@ class RayExecutor(Executor):
                         ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                                  logging_level=logging.ERROR)
                     else:
-                        ray.init(num_cpus=self.workers, include_dashboard=False, log_to_driver=False,
-                                 logging_level=logging.ERROR, runtime_env={"env_vars": {"PYTHONPATH": _package_path()}})
-                except (ConnectionError, RuntimeError) as exc:
+                        # address="local": a new Ray for this run, even where another one runs here
+                        ray.init(address="local", num_cpus=self.workers, include_dashboard=False,
+                                 log_to_driver=False, logging_level=logging.ERROR,
+                                 runtime_env={"env_vars": {"PYTHONPATH": _package_path()}})
+                except (ConnectionError, RuntimeError, ValueError) as exc:
                     where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray"
                     raise ExecutorError(f"cannot start or reach {where} ({str(exc).splitlines()[0]})") from None
                 self._started = True
