@@ -99,3 +99,19 @@ def test_errors_are_one_line(tmp_path):
     assert res.exit_code == 2 and res.output.startswith("error: cannot reach the Ray cluster at '127.0.0.1:9'")
     assert len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "clean").exists()
+
+
+@pytest.mark.slow
+def test_the_whole_pipeline_on_ray_gives_the_local_bytes(local_ray, tmp_path):
+    """`cp-preprocess run` on one executor for every stage (tokenizer and report included)."""
+    from preprocessing.pipeline import run_pipeline
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("stream: {input: {limit: 300, include_site_packages: false}}\n"
+                      "tokenizer: {vocab_size: 600, heldout_fraction: 0.2, compare_gpt2: false}\n"
+                      "pack: {seq_length: 64, valid_fraction: 0.3}\n")
+    run_pipeline(tmp_path / "local", preset, executor=2)
+    run_pipeline(tmp_path / "ray", preset, executor=local_ray)
+    for out in ("clean", "dedup", "tokenizer", "shards"):
+        assert tree_bytes(tmp_path / "ray" / out) == tree_bytes(tmp_path / "local" / out), out
+    assert (tmp_path / "ray" / "report" / "report.html").exists()
