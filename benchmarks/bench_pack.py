@@ -82,7 +82,7 @@ def baseline(dump: Path, tokenizer: Path) -> dict:
 def ours(dump: Path, tokenizer: Path, out: Path, workers: int) -> dict:
     from preprocessing.pack import PackConfig, pack
 
-    s = pack(dump, tokenizer, out, PackConfig(seq_length=SEQ_LENGTH, valid_fraction=0.005), workers=workers)
+    s = pack(dump, tokenizer, out, PackConfig(seq_length=SEQ_LENGTH, valid_fraction=0.005), executor=workers)
     samples = s["totals"]["samples"]
     return {"tokens": s["totals"]["tokens"], "samples": samples, "bytes": s["stages"]["pack"]["bytes_in"],
             "inexact_cuts": s["totals"]["inexact_cuts"],

@@ -132,7 +132,7 @@ def stream_cost(limit: int) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("off", "redact", "off", "redact"):
-            cfg = StreamConfig(input=InputConfig(limit=limit), workers=1)
+            cfg = StreamConfig(input=InputConfig(limit=limit))
             cfg.filters.secrets.mode = mode
             c0 = time.process_time()
             stats = run_stream(cfg, Path(tmp) / f"{mode}-{time.monotonic_ns()}")

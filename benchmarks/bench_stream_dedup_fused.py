@@ -28,11 +28,12 @@ from preprocessing.dedup.near import run_dedup
 from preprocessing.readers import InputConfig
 from preprocessing.stream import StreamConfig, run_stream, run_stream_and_dedup
 t0 = time.perf_counter()
-cfg = StreamConfig(input=InputConfig(limit={limit}), workers={workers})
+cfg = StreamConfig(input=InputConfig(limit={limit}))
 if {fused}:
-    out = run_stream_and_dedup(cfg, NearDedupConfig(), {run!r})
+    out = run_stream_and_dedup(cfg, NearDedupConfig(), {run!r}, executor={workers})
 else:
-    out = {{"stream": run_stream(cfg, {run!r}), "dedup": run_dedup(NearDedupConfig(), {run!r}, workers={workers})}}
+    out = {{"stream": run_stream(cfg, {run!r}, executor={workers}),
+            "dedup": run_dedup(NearDedupConfig(), {run!r}, executor={workers})}}
 wall = time.perf_counter() - t0
 ru = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
 cpu = sum(r.ru_utime + r.ru_stime for r in ru)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from preprocessing.cli_common import DEFAULT_RUN, clean_errors, stage_config
+from preprocessing.cli_common import DEFAULT_RUN, clean_errors, executor_config, executor_options, stage_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -22,18 +22,18 @@ def main() -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset (configs/preprocess/*.yaml).")
 @click.option("--format", "fmt", help="Input format: auto, jsonl, parquet, hf, local, pyenv.")
 @click.option("--hf-dataset", help="Stream a Hugging Face dataset (hub name, or a builder like 'json').")
-@click.option("--workers", type=int, help="Worker processes (output is identical for any number).")
 @click.option("--limit", type=int, help="Stop after this many input records.")
 @click.option("--near-dedup/--no-near-dedup", default=None, help="Also MinHash near-dedup into RUN/dedup, in the same pass.")
 @click.option("--strict/--no-strict", default=None, help="A truncated or corrupt input file is an error (exit 2), not a warning.")
 @click.option("--secrets", type=click.Choice(["redact", "drop", "off"]),
               help="Secrets and PII: redact them, drop files holding them, or off (filters.secrets.mode).")
-@click.option("--force", is_flag=True, help="Overwrite a run made with another config.")
+@executor_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
 def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, fmt: str | None,
-               hf_dataset: str | None, workers: int | None, limit: int | None, near_dedup: bool | None,
-               strict: bool | None, secrets: str | None, force: bool, dry_run: bool) -> None:
+               hf_dataset: str | None, limit: int | None, near_dedup: bool | None, strict: bool | None,
+               secrets: str | None, workers: int | None, executor: str | None, ray_address: str | None,
+               force: bool, dry_run: bool) -> None:
     """Stream a dump (default: this Python installation) through the filters and exact dedup."""
     from preprocessing.config import load_config
     from preprocessing.stream import StreamConfig, run_stream
@@ -44,21 +44,21 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
         "input.hf_dataset": hf_dataset,
         "input.limit": limit,
         "input.strict": strict,
-        "workers": workers,
         "filters.secrets.mode": secrets,
     }
-    cfg = stage_config(StreamConfig, config_path, overrides, "stream", dry_run)
+    ex = executor_config(config_path, workers, executor, ray_address)
+    cfg = stage_config(StreamConfig, config_path, overrides, "stream", dry_run, ex)
     if cfg is None:
         return
     if not near_dedup:
-        _summary(run_stream(cfg, run_dir, force=force), Path(run_dir) / "clean")
+        _summary(run_stream(cfg, run_dir, force=force, executor=ex), Path(run_dir) / "clean")
         return
     from preprocessing.dedup.cli import dedup_summary
     from preprocessing.dedup.minhash import NearDedupConfig
     from preprocessing.stream import run_stream_and_dedup
 
     near_cfg = load_config(NearDedupConfig, config_path, section="near_dedup")
-    results = run_stream_and_dedup(cfg, near_cfg, run_dir, force=force)
+    results = run_stream_and_dedup(cfg, near_cfg, run_dir, force=force, executor=ex)
     _summary(results["stream"], Path(run_dir) / "clean")
     dedup_summary(results["dedup"], Path(run_dir) / "dedup")
 
@@ -66,15 +66,16 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
 @main.command("run")
 @click.argument("config_path", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "run_dir", default=DEFAULT_RUN, show_default=True, help="Run directory.")
-@click.option("--workers", type=int, help="Worker processes for every stage.")
 @click.option("--limit", type=int, help="Stop reading after this many input records.")
-@click.option("--force", is_flag=True, help="Overwrite a run made with another config.")
+@executor_options
 @clean_errors
-def run_cmd(config_path: str | None, run_dir: str, workers: int | None, limit: int | None, force: bool) -> None:
+def run_cmd(config_path: str | None, run_dir: str, limit: int | None, workers: int | None, executor: str | None,
+            ray_address: str | None, force: bool) -> None:
     """Run every preprocessing stage of a preset (default: CodeParrot's, on this Python installation)."""
     from preprocessing.pipeline import run_pipeline
 
-    results = run_pipeline(run_dir, config_path, workers=workers, limit=limit, force=force)
+    ex = executor_config(config_path, workers, executor, ray_address)
+    results = run_pipeline(run_dir, config_path, executor=ex, limit=limit, force=force)
     run = Path(run_dir)
     _summary(results["stream"], run / "clean")
     from preprocessing.dedup.cli import dedup_summary

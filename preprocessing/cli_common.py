@@ -44,16 +44,45 @@ def resolve_run_dir(run_dir: str | None, inputs: tuple[str, ...], output: str | 
     return run_dir
 
 
+def executor_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--workers, --executor, --ray-address and --force: the same meaning on every command."""
+    options = [
+        click.option("--workers", type=int, help="Parallel workers (processes, Ray CPUs, trainer threads); "
+                                                  "the output is identical for any number."),
+        click.option("--executor", type=click.Choice(["local", "ray"]),
+                     help="Where the work units run: local processes (default) or Ray."),
+        click.option("--ray-address", help="An existing Ray cluster (host:port, ray://host:port, auto); "
+                                           "default: a local Ray for the run."),
+        click.option("--force", is_flag=True, help="Re-run a finished stage, and overwrite outputs of another config."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def executor_config(config_path: str | None, workers: int | None, executor: str | None,
+                    ray_address: str | None) -> Any:
+    """The ExecutorConfig: defaults <- the preset's `executor:` section <- the flags."""
+    from preprocessing.config import load_config
+    from preprocessing.executors import ExecutorConfig
+
+    overrides = {"workers": workers, "executor": executor, "ray_address": ray_address}
+    if ray_address is not None and executor is None:
+        overrides["executor"] = "ray"  # an address only means something to Ray
+    return load_config(ExecutorConfig, config_path, overrides, section="executor")
+
+
 def stage_config(cls: type, config_path: str | None, overrides: dict[str, Any], section: str,
-                 dry_run: bool) -> Any:
+                 dry_run: bool, executor: Any = None) -> Any:
     """The stage's config (dataclass defaults <- preset section <- CLI flags); with ``--dry-run``
-    it is printed as JSON and None is returned, so the command stops there."""
+    it is printed as JSON (with the ``executor`` section) and None is returned, so the command stops there."""
     import json
 
     from preprocessing.config import load_config, to_dict
 
     cfg = load_config(cls, config_path, overrides, section=section)
     if dry_run:
-        click.echo(json.dumps(to_dict(cfg), indent=2, default=str))
+        shown = to_dict(cfg) if executor is None else {**to_dict(cfg), "executor": to_dict(executor)}
+        click.echo(json.dumps(shown, indent=2, default=str))
         return None
     return cfg

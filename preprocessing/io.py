@@ -65,3 +65,27 @@ def remove_tree(path: str | Path) -> None:
         os.rmdir(path)
     except OSError:
         pass
+
+
+def staging_dir(out_dir: Path) -> Path:
+    """An empty ``<out_dir>.tmp-<pid>`` next to ``out_dir``, where a stage builds its output directory.
+
+    Staging directories left by killed runs (``<out_dir>.tmp-*``, ``<out_dir>.old-*``) are removed first.
+    """
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*out_dir.parent.glob(f"{out_dir.name}.tmp-*"), *out_dir.parent.glob(f"{out_dir.name}.old-*")]:
+        remove_tree(stale)
+    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    tmp.mkdir()
+    return tmp
+
+
+def publish_dir(tmp: Path, out_dir: Path) -> None:
+    """Move a complete staging directory to ``out_dir``, replacing an older one (never a half-written mix)."""
+    if out_dir.exists():
+        old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
+        out_dir.rename(old)
+        tmp.rename(out_dir)
+        remove_tree(old)
+    else:
+        tmp.rename(out_dir)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -14,17 +13,17 @@ from typing import Any
 
 import numpy as np
 
+from preprocessing.executors import Executor
 from preprocessing.hashing import keyed_uniform
 from preprocessing.record import CodeFile
+from preprocessing.runner import ExecutorSpec, Stage, run_stage
 from preprocessing.stats import StageStats
 from preprocessing.tokenizer import (
     EOS_TOKEN,
     iter_records,
     pretokenizer_of,
-    publish_dir,
     resolve_inputs,
     safe_chunks,
-    staging_dir,
 )
 
 SPLITS = ("train", "valid")
@@ -229,73 +228,66 @@ def pack(
     tokenizer: str | os.PathLike,
     out_dir: str | os.PathLike,
     cfg: PackConfig | None = None,
-    workers: int = 1,
+    executor: ExecutorSpec = None,
 ) -> dict[str, Any]:
     """Tokenize ``inputs``, join files with EOS, cut ``seq_length`` samples into ``out_dir/{train,valid}`` shards.
 
-    Deterministic for any ``workers``. ``out_dir`` appears complete or not at all (built under a temporary
-    name). Returns the stats dict, also written to ``out_dir/stats.json``.
+    Deterministic for any executor and workers. ``out_dir`` appears complete or not at all (built under a
+    temporary name). Returns the stats dict, also written to ``out_dir/stats.json``; no run manifest.
     """
+    return run_stage(PackStage(cfg or PackConfig(), inputs=inputs, out_dir=out_dir, tokenizer=tokenizer), None, executor)
+
+
+def _pack_into(files: Sequence[Path], tok_path: Path, tmp: Path, cfg: PackConfig, executor: Executor) -> dict[str, Any]:
+    """The map (:func:`encode_task`) on ``executor``, the packing and shard writing (reduce) here, into ``tmp``."""
     from tokenizers import Tokenizer
 
-    from preprocessing.io import write_json_atomic
-    from preprocessing.parallel import ordered_map
     from shards import ShardWriter, tokenizer_hash
 
-    cfg = cfg or PackConfig()
-    if workers < 1:
-        raise ValueError(f"workers={workers} must be >= 1")
-    files = resolve_inputs(inputs)
-    tok_path = tokenizer_json(tokenizer)
+    workers = executor.workers
     tok = Tokenizer.from_file(str(tok_path))
     eos_id = tok.token_to_id(cfg.eos_token)
     if eos_id is None:
         raise ValueError(f"eos_token {cfg.eos_token!r} is not in the vocabulary of {tok_path}: set pack.eos_token")
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
     thash = tokenizer_hash(str(tok_path))
-    out_dir = Path(out_dir)
-    tmp = staging_dir(out_dir)
 
     started = time.perf_counter()
     stats = StageStats("pack")
     counts = {s: _SplitCounts() for s in SPLITS}
     extra_index = {"eos_id": eos_id, "add_eos": cfg.add_eos}
     warnings: list[str] = []
-    try:
-        with contextlib.ExitStack() as stack:
-            writers = {
-                s: stack.enter_context(
-                    ShardWriter(
-                        tmp / s, seq_length=cfg.seq_length, vocab_size=vocab_size, tokenizer_hash=thash,
-                        max_shard_bytes=cfg.max_shard_bytes, extra_index={**extra_index, "split": s},
-                    )
+    with contextlib.ExitStack() as stack:
+        writers = {
+            s: stack.enter_context(
+                ShardWriter(
+                    tmp / s, seq_length=cfg.seq_length, vocab_size=vocab_size, tokenizer_hash=thash,
+                    max_shard_bytes=cfg.max_shard_bytes, extra_index={**extra_index, "split": s},
                 )
-                for s in SPLITS
-            }
-            packers = {s: SamplePacker(writers[s], cfg.seq_length) for s in SPLITS}
-            stack.enter_context(_tokenizers_threads(workers == 1))
-            tasks = _tasks(files, cfg, str(tok_path), eos_id, stats, counts, warnings, pretokenizer_of(tok))
-            for batch in ordered_map(encode_task, tasks, workers=workers, window=2 * workers):
-                for s in SPLITS:
-                    counts[s].files += batch.files[s]
-                    counts[s].tokens += batch.tokens[s]
-                    counts[s].eos_tokens += batch.files[s] if cfg.add_eos else 0
-                    packers[s].add(batch.ids[s])
-            tails = {s: packers[s].finish() for s in SPLITS}
-            if stats.kept == 0:
-                where = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
-                raise ValueError(
-                    f"no content to pack in {where}: {stats.records_in} records read, "
-                    f"dropped {dict(stats.dropped)}, rejected {dict(stats.rejected)}"
-                )
-            if packers["train"].samples == 0:
-                raise ValueError(
-                    f"the train split of {files[0].parent} has {counts['train'].tokens + counts['train'].eos_tokens} tokens, "
-                    f"fewer than seq_length={cfg.seq_length}: give more input or lower pack.seq_length"
-                )
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            )
+            for s in SPLITS
+        }
+        packers = {s: SamplePacker(writers[s], cfg.seq_length) for s in SPLITS}
+        stack.enter_context(_tokenizers_threads(workers == 1))
+        tasks = _tasks(files, cfg, str(tok_path), eos_id, stats, counts, warnings, pretokenizer_of(tok))
+        for batch in executor.map(_encode, tasks, None):
+            for s in SPLITS:
+                counts[s].files += batch.files[s]
+                counts[s].tokens += batch.tokens[s]
+                counts[s].eos_tokens += batch.files[s] if cfg.add_eos else 0
+                packers[s].add(batch.ids[s])
+        tails = {s: packers[s].finish() for s in SPLITS}
+        if stats.kept == 0:
+            where = ", ".join(str(f) for f in files[:3]) + (" ..." if len(files) > 3 else "")
+            raise ValueError(
+                f"no content to pack in {where}: {stats.records_in} records read, "
+                f"dropped {dict(stats.dropped)}, rejected {dict(stats.rejected)}"
+            )
+        if packers["train"].samples == 0:
+            raise ValueError(
+                f"the train split of {files[0].parent} has {counts['train'].tokens + counts['train'].eos_tokens} tokens, "
+                f"fewer than seq_length={cfg.seq_length}: give more input or lower pack.seq_length"
+            )
     wall = time.perf_counter() - started
 
     splits: dict[str, Any] = {}
@@ -347,45 +339,61 @@ def pack(
         "config": asdict(cfg),
         "wall_time_s": round(wall, 3),
     }
-    write_json_atomic(tmp / "stats.json", result)
-    publish_dir(tmp, out_dir)
     return result
+
+
+def _encode(_context: None, task: EncodeTask) -> EncodedBatch:
+    return encode_task(task)  # an EncodeTask carries its whole context (the tokenizer's path)
+
+
+class PackStage(Stage):
+    """`pack` for the runner: units are EncodeTasks (pieces of files, cut in the driver), the map
+    tokenizes them, the reduce cuts samples and writes the shards in input order."""
+
+    name = "pack"
+
+    def __init__(self, cfg: PackConfig, run_dir: str | os.PathLike | None = None,
+                 inputs: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+                 out_dir: str | os.PathLike | None = None, tokenizer: str | os.PathLike | None = None):
+        tokenizer = tokenizer if tokenizer is not None else cfg.tokenizer
+        if run_dir is None and (not inputs or out_dir is None or tokenizer is None):
+            raise ValueError("give a run directory, or inputs, an output directory and pack.tokenizer")
+        self.cfg = cfg
+        self.files = resolve_inputs(inputs if inputs else Path(run_dir) / "dedup")  # type: ignore[arg-type]
+        self.out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "shards"  # type: ignore[arg-type]
+        self.tokenizer = tokenizer_json(tokenizer if tokenizer is not None else Path(run_dir) / "tokenizer")  # type: ignore[arg-type]
+
+    def identity(self) -> dict[str, Any]:
+        from preprocessing.config import to_dict
+
+        return {k: v for k, v in to_dict(self.cfg).items() if k != "strict"}  # strict changes no output
+
+    def fingerprint(self) -> str:
+        """The inputs and the tokenizer: a retrained tokenizer re-packs."""
+        from preprocessing.manifest import fingerprint_files
+
+        return fingerprint_files([*self.files, self.tokenizer])
+
+    def run(self, executor: Executor, out: Path) -> dict[str, Any]:
+        return _pack_into(self.files, self.tokenizer, out, self.cfg, executor)
+
+    def outputs(self, stats: dict[str, Any]) -> list[str]:
+        return list(SPLITS)
 
 
 def run_pack(
     cfg: PackConfig,
     run_dir: str | os.PathLike | None,
-    workers: int = 1,
+    executor: ExecutorSpec = None,
     inputs: Sequence[str | os.PathLike] | None = None,
     out_dir: str | os.PathLike | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
     """The `pack` stage: RUN/dedup (or ``inputs``) + the tokenizer (``cfg.tokenizer``, else RUN/tokenizer) ->
-    RUN/shards/{train,valid} (or ``out_dir``), recorded in RUN/manifest.json.
+    RUN/shards/{train,valid} (or ``out_dir``), recorded in RUN/manifest.json (lifecycle: :func:`run_stage`).
 
-    The input fingerprint covers the tokenizer, so a retrained tokenizer re-packs; the worker count is not
+    The input fingerprint covers the tokenizer, so a retrained tokenizer re-packs; the executor is not
     part of the config identity (outputs do not depend on it).
     """
-    from preprocessing.config import to_dict
-    from preprocessing.io import read_json
-    from preprocessing.manifest import RunManifest, fingerprint_files
-
-    if run_dir is None and (not inputs or out_dir is None or cfg.tokenizer is None):
-        raise ValueError("give a run directory, or inputs, an output directory and pack.tokenizer")
-    files = resolve_inputs(list(inputs) if inputs else Path(run_dir) / "dedup")  # type: ignore[arg-type]
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "shards"  # type: ignore[arg-type]
-    tok = tokenizer_json(cfg.tokenizer if cfg.tokenizer is not None else Path(run_dir) / "tokenizer")  # type: ignore[arg-type]
-    if run_dir is None:
-        return pack(files, tok, out, cfg, workers=workers)
-    manifest = RunManifest(run_dir)
-    config = {k: v for k, v in to_dict(cfg).items() if k != "strict"}  # strict changes no output
-    manifest.check("pack", config, force=force)
-    fingerprint = fingerprint_files([*files, tok])
-    if not force and manifest.is_done("pack", config, fingerprint) and (out / "stats.json").exists():
-        stats = read_json(out / "stats.json")
-        stats["skipped"] = True
-        return stats
-    manifest.mark_started("pack", config, fingerprint)
-    stats = pack(files, tok, out, cfg, workers=workers)
-    manifest.mark_done("pack", config, fingerprint, outputs=[str(out / s) for s in SPLITS], wall_time_s=stats["wall_time_s"])
-    return stats
+    stage = PackStage(cfg, run_dir, list(inputs) if inputs else None, out_dir)
+    return run_stage(stage, run_dir, executor, force)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 RECORDS_PER_TASK = 128
 """``batch`` for streams of small work units (e.g. the ~15 files of one 256 KiB frame of a
@@ -12,6 +12,12 @@ toolkit-written dump): one pool task per unit costs the main process ~1 ms each.
 
 A = TypeVar("A")
 R = TypeVar("R")
+
+
+class Pending(Protocol):
+    """A submitted task: ``get()`` waits for it and returns the results of its items, in order."""
+
+    def get(self) -> list: ...
 
 
 def ordered_map(
@@ -36,7 +42,8 @@ def ordered_map(
     workers 1.47 s -> 1.01 s with batches of 128 records). Because results come back in input order,
     the output does not depend on the number of workers. Items for which ``inline(item)`` is true
     are run in this process (when shipping them to a worker and back costs more than the work),
-    still in order.
+    still in order. The stages pass their worker state inside ``fn`` (a ``functools.partial`` of
+    a picklable context, see :mod:`preprocessing.executors`); ``initializer`` is for scripts.
     """
     if workers <= 1:
         if initializer is not None:
@@ -51,42 +58,59 @@ def ordered_map(
     if inline is not None and initializer is not None:
         initializer(*initargs)  # inline items run here, with the workers' state
     with ctx.Pool(workers, initializer=initializer, initargs=initargs) as pool:
-        pending: deque = deque()  # per task: an AsyncResult or a _Done, each giving a list of results
-        group: list = []
-        group_cost = 0
+        yield from windowed_map(lambda group: pool.apply_async(apply_each, (fn, group)), fn, items, window,
+                                inline, batch, cost)
 
-        def submit() -> None:
-            nonlocal group_cost
-            if group:
-                pending.append(pool.apply_async(_apply_each, (fn, list(group))))
-                group.clear()
-                group_cost = 0
 
-        for item in items:
-            if inline is not None and inline(item):
-                submit()
-                pending.append(_Done([fn(item)]))
-            else:
-                group.append(item)
-                if batch > 0:
-                    group_cost += cost(item)
-                if group_cost >= batch:
-                    submit()
-            while len(pending) >= window:  # inline results count too: memory stays bounded
-                yield from pending.popleft().get()
-        submit()
-        while pending:
+def windowed_map(
+    submit: Callable[[list[A]], Pending],
+    fn: Callable[[A], R],
+    items: Iterable[A],
+    window: int,
+    inline: Callable[[A], bool] | None = None,
+    batch: int = 0,
+    cost: Callable[[A], int] = len,  # type: ignore[assignment]
+) -> Iterator[R]:
+    """The scheduling loop of every executor: ``submit(group)`` starts a task over consecutive
+    items (grouped as :func:`ordered_map` says), at most ``window`` tasks are pending, and results
+    are yielded in input order; ``inline`` items run here through ``fn``."""
+    pending: deque[Pending] = deque()  # per task: a handle or a _Done, each giving a list of results
+    group: list = []
+    group_cost = 0
+
+    def flush() -> None:
+        nonlocal group_cost
+        if group:
+            pending.append(submit(list(group)))
+            group.clear()
+            group_cost = 0
+
+    for item in items:
+        if inline is not None and inline(item):
+            flush()
+            pending.append(_Done([fn(item)]))
+        else:
+            group.append(item)
+            if batch > 0:
+                group_cost += cost(item)
+            if group_cost >= batch:
+                flush()
+        while len(pending) >= window:  # inline results count too: memory stays bounded
             yield from pending.popleft().get()
+    flush()
+    while pending:
+        yield from pending.popleft().get()
 
 
-def _apply_each(fn: Callable[[A], R], items: list[A]) -> list[R]:
+def apply_each(fn: Callable[[A], R], items: list[A]) -> list[R]:
+    """``[fn(item) for item in items]``: the body of one task, on any executor."""
     return [fn(item) for item in items]
 
 
 class _Done:
     """The results of items run inline, with AsyncResult's ``get``."""
 
-    def __init__(self, value: list):
+    def __init__(self, value: list[Any]):
         self.value = value
 
     def get(self) -> list:

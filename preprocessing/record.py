@@ -61,3 +61,22 @@ class Rejected:
     @property
     def where(self) -> str:
         return f"{self.source}:{self.line}" if self.line else self.source
+
+
+@dataclass(slots=True)
+class InputWarning:
+    """A problem a worker found in the bytes it read itself (an empty or truncated file): the
+    stage puts it in stats.json's warnings, in input order. Not a record."""
+
+    text: str
+
+
+@dataclass(slots=True)
+class FileRead:
+    """What a worker read of one input file (or a part of it), for stats.json's ``input_files``:
+    the complete non-blank lines, and whether the file ended at its end (False: cut or corrupt).
+    Parts of one file are summed in unit order. Not a record."""
+
+    file: str
+    lines: int
+    clean: bool | None

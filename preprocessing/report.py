@@ -20,6 +20,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from preprocessing.executors import Executor
+from preprocessing.runner import ExecutorSpec, Stage, run_stage
+
 REPORT_FORMAT_VERSION = 1
 STATS_FORMAT_VERSION = 1
 """The stats.json format_version this report was written for; other versions are read as far as they go."""
@@ -1136,3 +1139,25 @@ def write_report(run_dir: str | Path, compare_dir: str | Path | None = None, out
     write_bytes_atomic(json_path, (json.dumps(doc, indent=2, ensure_ascii=True) + "\n").encode("ascii"))
     write_bytes_atomic(html_path, page.encode("utf-8"))
     return {"json": json_path, "html": html_path}
+
+
+class ReportStage(Stage):
+    """`report` for the runner: a view of the other stages' stats, rebuilt on every run (never
+    skipped nor recorded in the manifest); report.json and report.html are each written atomically."""
+
+    name = "report"
+    recorded = False
+
+    def __init__(self, run_dir: str | Path, compare_dir: str | Path | None = None,
+                 output_dir: str | Path | None = None, cfg: ReportConfig | None = None):
+        self.run_dir, self.compare_dir, self.cfg = run_dir, compare_dir, cfg
+        self.out_dir = Path(output_dir) if output_dir is not None else Path(run_dir) / "report"
+
+    def run(self, executor: Executor, out: Path) -> dict[str, Any]:
+        return write_report(self.run_dir, self.compare_dir, out, self.cfg)
+
+
+def run_report(run_dir: str | Path, compare_dir: str | Path | None = None, output_dir: str | Path | None = None,
+               cfg: ReportConfig | None = None, executor: ExecutorSpec = None) -> dict[str, Path]:
+    """The `report` stage through :func:`preprocessing.runner.run_stage`: :func:`write_report`'s files."""
+    return run_stage(ReportStage(run_dir, compare_dir, output_dir, cfg), run_dir, executor)  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from preprocessing.cli_common import clean_errors, stage_config
+from preprocessing.cli_common import clean_errors, executor_config, executor_options, stage_config
 
 
 @click.command("report")
@@ -15,17 +15,20 @@ from preprocessing.cli_common import clean_errors, stage_config
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False), help="Output directory (default: RUN/report).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its report: section is used.")
 @click.option("--no-plots", is_flag=True, default=None, help="Tables only (no matplotlib; faster).")
+@executor_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
 def report_command(run_dir: str, compare_dir: str | None, output_dir: str | None, config_path: str | None,
-                   no_plots: bool | None, dry_run: bool) -> None:
-    """Write RUN/report/report.json and a self-contained report.html from the stages' stats."""
-    from preprocessing.report import ReportConfig, write_report
+                   no_plots: bool | None, workers: int | None, executor: str | None, ray_address: str | None,
+                   force: bool, dry_run: bool) -> None:
+    """Write RUN/report/report.json and a self-contained report.html from the stages' stats (always rebuilt)."""
+    from preprocessing.report import ReportConfig, run_report
 
-    cfg = stage_config(ReportConfig, config_path, {"plots": False if no_plots else None}, "report", dry_run)
+    ex = executor_config(config_path, workers, executor, ray_address)
+    cfg = stage_config(ReportConfig, config_path, {"plots": False if no_plots else None}, "report", dry_run, ex)
     if cfg is None:
         return
-    paths = write_report(run_dir, compare_dir, output_dir, cfg)
+    paths = run_report(run_dir, compare_dir, output_dir, cfg, executor=ex)
     report = json.loads(paths["json"].read_text())
     missing = [m["what"] for m in report.get("missing") or []]
     failed = [c["check"] for c in report.get("checks") or [] if not c["ok"]]

@@ -10,18 +10,18 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from preprocessing.config import ConfigError, to_dict
+from preprocessing.config import to_dict
 from preprocessing.dedup.exact import ExactDedupConfig, HashSet64, content_hash
+from preprocessing.executors import Executor, LocalExecutor
 from preprocessing.filters import FiltersConfig, apply_filters, build_filters
 from preprocessing.filters.base import Filter
 from preprocessing.filters.quality import file_metrics
 from preprocessing.hashing import record_key
-from preprocessing.io import read_json, remove_stale_tmp, write_json_atomic
-from preprocessing.manifest import RunManifest
-from preprocessing.parallel import RECORDS_PER_TASK, ordered_map
+from preprocessing.parallel import RECORDS_PER_TASK
 from preprocessing.profile import CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
-from preprocessing.record import Rejected
+from preprocessing.record import FileRead, InputWarning, Rejected
+from preprocessing.runner import ExecutorSpec, Stage, run_fused, run_stage
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
 
@@ -54,12 +54,6 @@ class StreamConfig:
     """Exact dedup of the filtered records."""
     output: OutputConfig = field(default_factory=OutputConfig)
     """Shard size and compression."""
-    workers: int = 1
-    """Worker processes that decode and filter (the output is identical for any number)."""
-
-    def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {self.workers}")
 
 
 @dataclass
@@ -71,31 +65,36 @@ class UnitResult:
     profile: CorpusProfile
     kept: list[tuple[int, bytes, dict[str, float], str | None, str]]  # hash, json line, metrics, license, repo
     sketch: UnitSketch | None = None  # near-dedup fused into stream: pass 1 of the kept rows
+    warnings: list[str] = field(default_factory=list)  # found by the worker in the bytes it read
+    files: list[FileRead] = field(default_factory=list)  # what it read of which input file
 
 
-class _Worker:
-    """Per-process state: the reader (to decode units) and the filters."""
+@dataclass
+class StreamWorker:
+    """The map's context, shipped with the work: the reader (to decode units), the filters, the
+    exact-dedup settings and, fused with near-dedup, the sketcher of the kept rows."""
 
     reader: Reader
     filters: list[Filter]
     exact: ExactDedupConfig
-    sketcher: CleanRowSketcher | None
+    sketcher: CleanRowSketcher | None = None
 
 
-_STATE = _Worker()
-
-
-def _init_worker(reader: Reader, filters: list[Filter], exact: ExactDedupConfig,
-                 sketcher: CleanRowSketcher | None = None) -> None:
-    _STATE.reader, _STATE.filters, _STATE.exact, _STATE.sketcher = reader, filters, exact, sketcher
-
-
-def _process_unit(unit: Any) -> UnitResult:
+def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
+    """The map of `stream`: decode one unit, filter it, serialise the kept rows."""
     read, filt = StageStats("read"), StageStats("filter")
     profile = CorpusProfile()
     kept = []
-    normalize = _STATE.exact.normalize_whitespace
-    for item in _STATE.reader.decode(unit):
+    warnings: list[str] = []
+    files: list[FileRead] = []
+    normalize = w.exact.normalize_whitespace
+    for item in w.reader.decode(unit):
+        if isinstance(item, InputWarning):
+            warnings.append(item.text)
+            continue
+        if isinstance(item, FileRead):
+            files.append(item)
+            continue
         if isinstance(item, Rejected):
             read.reject(item.reason, item.nbytes)
             profile.add_example(f"rejected:{item.reason}", item.where.encode(),
@@ -105,7 +104,7 @@ def _process_unit(unit: Any) -> UnitResult:
         nbytes = item.metrics["size"]  # bytes are counted as UTF-8 content bytes in every stage
         read.keep(nbytes)
         profile.before.add(item.metrics)
-        dropped = apply_filters(_STATE.filters, item, profile)  # may redact item.content (secrets)
+        dropped = apply_filters(w.filters, item, profile)  # may redact item.content (secrets)
         if dropped:
             reason, f = dropped
             filt.drop(reason, nbytes)
@@ -118,8 +117,14 @@ def _process_unit(unit: Any) -> UnitResult:
         filt.keep(nbytes, item.metrics["size"])  # bytes out: after redaction
         line = orjson.dumps(item.to_json_dict()) + b"\n"
         kept.append((content_hash(item.content, normalize), line, item.metrics, item.license, item.repo_name))
-    sketch = _STATE.sketcher([k[1] for k in kept]) if _STATE.sketcher is not None and kept else None
-    return UnitResult(read, filt, profile, kept, sketch)
+    sketch = w.sketcher([k[1] for k in kept]) if w.sketcher is not None and kept else None
+    return UnitResult(read, filt, profile, kept, sketch, warnings, files)
+
+
+def _unit_cost(unit: Any) -> int:
+    """Records of a unit, for grouping small units into one task; a unit that names a byte
+    range or a file (its records unknown until read) is a task of its own."""
+    return len(unit) if hasattr(unit, "__len__") else RECORDS_PER_TASK
 
 
 def _progress(total_hint: int | None = None):
@@ -131,11 +136,14 @@ def _progress(total_hint: int | None = None):
 
 
 def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter,
-                   near: StreamNearDedup | None = None) -> dict[str, Any]:
+                   near: StreamNearDedup | None = None, executor: Executor | None = None) -> dict[str, Any]:
     """Run the stage over ``reader`` into ``writer``; returns the stats dict (no files besides the writer's).
 
-    With ``near`` (started), the workers also sketch the kept rows and ``near`` gets the written ones.
+    The map (:func:`_process_unit`) runs on ``executor`` (default: inline); the reduce (exact
+    dedup, writing, stats) here, in unit order. With ``near`` (started), the workers also sketch
+    the kept rows and ``near`` gets the written ones.
     """
+    executor = executor or LocalExecutor(1)
     read, filt, dedup = StageStats("read"), StageStats("filter"), StageStats("exact_dedup")
     profile = CorpusProfile()
     seen = HashSet64(1 << 10)
@@ -144,12 +152,20 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
     bar = _progress()
     t0 = time.perf_counter()
 
-    units = reader.units() if limit is None else limit_units(reader.units(), limit)
-    results = ordered_map(_process_unit, units, workers=cfg.workers, window=4 * cfg.workers,
-                          initializer=_init_worker,
-                          initargs=(reader, filters, cfg.exact_dedup, near.sketcher if near is not None else None),
-                          batch=RECORDS_PER_TASK)
+    # Without a limit, the workers read their own bytes (a unit names them); a limit needs units
+    # that know their records, which the driver reads.
+    units = reader.work_units() if limit is None else limit_units(reader.units(), limit)
+    context = StreamWorker(reader, filters, cfg.exact_dedup, near.sketcher if near is not None else None)
+    results = executor.map(_process_unit, units, context, window=4 * executor.workers, batch=RECORDS_PER_TASK,
+                           cost=_unit_cost)
+    warnings: list[str] = []
+    input_files: dict[str, dict[str, Any]] = {}  # per file, in input order: its parts summed
     for res in results:
+        warnings.extend(res.warnings)
+        for part in res.files:
+            entry = input_files.setdefault(part.file, {"file": part.file, "lines": 0, "clean": True})
+            entry["lines"] += part.lines
+            entry["clean"] = part.clean if entry["clean"] else entry["clean"]
         read.merge(res.read)
         filt.merge(res.filter)
         profile.merge(res.profile)
@@ -205,18 +221,50 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
             "bytes_per_unique_file": round(seen.nbytes / max(len(seen), 1), 1),
         },
         "filters": {f.name: s for f in filters if (s := f.summary()) is not None},
-        "warnings": reader.warnings,
-        "input_files": reader.input_files,
-        "workers": cfg.workers,
+        "warnings": [*reader.warnings, *warnings],
+        "input_files": [*reader.input_files, *input_files.values()],
+        "workers": executor.workers,
         "wall_time_s": round(wall, 3),
         "throughput_mb_s": round(read.bytes_in / 1e6 / max(wall, 1e-9), 2),
         **profile.to_dict(),
     }
 
 
+class StreamStage(Stage):
+    """`stream` for the runner: units of the reader -> decode + filter (map) -> exact dedup + write (reduce)."""
+
+    name = "stream"
+
+    def __init__(self, cfg: StreamConfig, run_dir: str | Path, near: StreamNearDedup | None = None):
+        self.cfg, self.near = cfg, near
+        self.out_dir = Path(run_dir) / "clean"
+        self._reader: Reader | None = None
+
+    @property
+    def reader(self) -> Reader:
+        if self._reader is None:
+            self._reader = open_reader(self.cfg.input)
+        return self._reader
+
+    def identity(self) -> dict[str, Any]:
+        identity = to_dict(self.cfg)  # input.strict changes no output: not part of the identity
+        identity["input"] = {k: v for k, v in identity["input"].items() if k != "strict"}
+        return identity
+
+    def fingerprint(self) -> str:
+        return self.reader.fingerprint()
+
+    def run(self, executor: Executor, out: Path) -> dict[str, Any]:
+        cfg = self.cfg
+        with ShardedJsonlWriter(out, "part", cfg.output.max_shard_bytes, cfg.output.compression_level) as writer:
+            stats = stream_records(cfg, self.reader, writer, self.near, executor)
+        stats["outputs"] = [p.name for p in writer.paths]
+        stats["config"] = to_dict(cfg)
+        return stats
+
 
 def run_stream_and_dedup(cfg: StreamConfig, near_cfg: NearDedupConfig, run_dir: str | Path,
-                         force: bool = False) -> dict[str, dict[str, Any]]:
+                         force: bool = False, executor: ExecutorSpec = None) -> dict[str, dict[str, Any]]:
     """`stream` then `dedup` with ONE pass over the input: returns ``{"stream": .., "dedup": ..}``.
 
     The stream workers also compute the near-dedup sketches of the rows they keep; the main
@@ -225,56 +273,19 @@ def run_stream_and_dedup(cfg: StreamConfig, near_cfg: NearDedupConfig, run_dir: 
     byte-identical to :func:`run_stream` followed by :func:`preprocessing.dedup.near.run_dedup`,
     and both stages are recorded in the manifest. If `stream` is already done, `dedup` runs alone.
     """
-    from preprocessing.dedup.near import StreamNearDedup, run_dedup
+    from preprocessing.dedup.near import DedupStage, StreamNearDedup
 
-    near = StreamNearDedup(near_cfg, run_dir, cfg.workers, force)
-    stream = run_stream(cfg, run_dir, force, near=near)
-    if near.stats is None:  # stream was skipped: its sketches were not computed
-        return {"stream": stream, "dedup": run_dedup(near_cfg, run_dir, workers=cfg.workers, force=force)}
-    return {"stream": stream, "dedup": near.stats}
+    dedup = DedupStage(near_cfg, run_dir)
+    near = StreamNearDedup(dedup)
+    return run_fused(StreamStage(cfg, run_dir, near), dedup, near, run_dir, executor, force)
 
 
-def run_stream(cfg: StreamConfig, run_dir: str | Path, force: bool = False, *,
-               near: StreamNearDedup | None = None) -> dict[str, Any]:
+def run_stream(cfg: StreamConfig, run_dir: str | Path, force: bool = False,
+               executor: ExecutorSpec = None) -> dict[str, Any]:
     """The `stream` stage into ``run_dir``: RUN/clean/part-*.jsonl.zst, RUN/clean/stats.json, manifest.
 
-    A finished stage with the same config and input is skipped (its stats are returned with
-    ``skipped: true``). A killed run leaves no file under a final name that a re-run would keep:
-    the re-run deletes partial outputs and writes the same bytes again. ``near`` (from
-    :func:`run_stream_and_dedup`) also near-dedups the rows in the same pass.
+    The lifecycle is :func:`preprocessing.runner.run_stage`'s: a finished stage with the same
+    config and input is skipped (``skipped: true``), another config is refused unless ``force``,
+    a killed run leaves nothing under a final name.
     """
-    run_dir = Path(run_dir)
-    out_dir = run_dir / "clean"
-    manifest = RunManifest(run_dir)
-    config = to_dict(cfg)
-    # the worker count and input.strict do not change the outputs: not part of the config identity
-    identity = {k: v for k, v in config.items() if k != "workers"}
-    identity["input"] = {k: v for k, v in config["input"].items() if k != "strict"}
-    manifest.check("stream", identity, force=force)
-    reader = open_reader(cfg.input)
-    fingerprint = reader.fingerprint()
-    if not force and manifest.is_done("stream", identity, fingerprint) and (out_dir / "stats.json").exists():
-        stats = read_json(out_dir / "stats.json")
-        stats["skipped"] = True
-        return stats
-    manifest.mark_started("stream", identity, fingerprint)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(out_dir)
-    for old in out_dir.glob("part-*.jsonl.zst"):
-        old.unlink()
-    if near is not None:
-        near.start()
-    try:
-        with ShardedJsonlWriter(out_dir, "part", cfg.output.max_shard_bytes, cfg.output.compression_level) as writer:
-            stats = stream_records(cfg, reader, writer, near)
-        stats["outputs"] = [p.name for p in writer.paths]
-        stats["config"] = config
-        write_json_atomic(out_dir / "stats.json", stats)
-        manifest.mark_done("stream", identity, fingerprint, outputs=[str(p) for p in writer.paths],
-                           wall_time_s=stats["wall_time_s"])
-        if near is not None:
-            near.finish()
-    finally:
-        if near is not None:
-            near.close()
-    return stats
+    return run_stage(StreamStage(cfg, run_dir), run_dir, executor, force)

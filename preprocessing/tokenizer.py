@@ -6,7 +6,6 @@ import json
 import keyword
 import os
 import re
-import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -16,8 +15,11 @@ from typing import Any
 import numpy as np
 
 from preprocessing.hashing import keyed_uniform, record_key
+from preprocessing.io import publish_dir, staging_dir  # noqa: F401 - also imported from here by training
 from preprocessing.profile import CHARS_PER_TOKEN_EDGES, bin_index, histogram_dict
+from preprocessing.executors import Executor
 from preprocessing.record import CodeFile, Rejected
+from preprocessing.runner import ExecutorSpec, Stage, run_stage
 from preprocessing.stats import StageStats
 
 EOS_TOKEN = "<|endoftext|>"
@@ -33,6 +35,8 @@ EVAL_BATCH_CHARS = 1 << 20
 # Name patterns searched in an input directory, in order; the first that matches wins, so that
 # RUN/dedup's clusters.jsonl.zst is never read as code.
 INPUT_PATTERNS = ("part-*.jsonl.zst", "part-*.jsonl*", "*.jsonl.zst", "*.jsonl*", "*.json*")
+# Whether the user set the Rust trainer's thread count; if not, `workers` sets it.
+_USER_RAYON_THREADS = "RAYON_NUM_THREADS" in os.environ
 
 
 # Pre-tokenizers (TokenizerConfig.pretokenizer). BPE never merges across pre-tokens, so they decide
@@ -488,35 +492,10 @@ def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageSta
                 return
 
 
-def staging_dir(out_dir: Path) -> Path:
-    """An empty ``<out_dir>.tmp-<pid>`` next to ``out_dir``, where a stage builds its output directory.
-
-    Staging directories left by killed runs (``<out_dir>.tmp-*``, ``<out_dir>.old-*``) are removed first.
-    """
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in [*out_dir.parent.glob(f"{out_dir.name}.tmp-*"), *out_dir.parent.glob(f"{out_dir.name}.old-*")]:
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
-    tmp.mkdir()
-    return tmp
-
-
-def publish_dir(tmp: Path, out_dir: Path) -> None:
-    """Move a complete staging directory to ``out_dir``, replacing an older one (never a half-written mix)."""
-    if out_dir.exists():
-        old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-        out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(out_dir)
-
-
-def _save_atomic(hf_tokenizer: Any, out_dir: Path, stats: dict[str, Any]) -> None:
-    """Save the HF tokenizer directory and its stats.json under a temporary name, then rename."""
+def _save(hf_tokenizer: Any, tmp: Path) -> None:
+    """Save the HF tokenizer directory into ``tmp`` (the runner's staging directory)."""
     from preprocessing.io import write_json_atomic
 
-    tmp = staging_dir(out_dir)
     hf_tokenizer.save_pretrained(str(tmp))
     # transformers 5 writes tokenizer_class "TokenizersBackend", which 4.x cannot resolve;
     # "PreTrainedTokenizerFast" loads the same tokenizer.json in both.
@@ -525,8 +504,6 @@ def _save_atomic(hf_tokenizer: Any, out_dir: Path, stats: dict[str, Any]) -> Non
     config["tokenizer_class"] = "PreTrainedTokenizerFast"
     config.pop("backend", None)
     write_json_atomic(config_path, config)
-    write_json_atomic(tmp / "stats.json", stats)
-    publish_dir(tmp, out_dir)
 
 
 def train_tokenizer(
@@ -536,13 +513,15 @@ def train_tokenizer(
 ) -> dict[str, Any]:
     """Train the tokenizer on a streamed sample of ``inputs``, save it to ``out_dir`` (HF format) with stats.json.
 
-    Returns the stats dict (also written to ``out_dir/stats.json``).
+    Returns the stats dict (also written to ``out_dir/stats.json``); no run manifest.
     """
+    return run_stage(TokenizerStage(cfg or TokenizerConfig(), inputs=inputs, out_dir=out_dir))
+
+
+def _train_into(files: Sequence[Path], out_dir: Path, cfg: TokenizerConfig) -> dict[str, Any]:
+    """Train on a streamed sample of ``files`` and save the HF tokenizer into ``out_dir``; the stats."""
     from transformers import PreTrainedTokenizerFast
 
-    cfg = cfg or TokenizerConfig()
-    out_dir = Path(out_dir)
-    files = resolve_inputs(inputs)
     started = time.perf_counter()
 
     sample_stats = StageStats("train_sample")
@@ -606,8 +585,44 @@ def train_tokenizer(
     hf = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=EOS_TOKEN, eos_token=EOS_TOKEN, unk_token=EOS_TOKEN, **extra
     )
-    _save_atomic(hf, out_dir, stats)
+    _save(hf, out_dir)
     return stats
+
+
+class TokenizerStage(Stage):
+    """`tokenizer` for the runner: one reduce (the BPE trainer streams its sample in this process,
+    on ``workers`` Rust threads); the held-out measurement follows it."""
+
+    name = "tokenizer"
+
+    def __init__(self, cfg: TokenizerConfig, run_dir: str | os.PathLike | None = None,
+                 inputs: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+                 out_dir: str | os.PathLike | None = None):
+        if run_dir is None and (not inputs or out_dir is None):
+            raise ValueError("give a run directory, or both inputs and an output directory")
+        self.cfg = cfg
+        self.files = resolve_inputs(inputs if inputs else Path(run_dir) / "dedup")  # type: ignore[arg-type]
+        self.out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "tokenizer"  # type: ignore[arg-type]
+
+    def identity(self) -> dict[str, Any]:
+        from preprocessing.config import to_dict
+
+        return {k: v for k, v in to_dict(self.cfg).items() if k != "strict"}  # strict changes no output
+
+    def fingerprint(self) -> str:
+        from preprocessing.manifest import fingerprint_files
+
+        return fingerprint_files(self.files)
+
+    def run(self, executor: Executor, out: Path) -> dict[str, Any]:
+        # The Rust trainer's thread pool reads this when it starts (a value the user set wins;
+        # with no --workers the trainer uses every core).
+        if executor.requested is not None and not _USER_RAYON_THREADS:
+            os.environ["RAYON_NUM_THREADS"] = str(executor.requested)
+        return _train_into(self.files, out, self.cfg)
+
+    def outputs(self, stats: dict[str, Any]) -> list[str]:
+        return [""]  # the directory itself
 
 
 def run_tokenizer(
@@ -616,31 +631,12 @@ def run_tokenizer(
     inputs: Sequence[str | os.PathLike] | None = None,
     out_dir: str | os.PathLike | None = None,
     force: bool = False,
+    executor: ExecutorSpec = None,
 ) -> dict[str, Any]:
     """The `tokenizer` stage: RUN/dedup (or ``inputs``) -> RUN/tokenizer (or ``out_dir``), recorded in RUN/manifest.json.
 
-    A finished stage with the same config and input is skipped (its stats come back with ``skipped: true``);
-    a run directory that holds a tokenizer made with another config is refused unless ``force``.
+    The lifecycle is :func:`preprocessing.runner.run_stage`'s: a finished stage with the same config and
+    input is skipped (``skipped: true``), another config is refused, ``force`` re-runs.
     """
-    from preprocessing.config import to_dict
-    from preprocessing.io import read_json
-    from preprocessing.manifest import RunManifest, fingerprint_files
-
-    if run_dir is None and (not inputs or out_dir is None):
-        raise ValueError("give a run directory, or both inputs and an output directory")
-    files = resolve_inputs(list(inputs) if inputs else Path(run_dir) / "dedup")  # type: ignore[arg-type]
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "tokenizer"  # type: ignore[arg-type]
-    if run_dir is None:
-        return train_tokenizer(files, out, cfg)
-    manifest = RunManifest(run_dir)
-    config = {k: v for k, v in to_dict(cfg).items() if k != "strict"}  # strict changes no output
-    manifest.check("tokenizer", config, force=force)
-    fingerprint = fingerprint_files(files)
-    if not force and manifest.is_done("tokenizer", config, fingerprint) and (out / "stats.json").exists():
-        stats = read_json(out / "stats.json")
-        stats["skipped"] = True
-        return stats
-    manifest.mark_started("tokenizer", config, fingerprint)
-    stats = train_tokenizer(files, out, cfg)
-    manifest.mark_done("tokenizer", config, fingerprint, outputs=[str(out)], wall_time_s=stats["wall_time_s"])
-    return stats
+    stage = TokenizerStage(cfg, run_dir, list(inputs) if inputs else None, out_dir)
+    return run_stage(stage, run_dir, executor, force)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from preprocessing.cli_common import clean_errors, resolve_run_dir, stage_config
+from preprocessing.cli_common import clean_errors, executor_config, executor_options, resolve_run_dir, stage_config
 
 
 def tokenizer_summary(stats: dict[str, Any], out_dir: str) -> None:
@@ -45,27 +45,24 @@ def pack_summary(stats: dict[str, Any], out_dir: str) -> None:
 @click.option("-i", "--input", "inputs", multiple=True, help="JSONL shards or directories instead of RUN/dedup (repeatable).")
 @click.option("-o", "--output", "output", help="Tokenizer directory (default: RUN/tokenizer).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its tokenizer: section is used.")
-@click.option("--workers", type=int, help="Threads of the Rust BPE trainer (default: all cores).")
 @click.option("--vocab-size", type=int, help="Vocabulary size, special tokens included.")
 @click.option("--strict/--no-strict", default=None, help="A truncated or corrupt input file is an error (exit 2), not a warning.")
-@click.option("--force", is_flag=True, help="Overwrite a tokenizer made with another config.")
+@executor_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
 def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
-                      workers: int | None, vocab_size: int | None, strict: bool | None, force: bool,
-                      dry_run: bool) -> None:
+                      vocab_size: int | None, strict: bool | None, workers: int | None, executor: str | None,
+                      ray_address: str | None, force: bool, dry_run: bool) -> None:
     """Train a byte-level BPE tokenizer on RUN/dedup; report chars/token against GPT-2 on held-out repos."""
     from preprocessing.tokenizer import TokenizerConfig, run_tokenizer
 
-    cfg = stage_config(TokenizerConfig, config_path, {"vocab_size": vocab_size, "strict": strict}, "tokenizer", dry_run)
+    ex = executor_config(config_path, workers, executor, ray_address)
+    cfg = stage_config(TokenizerConfig, config_path, {"vocab_size": vocab_size, "strict": strict}, "tokenizer",
+                       dry_run, ex)
     if cfg is None:
         return
     run_dir = resolve_run_dir(run_dir, inputs, output)
-    if workers is not None:
-        if workers < 1:
-            raise click.BadParameter(f"{workers} must be >= 1", param_hint="--workers")
-        os.environ["RAYON_NUM_THREADS"] = str(workers)  # read when the Rust thread pool starts
-    stats = run_tokenizer(cfg, run_dir, inputs=list(inputs) or None, out_dir=output, force=force)
+    stats = run_tokenizer(cfg, run_dir, inputs=list(inputs) or None, out_dir=output, force=force, executor=ex)
     tokenizer_summary(stats, output or os.path.join(run_dir or "", "tokenizer"))
 
 
@@ -75,24 +72,22 @@ def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str 
 @click.option("-o", "--output", "output", help="Shard directory (default: RUN/shards).")
 @click.option("--tokenizer", help="Tokenizer directory (default: pack.tokenizer, else RUN/tokenizer).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its pack: section is used.")
-@click.option("--workers", type=int, help="Tokenizing worker processes (output is identical for any number).")
 @click.option("--seq-length", type=int, help="Tokens per sample.")
 @click.option("--strict/--no-strict", default=None, help="A truncated or corrupt input file is an error (exit 2), not a warning.")
-@click.option("--force", is_flag=True, help="Overwrite shards made with another config.")
+@executor_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
 def pack_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, tokenizer: str | None,
-                 config_path: str | None, workers: int | None, seq_length: int | None, strict: bool | None,
-                 force: bool, dry_run: bool) -> None:
+                 config_path: str | None, seq_length: int | None, strict: bool | None, workers: int | None,
+                 executor: str | None, ray_address: str | None, force: bool, dry_run: bool) -> None:
     """Tokenize RUN/dedup and pack it into constant-length train/valid token shards in RUN/shards."""
     from preprocessing.pack import PackConfig, run_pack
 
+    ex = executor_config(config_path, workers, executor, ray_address)
     cfg = stage_config(PackConfig, config_path, {"seq_length": seq_length, "tokenizer": tokenizer, "strict": strict},
-                       "pack", dry_run)
+                       "pack", dry_run, ex)
     if cfg is None:
         return
     run_dir = resolve_run_dir(run_dir, inputs, output)
-    if workers is not None and workers < 1:
-        raise click.BadParameter(f"{workers} must be >= 1", param_hint="--workers")
-    stats = run_pack(cfg, run_dir, workers=workers or 1, inputs=list(inputs) or None, out_dir=output, force=force)
+    stats = run_pack(cfg, run_dir, ex, inputs=list(inputs) or None, out_dir=output, force=force)
     pack_summary(stats, output or os.path.join(run_dir or "", "shards"))

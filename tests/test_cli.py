@@ -23,7 +23,7 @@ def test_dry_run_prints_resolved_config(tmp_path):
     result = CliRunner().invoke(main, ["stream", "--dry-run", "--workers", "4", "--limit", "10"])
     assert result.exit_code == 0
     cfg = json.loads(result.output)
-    assert cfg["workers"] == 4 and cfg["input"]["limit"] == 10 and cfg["input"]["paths"] == []
+    assert cfg["executor"]["workers"] == 4 and cfg["input"]["limit"] == 10 and cfg["input"]["paths"] == []
 
 
 def test_errors_are_one_line_without_traceback(tmp_path):

@@ -89,7 +89,7 @@ def test_outputs_identical_for_any_workers_and_reruns(dump, tmp_path):
     cfg = NearDedupConfig()
     runs = []
     for name, workers, batch in [("w1", 1, 256), ("w2", 2, 256), ("w1b", 1, 256), ("w2s", 2, 7)]:
-        run_near_dedup(cfg, InputConfig(paths=[str(dump)], batch_records=batch), tmp_path / name, workers=workers)
+        run_near_dedup(cfg, InputConfig(paths=[str(dump)], batch_records=batch), tmp_path / name, executor=workers)
         runs.append(outputs(tmp_path / name))
     assert runs[0] == runs[1] == runs[2]
     assert set(runs[0]) == {"part-00000.jsonl.zst", "clusters.jsonl.zst"}
@@ -129,7 +129,7 @@ def test_run_dir_stage_uses_manifest(tmp_path, dump):
 
 def test_cli_dedup_with_preset_and_flags(tmp_path, dump):
     preset = tmp_path / "p.yaml"
-    preset.write_text(yaml.safe_dump({"near_dedup": {"threshold": 0.8, "ngram": 1}, "stream": {"workers": 1}}))
+    preset.write_text(yaml.safe_dump({"near_dedup": {"threshold": 0.8, "ngram": 1}, "executor": {"workers": 1}}))
     runner = CliRunner()
     res = runner.invoke(dedup_command, ["--config", str(preset), "--num-perm", "128", "--dry-run"])
     assert res.exit_code == 0, res.output
@@ -229,7 +229,7 @@ def test_pass2_writes_exactly_the_reserialised_rows_of_kept_records(mixed_dump, 
     for workers, batch in [(1, 256), (2, 5)]:
         out = tmp_path / f"out{workers}"
         st = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(mixed_dump)], batch_records=batch), out,
-                            workers=workers)
+                            executor=workers)
         removed = {m["ordinal"] for c in read_rows(out / "clusters.jsonl.zst") for m in c["members"]
                    if m["ordinal"] != c["kept"]}
         assert len(removed) == st["near_dedup"]["removed"] == 10
@@ -244,7 +244,7 @@ def test_pass2_writes_exactly_the_reserialised_rows_of_kept_records(mixed_dump, 
     (clean / "part-00000.jsonl").write_bytes(b"".join(canonical_line(r) for r in dump_rows()[:-1]))
     for workers in (1, 2):
         run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(clean)], batch_records=9), tmp_path / f"c{workers}",
-                       workers=workers)
+                       executor=workers)
     assert outputs(tmp_path / "c1") == outputs(tmp_path / "c2")
     with open(tmp_path / "c1" / "part-00000.jsonl.zst", "rb") as f:
         assert len(zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read().splitlines()) == len(dump_rows()) - 1 - 10

@@ -353,9 +353,9 @@ def test_stream_counts_per_benchmark_with_two_workers(tmp_path: Path, problems: 
     bench = write_jsonl(tmp_path / "mbpp.jsonl", mbpp_rows())
     runs = {}
     for workers in (1, 2):
-        cfg = load_config(StreamConfig, None, {"input.paths": [str(tmp_path / "in.jsonl")], "workers": workers})
+        cfg = load_config(StreamConfig, None, {"input.paths": [str(tmp_path / "in.jsonl")]})
         cfg.filters.decontamination.benchmarks = [BenchmarkFileConfig("mbpp", str(bench), ["text", "code"])]
-        runs[workers] = run_stream(cfg, tmp_path / f"w{workers}")
+        runs[workers] = run_stream(cfg, tmp_path / f"w{workers}", executor=workers)
     s1, s2 = runs[1], runs[2]
     dropped = s2["stages"]["filter"]["dropped"]
     assert dropped.get(HE) == 3 and dropped.get("decontaminated:mbpp") == 1, dropped

@@ -258,8 +258,8 @@ def _dump(tmp_path: Path) -> tuple[Path, list[dict]]:
     return path, rows
 
 
-def _cfg(path: Path, mode: str, workers: int = 1) -> StreamConfig:
-    cfg = StreamConfig(input=InputConfig(paths=[str(path)]), workers=workers)
+def _cfg(path: Path, mode: str) -> StreamConfig:
+    cfg = StreamConfig(input=InputConfig(paths=[str(path)]))
     cfg.filters.quality.enabled = False
     cfg.filters.secrets.mode = mode
     return cfg
@@ -292,7 +292,7 @@ def test_stream_redacts_before_exact_dedup_and_leaves_other_rows_identical(tmp_p
 def test_stream_drop_mode_counts_reasons_and_two_workers_same_bytes(tmp_path):
     path, _ = _dump(tmp_path)
     s1 = run_stream(_cfg(path, "drop"), tmp_path / "w1")
-    s2 = run_stream(_cfg(path, "drop", workers=2), tmp_path / "w2")
+    s2 = run_stream(_cfg(path, "drop"), tmp_path / "w2", executor=2)
     assert_accounted(s1)
     assert s1["stages"]["filter"]["dropped"]["secrets:aws_access_key"] == 2
     assert s1["edits"]["findings"] == {}

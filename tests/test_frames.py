@@ -139,7 +139,7 @@ def test_dedup_copies_untouched_frames_and_writes_the_same_rows(tmp_path: Path, 
     monkeypatch.setattr(writer_mod.ShardedJsonlWriter, "write_frame", spy)
     monkeypatch.setattr(jsonl_mod.JsonlUnit, "decompress", spy_decompress)
     inputs = InputConfig(paths=[str(tmp_path / "clean")])
-    st = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "out", workers=1)
+    st = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "out", executor=1)
     assert st["near_dedup"]["removed"] >= 5
     n_frames = len(frames_of(tmp_path / "clean" / "part-00000.jsonl.zst"))
     touched = sum(1 for n in opened if n)  # frames pass 2 decompressed (they hold cluster members)
@@ -147,7 +147,7 @@ def test_dedup_copies_untouched_frames_and_writes_the_same_rows(tmp_path: Path, 
     assert len(copied) <= n_frames  # every frame written as a frame (copied, or its kept rows) unless all removed
     assert sum(copied) == st["totals"]["kept"]
     monkeypatch.setattr(writer_mod.ShardedJsonlWriter, "write_frame", write_frame)
-    run_near_dedup(NearDedupConfig(copy_frames=False), inputs, tmp_path / "lines", workers=2)
+    run_near_dedup(NearDedupConfig(copy_frames=False), inputs, tmp_path / "lines", executor=2)
     assert decompressed(tmp_path / "out" / "part-00000.jsonl.zst") == decompressed(tmp_path / "lines" / "part-00000.jsonl.zst")
     assert decompressed(tmp_path / "out" / "clusters.jsonl.zst") == decompressed(tmp_path / "lines" / "clusters.jsonl.zst")
 
@@ -210,11 +210,45 @@ def test_dedup_and_stream_of_a_foreign_dump_are_the_same_for_any_workers(tmp_pat
     path.parent.mkdir()
     foreign_dump(path, monkeypatch)
     inputs = InputConfig(paths=[str(path)], batch_records=8)
-    a = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "copy", workers=1)
-    b = run_near_dedup(NearDedupConfig(copy_frames=False), inputs, tmp_path / "lines", workers=2)
+    a = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "copy", executor=1)
+    b = run_near_dedup(NearDedupConfig(copy_frames=False), inputs, tmp_path / "lines", executor=2)
     assert a["near_dedup"]["removed"] >= 3 and a["totals"] == b["totals"] and a["warnings"] == []
     for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
         assert decompressed(tmp_path / "copy" / name) == decompressed(tmp_path / "lines" / name)
-    runs = [run_stream(StreamConfig(input=inputs, workers=w), tmp_path / f"s{w}") for w in (1, 2)]
+    runs = [run_stream(StreamConfig(input=inputs), tmp_path / f"s{w}", executor=w) for w in (1, 2)]
     assert runs[0]["totals"] == runs[1]["totals"] and runs[0]["totals"]["records_read"] == 55
     assert (tmp_path / "s1/clean/part-00000.jsonl.zst").read_bytes() == (tmp_path / "s2/clean/part-00000.jsonl.zst").read_bytes()
+
+def test_dedup_pass1_workers_read_the_frames_themselves(tmp_path: Path, monkeypatch):
+    """Over RUN/clean-like frames, pass 1's units name frames (offset, length) found from their
+    headers: the driver decompresses none of them; the outputs are those of driver-side units."""
+    rows = stdlib_rows(40)
+    with ShardedJsonlWriter(tmp_path / "clean", frame_bytes=60_000) as w:
+        for r in rows + rows[:5]:  # exact copies: near-duplicates too
+            w.write(CodeFile(content=r["content"], repo_name=r["repo_name"], path=r["path"], license=r["license"]))
+    reads = []
+    iter_line_groups = jsonl_mod.iter_line_groups
+
+    def spy(path, skip=None):
+        reads.append(skip)
+        return iter_line_groups(path, skip)
+
+    sketched = []
+    sketch_frame = near._sketch_frame
+
+    def spy_frame(w, ref):
+        sketched.append(ref)
+        return sketch_frame(w, ref)
+
+    monkeypatch.setattr(jsonl_mod, "iter_line_groups", spy)
+    monkeypatch.setattr(near, "_sketch_frame", spy_frame)
+    inputs = InputConfig(paths=[str(tmp_path / "clean")])
+    st = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "out", executor=1)
+    n_frames = len(frames_of(w.paths[0]))
+    assert len(sketched) == n_frames and all(s for s in reads)  # the driver only read pass 2's frames, skipped
+    assert st["near_dedup"]["removed"] == 5
+    monkeypatch.setattr(near, "_sketch_frame", lambda w, ref: None)  # as if a frame were not a unit: driver units
+    again = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "driver", executor=1)
+    for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "driver" / name).read_bytes()
+    assert again["totals"] == st["totals"]

@@ -60,19 +60,19 @@ def test_every_token_of_every_file_in_order(corpus, tmp_path):
 def test_deterministic_for_1_and_2_workers_and_chunk_sizes(corpus, tmp_path):
     base, _, _ = corpus
     cfg = PackConfig(seq_length=256, valid_fraction=0.1, batch_chars=100_000)
-    pack(base / "dedup", base / "tokenizer", tmp_path / "w1", cfg, workers=1)
-    pack(base / "dedup", base / "tokenizer", tmp_path / "w2", cfg, workers=2)
+    pack(base / "dedup", base / "tokenizer", tmp_path / "w1", cfg, executor=1)
+    pack(base / "dedup", base / "tokenizer", tmp_path / "w2", cfg, executor=2)
     one = tree_bytes(tmp_path / "w1")
     assert one == tree_bytes(tmp_path / "w2")
     assert any(k.startswith("train/") for k in one) and any(k.startswith("valid/") for k in one)
     # Huge-file chunking (here of every file bigger than 1 KiB) does not change a single id.
     chunked = PackConfig(seq_length=256, valid_fraction=0.1, batch_chars=100_000, chunk_chars=1024)
-    stats = pack(base / "dedup", base / "tokenizer", tmp_path / "chunked", chunked, workers=2)
+    stats = pack(base / "dedup", base / "tokenizer", tmp_path / "chunked", chunked, executor=2)
     assert stats["totals"]["inexact_cuts"] == 0
     assert tree_bytes(tmp_path / "chunked") == one
     # A re-run replaces the output whole, and clears what a killed run left behind.
     (tmp_path / "w1.tmp-99999" / "train").mkdir(parents=True)
-    pack(base / "dedup", base / "tokenizer", tmp_path / "w1", cfg, workers=1)
+    pack(base / "dedup", base / "tokenizer", tmp_path / "w1", cfg, executor=1)
     assert tree_bytes(tmp_path / "w1") == one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chunked", "w1", "w2"]
 
@@ -145,7 +145,7 @@ HUGE_SCRIPT = """
 import resource, sys
 from pathlib import Path
 from preprocessing.pack import PackConfig, pack
-stats = pack(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), PackConfig(), workers=2)
+stats = pack(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), PackConfig(), executor=2)
 peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 print(stats["splits"]["train"]["tokens"], stats["splits"]["train"]["samples"], stats["totals"]["inexact_cuts"], peak // 1024)
 """

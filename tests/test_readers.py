@@ -189,3 +189,62 @@ def test_python_installation_is_the_embedded_default():
     assert len(ok) + len(bad) == 300
     assert all(r.repo_name == "python/cpython" for r in ok)
     assert {"__future__.py", "abc.py"} <= {r.path for r in ok}
+
+
+def _items(reader, units, files: dict | None = None) -> list:
+    from preprocessing.record import FileRead
+
+    out = []
+    for unit in units:
+        for item in reader.decode(unit):
+            if isinstance(item, CodeFile):
+                out.append(("file", item.source, item.line, item.repo_name, item.path, item.content))
+            elif isinstance(item, Rejected):
+                out.append(("rejected", item.reason, item.where, item.nbytes))
+            elif isinstance(item, FileRead):  # parts of a file: summed, in input order
+                entry = files.setdefault(item.file, {"file": item.file, "lines": 0, "clean": True})  # type: ignore[union-attr]
+                entry["lines"] += item.lines
+                entry["clean"] = entry["clean"] and item.clean
+            else:
+                out.append(("warning", item.text))
+    return out
+
+
+@pytest.mark.parametrize("range_bytes", [64, 1000, 8 << 20])
+def test_work_units_read_by_the_worker_give_what_the_driver_read(tmp_path: Path, monkeypatch, range_bytes: int):
+    """Byte ranges of plain files and whole compressed files, read in the worker: the same records,
+    line numbers, rejections and warnings, in the same order, as the driver-side units."""
+    import gzip
+    import json
+
+    import zstandard
+
+    from preprocessing.readers import jsonl
+
+    monkeypatch.setattr(jsonl, "RANGE_BYTES", range_bytes)
+    monkeypatch.setattr(jsonl, "WORKER_FILES_MIN", 4 if range_bytes > 64 else 99)  # read whole, or split by the driver
+    rows = stdlib_rows(12)
+    write_jsonl(tmp_path / "a.jsonl", rows[:4], [b"\n", b"  \n", b"{broken\n", b'{"repo_name": "r", "path": "p", "content": "x"}'])
+    (tmp_path / "b.jsonl").write_bytes(b"\r\n".join(b'{"repo_name": "r", "path": "%d.py", "content": "y = %d"}' % (i, i)
+                                                   for i in range(30)) + b"\r\n")
+    (tmp_path / "c.jsonl").write_bytes(b"")
+    (tmp_path / "d.jsonl").write_bytes(b" \n\n")
+    write_jsonl(tmp_path / "e.jsonl.gz", rows[4:8])
+    (tmp_path / "f.jsonl.gz").write_bytes(gzip.compress(b"".join(json.dumps(r).encode() + b"\n" for r in rows[8:]))[:-30])
+    cctx = zstandard.ZstdCompressor()
+    frames = [cctx.compress(json.dumps(r).encode() + b"\n") for r in rows[:6]]
+    (tmp_path / "g.jsonl.zst").write_bytes(b"".join(frames))
+    (tmp_path / "h.jsonl.zst").write_bytes(b"".join(frames)[:-20])
+    paths = [str(tmp_path / n) for n in ("a.jsonl", "b.jsonl", "c.jsonl", "d.jsonl", "e.jsonl.gz", "f.jsonl.gz",
+                                         "g.jsonl.zst", "h.jsonl.zst")]
+    driver = JsonlReader(paths)
+    expected = _items(driver, driver.units())
+    expected += [("warning", w) for w in driver.warnings]
+    workers = JsonlReader(paths)
+    files: dict = {}
+    got = _items(workers, workers.work_units(), files)
+    assert workers.warnings == [] and workers.input_files == []  # all of it came through the units, in order
+    assert [x for x in got if x[0] != "warning"] == [x for x in expected if x[0] != "warning"]
+    assert [x for x in got if x[0] == "warning"] == [x for x in expected if x[0] == "warning"]
+    assert list(files.values()) == driver.input_files
+    assert any(x[0] == "rejected" and x[1] == "truncated_input" for x in got)

@@ -40,11 +40,11 @@ def assert_accounted(stats: dict) -> None:
 def python_runs(tmp_path_factory) -> tuple[Path, Path, dict, dict]:
     """The embedded default (the local Python installation), 1500 files, with 1 and 2 workers."""
     base = tmp_path_factory.mktemp("runs")
-    cfg1 = StreamConfig(input=InputConfig(limit=1500), workers=1)
-    cfg2 = StreamConfig(input=InputConfig(limit=1500), workers=2)
+    cfg1 = StreamConfig(input=InputConfig(limit=1500))
+    cfg2 = StreamConfig(input=InputConfig(limit=1500))
     cfg1.output.max_shard_bytes = cfg2.output.max_shard_bytes = 2 << 20
-    s1 = run_stream(cfg1, base / "w1")
-    s2 = run_stream(cfg2, base / "w2")
+    s1 = run_stream(cfg1, base / "w1", executor=1)
+    s2 = run_stream(cfg2, base / "w2", executor=2)
     return base / "w1", base / "w2", s1, s2
 
 
@@ -76,7 +76,7 @@ def test_one_and_two_workers_give_identical_bytes(python_runs):
 
 def test_rerun_skips_and_killed_run_is_redone_identically(python_runs, tmp_path):
     run1, _, s1, _ = python_runs
-    again = run_stream(StreamConfig(input=InputConfig(limit=1500), workers=1, output=_small()), run1)
+    again = run_stream(StreamConfig(input=InputConfig(limit=1500), output=_small()), run1, executor=1)
     assert again.get("skipped") is True
     # simulate a kill: the manifest says started, a partial tmp file and a stale shard lie around
     cfg = StreamConfig(input=InputConfig(limit=1500), output=_small())
@@ -161,18 +161,17 @@ def _fused_vs_separate(tmp_path: Path, cfg: StreamConfig, near_cfg, separate: Pa
     if separate is None:
         separate = tmp_path / "separate"
         run_stream(cfg, separate)
-    sep_stats = run_dedup(near_cfg, separate, workers=1)
+    sep_stats = run_dedup(near_cfg, separate, executor=1)
     assert not sep_stats.get("skipped")
     for workers in (1, 2):
-        cfg.workers = workers
         run = tmp_path / f"fused{workers}"
-        out = run_stream_and_dedup(cfg, near_cfg, run)
+        out = run_stream_and_dedup(cfg, near_cfg, run, executor=workers)
         assert shard_bytes(run) == shard_bytes(separate)
         assert _dedup_files(run) == _dedup_files(separate)
         _same_dedup_stats(out["dedup"], sep_stats)
         assert RunManifest(run).entry("dedup")["finished"]
         assert not (run / "dedup" / ".work").exists()
-        again = run_dedup(near_cfg, run, workers=1)  # the manifest says dedup is done: skipped
+        again = run_dedup(near_cfg, run, executor=1)  # the manifest says dedup is done: skipped
         assert again.get("skipped") and again["totals"] == sep_stats["totals"]
     return separate, sep_stats
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from preprocessing.cli_common import clean_errors, resolve_run_dir, stage_config
+from preprocessing.cli_common import clean_errors, executor_config, executor_options, resolve_run_dir, stage_config
 
 
 def dedup_summary(stats: dict[str, Any], out_dir: Path) -> None:
@@ -27,19 +27,19 @@ def dedup_summary(stats: dict[str, Any], out_dir: Path) -> None:
 @click.option("-i", "--input", "inputs", multiple=True, help="Input files/globs instead of RUN/clean (repeatable).")
 @click.option("-o", "--output", "output", help="Output directory (default: RUN/dedup).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its near_dedup: section is used.")
-@click.option("--workers", type=int, help="Worker processes for both passes (output is identical for any number).")
 @click.option("--threshold", type=float, help="Jaccard threshold of a near-duplicate.")
 @click.option("--num-perm", type=int, help="MinHash permutations.")
 @click.option("--memory-budget", "memory_budget", type=float, help="MB of band tables before they spill to disk.")
 @click.option("--keep", type=click.Choice(["first", "longest", "license", "stars"]), help="Which file of a cluster is kept.")
 @click.option("--verify", type=click.Choice(["signature", "exact"]), help="How candidate pairs are verified.")
 @click.option("--strict/--no-strict", default=None, help="A truncated or corrupt input file is an error (exit 2), not a warning.")
-@click.option("--force", is_flag=True, help="Overwrite dedup outputs made with another config.")
+@executor_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
 def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
-                  workers: int | None, threshold: float | None, num_perm: int | None, memory_budget: float | None,
-                  keep: str | None, verify: str | None, strict: bool | None, force: bool, dry_run: bool) -> None:
+                  threshold: float | None, num_perm: int | None, memory_budget: float | None, keep: str | None,
+                  verify: str | None, strict: bool | None, workers: int | None, executor: str | None,
+                  ray_address: str | None, force: bool, dry_run: bool) -> None:
     """MinHash LSH near-dedup of RUN/clean (or --input files) into RUN/dedup (or --output)."""
     from preprocessing.dedup.minhash import NearDedupConfig
     from preprocessing.dedup.near import run_dedup
@@ -47,10 +47,11 @@ def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | No
 
     overrides = {"threshold": threshold, "num_perm": num_perm, "memory_budget_mb": memory_budget,
                  "keep": keep, "verify": verify}
-    cfg = stage_config(NearDedupConfig, config_path, overrides, "near_dedup", dry_run)
+    ex = executor_config(config_path, workers, executor, ray_address)
+    cfg = stage_config(NearDedupConfig, config_path, overrides, "near_dedup", dry_run, ex)
     if cfg is None:
         return
     run_dir = resolve_run_dir(run_dir, inputs, output)
     source = InputConfig(paths=list(inputs)) if inputs else None
-    stats = run_dedup(cfg, run_dir, workers=workers or 1, inputs=source, out_dir=output, force=force, strict=strict)
+    stats = run_dedup(cfg, run_dir, ex, inputs=source, out_dir=output, force=force, strict=strict)
     dedup_summary(stats, Path(output) if output else Path(run_dir) / "dedup")  # type: ignore[arg-type]

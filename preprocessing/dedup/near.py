@@ -43,9 +43,9 @@ from preprocessing.dedup.minhash import (
     SignatureBatch,
     encode_content,
 )
-from preprocessing.io import read_json, remove_stale_tmp, remove_tree, write_json_atomic
-from preprocessing.manifest import RunManifest
-from preprocessing.parallel import RECORDS_PER_TASK, ordered_map
+from preprocessing.executors import Executor
+from preprocessing.io import remove_tree
+from preprocessing.parallel import RECORDS_PER_TASK
 from preprocessing.readers import (
     InputConfig,
     JsonlReader,
@@ -53,8 +53,16 @@ from preprocessing.readers import (
     limit_units,
     open_reader,
 )
-from preprocessing.readers.jsonl import FrameLines, JsonlUnit, row_to_record
+from preprocessing.readers.jsonl import (
+    MAX_WINDOW,
+    FrameLines,
+    JsonlUnit,
+    TruncatedInput,
+    _iter_zstd_frames,
+    row_to_record,
+)
 from preprocessing.record import CodeFile, Rejected
+from preprocessing.runner import ExecutorSpec, Follower, Stage, run_stage
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
 
@@ -149,19 +157,29 @@ class LineNotes:
             raise ValueError(CHANGED.format("fewer records"))
 
 
-class _Worker:
-    reader: Reader
-    hasher: MinHashSignature
-    compressor: zstandard.ZstdCompressor
+class DedupWorker:
+    """The maps' context, shipped with the work: the reader and the config. The hasher and the
+    compressor are built on first use in each process (they are not pickled)."""
 
+    def __init__(self, reader: Reader, cfg: NearDedupConfig):
+        self.reader, self.cfg = reader, cfg
+        self._hasher: MinHashSignature | None = None
+        self._compressor: zstandard.ZstdCompressor | None = None
 
-_STATE = _Worker()
+    def __getstate__(self) -> dict[str, Any]:
+        return {"reader": self.reader, "cfg": self.cfg, "_hasher": None, "_compressor": None}
 
+    @property
+    def hasher(self) -> MinHashSignature:
+        if self._hasher is None:
+            self._hasher = MinHashSignature(self.cfg)
+        return self._hasher
 
-def _init_worker(reader: Reader, cfg: NearDedupConfig) -> None:
-    _STATE.reader = reader
-    _STATE.hasher = MinHashSignature(cfg)
-    _STATE.compressor = zstandard.ZstdCompressor(level=cfg.compression_level, write_content_size=False)
+    @property
+    def compressor(self) -> zstandard.ZstdCompressor:
+        if self._compressor is None:
+            self._compressor = zstandard.ZstdCompressor(level=self.cfg.compression_level, write_content_size=False)
+        return self._compressor
 
 
 def keep_score(record: CodeFile, nbytes: int, cfg: NearDedupConfig) -> int:
@@ -182,19 +200,19 @@ def keep_score(record: CodeFile, nbytes: int, cfg: NearDedupConfig) -> int:
     return 0
 
 
-def _sketch_unit(unit: Any) -> UnitSketch:
+def _sketch_unit(w: DedupWorker, unit: Any) -> UnitSketch:
     rejected: list[tuple[str, int]] = []
     contents: list[bytes] = []
     scores: list[int] = []
-    cfg = _STATE.hasher.cfg
-    for item in _STATE.reader.decode(unit):
+    cfg = w.hasher.cfg
+    for item in w.reader.decode(unit):
         if isinstance(item, Rejected):
             rejected.append((item.reason, item.nbytes))
             continue
         data = encode_content(item.content)
         contents.append(data)
         scores.append(keep_score(item, len(data), cfg))
-    return UnitSketch(rejected, sketch(contents, scores, _STATE.hasher))
+    return UnitSketch(rejected, sketch(contents, scores, w.hasher))
 
 
 def _lines_digest(unit: JsonlUnit) -> int:
@@ -207,9 +225,9 @@ def _lines_digest(unit: JsonlUnit) -> int:
     return h.intdigest()
 
 
-def _sketch_lines_unit(unit: JsonlUnit) -> UnitSketch:
+def _sketch_lines_unit(w: DedupWorker, unit: JsonlUnit) -> UnitSketch:
     """Pass 1 over JSON lines: :func:`_sketch_unit`, plus the LINE_* of each line and a digest."""
-    res = _sketch_lines(_STATE.reader, _STATE.hasher, unit.source, unit.lines)  # type: ignore[arg-type]
+    res = _sketch_lines(w.reader, w.hasher, unit.source, unit.lines)  # type: ignore[arg-type]
     res.rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
     res.digest = _lines_digest(unit)
     if unit.raw is not None:
@@ -388,9 +406,9 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
     return UnitSketch(rejected, batch, bytes(status))
 
 
-def _rows_unit(unit: Any) -> UnitRows:
+def _rows_unit(w: DedupWorker, unit: Any) -> UnitRows:
     out = UnitRows()
-    for item in _STATE.reader.decode(unit):
+    for item in w.reader.decode(unit):
         if isinstance(item, Rejected):
             out.rejected.append((item.reason, item.nbytes))
         else:
@@ -408,7 +426,7 @@ def _untouched(job: tuple[JsonlUnit, bytes, bytes]) -> bool:
     return bool(unit.skipped) and status.count(LINE_VERBATIM) == len(status) and flags.count(0) == len(flags)
 
 
-def _rows_lines_unit(job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
+def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
     """Pass 2 over JSON lines: a verbatim line of a kept file that is in no cluster is written as
     read; the others are decoded again (rewritten rows, cluster members' names, rejections).
 
@@ -418,7 +436,7 @@ def _rows_lines_unit(job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
     (de)compression.
     """
     unit, status, flags = job
-    reader: JsonlReader = _STATE.reader  # type: ignore[assignment]
+    reader: JsonlReader = w.reader  # type: ignore[assignment]
     out = UnitRows(digest=_lines_digest(unit))
     if _untouched(job):
         out.frame, out.frame_nbytes = unit.raw, -1
@@ -454,7 +472,7 @@ def _rows_lines_unit(job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
             pieces.append(data[run:])
         kept = b"".join(pieces)
         if kept:
-            out.frame, out.frame_nbytes = _STATE.compressor.compress(kept), len(kept)
+            out.frame, out.frame_nbytes = w.compressor.compress(kept), len(kept)
         return out
     for (lineno, line), st in zip(unit.lines, status):
         if st == LINE_REJECTED:
@@ -482,9 +500,76 @@ def _rows_lines_unit(job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
     if unit.raw is not None:  # a frame that lost rows: its kept rows as one new frame
         data = b"".join(text for text, _, _ in records if text is not None)
         if data:
-            out.frame, out.frame_nbytes = _STATE.compressor.compress(data), len(data)
+            out.frame, out.frame_nbytes = w.compressor.compress(data), len(data)
         out.records = [(None, a, b) for _, a, b in records]
     return out
+
+
+class _NotFrames(Exception):
+    """The input is not all .zst files of whole-line frames: pass 1 splits it in the driver."""
+
+
+class _EveryFrame:
+    """``skip`` for the frame walker: every frame comes with its compressed bytes, not decompressed."""
+
+    def __contains__(self, frame_no: object) -> bool:
+        return True
+
+
+@dataclass
+class FrameRef:
+    """A work unit that names its bytes: one zstd frame of a file (offset and length), found from
+    the frame headers without decompressing it; the worker reads and decompresses it."""
+
+    source: str
+    offset: int
+    length: int
+    frame_no: int
+
+
+def _frame_refs(reader: JsonlReader) -> Iterator[FrameRef]:
+    """The frames of every input file, in order; _NotFrames when an input is not a .zst file of
+    frames read whole (an empty, truncated or corrupt file, a frame too large to read whole)."""
+    for path in reader.paths:
+        if not path.name.endswith(".zst"):
+            raise _NotFrames
+        n = 0
+        try:
+            with open(path, "rb") as f:
+                for data, raw, frame_no in _iter_zstd_frames(f, _EveryFrame()):
+                    if data is not None or raw is None:
+                        raise _NotFrames
+                    yield FrameRef(str(path), f.tell() - len(raw), len(raw), frame_no)
+                    n += 1
+        except (TruncatedInput, OSError):
+            raise _NotFrames from None  # the driver-side units name the problem as usual
+        if n == 0:
+            raise _NotFrames
+
+
+def _frame_cost(ref: FrameRef) -> int:
+    return max(1, ref.length >> 12)  # about one record per 4 KiB of compressed code
+
+
+def _sketch_frame(w: DedupWorker, ref: FrameRef) -> UnitSketch | None:
+    """Pass 1 of one frame the worker reads itself: what :func:`_sketch_lines_unit` gives for the
+    frame's unit, or None when the frame is not a unit of its own (not whole lines, blank lines,
+    more than batch_records lines): then the driver splits the input as before."""
+    reader: JsonlReader = w.reader  # type: ignore[assignment]
+    with open(ref.source, "rb") as f:
+        f.seek(ref.offset)
+        raw = f.read(ref.length)
+    try:
+        data = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW).decompressobj().decompress(raw)
+    except zstandard.ZstdError:
+        return None
+    if not data.endswith(b"\n"):
+        return None
+    # Pass 1 counts rejections, it does not place them: only line 1 must be known (a BOM may open it).
+    lines = FrameLines(data, 1 if ref.frame_no == 0 else 2)
+    if len(lines) > reader.batch_records or lines.has_blank():
+        return None
+    return _sketch_lines_unit(w, JsonlUnit(ref.source, lines, raw=raw, frame_no=ref.frame_no))
 
 
 def _units(reader: Reader, limit: int | None, frames: bool = False) -> Iterator[Any]:
@@ -499,69 +584,19 @@ def _peak_rss_mb() -> dict[str, float]:
     return {"main": round(own, 1), "largest_worker": round(kids, 1)}
 
 
-def run_near_dedup(
-    cfg: NearDedupConfig,
-    source: InputConfig | Reader,
-    out_dir: str | Path,
-    workers: int = 1,
-    limit: int | None = None,
-) -> dict[str, Any]:
-    """Near-dedup ``source`` into ``out_dir`` (part-*.jsonl.zst, clusters.jsonl.zst, stats.json).
-
-    Returns the stats dict that is also written to ``out_dir/stats.json``.
-    """
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    reader = open_reader(source) if isinstance(source, InputConfig) else source
-    if isinstance(source, InputConfig) and limit is None:
-        limit = source.limit
-    out_dir = Path(out_dir)
-    work_dir = _reset_out_dir(out_dir)
-    pass1_rejected: Counter = Counter()
-    lines = LineNotes() if isinstance(reader, JsonlReader) else None
-    t0 = time.perf_counter()
-    index = NearDedupIndex(cfg, work_dir)
-    try:
-        # Pass 1: signatures and band keys, in parallel, appended in input order.
-        units = _units(reader, limit, frames=lines is not None and cfg.copy_frames)
-        for res in ordered_map(_sketch_unit if lines is None else _sketch_lines_unit, units,
-                               workers=workers, window=2 * workers, initializer=_init_worker, initargs=(reader, cfg),
-                               batch=RECORDS_PER_TASK):
-            for reason, _nbytes in res.rejected:
-                pass1_rejected[reason] += 1
-            index.add(res.batch)
-            if lines is not None:
-                lines.add(res.lines, res.digest, res.frame)
-        return _cluster_and_write(cfg, index, reader, limit, workers, out_dir, lines, pass1_rejected, t0)
-    finally:
-        index.close()
-        remove_tree(work_dir)
-
-
-def _reset_out_dir(out_dir: Path) -> Path:
-    """Delete the outputs (and partial files) of an earlier near-dedup; returns the empty work dir's path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_tmp(out_dir)
-    for old in [*out_dir.glob("part-*.jsonl.zst"), *out_dir.glob("clusters*.jsonl.zst"), out_dir / "stats.json"]:
-        old.unlink(missing_ok=True)
-    work_dir = out_dir / ".work"
-    remove_tree(work_dir)
-    return work_dir
-
-
 def _cluster_and_write(
     cfg: NearDedupConfig,
     index: NearDedupIndex,
     reader: Reader,
     limit: int | None,
-    workers: int,
+    executor: Executor,
     out_dir: Path,
     lines: LineNotes | None,
     pass1_rejected: Counter,
     t0: float,
     pass1_in_stream: bool = False,
 ) -> dict[str, Any]:
-    """After pass 1 (which started at ``t0``): cluster, pass 2 over ``reader`` into ``out_dir``, stats.json."""
+    """After pass 1 (which started at ``t0``): cluster, pass 2 over ``reader`` into ``out_dir``; the stats."""
     stats = StageStats(STAGE)  # counted in pass 2; pass 1 counts rejections only to check the input
     t1 = time.perf_counter()
     result = index.cluster()
@@ -569,7 +604,7 @@ def _cluster_and_write(
     # Pass 2: stream the input again, keep what is not a removed near-duplicate.
     with ShardedJsonlWriter(out_dir, "part", cfg.shard_max_bytes, cfg.compression_level) as writer, \
             ShardedJsonlWriter(out_dir, "clusters", 1 << 62, cfg.compression_level) as cluster_writer:
-        _filter_pass(cfg, reader, limit, workers, result, stats, writer, cluster_writer, lines)
+        _filter_pass(cfg, reader, limit, executor, result, stats, writer, cluster_writer, lines)
     t3 = time.perf_counter()
     if pass1_rejected != stats.rejected:
         raise ValueError(CHANGED.format("rejections differ"))
@@ -592,7 +627,7 @@ def _cluster_and_write(
         "outputs": [p.name for p in writer.paths] + ["clusters.jsonl.zst"],
         "warnings": reader.warnings,
         "input_files": reader.input_files,
-        "workers": workers,
+        "workers": executor.workers,
         "wall_time_s": round(wall, 3),
         "pass1_s": round(t1 - t0, 3),
         "cluster_s": round(t2 - t1, 3),
@@ -603,7 +638,6 @@ def _cluster_and_write(
     }
     if pass1_in_stream:
         out["pass1_in_stream"] = True  # pass1_s is the whole `stream` pass that computed the sketches
-    write_json_atomic(out_dir / "stats.json", out)
     return out
 
 
@@ -611,7 +645,7 @@ def _filter_pass(
     cfg: NearDedupConfig,
     reader: Reader,
     limit: int | None,
-    workers: int,
+    executor: Executor,
     result: ClusterResult,
     stats: StageStats,
     writer: ShardedJsonlWriter,
@@ -629,18 +663,18 @@ def _filter_pass(
         units = reader.units(frames=True, skip=lines.frame_lines())
     else:
         units = _units(reader, limit, frames=True)
+    context = DedupWorker(reader, cfg)
     if lines is None:
-        results = ordered_map(_rows_unit, units, workers=workers, window=2 * workers,
-                              initializer=_init_worker, initargs=(reader, cfg), batch=RECORDS_PER_TASK)
+        results = executor.map(_rows_unit, units, context, batch=RECORDS_PER_TASK)
     else:
         # Copying verbatim lines or untouched frames is no work for a worker: shipping them there
         # and back would cost more than it saves. Workers help with frames to decompress and
         # recompress, and when many lines must be serialised again.
         frames = bool(lines.frames)  # (none without copy_frames)
-        pass2_workers = workers if frames or 4 * lines.status.count(LINE_REWRITE) > len(lines.status) else 1
-        results = ordered_map(_rows_lines_unit, lines.jobs(units, result), workers=pass2_workers,
-                              window=4 * pass2_workers, initializer=_init_worker, initargs=(reader, cfg),
-                              inline=_untouched if frames else None, batch=RECORDS_PER_TASK, cost=_job_records)
+        workers = executor.workers if frames or 4 * lines.status.count(LINE_REWRITE) > len(lines.status) else 1
+        results = executor.map(_rows_lines_unit, lines.jobs(units, result), context, workers=workers,
+                               window=4 * workers, inline=_untouched if frames else None, batch=RECORDS_PER_TASK,
+                               cost=_job_records)
     for u, res in enumerate(results):
         if lines is not None and lines.digests is not None and res.digest != lines.digests[u]:
             raise ValueError(CHANGED.format(f"lines of work unit {u} differ"))
@@ -679,10 +713,113 @@ def _filter_pass(
         cluster_writer.write_line(b"")  # an empty (but valid) clusters file
 
 
+class DedupStage(Stage):
+    """`dedup` for the runner: pass 1 (map: sketch; reduce: index), clustering, pass 2 (map: rows;
+    reduce: write) from ``inputs`` (default RUN/clean) into ``out_dir`` (default RUN/dedup)."""
+
+    name = "dedup"
+
+    def __init__(self, cfg: NearDedupConfig, run_dir: str | Path | None = None,
+                 inputs: InputConfig | Reader | None = None, out_dir: str | Path | None = None,
+                 limit: int | None = None):
+        if run_dir is None and out_dir is None:
+            raise ValueError("give a run directory or an output directory for near-dedup")
+        if inputs is None and run_dir is None:
+            raise ValueError("give input paths (--input) when no run directory is given")
+        self.cfg, self.run_dir = cfg, run_dir
+        self.inputs = inputs if inputs is not None else clean_input(run_dir)  # type: ignore[arg-type]
+        self.limit = self.inputs.limit if isinstance(self.inputs, InputConfig) and limit is None else limit
+        self.out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "dedup"  # type: ignore[arg-type]
+        self._reader = self.inputs if isinstance(self.inputs, Reader) else None
+
+    @property
+    def reader(self) -> Reader:
+        if self._reader is None:
+            if inputs_are_clean(self.inputs, self.run_dir):
+                clean = Path(self.run_dir) / "clean"  # type: ignore[arg-type]
+                if not any(clean.glob("part-*.jsonl.zst")):
+                    raise ValueError(f"{clean} holds no part-*.jsonl.zst shards: run `cp-preprocess stream` first")
+            self._reader = open_reader(self.inputs)  # type: ignore[arg-type]
+        return self._reader
+
+    def identity(self) -> dict[str, Any]:
+        assert isinstance(self.inputs, InputConfig), "a stage recorded in a run reads an InputConfig"
+        return _dedup_identity(self.cfg, self.inputs, self.out_dir)
+
+    def fingerprint(self) -> str:
+        return self.reader.fingerprint()
+
+    def run(self, executor: Executor, out: Path) -> dict[str, Any]:
+        cfg, reader, limit = self.cfg, self.reader, self.limit
+        work_dir = out / ".work"
+        t0 = time.perf_counter()
+        # Pass 1: signatures and band keys, in parallel, appended in input order. Over .zst files
+        # of whole-line frames (RUN/clean) the workers read and decompress the frames themselves;
+        # any other input is split into units by the driver.
+        frames = isinstance(reader, JsonlReader) and cfg.copy_frames and limit is None
+        if frames:
+            try:
+                index, lines, rejected = self._pass1(executor, work_dir, _frame_refs(reader), _sketch_frame,
+                                                     cost=_frame_cost)
+                return self._finish(executor, out, index, lines, rejected, t0)
+            except _NotFrames:
+                pass  # (nothing was written but the work dir, which _pass1 removed)
+        units = _units(reader, limit, frames=isinstance(reader, JsonlReader) and cfg.copy_frames)
+        index, lines, rejected = self._pass1(executor, work_dir, units,
+                                             _sketch_lines_unit if isinstance(reader, JsonlReader) else _sketch_unit)
+        return self._finish(executor, out, index, lines, rejected, t0)
+
+    def _pass1(self, executor: Executor, work_dir: Path, units: Iterator[Any], fn: Any, cost: Any = len
+               ) -> tuple[NearDedupIndex, LineNotes | None, Counter]:
+        rejected: Counter = Counter()
+        lines = LineNotes() if isinstance(self.reader, JsonlReader) else None
+        index = NearDedupIndex(self.cfg, work_dir)
+        try:
+            for res in executor.map(fn, units, DedupWorker(self.reader, self.cfg), batch=RECORDS_PER_TASK, cost=cost):
+                if res is None:
+                    raise _NotFrames
+                for reason, _nbytes in res.rejected:
+                    rejected[reason] += 1
+                index.add(res.batch)
+                if lines is not None:
+                    lines.add(res.lines, res.digest, res.frame)
+        except BaseException:
+            index.close()
+            remove_tree(work_dir)
+            raise
+        return index, lines, rejected
+
+    def _finish(self, executor: Executor, out: Path, index: NearDedupIndex, lines: LineNotes | None,
+                rejected: Counter, t0: float) -> dict[str, Any]:
+        try:
+            return _cluster_and_write(self.cfg, index, self.reader, self.limit, executor, out, lines, rejected, t0)
+        finally:
+            index.close()
+            remove_tree(out / ".work")
+
+
+def inputs_are_clean(inputs: Any, run_dir: str | Path | None) -> bool:
+    return (run_dir is not None and isinstance(inputs, InputConfig)
+            and replace(inputs, strict=False) == clean_input(run_dir))
+
+
+def run_near_dedup(
+    cfg: NearDedupConfig,
+    source: InputConfig | Reader,
+    out_dir: str | Path,
+    executor: ExecutorSpec = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Near-dedup ``source`` into ``out_dir`` (part-*.jsonl.zst, clusters.jsonl.zst, stats.json),
+    without a run manifest. Returns the stats dict that is also written to ``out_dir/stats.json``.
+    """
+    return run_stage(DedupStage(cfg, inputs=source, out_dir=out_dir, limit=limit), None, executor)
+
+
 def run_dedup(
     cfg: NearDedupConfig,
     run_dir: str | Path | None = None,
-    workers: int = 1,
+    executor: ExecutorSpec = None,
     inputs: InputConfig | None = None,
     out_dir: str | Path | None = None,
     force: bool = False,
@@ -690,38 +827,14 @@ def run_dedup(
 ) -> dict[str, Any]:
     """The `dedup` stage: RUN/clean -> RUN/dedup (or ``inputs`` -> ``out_dir``), recorded in the manifest.
 
-    A finished stage with the same config and input is skipped (its stats are returned with
-    ``skipped: true``); a run directory holding dedup outputs of another config is refused.
-    ``strict`` (None: the input config's) makes a truncated input file an error.
+    The lifecycle is :func:`preprocessing.runner.run_stage`'s: a finished stage with the same
+    config and input is skipped (``skipped: true``) unless ``force``; a run directory holding
+    dedup outputs of another config is refused unless ``force``. ``strict`` (None: the input
+    config's) makes a truncated input file an error.
     """
-    if run_dir is None and out_dir is None:
-        raise ValueError("give a run directory or an output directory for near-dedup")
-    if inputs is None:
-        if run_dir is None:
-            raise ValueError("give input paths (--input) when no run directory is given")
-        clean = Path(run_dir) / "clean"
-        if not any(clean.glob("part-*.jsonl.zst")):
-            raise ValueError(f"{clean} holds no part-*.jsonl.zst shards: run `cp-preprocess stream` first")
-        inputs = clean_input(run_dir)
-    if strict is not None:
-        inputs = replace(inputs, strict=strict)
-    out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "dedup"  # type: ignore[arg-type]
-    if run_dir is None:
-        return run_near_dedup(cfg, inputs, out_dir, workers)
-    manifest = RunManifest(run_dir)
-    identity = _dedup_identity(cfg, inputs, out_dir)
-    manifest.check("dedup", identity, force=force)
-    reader = open_reader(inputs)
-    fingerprint = reader.fingerprint()
-    if manifest.is_done("dedup", identity, fingerprint) and (out_dir / "stats.json").exists():
-        stats = read_json(out_dir / "stats.json")
-        stats["skipped"] = True
-        return stats
-    manifest.mark_started("dedup", identity, fingerprint)
-    stats = run_near_dedup(cfg, reader, out_dir, workers, limit=inputs.limit)
-    manifest.mark_done("dedup", identity, fingerprint, outputs=[str(out_dir / o) for o in stats["outputs"]],
-                       wall_time_s=stats["wall_time_s"])
-    return stats
+    if strict is not None and (inputs is not None or run_dir is not None):
+        inputs = replace(inputs if inputs is not None else clean_input(run_dir), strict=strict)  # type: ignore[arg-type]
+    return run_stage(DedupStage(cfg, run_dir, inputs, out_dir), run_dir, executor, force)
 
 
 def clean_input(run_dir: str | Path) -> InputConfig:
@@ -757,34 +870,26 @@ class CleanRowSketcher:
         return _sketch_lines(self.reader, self._hasher, "RUN/clean", lines, check_all=True)
 
 
-class StreamNearDedup:
+class StreamNearDedup(Follower):
     """Main-process side of near-dedup fused into `stream` (one pass over the input).
 
-    `stream` calls :meth:`start` before its pass, :meth:`add` for every unit's rows in output
-    order with which of them it wrote (the survivors of exact dedup: their ordinals are those a
-    separate `dedup` run assigns), :meth:`finish` once RUN/clean is complete (cluster, then pass 2
-    over RUN/clean into RUN/dedup, recorded as the `dedup` stage in the manifest) and :meth:`close`
-    always. Outputs are byte-identical to `stream` followed by `dedup`. Per written row it holds the
+    The runner calls :meth:`start` before `stream`'s pass; `stream` calls :meth:`add` for every
+    unit's rows in output order with which of them it wrote (the survivors of exact dedup: their
+    ordinals are those a separate `dedup` run assigns); :meth:`finish` runs once RUN/clean is
+    published (cluster, then pass 2 over RUN/clean into RUN/dedup) and :meth:`close` always.
+    Outputs are byte-identical to `stream` followed by `dedup`. Per written row it holds the
     index's state (see :mod:`preprocessing.dedup.index`) plus 1 byte of LINE_* status.
     """
 
-    def __init__(self, cfg: NearDedupConfig, run_dir: str | Path, workers: int = 1, force: bool = False):
-        self.cfg, self.run_dir, self.workers = cfg, Path(run_dir), workers
-        self.inputs = clean_input(run_dir)
-        self.out_dir = self.run_dir / "dedup"
-        self.identity = _dedup_identity(cfg, self.inputs, self.out_dir)
-        self.manifest = RunManifest(run_dir)
-        self.manifest.check("dedup", self.identity, force=force)  # refuse before `stream` writes anything
-        self.sketcher = CleanRowSketcher(cfg, self.inputs)
-        self.stats: dict[str, Any] | None = None
+    def __init__(self, stage: DedupStage):
+        self.stage = stage
+        self.sketcher = CleanRowSketcher(stage.cfg, stage.inputs)  # type: ignore[arg-type]
         self._index: NearDedupIndex | None = None
-        self._work_dir = self.out_dir / ".work"
+        self._work_dir: Path | None = None
 
-    def start(self) -> None:
-        # An empty fingerprint never matches: a run killed before finish() is not taken as done.
-        self.manifest.mark_started("dedup", self.identity, "")
-        self._work_dir = _reset_out_dir(self.out_dir)
-        self._index = NearDedupIndex(self.cfg, self._work_dir)
+    def start(self, out: Path) -> None:
+        self._work_dir = out / ".work"
+        self._index = NearDedupIndex(self.stage.cfg, self._work_dir)
         self._lines = LineNotes(digests=None)
         self._rejected: Counter = Counter()
         self._t0 = time.perf_counter()
@@ -801,25 +906,23 @@ class StreamNearDedup:
             if w:
                 self._rejected[reason] += 1
 
-    def finish(self) -> dict[str, Any]:
-        """Cluster and write RUN/dedup from the complete RUN/clean; returns (and keeps) the stats."""
+    def finish(self, executor: Executor, out: Path) -> dict[str, Any]:
+        """Cluster and write RUN/dedup's files into ``out`` from the complete RUN/clean; the stats."""
         assert self._index is not None, "start() first"
-        clean = self.run_dir / "clean"
+        clean = Path(self.stage.run_dir) / "clean"  # type: ignore[arg-type]
         if not any(clean.glob("part-*.jsonl.zst")):
             raise ValueError(f"{clean} holds no part-*.jsonl.zst shards: `stream` kept no records, "
                              "so there is nothing to near-dedup")
-        reader = open_reader(self.inputs)
-        fingerprint = reader.fingerprint()
-        self.stats = _cluster_and_write(self.cfg, self._index, reader, None, self.workers, self.out_dir,
-                                        self._lines, self._rejected, self._t0, pass1_in_stream=True)
-        self.manifest.mark_done("dedup", self.identity, fingerprint,
-                                outputs=[str(self.out_dir / o) for o in self.stats["outputs"]],
-                                wall_time_s=self.stats["wall_time_s"])
-        return self.stats
+        try:
+            return _cluster_and_write(self.stage.cfg, self._index, self.stage.reader, None, executor, out,
+                                      self._lines, self._rejected, self._t0, pass1_in_stream=True)
+        finally:
+            self.close()  # the work files go before `out` is published
 
     def close(self) -> None:
         """Delete the work files (also after a failure)."""
         if self._index is not None:
             self._index.close()
             self._index = None
-        remove_tree(self._work_dir)
+        if self._work_dir is not None:
+            remove_tree(self._work_dir)

@@ -133,12 +133,24 @@ class Reader:
     """
 
     name = "reader"
+    listing: tuple[str, ...] = ()
+    """Attributes that only ``units()`` needs (the file lists of a listed input): not pickled, so a
+    reader shipped to workers with their work carries only what ``decode`` needs."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: (None if k in self.listing else v) for k, v in self.__dict__.items()}
 
     def units(self) -> Iterator[Any]:  # pragma: no cover - interface
         raise NotImplementedError
 
     def decode(self, unit: Any) -> Iterator[CodeFile | Rejected]:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def work_units(self) -> Iterator[Any]:
+        """Units for workers that read their own bytes (their records may be unknown to the driver,
+        and ``decode`` may also yield an InputWarning); by default :meth:`units`, which already name
+        where the bytes are (files, row groups)."""
+        return self.units()
 
     def records(self) -> Iterator[CodeFile | Rejected]:
         """All records in order, in this process."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import zlib
 from collections.abc import Container, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from preprocessing.readers.base import (
     InputError,
     check_content,
 )
-from preprocessing.record import CodeFile, Rejected
+from preprocessing.record import CodeFile, FileRead, InputWarning, Rejected
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".ndjson", ".ndjson.gz", ".ndjson.zst")
 _CHUNK = 1 << 20
@@ -398,6 +399,41 @@ class JsonlUnit:
         return JsonlUnit(self.source, self.lines[:n], self.rejected[: max(0, n - len(self.lines))])
 
 
+RANGE_BYTES = 8 << 20
+"""Bytes of a plain JSONL file per work unit that a worker reads itself (cut after a line end)."""
+WORKER_FILES_MIN = 4
+"""Compressed files are read whole by the workers when the input has at least this many (a dump
+of many files); fewer (one big .zst) are split into line units by the driver, which keeps all the
+workers busy on them."""
+WORKER_FILE_MAX = 256 << 20
+"""A compressed file larger than this is split by the driver: a worker returns a unit's kept rows
+at once, so this bounds the memory a result takes."""
+
+
+@dataclass
+class JsonlRange:
+    """A work unit that names its bytes and does not carry them: the lines in bytes [start, end)
+    of a plain file (cut at line ends; ``first_line`` is the number of its first line), or a whole
+    compressed file (``end == -1``: .gz cannot be split, .zst is read frame by frame). The worker
+    reads and decompresses it (:meth:`JsonlReader.decode`). ``notes`` are what the driver found
+    (an empty file; the warnings and line counts of a file it split itself, then ``read`` is
+    False): the stage gets them in unit order, with those the worker finds."""
+
+    source: str
+    start: int = 0
+    end: int = -1
+    first_line: int = 1
+    notes: list[InputWarning | FileRead] = field(default_factory=list)
+    read: bool = True
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # (reading it names the problem)
+
+
 def _field(row: dict[str, Any], column: str | None) -> Any:
     return row.get(column) if column else None
 
@@ -522,7 +558,109 @@ class JsonlReader(FileDumpReader):
             if unit.lines or unit.rejected:
                 yield unit
 
-    def decode(self, unit: JsonlUnit) -> Iterator[CodeFile | Rejected]:
+    def work_units(self) -> Iterator[JsonlUnit | JsonlRange]:
+        """Units whose bytes the workers read themselves: byte ranges of about RANGE_BYTES of a
+        plain file (the driver reads it to find line ends and count lines, without parsing or
+        shipping them), one unit per compressed file (the driver does not decompress it) when the
+        input has WORKER_FILES_MIN of them, each at most WORKER_FILE_MAX; otherwise the driver splits
+        a compressed file into line units, as :meth:`units` does. The choice depends on the input
+        only. :meth:`decode` gives the same records and rejections either way, and the warnings and
+        ``input_files`` entries (InputWarning, FileRead) in input order, not in this reader's lists."""
+        self._warnings, self._files = [], {}
+        compressed = [p for p in self.paths if p.name.endswith((".gz", ".zst"))]
+        for path in self.paths:
+            source = str(path)
+            if path not in compressed:
+                try:
+                    yield from self._plain_ranges(path, source)
+                except OSError as exc:
+                    raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
+            elif len(compressed) >= WORKER_FILES_MIN and _size(path) <= WORKER_FILE_MAX:
+                yield JsonlRange(source)
+            else:
+                one = copy.copy(self)  # the driver-side units of this file
+                one.paths = [path]
+                yield from one.units()
+                notes = [InputWarning(w) for w in one.warnings] + [FileRead(**f) for f in one.input_files]
+                yield JsonlRange(source, notes=notes, read=False)
+
+    def _plain_ranges(self, path: Path, source: str) -> Iterator[JsonlRange]:
+        start, line, carry, content = 0, 1, b"", False
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(RANGE_BYTES)
+                data = carry + chunk if carry else chunk
+                if chunk:
+                    cut = data.rfind(b"\n") + 1
+                    if cut == 0:  # a line longer than RANGE_BYTES: read on
+                        carry = data
+                        continue
+                else:
+                    cut = len(data)  # the end: the last line, without its newline
+                    if cut == 0:
+                        break
+                content = content or not data.isspace()
+                yield JsonlRange(source, start, start + cut, line)
+                line += data.count(b"\n", 0, cut)
+                start, carry = start + cut, data[cut:]
+                if not chunk:
+                    break
+        if not content:
+            yield JsonlRange(source, start, start, line, notes=[InputWarning(f"{source}: empty file (no records)")])
+
+    def _decode_range(self, unit: JsonlRange) -> Iterator[CodeFile | Rejected | InputWarning | FileRead]:
+        source = unit.source
+        yield from unit.notes
+        if not unit.read:
+            return
+        if unit.end >= 0:
+            try:
+                with open(source, "rb") as f:
+                    f.seek(unit.start)
+                    data = f.read(unit.end - unit.start)
+            except OSError as exc:
+                raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
+            lines = data.split(b"\n")
+            if lines and not lines[-1]:
+                lines.pop()
+            n = 0
+            for lineno, line in enumerate(lines, unit.first_line):
+                if line and not line.isspace():
+                    n += 1
+                    yield self.decode_line(source, lineno, line)
+            yield FileRead(source, n, True)
+            return
+        nlines = 0  # a whole compressed file: as units() reads it, in the worker
+        partial = b""
+        cut = False
+        try:
+            for group, _raw, _frame_no, _skipped in iter_line_groups(Path(source)):
+                for lineno, line in group:
+                    if not line or line.isspace():
+                        continue
+                    nlines += 1
+                    yield self.decode_line(source, lineno, line)
+        except TruncatedInput as exc:
+            partial = getattr(exc, "partial", b"")
+            last = exc.lineno - 1  # type: ignore[attr-defined]
+            message = (f"{source}: truncated ({exc}); read {nlines} complete lines"
+                       + (f", the last complete one is line {last}" if last else ""))
+            if self.strict:
+                raise InputError(message) from None
+            yield InputWarning(message)
+            if partial.strip():
+                yield Rejected("truncated_input", source, exc.lineno, len(partial))  # type: ignore[attr-defined]
+            cut = True
+        except OSError as exc:
+            raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
+        if nlines == 0 and not partial.strip() and not cut:
+            yield InputWarning(f"{source}: empty file (no records)")
+        yield FileRead(source, nlines, not cut)
+
+    def decode(self, unit: JsonlUnit | JsonlRange) -> Iterator[CodeFile | Rejected]:
+        if isinstance(unit, JsonlRange):
+            yield from self._decode_range(unit)  # type: ignore[misc]
+            return
         for lineno, line in unit.lines:
             yield self.decode_line(unit.source, lineno, line)
         yield from unit.rejected

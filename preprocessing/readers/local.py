@@ -136,6 +136,7 @@ class LocalReposReader(Reader):
     otherwise each top-level folder is one repo. License from LICENSE/COPYING/package metadata."""
 
     name = "local"
+    listing = ("_repos",)
 
     def __init__(self, dirs: list[str] | str, extensions: list[str] | None = None,
                  batch_records: int = 256, max_file_bytes: int = 10 << 20):
@@ -191,6 +192,7 @@ class PythonEnvReader(Reader):
     """
 
     name = "pyenv"
+    listing = ("_plan",)
 
     def __init__(self, extensions: list[str] | None = None, include_stdlib: bool = True,
                  include_site_packages: bool = True, batch_records: int = 256, max_file_bytes: int = 10 << 20):

@@ -1,0 +1,137 @@
+"""Benchmark: the executors on one machine — local 1 vs 2 workers, Ray vs local, and Ray's overhead.
+
+The input is real code: the files of the local Python installation exported through the toolkit's
+own reader into ``--shards`` .jsonl.gz files (the CodeParrot dump's format), repeated ``--copies``
+times to reach a few hundred MB. Each run is its own process (its wall time, its own CPU and that
+of its workers are its own); `stream` and then `dedup` run into a fresh RUN. The outputs of every
+run are checked byte-identical. The machine may be shared: compare the ratios of one run.
+
+    python benchmarks/bench_executors.py                       # ~640 MB, local 1/2 workers, ray 2
+    python benchmarks/bench_executors.py --copies 1 --no-ray    # quicker
+    python benchmarks/bench_executors.py --code ../main         # + a checkout whose driver decompresses
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from preprocessing.dedup.minhash import NearDedupConfig
+from preprocessing.dedup.near import run_dedup
+from preprocessing.readers import InputConfig
+from preprocessing.stream import StreamConfig, run_stream
+
+def cpu():
+    own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+
+inputs = InputConfig(paths={paths!r})
+try:
+    from preprocessing.executors import ExecutorConfig
+    ex = ExecutorConfig(executor={executor!r}, workers={workers})
+    stream = lambda: run_stream(StreamConfig(input=inputs), {run!r}, executor=ex)
+    dedup = lambda: run_dedup(NearDedupConfig(), {run!r}, ex)
+except ImportError:  # a checkout from before the executors (--code): workers only
+    stream = lambda: run_stream(StreamConfig(input=inputs, workers={workers}), {run!r})
+    dedup = lambda: run_dedup(NearDedupConfig(), {run!r}, workers={workers})
+out = {{}}
+for name, fn in (("stream", stream), ("dedup", dedup)):
+    c0, t0 = cpu(), time.perf_counter()
+    stats = fn()
+    c1, t1 = cpu(), time.perf_counter()
+    out[name] = {{"wall_s": t1 - t0, "driver_cpu_s": c1[0] - c0[0], "workers_cpu_s": c1[1] - c0[1]}}
+    if name == "stream":
+        out["mb"], out["records"] = stats["totals"]["bytes_read"] / 1e6, stats["totals"]["records_read"]
+print(json.dumps(out))
+"""
+
+
+def export_dump(out_dir: Path, shards: int, copies: int) -> list[str]:
+    """The Python installation as ``shards`` .jsonl.gz files (level 1), ``copies`` times over."""
+    import orjson
+
+    from preprocessing.readers import PythonEnvReader
+    from preprocessing.record import CodeFile
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    reader = PythonEnvReader()
+    lines = [orjson.dumps({"repo_name": r.repo_name, "path": r.path, "copies": "1", "size": str(r.extra["size"]),
+                           "content": r.content, "license": r.license}) + b"\n"
+             for r in reader.records() if isinstance(r, CodeFile)]
+    paths = []
+    for c in range(copies):
+        for s in range(shards):
+            p = out_dir / f"file-{c:02d}-{s:03d}.jsonl.gz"
+            with gzip.open(p, "wb", compresslevel=1) as f:
+                f.writelines(lines[s::shards])
+            paths.append(str(p))
+    return paths
+
+
+def tree_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file() and p.name != "stats.json":
+            h.update(p.name.encode() + p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def run_child(code_root: Path, paths: list[str], run: Path, executor: str, workers: int) -> dict:
+    code = _CHILD.format(root=str(code_root), paths=paths, run=str(run), executor=executor, workers=workers)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["digest"] = tree_digest(run / "clean") + "/" + tree_digest(run / "dedup")
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shards", type=int, default=8)
+    ap.add_argument("--copies", type=int, default=2)
+    ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--code", type=Path, help="also run another checkout (e.g. one whose driver decompresses "
+                                              "every frame) with 1 and 2 workers, as a baseline")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = export_dump(Path(tmp) / "dump", args.shards, args.copies)
+        sides = [("this", "local", 1), ("this", "local", 2)] + ([] if args.no_ray else [("this", "ray", 2)])
+        if args.code:
+            sides = [("baseline", "local", 1), ("baseline", "local", 2), *sides]
+        rows = {}
+        for code, executor, workers in sides:
+            root = args.code if code == "baseline" else ROOT
+            r = run_child(root, paths, Path(tmp) / f"{code}-{executor}{workers}", executor, workers)
+            rows[(code, executor, workers)] = r
+            print(f"{code:8s} {executor:5s} workers={workers} ({r['records']:,} files, {r['mb']:.0f} MB):", flush=True)
+            for stage in ("stream", "dedup"):
+                s = r[stage]
+                share = s["driver_cpu_s"] / max(s["driver_cpu_s"] + s["workers_cpu_s"], 1e-9)
+                print(f"    {stage:6s} {s['wall_s']:6.1f} s wall, driver CPU {s['driver_cpu_s']:6.1f} s, workers CPU "
+                      f"{s['workers_cpu_s']:6.1f} s (driver's share {share:.0%})", flush=True)
+        for code in ("baseline", "this"):
+            if (code, "local", 2) in rows:
+                one, two = rows[(code, "local", 1)], rows[(code, "local", 2)]
+                print(f"{code}: 2 vs 1 workers: stream x{one['stream']['wall_s'] / two['stream']['wall_s']:.2f}, "
+                      f"dedup x{one['dedup']['wall_s'] / two['dedup']['wall_s']:.2f}")
+        if ("this", "ray", 2) in rows:
+            ray, two = rows[("this", "ray", 2)], rows[("this", "local", 2)]
+            print(f"ray vs local, 2 workers: stream {ray['stream']['wall_s'] - two['stream']['wall_s']:+.1f} s, "
+                  f"dedup {ray['dedup']['wall_s'] - two['dedup']['wall_s']:+.1f} s (Ray's start and shutdown, "
+                  "object store, task overhead; Ray's workers are not this process's children: their CPU is not counted)")
+        print("outputs byte-identical:", len({r["digest"] for r in rows.values()}) == 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Executors: the Ray executor gives the local executor's bytes (a local Ray, started and stopped here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from preprocessing.dedup.minhash import NearDedupConfig
+from preprocessing.dedup.near import run_dedup
+from preprocessing.executors import ExecutorConfig, ExecutorError, make_executor
+from preprocessing.pack import PackConfig, pack
+from preprocessing.readers import InputConfig
+from preprocessing.stream import StreamConfig, run_stream, run_stream_and_dedup
+from preprocessing.tokenizer import TokenizerConfig, train_tokenizer
+from tests._faults import KillingExecutor
+from tests.test_runner import comparable, tree_bytes
+
+ray = pytest.importorskip("ray", reason="the Ray executor's tests need Ray: pip install .[ray]")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray for the module (starting one costs seconds); the executor joins it."""
+    root = str(Path(__file__).resolve().parents[1])  # the workers import this checkout (and tests._faults)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}})
+    yield make_executor(ExecutorConfig(executor="ray", workers=2))[0]
+    ray.shutdown()
+
+
+def _stream_cfg() -> StreamConfig:
+    cfg = StreamConfig(input=InputConfig(limit=400, include_site_packages=False))  # a few hundred real files
+    cfg.output.max_shard_bytes = 1 << 20
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def local_runs(tmp_path_factory) -> Path:
+    """stream, dedup and the fused form on the local executor with 2 workers: the reference bytes."""
+    base = tmp_path_factory.mktemp("local")
+    run_stream(_stream_cfg(), base / "run", executor=2)
+    run_dedup(NearDedupConfig(), base / "run", 2)
+    run_stream_and_dedup(_stream_cfg(), NearDedupConfig(), base / "fused", executor=2)
+    return base
+
+
+def test_stream_dedup_and_fused_are_byte_identical_on_ray(local_ray, local_runs, tmp_path):
+    run = tmp_path / "run"
+    s = run_stream(_stream_cfg(), run, executor=local_ray)
+    d = run_dedup(NearDedupConfig(), run, local_ray)
+    for out in ("clean", "dedup"):
+        assert tree_bytes(run / out) == tree_bytes(local_runs / "run" / out)
+    for stats, name in ((s, "clean"), (d, "dedup")):
+        assert comparable(stats) == comparable(json.loads((local_runs / "run" / name / "stats.json").read_text()))
+    assert json.loads((run / "manifest.json").read_text())["stages"]["stream"]["executor"] == "ray"
+    fused = run_stream_and_dedup(_stream_cfg(), NearDedupConfig(), tmp_path / "fused", executor=local_ray)
+    for out in ("clean", "dedup"):
+        assert tree_bytes(tmp_path / "fused" / out) == tree_bytes(local_runs / "fused" / out)
+    assert comparable(fused["dedup"]) == comparable(json.loads((local_runs / "fused" / "dedup" / "stats.json").read_text()))
+
+
+def test_pack_is_byte_identical_on_ray(local_ray, local_runs, tmp_path):
+    dedup = local_runs / "run" / "dedup"
+    train_tokenizer(dedup, tmp_path / "tok", TokenizerConfig(vocab_size=800, compare_gpt2=False))
+    cfg = PackConfig(seq_length=128, valid_fraction=0.2, batch_chars=64 << 10)  # several tasks
+    a = pack(dedup, tmp_path / "tok", tmp_path / "local", cfg, executor=2)
+    b = pack(dedup, tmp_path / "tok", tmp_path / "ray", cfg, executor=local_ray)
+    assert tree_bytes(tmp_path / "local") == tree_bytes(tmp_path / "ray")
+    assert comparable(a) == comparable(b)
+
+
+def test_a_worker_killed_once_changes_nothing(local_ray, local_runs, tmp_path):
+    marker = tmp_path / "killed"
+    run_stream(_stream_cfg(), tmp_path / "run", executor=KillingExecutor(local_ray, marker))
+    assert marker.exists()  # a worker did die
+    assert tree_bytes(tmp_path / "run" / "clean") == tree_bytes(local_runs / "run" / "clean")
+
+
+def test_errors_are_one_line(tmp_path):
+    with pytest.raises(ExecutorError, match=r"cannot reach the Ray cluster at '127\.0\.0\.1:9'"):
+        make_executor(ExecutorConfig(executor="ray", ray_address="127.0.0.1:9"))
+    # Without Ray installed: a one-line error that says how to install it.
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from preprocessing.executors import ExecutorConfig, make_executor\n"
+            "make_executor(ExecutorConfig(executor='ray'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert "pip install .[ray]" in out.stderr
+    from click.testing import CliRunner
+
+    from preprocessing.cli import main
+
+    res = CliRunner().invoke(main, ["stream", "-o", str(tmp_path / "r"), "--ray-address", "127.0.0.1:9"])
+    assert res.exit_code == 2 and res.output.startswith("error: cannot reach the Ray cluster at '127.0.0.1:9'")
+    assert len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "clean").exists()
+
+
+@pytest.mark.slow
+def test_the_whole_pipeline_on_ray_gives_the_local_bytes(local_ray, tmp_path):
+    """`cp-preprocess run` on one executor for every stage (tokenizer and report included)."""
+    from preprocessing.pipeline import run_pipeline
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text("stream: {input: {limit: 300, include_site_packages: false}}\n"
+                      "tokenizer: {vocab_size: 600, heldout_fraction: 0.2, compare_gpt2: false}\n"
+                      "pack: {seq_length: 64, valid_fraction: 0.3}\n")
+    run_pipeline(tmp_path / "local", preset, executor=2)
+    run_pipeline(tmp_path / "ray", preset, executor=local_ray)
+    for out in ("clean", "dedup", "tokenizer", "shards"):
+        assert tree_bytes(tmp_path / "ray" / out) == tree_bytes(tmp_path / "local" / out), out
+    assert (tmp_path / "ray" / "report" / "report.html").exists()
