@@ -110,44 +110,42 @@ def make_dump(out_dir: Path, mb: float, seed: int = 0, dump: str = "toolkit") ->
 # ----------------------------------------------------------------------------- children
 
 
-def _minhash_unit(unit):  # runs in a worker: decode, tokenize, MinHash (the recipe's map step)
+def _rows_and_tokens(unit):
+    """The recipes' shared map step: decode a unit, yield (output line, token set or None when < 10 tokens)."""
     import orjson
-    from datasketch import MinHash
 
     from preprocessing.record import Rejected
 
-    out = []
     for item in _READER.decode(unit):
         if isinstance(item, Rejected):
             continue
         line = orjson.dumps(item.to_json_dict()) + b"\n"
         tokens = {t for t in NON_ALPHA.split(item.content) if len(t.strip()) > 0}
-        if len(tokens) < 10:
-            out.append((line, None))
-            continue
-        m = MinHash(num_perm=256)
-        m.update_batch([t.encode() for t in tokens])
+        yield line, (tokens if len(tokens) >= 10 else None)
+
+
+def _minhash_unit(unit):  # runs in a worker: decode, tokenize, MinHash (the recipe's map step)
+    from datasketch import MinHash
+
+    out = []
+    for line, tokens in _rows_and_tokens(unit):
+        m = None
+        if tokens is not None:
+            m = MinHash(num_perm=256)
+            m.update_batch([t.encode() for t in tokens])
         out.append((line, m))
     return out
 
 
 def _rensa_unit(unit):  # the rensa recipe's map step: decode, tokenize, RMinHash
-    import orjson
     from rensa import RMinHash
 
-    from preprocessing.record import Rejected
-
     out = []
-    for item in _READER.decode(unit):
-        if isinstance(item, Rejected):
-            continue
-        line = orjson.dumps(item.to_json_dict()) + b"\n"
-        tokens = {t for t in NON_ALPHA.split(item.content) if len(t.strip()) > 0}
-        if len(tokens) < 10:
-            out.append((line, None))
-            continue
-        m = RMinHash(num_perm=256, seed=42)
-        m.update(list(tokens))
+    for line, tokens in _rows_and_tokens(unit):
+        m = None
+        if tokens is not None:
+            m = RMinHash(num_perm=256, seed=42)
+            m.update(list(tokens))
         out.append((line, m))
     return out
 

@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from preprocessing.filters.secrets import KINDS, BudgetExceeded, SecretsFilterConfig, SecretsScanner  # noqa: E402
+from preprocessing.filters.secrets import KINDS, BudgetExceeded, SecretsFilterConfig, SecretsScanner, score_labelled  # noqa: E402
 from preprocessing.readers import InputConfig, open_reader  # noqa: E402
 from preprocessing.record import Rejected  # noqa: E402
 
@@ -50,19 +50,9 @@ def timed(fn, texts):
 
 
 def labelled_table(scanner: SecretsScanner) -> tuple[dict[str, Counter], float, float]:
-    score: dict[str, Counter] = {k: Counter() for k in KINDS}
-    for line in (ROOT / "tests" / "data" / "secrets_labelled.jsonl").read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        text = row["text"]
-        expected = [(text.find(s["value"]), text.find(s["value"]) + len(s["value"]), s["kind"]) for s in row["secrets"]]
-        hit = set()
-        for f in scanner.scan(text, "snippet.py"):
-            match = [e for e in expected if e[2] == f.kind and f.start < e[1] and e[0] < f.end]
-            score[f.kind]["tp" if match else "fp"] += 1
-            hit.update(match)
-        for e in expected:
-            if e not in hit:
-                score[e[2]]["fn"] += 1
+    path = ROOT / "tests" / "data" / "secrets_labelled.jsonl"
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    score = {k: Counter(score_labelled(scanner, rows).get(k, {})) for k in KINDS}
     tp, fp, fn = (sum(s[x] for s in score.values()) for x in ("tp", "fp", "fn"))
     return score, tp / max(tp + fp, 1), tp / max(tp + fn, 1)
 

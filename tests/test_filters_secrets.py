@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from preprocessing.filters import FiltersConfig, SecretsFilter, SecretsFilterConfig, apply_filters, build_filters
-from preprocessing.filters.secrets import KINDS, PLACEHOLDERS, BudgetExceeded, SecretsScanner, redact
+from preprocessing.filters.secrets import PLACEHOLDERS, BudgetExceeded, SecretsScanner, redact, score_labelled
 from preprocessing.readers import InputConfig
 from preprocessing.record import CodeFile
 from preprocessing.stream import StreamConfig, run_stream
@@ -214,26 +214,9 @@ def test_apply_filters_recomputes_metrics_of_rewritten_records():
 
 
 def labelled_scores() -> dict[str, dict[str, int]]:
-    """tp/fp/fn per kind on tests/data/secrets_labelled.jsonl (a finding is right when it overlaps a labelled
-    value of its kind)."""
-    scanner = SecretsScanner()
-    score = {k: Counter() for k in KINDS}
-    for line in LABELLED.read_text(encoding="utf-8").splitlines():
-        row = json.loads(line)
-        text = row["text"]
-        expected = []
-        for s in row["secrets"]:
-            i = text.find(s["value"])
-            expected.append((i, i + len(s["value"]), s["kind"]))
-        hit = set()
-        for f in scanner.scan(text, "snippet.py"):
-            match = [e for e in expected if e[2] == f.kind and f.start < e[1] and e[0] < f.end]
-            score[f.kind]["tp" if match else "fp"] += 1
-            hit.update(match)
-        for e in expected:
-            if e not in hit:
-                score[e[2]]["fn"] += 1
-    return {k: dict(v) for k, v in score.items() if v}
+    """tp/fp/fn per kind on tests/data/secrets_labelled.jsonl."""
+    rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines()]
+    return score_labelled(SecretsScanner(), rows)
 
 
 def test_precision_and_recall_on_the_labelled_set():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from preprocessing.filters.base import Edit, Filter
@@ -536,6 +537,32 @@ def _example_line(redacted: str, placeholder: str) -> str:
     e = len(redacted) if e < 0 else e
     lo = max(s, i - 150)
     return redacted[lo:min(e, i + len(placeholder) + 150)]
+
+
+def score_labelled(scanner: SecretsScanner, rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """True/false positives and false negatives per kind of ``scanner`` on labelled snippets.
+
+    Each row is ``{"text": ..., "secrets": [{"value": ..., "kind": ...}, ...]}``; a finding is right when
+    it overlaps a labelled value of its kind (tests/data/secrets_labelled.jsonl is such a set).
+    """
+    score: dict[str, dict[str, int]] = {}
+    for row in rows:
+        text = row["text"]
+        expected = []
+        for s in row["secrets"]:
+            at = text.find(s["value"])
+            expected.append((at, at + len(s["value"]), s["kind"]))
+        hit = set()
+        for f in scanner.scan(text, "snippet.py"):
+            match = [e for e in expected if e[2] == f.kind and f.start < e[1] and e[0] < f.end]
+            counts = score.setdefault(f.kind, {})
+            counts["tp" if match else "fp"] = counts.get("tp" if match else "fp", 0) + 1
+            hit.update(match)
+        for e in expected:
+            if e not in hit:
+                counts = score.setdefault(e[2], {})
+                counts["fn"] = counts.get("fn", 0) + 1
+    return score
 
 
 class SecretsFilter(Filter):

@@ -539,12 +539,7 @@ class JsonlReader(FileDumpReader):
                             unit = JsonlUnit(source)
             except TruncatedInput as exc:
                 partial = getattr(exc, "partial", b"")
-                last = exc.lineno - 1  # type: ignore[attr-defined]
-                message = (f"{source}: truncated ({exc}); read {nlines} complete lines"
-                           + (f", the last complete one is line {last}" if last else ""))
-                if self.strict:
-                    raise InputError(message) from None
-                self._warnings.append(message)
+                self._warnings.append(self._truncation_message(source, exc, nlines))
                 if partial.strip():
                     unit.rejected.append(Rejected("truncated_input", source, exc.lineno, len(partial)))
                 cut = True
@@ -642,12 +637,7 @@ class JsonlReader(FileDumpReader):
                     yield self.decode_line(source, lineno, line)
         except TruncatedInput as exc:
             partial = getattr(exc, "partial", b"")
-            last = exc.lineno - 1  # type: ignore[attr-defined]
-            message = (f"{source}: truncated ({exc}); read {nlines} complete lines"
-                       + (f", the last complete one is line {last}" if last else ""))
-            if self.strict:
-                raise InputError(message) from None
-            yield InputWarning(message)
+            yield InputWarning(self._truncation_message(source, exc, nlines))
             if partial.strip():
                 yield Rejected("truncated_input", source, exc.lineno, len(partial))  # type: ignore[attr-defined]
             cut = True
@@ -664,6 +654,15 @@ class JsonlReader(FileDumpReader):
         for lineno, line in unit.lines:
             yield self.decode_line(unit.source, lineno, line)
         yield from unit.rejected
+
+    def _truncation_message(self, source: str, exc: TruncatedInput, nlines: int) -> str:
+        """The warning for a cut or corrupt file (its last complete line named); with ``strict``, the error."""
+        last = exc.lineno - 1  # type: ignore[attr-defined]
+        message = (f"{source}: truncated ({exc}); read {nlines} complete lines"
+                   + (f", the last complete one is line {last}" if last else ""))
+        if self.strict:
+            raise InputError(message) from None
+        return message
 
     def decode_line(self, source: str, lineno: int, line: bytes) -> CodeFile | Rejected:
         """The record (or rejection) of one raw line; :meth:`decode` is this for each line of a unit."""
