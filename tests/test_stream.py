@@ -302,3 +302,17 @@ def test_known_duplicates_skip_the_filters_and_keep_the_same_rows(tmp_path):
     assert stages["filter"]["dropped"] == {"license:unknown": 7}  # only the copies before the kept one (was 14)
     assert stages["exact_dedup"]["dropped"] == {"exact_duplicate": 7 * 2 + 1}  # was 7 + 1
     assert stages["read"]["records_in"] == len(dump)
+
+
+def test_fused_near_dedup_with_known_duplicates(tmp_path):
+    """Known duplicates (skipped filters) carry no row: the fused sketches stay aligned with the rows."""
+    from preprocessing.dedup.minhash import NearDedupConfig
+
+    rows = stdlib_rows(8)
+    dump = [*rows, *[dict(r, repo_name=f"fork{i}/x") for i, r in enumerate(rows * 3)]]
+    write_jsonl(tmp_path / "d.jsonl", dump)
+    cfg = StreamConfig(input=InputConfig(paths=[str(tmp_path / "d.jsonl")]))
+    separate, stats = _fused_vs_separate(tmp_path, cfg, NearDedupConfig(verify="exact"))
+    s = json.loads((separate / "clean" / "stats.json").read_text())
+    assert s["stages"]["exact_dedup"]["dropped"]["exact_duplicate"] == s["stages"]["exact_dedup"]["records_in"] - s["totals"]["kept"]
+    assert s["stages"]["exact_dedup"]["dropped"]["exact_duplicate"] >= 3 * s["totals"]["kept"]
