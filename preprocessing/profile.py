@@ -38,12 +38,13 @@ class Histograms:
 
     counts: dict[str, list[int]] = field(default_factory=lambda: {k: [0] * (len(v) - 1) for k, v in HISTOGRAM_EDGES.items()})
 
-    def add(self, metrics: dict[str, float]) -> None:
+    def add(self, metrics: dict[str, float], n: int = 1) -> None:
+        """Count ``n`` records with these ``metrics``."""
         for name, edges in HISTOGRAM_EDGES.items():
             value = metrics.get(name)
             if value is None:
                 continue
-            self.counts[name][bin_index(edges, value)] += 1
+            self.counts[name][bin_index(edges, value)] += n
 
     def merge(self, other: Histograms) -> None:
         for name, counts in other.counts.items():

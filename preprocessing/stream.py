@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,7 +64,7 @@ class UnitResult:
     read: StageStats
     filter: StageStats
     profile: CorpusProfile
-    kept: list[tuple[int, bytes, dict[str, float], str | None, str]]  # hash, json line, metrics, license, repo
+    kept: list[tuple[int, bytes | KnownDuplicate, dict[str, float], str | None, str]]  # hash, json line, metrics, license, repo
     sketch: UnitSketch | None = None  # near-dedup fused into stream: pass 1 of the kept rows
     warnings: list[str] = field(default_factory=list)  # found by the worker in the bytes it read
     files: list[FileRead] = field(default_factory=list)  # what it read of which input file
@@ -80,14 +81,37 @@ class StreamWorker:
     sketcher: CleanRowSketcher | None = None
 
 
+@dataclass(slots=True)
+class KnownDuplicate:
+    """A kept-list entry in place of a row: a record of the unit with the same content (and
+    rewrite key) as an earlier one of the unit that passed the filters, so exact dedup drops it
+    whatever the filters would say; its filters did not run. What its report example needs."""
+
+    repo_name: str
+    path: str
+    content: str  # as rewritten by the filters (that of the earlier record)
+
+
 def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
-    """The map of `stream`: decode one unit, filter it, serialise the kept rows."""
+    """The map of `stream`: decode one unit, filter it, serialise the kept rows.
+
+    With exact dedup on, a record with the content of an earlier record of the unit that passed
+    the filters (and the same :meth:`Filter.rewrite_key`, so the same rewritten content) cannot be
+    kept: the earlier one's hash reaches the dedup table first. Its filters are skipped; it goes
+    to the reduce as a :class:`KnownDuplicate`, counted ``exact_duplicate``. A pure function of
+    the unit, so the output does not depend on workers or executor.
+    """
     read, filt = StageStats("read"), StageStats("filter")
     profile = CorpusProfile()
-    kept = []
+    kept: list[tuple[int, bytes | KnownDuplicate, dict[str, float], str | None, str]] = []
     warnings: list[str] = []
     files: list[FileRead] = []
     normalize = w.exact.normalize_whitespace
+    skip = w.exact.enabled
+    rewriters = [f for f in w.filters if type(f).rewrite is not Filter.rewrite]
+    # (content, rewrite keys) -> (hash, metrics before and after the filters, content after) of a passed record
+    passed: dict[tuple, tuple[int, dict[str, float], dict[str, float], str]] = {}
+    repeats: Counter = Counter()  # key of passed -> its known duplicates
     for item in w.reader.decode(unit):
         if isinstance(item, InputWarning):
             warnings.append(item.text)
@@ -100,10 +124,21 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
             profile.add_example(f"rejected:{item.reason}", item.where.encode(),
                                 {"repo_name": "", "path": "", "where": item.where, "head": item.detail})
             continue
-        item.metrics = file_metrics(item.content)
-        nbytes = item.metrics["size"]  # bytes are counted as UTF-8 content bytes in every stage
+        if skip:
+            key = (item.content, *[f.rewrite_key(item) for f in rewriters])
+            hit = passed.get(key)
+            if hit is not None:
+                h, metrics, after, content = hit
+                read.keep(metrics["size"])
+                repeats[key] += 1  # counted in the histograms once per key, at the end of the unit
+                filt.keep(metrics["size"], after["size"])  # passed on unchecked: exact dedup drops it
+                kept.append((h, KnownDuplicate(item.repo_name, item.path, content), after, item.license,
+                             item.repo_name))
+                continue
+        item.metrics = metrics = file_metrics(item.content)
+        nbytes = metrics["size"]  # bytes are counted as UTF-8 content bytes in every stage
         read.keep(nbytes)
-        profile.before.add(item.metrics)
+        profile.before.add(metrics)
         dropped = apply_filters(w.filters, item, profile)  # may redact item.content (secrets)
         if dropped:
             reason, f = dropped
@@ -116,8 +151,16 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
             continue
         filt.keep(nbytes, item.metrics["size"])  # bytes out: after redaction
         line = orjson.dumps(item.to_json_dict()) + b"\n"
-        kept.append((content_hash(item.content, normalize), line, item.metrics, item.license, item.repo_name))
-    sketch = w.sketcher([k[1] for k in kept]) if w.sketcher is not None and kept else None
+        h = content_hash(item.content, normalize)
+        kept.append((h, line, item.metrics, item.license, item.repo_name))
+        if skip:
+            passed.setdefault(key, (h, metrics, item.metrics, item.content))
+    for key, n in repeats.items():
+        profile.before.add(passed[key][1], n)
+    sketch = None
+    if w.sketcher is not None and kept:
+        rows = [k[1] for k in kept if type(k[1]) is bytes]
+        sketch = w.sketcher(rows) if rows else None
     return UnitResult(read, filt, profile, kept, sketch, warnings, files)
 
 
@@ -170,15 +213,17 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
         filt.merge(res.filter)
         profile.merge(res.profile)
         if res.kept:
+            rows = [k for k in res.kept if type(k[1]) is bytes]  # the others: known duplicates
             if cfg.exact_dedup.enabled:
-                new = seen.add_batch([h for h, *_ in res.kept])
+                new = seen.add_batch([h for h, *_ in rows])
             else:
-                new = [True] * len(res.kept)
-            if near is not None:
+                new = [True] * len(rows)
+            if near is not None and rows:
                 near.add(res.sketch, new)  # type: ignore[arg-type]
-            for is_new, (h, line, metrics, lic, repo) in zip(new, res.kept):
+            flags = iter(new)
+            for h, line, metrics, lic, repo in res.kept:
                 nbytes = metrics["size"]
-                if is_new:
+                if type(line) is bytes and next(flags):
                     dedup.keep(nbytes)
                     writer.write_line(line)
                     profile.after.add(metrics)
@@ -187,9 +232,12 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
                 else:
                     dedup.drop("exact_duplicate", nbytes)
                     if len(profile.examples.get("exact_duplicate", [])) < 3:
-                        row = orjson.loads(line)
-                        profile.add_example("exact_duplicate", record_key(row.get("repo_name", ""), row.get("path", "")),
-                                            example_of(row.get("repo_name", ""), row.get("path", ""), row.get("content", "")))
+                        if type(line) is bytes:
+                            row = orjson.loads(line)
+                            name, path, content = row.get("repo_name", ""), row.get("path", ""), row.get("content", "")
+                        else:
+                            name, path, content = line.repo_name, line.path, line.content
+                        profile.add_example("exact_duplicate", record_key(name, path), example_of(name, path, content))
         if bar is not None:
             bar.update(res.read.records_in)
     if bar is not None:

@@ -42,6 +42,15 @@ class Filter:
         """What the filter matched against, for stats.json (``filters.<name>``); None: its config says it all."""
         return None
 
+    def rewrite_key(self, record: CodeFile) -> Any:
+        """What, besides ``record.content`` and the config, :meth:`rewrite` depends on: two records
+        with the same content and the same key get the same rewritten content (stream relies on it
+        to skip the filters of a record that repeats one it kept). None for a step that rewrites
+        nothing; the record's names for one that does, unless it overrides this to say less."""
+        if type(self).rewrite is Filter.rewrite:
+            return None
+        return (record.repo_name, record.path, record.license)
+
     def rewrite(self, record: CodeFile) -> tuple[str | None, Edit | None]:
         """:meth:`filter` for steps that may also rewrite ``record.content`` (redaction) before exact dedup.
 

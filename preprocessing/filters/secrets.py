@@ -583,6 +583,10 @@ class SecretsFilter(Filter):
         reason, _ = self.rewrite(record)
         return reason
 
+    def rewrite_key(self, record: CodeFile) -> Any:
+        """The redaction depends on the content and on whether the path names a lock file, nothing else."""
+        return _is_lock_file(record.path)
+
     def rewrite(self, record: CodeFile) -> tuple[str | None, Edit | None]:
         """Scan ``record``; redact its content in place. Returns (drop reason or None, what was done or None)."""
         try:
