@@ -150,31 +150,40 @@ def _rensa_unit(unit):  # the rensa recipe's map step: decode, tokenize, RMinHas
     return out
 
 
-def run_rensa(inp: Path, out: Path, workers: int) -> dict:
-    from rensa import RMinHashLSH
-
+def _run_recipe(inp: Path, out: Path, workers: int, unit_fn, seen) -> dict:
+    """A recipe's driver: MinHashes from ``unit_fn`` in workers, in input order; ``seen(key, minhash)``
+    queries and inserts into the recipe's LSH and says whether the file is a near-duplicate."""
     from preprocessing.parallel import ordered_map
     from preprocessing.readers import JsonlReader
     from preprocessing.writers import ShardedJsonlWriter
 
     reader = JsonlReader([str(inp / "part-*.jsonl.zst")])
-    lsh = RMinHashLSH(threshold=0.85, num_perm=256, num_bands=16)
-    kept: dict[int, object] = {}
     removed = key = 0
     with ShardedJsonlWriter(out, "part") as w:
-        for batch in ordered_map(_rensa_unit, reader.units(), workers=workers, window=2 * workers,
+        for batch in ordered_map(unit_fn, reader.units(), workers=workers, window=2 * workers,
                                  initializer=_init, initargs=(reader,)):
             for line, m in batch:
                 key += 1
-                if m is not None:
-                    dup = any(m.jaccard(kept[c]) >= 0.85 for c in lsh.query(m))
-                    lsh.insert(key, m)
-                    kept[key] = m
-                    if dup:
-                        removed += 1
-                        continue
+                if m is not None and seen(key, m):
+                    removed += 1
+                    continue
                 w.write_line(line)
     return {"removed": removed}
+
+
+def run_rensa(inp: Path, out: Path, workers: int) -> dict:
+    from rensa import RMinHashLSH
+
+    lsh = RMinHashLSH(threshold=0.85, num_perm=256, num_bands=16)
+    kept: dict[int, object] = {}
+
+    def seen(key: int, m) -> bool:  # verified query, then insert
+        dup = any(m.jaccard(kept[c]) >= 0.85 for c in lsh.query(m))
+        lsh.insert(key, m)
+        kept[key] = m
+        return dup
+
+    return _run_recipe(inp, out, workers, _rensa_unit, seen)
 
 
 _READER = None
@@ -188,26 +197,14 @@ def _init(reader):
 def run_datasketch(inp: Path, out: Path, workers: int) -> dict:
     from datasketch import MinHashLSH
 
-    from preprocessing.parallel import ordered_map
-    from preprocessing.readers import JsonlReader
-    from preprocessing.writers import ShardedJsonlWriter
-
-    reader = JsonlReader([str(inp / "part-*.jsonl.zst")])
     lsh = MinHashLSH(threshold=0.85, num_perm=256)
-    removed = key = 0
-    with ShardedJsonlWriter(out, "part") as w:
-        for batch in ordered_map(_minhash_unit, reader.units(), workers=workers, window=2 * workers,
-                                 initializer=_init, initargs=(reader,)):
-            for line, m in batch:
-                key += 1
-                if m is not None:
-                    if lsh.query(m):
-                        removed += 1
-                        lsh.insert(key, m)
-                        continue
-                    lsh.insert(key, m)
-                w.write_line(line)
-    return {"removed": removed}
+
+    def seen(key: int, m) -> bool:  # the recipe: query, then insert every file
+        dup = bool(lsh.query(m))
+        lsh.insert(key, m)
+        return dup
+
+    return _run_recipe(inp, out, workers, _minhash_unit, seen)
 
 
 def run_ours(inp: Path, out: Path, workers: int) -> dict:

@@ -35,6 +35,17 @@ def write_jsonl(path: Path, rows: list[dict], raw_lines: list[bytes] = ()) -> Pa
     return path
 
 
+@pytest.fixture(scope="session")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core machine two threads wait on each other (measured 10x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def dump_dir(tmp_path: Path) -> Path:
     """Three real dump files (plain, .gz, .zst) of standard library modules."""

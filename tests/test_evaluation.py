@@ -153,17 +153,6 @@ def test_cli_bad_settings_and_dry_run():
 
 
 @pytest.fixture(scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine two threads wait on each other (10x slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory, one_torch_thread) -> Path:
     """A random-init GPT-2 with the demo's byte-level BPE trained on a slice of the standard library."""
     import torch

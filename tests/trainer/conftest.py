@@ -8,14 +8,8 @@ import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core machine two threads wait on each other (measured 10x slower)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _trainer_one_torch_thread(one_torch_thread):
+    """Every trainer test runs with one intra-op thread (tests/conftest.py's ``one_torch_thread``)."""
 
 
 @pytest.fixture(scope="session")
