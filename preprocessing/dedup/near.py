@@ -528,11 +528,9 @@ class FrameRef:
 
 
 def _frame_refs(reader: JsonlReader) -> Iterator[FrameRef]:
-    """The frames of every input file, in order; _NotFrames when an input is not a .zst file of
-    frames read whole (an empty, truncated or corrupt file, a frame too large to read whole)."""
+    """The frames of every input file (all .zst, checked by the caller), in order; _NotFrames when an
+    input is not made of frames read whole (an empty, truncated or corrupt file, a frame too large to read whole)."""
     for path in reader.paths:
-        if not path.name.endswith(".zst"):
-            raise _NotFrames
         n = 0
         try:
             with open(path, "rb") as f:
@@ -756,7 +754,8 @@ class DedupStage(Stage):
         # Pass 1: signatures and band keys, in parallel, appended in input order. Over .zst files
         # of whole-line frames (RUN/clean) the workers read and decompress the frames themselves;
         # any other input is split into units by the driver.
-        frames = isinstance(reader, JsonlReader) and cfg.copy_frames and limit is None
+        frames = (isinstance(reader, JsonlReader) and cfg.copy_frames and limit is None
+                  and all(p.name.endswith(".zst") for p in reader.paths))  # known before any work
         if frames:
             try:
                 index, lines, rejected = self._pass1(executor, work_dir, _frame_refs(reader), _sketch_frame,
