@@ -111,7 +111,7 @@ def stream_overhead(n_files: int, repeat: int) -> None:
     import tempfile
 
     from preprocessing.readers import InputConfig
-    from preprocessing.stream import StreamConfig, run_stream
+    from preprocessing.stages.stream import StreamConfig, run_stream
 
     best = {True: float("inf"), False: float("inf")}
     with tempfile.TemporaryDirectory() as tmp:

@@ -153,7 +153,7 @@ def _rensa_unit(unit):  # the rensa recipe's map step: decode, tokenize, RMinHas
 def _run_recipe(inp: Path, out: Path, workers: int, unit_fn, seen) -> dict:
     """A recipe's driver: MinHashes from ``unit_fn`` in workers, in input order; ``seen(key, minhash)``
     queries and inserts into the recipe's LSH and says whether the file is a near-duplicate."""
-    from preprocessing.parallel import ordered_map
+    from preprocessing.executors.pool import ordered_map
     from preprocessing.readers import JsonlReader
     from preprocessing.writers import ShardedJsonlWriter
 
@@ -208,7 +208,7 @@ def run_datasketch(inp: Path, out: Path, workers: int) -> dict:
 
 
 def run_ours(inp: Path, out: Path, workers: int) -> dict:
-    from preprocessing.dedup.cli import dedup_command
+    from preprocessing.cli.dedup import dedup_command
 
     dedup_command.main(["-i", str(inp / "part-*.jsonl.zst"), "-o", str(out), "--workers", str(workers)],
                        standalone_mode=False)

@@ -31,7 +31,7 @@ sys.path.insert(0, {root!r})
 from preprocessing.dedup.minhash import NearDedupConfig
 from preprocessing.dedup.near import run_dedup
 from preprocessing.readers import InputConfig
-from preprocessing.stream import StreamConfig, run_stream
+from preprocessing.stages.stream import StreamConfig, run_stream
 
 def cpu():
     own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))

@@ -38,7 +38,7 @@ def baseline(dump: Path, tokenizer: Path) -> dict:
     from transformers import AutoTokenizer
 
     from preprocessing.stats import StageStats
-    from preprocessing.tokenizer import iter_records
+    from preprocessing.stages.tokenizer import iter_records
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer))
     concat_token_id = tok.bos_token_id
@@ -80,7 +80,7 @@ def baseline(dump: Path, tokenizer: Path) -> dict:
 
 
 def ours(dump: Path, tokenizer: Path, out: Path, workers: int) -> dict:
-    from preprocessing.pack import PackConfig, pack
+    from preprocessing.stages.pack import PackConfig, pack
 
     s = pack(dump, tokenizer, out, PackConfig(seq_length=SEQ_LENGTH, valid_fraction=0.005), executor=workers)
     samples = s["totals"]["samples"]
@@ -93,7 +93,7 @@ def child(args: argparse.Namespace) -> None:
     """One side, timed from after its imports: wall, CPU (this process's threads + its workers), peak RSS."""
     import tokenizers  # noqa: F401  (imports are not timed)
 
-    import preprocessing.pack  # noqa: F401
+    import preprocessing.stages.pack  # noqa: F401
 
     if args.child == "baseline":
         import torch  # noqa: F401
@@ -138,7 +138,7 @@ def main() -> None:
 
     from bench_tokenizer import export_sample
 
-    from preprocessing.tokenizer import TokenizerConfig, train_tokenizer
+    from preprocessing.stages.tokenizer import TokenizerConfig, train_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -170,7 +170,7 @@ def main() -> None:
 
         if args.huge_mb:
             from preprocessing.stats import StageStats
-            from preprocessing.tokenizer import iter_records
+            from preprocessing.stages.tokenizer import iter_records
             from tests._pycorpus import write_jsonl_zst
 
             text = "".join(r.content for r in iter_records([dump], StageStats("x")))

@@ -118,7 +118,7 @@ def stream_cost(limit: int) -> None:
     """`run_stream` (defaults, one worker) on the embedded default with secrets redact vs off, same run."""
     import tempfile
 
-    from preprocessing.stream import StreamConfig, run_stream
+    from preprocessing.stages.stream import StreamConfig, run_stream
 
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("off", "redact", "off", "redact"):

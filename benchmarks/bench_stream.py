@@ -84,7 +84,7 @@ def run_baseline(inp: Path, out: Path) -> dict:
 
 def run_ours(inp: Path, run_dir: Path) -> dict:
     from preprocessing.readers import InputConfig
-    from preprocessing.stream import StreamConfig, run_stream
+    from preprocessing.stages.stream import StreamConfig, run_stream
 
     cfg = StreamConfig(input=InputConfig(paths=[str(inp)]))
     cfg.filters.license.enabled = False

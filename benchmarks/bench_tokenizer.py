@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from preprocessing.tokenizer import PRETOKENIZERS  # noqa: E402
+from preprocessing.stages.tokenizer import PRETOKENIZERS  # noqa: E402
 
 
 def export_sample(path: Path, fraction: float, seed: int = 0) -> tuple[int, int, int]:
@@ -61,7 +61,7 @@ def main() -> None:
 
     from preprocessing.readers import PythonEnvReader
     from preprocessing.record import CodeFile
-    from preprocessing.tokenizer import TokenizerConfig, is_heldout, train_tokenizer
+    from preprocessing.stages.tokenizer import TokenizerConfig, is_heldout, train_tokenizer
 
     names = args.pretokenizers.split(",")
     rows = []

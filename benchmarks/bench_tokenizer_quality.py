@@ -43,7 +43,7 @@ def export_split(out: Path, fraction: float, heldout_fraction: float, seed: int 
     from preprocessing.hashing import keyed_uniform, record_key
     from preprocessing.readers import PythonEnvReader
     from preprocessing.record import CodeFile
-    from preprocessing.tokenizer import TokenizerConfig, is_heldout
+    from preprocessing.stages.tokenizer import TokenizerConfig, is_heldout
 
     split_cfg = TokenizerConfig(heldout_fraction=heldout_fraction, seed=seed)
     info = {s: {"files": 0, "chars": 0, "repos": set()} for s in ("train", "valid")}
@@ -76,8 +76,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the training process")
     args = ap.parse_args()
 
-    from preprocessing.pack import PackConfig, pack
-    from preprocessing.tokenizer import TokenizerConfig, train_tokenizer
+    from preprocessing.stages.pack import PackConfig, pack
+    from preprocessing.stages.tokenizer import TokenizerConfig, train_tokenizer
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from common.tokens import find_tokenizer_json
+
 FORMAT_NAME = "codeparrot-token-shards"
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
@@ -75,15 +77,6 @@ def shard_name(i: int) -> str:
 def content_hash(data: bytes | memoryview) -> str:
     """Hash of a shard's compressed bytes, as written in the index ("xxh3_128:<hex>")."""
     return f"{CONTENT_HASH}:{xxhash.xxh3_128_hexdigest(data)}"
-
-
-def find_tokenizer_json(path: str | os.PathLike) -> Path | None:
-    """The tokenizer.json that ``path`` names (the file itself, or the one in the directory it
-    names), or None when there is none. Each caller words its own error."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "tokenizer.json"
-    return p if p.is_file() else None
 
 
 def tokenizer_hash(path: str | os.PathLike) -> str:

@@ -43,7 +43,7 @@ def test_commands_keep_openblas_to_one_thread_unless_told(tmp_path):
     import subprocess
     import sys
 
-    code = "import preprocessing.dedup.cli, numpy, os; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    code = "import preprocessing.cli.dedup, numpy, os; print(os.environ['OPENBLAS_NUM_THREADS'])"
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1"
@@ -55,7 +55,7 @@ def test_commands_keep_openblas_to_one_thread_unless_told(tmp_path):
 def test_strict_makes_a_truncated_input_a_one_line_error_in_every_command_that_reads_jsonl(tmp_path):
     """Without --strict a cut .zst is a warning after the lines before the cut (exit 0); with it,
     `stream`, `dedup`, `tokenizer` and `pack` stop with one line naming the file, exit code 2."""
-    from preprocessing.tokpack_cli import pack_command, tokenizer_command
+    from preprocessing.cli.tokpack import pack_command, tokenizer_command
 
     full = write_jsonl(tmp_path / "full.jsonl.zst", stdlib_rows(40))
     cut = tmp_path / "in" / "cut.jsonl.zst"

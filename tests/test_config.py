@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from preprocessing.config import ConfigError, load_config, to_dict
+from common.config import ConfigError, load_config, to_dict
 from preprocessing.executors import ExecutorConfig
-from preprocessing.stream import StreamConfig
+from preprocessing.stages.stream import StreamConfig
 
 PRESETS = Path(__file__).resolve().parents[1] / "configs" / "preprocess"
 

@@ -11,8 +11,8 @@ import yaml
 import zstandard
 from click.testing import CliRunner
 
-from preprocessing.config import ConfigError
-from preprocessing.dedup.cli import dedup_command
+from common.config import ConfigError
+from preprocessing.cli.dedup import dedup_command
 from preprocessing.dedup.minhash import NearDedupConfig
 from preprocessing.dedup.near import run_dedup, run_near_dedup
 from preprocessing.readers import InputConfig
@@ -149,7 +149,7 @@ def test_cli_dedup_with_preset_and_flags(tmp_path, dump):
 
 @pytest.mark.parametrize("preset", ["codeparrot.yaml", "bigcode.yaml"])
 def test_presets_load(preset):
-    from preprocessing.config import load_config
+    from common.config import load_config
 
     path = Path(__file__).resolve().parent.parent / "configs" / "preprocess" / preset
     if not path.exists():
@@ -339,7 +339,7 @@ def test_sketches_from_escaped_bodies_equal_those_of_decoded_contents(tmp_path, 
 
 
 def test_remove_tree_deletes_nested_work_files(tmp_path):
-    from preprocessing.io import remove_tree
+    from common.io import remove_tree
 
     (tmp_path / "w" / "a" / "b").mkdir(parents=True)
     (tmp_path / "w" / "a" / "b" / "f.npy").write_bytes(b"x")

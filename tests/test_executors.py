@@ -13,10 +13,10 @@ import pytest
 from preprocessing.dedup.minhash import NearDedupConfig
 from preprocessing.dedup.near import run_dedup
 from preprocessing.executors import ExecutorConfig, ExecutorError, make_executor
-from preprocessing.pack import PackConfig, pack
+from preprocessing.stages.pack import PackConfig, pack
 from preprocessing.readers import InputConfig
-from preprocessing.stream import StreamConfig, run_stream, run_stream_and_dedup
-from preprocessing.tokenizer import TokenizerConfig, train_tokenizer
+from preprocessing.stages.stream import StreamConfig, run_stream, run_stream_and_dedup
+from preprocessing.stages.tokenizer import TokenizerConfig, train_tokenizer
 from tests._faults import KillingExecutor
 from tests.test_runner import comparable, tree_bytes
 
@@ -104,7 +104,7 @@ def test_errors_are_one_line(tmp_path):
 @pytest.mark.slow
 def test_the_whole_pipeline_on_ray_gives_the_local_bytes(local_ray, tmp_path):
     """`cp-preprocess run` on one executor for every stage (tokenizer and report included)."""
-    from preprocessing.pipeline import run_pipeline
+    from preprocessing.stages.pipeline import run_pipeline
 
     preset = tmp_path / "p.yaml"
     preset.write_text("stream: {input: {limit: 300, include_site_packages: false}}\n"

@@ -383,7 +383,7 @@ def test_default_pipeline_on_real_stdlib_files() -> None:
 
 @pytest.mark.parametrize("preset", ["codeparrot", "strict"])
 def test_presets_fill_filters_config(preset: str) -> None:
-    from preprocessing.config import from_dict, read_yaml
+    from common.config import from_dict, read_yaml
 
     raw = read_yaml(ROOT / "configs" / "preprocess" / f"{preset}.yaml")
     cfg = from_dict(FiltersConfig, raw["stream"]["filters"], f"{preset}:stream.filters")

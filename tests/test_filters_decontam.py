@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from preprocessing.config import ConfigError, from_dict, load_config
+from common.config import ConfigError, from_dict, load_config
 from preprocessing.filters import FiltersConfig, build_filters
 from preprocessing.filters.decontam import (
     BenchmarkFileConfig,
@@ -24,7 +24,7 @@ from preprocessing.filters.decontam import (
 )
 from preprocessing.readers.local import PythonEnvReader
 from preprocessing.record import CodeFile
-from preprocessing.stream import StreamConfig, run_stream
+from preprocessing.stages.stream import StreamConfig, run_stream
 from tests.conftest import STDLIB, stdlib_rows, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -342,7 +342,7 @@ def test_presets(preset: str | None, on: bool) -> None:
 
 
 def test_stream_counts_per_benchmark_with_two_workers(tmp_path: Path, problems: dict) -> None:
-    from preprocessing.report import ReportConfig, build_report, render_html
+    from preprocessing.stages.report import ReportConfig, build_report, render_html
 
     rows = stdlib_rows(40)
     for i, tid in enumerate(["HumanEval/0", "HumanEval/31", "HumanEval/90"]):

@@ -15,7 +15,7 @@ from preprocessing.filters import FiltersConfig, SecretsFilter, SecretsFilterCon
 from preprocessing.filters.secrets import PLACEHOLDERS, BudgetExceeded, SecretsScanner, redact, score_labelled
 from preprocessing.readers import InputConfig
 from preprocessing.record import CodeFile
-from preprocessing.stream import StreamConfig, run_stream
+from preprocessing.stages.stream import StreamConfig, run_stream
 from tests.conftest import STDLIB, stdlib_rows, write_jsonl
 from tests.test_stream import assert_accounted, read_output
 
@@ -287,7 +287,7 @@ def test_stream_drop_mode_counts_reasons_and_two_workers_same_bytes(tmp_path):
 
 
 def test_report_shows_counts_per_kind_and_redacted_examples(tmp_path):
-    from preprocessing.report import ReportConfig, build_report, render_html
+    from preprocessing.stages.report import ReportConfig, build_report, render_html
 
     path, _ = _dump(tmp_path)
     stats = run_stream(_cfg(path, "redact"), tmp_path / "run")

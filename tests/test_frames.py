@@ -204,7 +204,7 @@ def test_frame_units_of_a_foreign_dump_are_whole_frames_or_line_units_in_order(t
 
 
 def test_dedup_and_stream_of_a_foreign_dump_are_the_same_for_any_workers(tmp_path: Path, monkeypatch):
-    from preprocessing.stream import StreamConfig, run_stream
+    from preprocessing.stages.stream import StreamConfig, run_stream
 
     path = tmp_path / "in" / "foreign.jsonl.zst"
     path.parent.mkdir()

@@ -1,4 +1,4 @@
-"""Tests of preprocessing.pack: every token kept in order, exact chunking, determinism, bad input."""
+"""Tests of preprocessing.stages.pack: every token kept in order, exact chunking, determinism, bad input."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from preprocessing.pack import PackConfig, pack, split_of
+from preprocessing.stages.pack import PackConfig, pack, split_of
 from preprocessing.record import CodeFile
-from preprocessing.tokenizer import TokenizerConfig, pretokenizer_of, safe_chunks, train_tokenizer
+from preprocessing.stages.tokenizer import TokenizerConfig, pretokenizer_of, safe_chunks, train_tokenizer
 from tests._pycorpus import write_corpus, write_jsonl_zst
 
 
@@ -144,7 +144,7 @@ def test_valid_split_is_by_repository():
 HUGE_SCRIPT = """
 import resource, sys
 from pathlib import Path
-from preprocessing.pack import PackConfig, pack
+from preprocessing.stages.pack import PackConfig, pack
 stats = pack(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), PackConfig(), executor=2)
 peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 print(stats["splits"]["train"]["tokens"], stats["splits"]["train"]["samples"], stats["totals"]["inexact_cuts"], peak // 1024)

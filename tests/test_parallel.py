@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from preprocessing.parallel import ordered_map
+from preprocessing.executors.pool import ordered_map
 
 
 def square_and_pid(x: list[int]) -> tuple[int, int]:

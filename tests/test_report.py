@@ -1,4 +1,4 @@
-"""Tests of preprocessing/report.py: numbers equal the stages' stats, plots, escaping, partial runs, compare, Chromium."""
+"""Tests of preprocessing/stages/report.py: numbers equal the stages' stats, plots, escaping, partial runs, compare, Chromium."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import zstandard
 from click.testing import CliRunner
 
 from preprocessing.readers import InputConfig
-from preprocessing.report import (
+from preprocessing.stages.report import (
     PLOT_IDS,
     STATS_FORMAT_VERSION,
     ReportConfig,
@@ -24,8 +24,8 @@ from preprocessing.report import (
     render_html,
     write_report,
 )
-from preprocessing.report_cli import report_command
-from preprocessing.stream import StreamConfig, run_stream
+from preprocessing.cli.report import report_command
+from preprocessing.stages.stream import StreamConfig, run_stream
 
 HOSTILE = "</script><img src=x onerror=alert(1)>"
 HOSTILE_REPO = "<script>alert('repo')</script>"
@@ -50,8 +50,8 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _tokenize_and_pack(run: Path) -> None:
-    from preprocessing.pack import PackConfig, run_pack
-    from preprocessing.tokenizer import TokenizerConfig, run_tokenizer
+    from preprocessing.stages.pack import PackConfig, run_pack
+    from preprocessing.stages.tokenizer import TokenizerConfig, run_tokenizer
 
     # half the repositories held out / in valid, so both sides are non-empty whatever is installed
     cfg = TokenizerConfig(vocab_size=512, heldout_fraction=0.5, max_bytes=1 << 20, max_heldout_bytes=300_000)

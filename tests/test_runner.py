@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from preprocessing.cli import main
-from preprocessing.config import ConfigError
+from common.config import ConfigError
 from preprocessing.dedup.minhash import NearDedupConfig
 from preprocessing.dedup.near import run_dedup
-from preprocessing.pack import PackConfig, run_pack
+from preprocessing.stages.pack import PackConfig, run_pack
 from preprocessing.readers import InputConfig
-from preprocessing.stream import StreamConfig, run_stream
-from preprocessing.tokenizer import TokenizerConfig, run_tokenizer
+from preprocessing.stages.stream import StreamConfig, run_stream
+from preprocessing.stages.tokenizer import TokenizerConfig, run_tokenizer
 
 RUN_FACTS = {"wall_time_s", "throughput_mb_s", "pass1_s", "cluster_s", "pass2_s", "peak_rss_mb", "workers",
              "train_time_s", "throughput", "skipped"}
@@ -121,7 +121,7 @@ def test_every_command_takes_the_same_executor_flags(command, tmp_path):
 
 
 def test_a_failed_stage_leaves_nothing_under_a_final_name(tmp_path):
-    from preprocessing.manifest import RunManifest
+    from preprocessing.runner.manifest import RunManifest
 
     bad = tmp_path / "in.jsonl"
     bad.write_text('{"repo_name": "r", "path": "p.py", "content": "x = 1\\n"}\n')

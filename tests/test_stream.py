@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from preprocessing.config import ConfigError
+from common.config import ConfigError
 from preprocessing.readers import InputConfig
-from preprocessing.stream import StreamConfig, run_stream
+from preprocessing.stages.stream import StreamConfig, run_stream
 from tests.conftest import stdlib_rows, write_jsonl
 
 
@@ -95,7 +95,7 @@ def test_rerun_skips_and_killed_run_is_redone_identically(python_runs, tmp_path)
 
 
 def _small():
-    from preprocessing.stream import OutputConfig
+    from preprocessing.stages.stream import OutputConfig
 
     return OutputConfig(max_shard_bytes=2 << 20)
 
@@ -155,8 +155,8 @@ def _same_dedup_stats(fused: dict, separate: dict) -> None:
 def _fused_vs_separate(tmp_path: Path, cfg: StreamConfig, near_cfg, separate: Path | None = None) -> tuple[Path, dict]:
     """Run stream + dedup (into ``separate`` unless given) and the fused form with 1 and 2 workers."""
     from preprocessing.dedup.near import run_dedup
-    from preprocessing.manifest import RunManifest
-    from preprocessing.stream import run_stream_and_dedup
+    from preprocessing.runner.manifest import RunManifest
+    from preprocessing.stages.stream import run_stream_and_dedup
 
     if separate is None:
         separate = tmp_path / "separate"
@@ -238,7 +238,7 @@ def test_fused_near_dedup_counts_rows_dedup_rejects(tmp_path):
 
 def test_fused_near_dedup_with_nothing_kept_says_so(tmp_path):
     from preprocessing.dedup.minhash import NearDedupConfig
-    from preprocessing.stream import run_stream_and_dedup
+    from preprocessing.stages.stream import run_stream_and_dedup
 
     dump = write_jsonl(tmp_path / "d.jsonl", [{"repo_name": "r", "path": "a.py", "content": "x = 1\n"}])
     with pytest.raises(ValueError, match="kept no records, so there is nothing to near-dedup"):

@@ -1,4 +1,4 @@
-"""Tests of preprocessing.tokenizer: training, lossless round trip, HF loading, held-out report."""
+"""Tests of preprocessing.stages.tokenizer: training, lossless round trip, HF loading, held-out report."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import time
 
 import pytest
 
-from preprocessing.tokenizer import (
+from common.tokens import EOS_TOKEN, FIM_TOKENS
+from preprocessing.stages.tokenizer import (
     ENCODING_PRETOKENIZER,
-    EOS_TOKEN,
-    FIM_TOKENS,
     PRETOKENIZERS,
     SUPERWORD_MAX_CHARS,
     TokenizerConfig,
@@ -130,7 +129,7 @@ def test_empty_inputs_name_the_file_or_dir(tmp_path):
 
 
 def test_config_validation():
-    from preprocessing.config import ConfigError, from_dict
+    from common.config import ConfigError, from_dict
 
     with pytest.raises(ValueError, match="vocab_size=100 must be > 256"):
         TokenizerConfig(vocab_size=100)
@@ -146,7 +145,7 @@ def test_config_validation():
 
 
 def test_long_files_train_in_exact_pieces(tmp_path, monkeypatch):
-    import preprocessing.tokenizer as tokenizer_module
+    import preprocessing.stages.tokenizer as tokenizer_module
 
     rows = write_corpus(tmp_path / "in", max_files=80, parts=1)
     big = "".join(r["content"] for r in rows)  # one ~1 MB file

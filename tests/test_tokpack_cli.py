@@ -1,4 +1,4 @@
-"""Tests of the `tokenizer` and `pack` commands (preprocessing.tokpack_cli) end to end on a RUN directory."""
+"""Tests of the `tokenizer` and `pack` commands (preprocessing.cli.tokpack) end to end on a RUN directory."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from preprocessing.tokpack_cli import pack_command, tokenizer_command
+from preprocessing.cli.tokpack import pack_command, tokenizer_command
 from tests._pycorpus import write_corpus
 
 PRESET = """

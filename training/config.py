@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from preprocessing.config import ConfigError, load_config, to_dict
+from common.config import ConfigError, load_config, to_dict
 
 __all__ = ["ConfigError", "TrainConfig", "load_train_config", "to_dict"]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from preprocessing.pack import SamplePacker
-from preprocessing.tokenizer import EOS_TOKEN
+from common.tokens import EOS_TOKEN
+from shards.packing import SamplePacker
 from shards import ShardWriter, tokenizer_hash
 
 

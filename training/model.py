@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from preprocessing.tokenizer import EOS_TOKEN
+from common.tokens import EOS_TOKEN
 from training.config import TrainConfig
 
 # Dense bf16 tensor-core peak FLOP/s of one device, keyed by a substring of torch.cuda.get_device_name().

@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from accelerate.utils import ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from preprocessing.io import publish_dir, staging_dir
+from common.io import publish_dir, staging_dir
 from shards import tokenizer_hash
 from training.checkpoint import find_resume_checkpoint, load_checkpoint, save_checkpoint
 from training.config import TrainConfig, to_dict

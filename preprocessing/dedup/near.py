@@ -29,7 +29,7 @@ import orjson
 import xxhash
 import zstandard
 
-from preprocessing.config import to_dict
+from common.config import to_dict
 from preprocessing.dedup.index import (
     ClusterResult,
     NearDedupIndex,
@@ -44,8 +44,8 @@ from preprocessing.dedup.minhash import (
     encode_content,
 )
 from preprocessing.executors import Executor
-from preprocessing.io import remove_tree
-from preprocessing.parallel import RECORDS_PER_TASK
+from common.io import remove_tree
+from preprocessing.executors.pool import RECORDS_PER_TASK
 from preprocessing.readers import (
     InputConfig,
     JsonlReader,

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from preprocessing.config import ConfigError
+from common.config import ConfigError
 
 C = TypeVar("C")
 U = TypeVar("U")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 
 from preprocessing.executors.base import C, Executor, R, U, ship
-from preprocessing.parallel import ordered_map
+from preprocessing.executors.pool import ordered_map
 
 
 class LocalExecutor(Executor):
-    """:func:`preprocessing.parallel.ordered_map` over a process pool; ``workers=1`` runs inline."""
+    """:func:`preprocessing.executors.pool.ordered_map` over a process pool; ``workers=1`` runs inline."""
 
     name = "local"
 

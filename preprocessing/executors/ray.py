@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from preprocessing.executors.base import C, Executor, ExecutorError, R, Shipped, U, bind
-from preprocessing.parallel import apply_each, windowed_map
+from preprocessing.executors.pool import apply_each, windowed_map
 
 MAX_RETRIES = 3
 """Ray retries a task whose worker process died this many times (a map is pure: same result)."""

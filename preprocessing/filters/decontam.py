@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from preprocessing.config import ConfigError
+from common.config import ConfigError
 from preprocessing.filters.base import Filter
 from preprocessing.record import CodeFile
 

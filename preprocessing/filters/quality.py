@@ -137,7 +137,7 @@ def load_tokenizer(path: str) -> Any:
     """A ``tokenizers.Tokenizer`` from a tokenizer.json file or a directory holding one."""
     from tokenizers import Tokenizer
 
-    from shards.format import find_tokenizer_json
+    from common.tokens import find_tokenizer_json
 
     p = find_tokenizer_json(path)
     if p is None:

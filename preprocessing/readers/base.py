@@ -186,6 +186,6 @@ class FileDumpReader(Reader):
         self._warnings: list[str] = []
 
     def fingerprint(self) -> str:
-        from preprocessing.manifest import fingerprint_files
+        from preprocessing.runner.manifest import fingerprint_files
 
         return fingerprint_files(self.paths)

@@ -50,7 +50,7 @@ class HFDatasetReader(Reader):
         return f"hf:{self.dataset}" + (f"/{self.config}" if self.config else "") + f"[{self.split}]"
 
     def fingerprint(self) -> str:
-        from preprocessing.manifest import fingerprint_files
+        from preprocessing.runner.manifest import fingerprint_files
 
         key = f"{self.source}|{fingerprint_files(self.data_files) if self.data_files else ''}"
         import hashlib  # here: importing it costs every process ~4 ms (OpenSSL)

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from preprocessing.config import to_dict
+from common.config import to_dict
 from preprocessing.executors import Executor, ExecutorConfig, make_executor
-from preprocessing.io import publish_dir, read_json, remove_tree, staging_dir, write_json_atomic
-from preprocessing.manifest import RunManifest
+from common.io import publish_dir, read_json, remove_tree, staging_dir, write_json_atomic
+from preprocessing.runner.manifest import RunManifest
 from preprocessing.runner.stage import Follower, Stage
 
 ExecutorSpec = Executor | ExecutorConfig | int | None

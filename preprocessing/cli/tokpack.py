@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from preprocessing.cli_common import clean_errors, executor_config, executor_options, resolve_run_dir, stage_config
+from preprocessing.cli.common import clean_errors, executor_config, executor_options, resolve_run_dir, stage_config
 
 
 def tokenizer_summary(stats: dict[str, Any], out_dir: str) -> None:
@@ -54,7 +54,7 @@ def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str 
                       vocab_size: int | None, strict: bool | None, workers: int | None, executor: str | None,
                       ray_address: str | None, force: bool, dry_run: bool) -> None:
     """Train a byte-level BPE tokenizer on RUN/dedup; report chars/token against GPT-2 on held-out repos."""
-    from preprocessing.tokenizer import TokenizerConfig, run_tokenizer
+    from preprocessing.stages.tokenizer import TokenizerConfig, run_tokenizer
 
     ex = executor_config(config_path, workers, executor, ray_address)
     cfg = stage_config(TokenizerConfig, config_path, {"vocab_size": vocab_size, "strict": strict}, "tokenizer",
@@ -81,7 +81,7 @@ def pack_command(run_dir: str | None, inputs: tuple[str, ...], output: str | Non
                  config_path: str | None, seq_length: int | None, strict: bool | None, workers: int | None,
                  executor: str | None, ray_address: str | None, force: bool, dry_run: bool) -> None:
     """Tokenize RUN/dedup and pack it into constant-length train/valid token shards in RUN/shards."""
-    from preprocessing.pack import PackConfig, run_pack
+    from preprocessing.stages.pack import PackConfig, run_pack
 
     ex = executor_config(config_path, workers, executor, ray_address)
     cfg = stage_config(PackConfig, config_path, {"seq_length": seq_length, "tokenizer": tokenizer, "strict": strict},

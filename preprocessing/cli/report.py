@@ -1,4 +1,4 @@
-"""`cp-preprocess report`: thin Click command over :func:`preprocessing.report.write_report`."""
+"""`cp-preprocess report`: thin Click command over :func:`preprocessing.stages.report.write_report`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import click
 
-from preprocessing.cli_common import clean_errors, executor_config, executor_options, stage_config
+from preprocessing.cli.common import clean_errors, executor_config, executor_options, stage_config
 
 
 @click.command("report")
@@ -22,7 +22,7 @@ def report_command(run_dir: str, compare_dir: str | None, output_dir: str | None
                    no_plots: bool | None, workers: int | None, executor: str | None, ray_address: str | None,
                    force: bool, dry_run: bool) -> None:
     """Write RUN/report/report.json and a self-contained report.html from the stages' stats (always rebuilt)."""
-    from preprocessing.report import ReportConfig, run_report
+    from preprocessing.stages.report import ReportConfig, run_report
 
     ex = executor_config(config_path, workers, executor, ray_address)
     cfg = stage_config(ReportConfig, config_path, {"plots": False if no_plots else None}, "report", dry_run, ex)

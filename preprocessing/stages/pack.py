@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from common.tokens import EOS_TOKEN
 from preprocessing.executors import Executor
+from shards.packing import SamplePacker
 from preprocessing.hashing import keyed_uniform
 from preprocessing.record import CodeFile
 from preprocessing.runner import ExecutorSpec, Stage, run_stage
 from preprocessing.stats import StageStats
-from preprocessing.tokenizer import (
-    EOS_TOKEN,
+from preprocessing.stages.tokenizer import (
     iter_records,
     pretokenizer_of,
     resolve_inputs,
@@ -122,41 +123,6 @@ def encode_task(task: EncodeTask) -> EncodedBatch:
     return EncodedBatch(ids=ids, files=files, tokens=tokens)
 
 
-class SamplePacker:
-    """Cuts one split's token stream into ``seq_length`` samples for a ShardWriter; keeps the short tail."""
-
-    def __init__(self, writer: Any, seq_length: int, flush_tokens: int = 1 << 20) -> None:
-        self.writer = writer
-        self.seq_length = seq_length
-        self.flush_tokens = max(flush_tokens, seq_length)
-        self.pending: list[np.ndarray] = []
-        self.pending_tokens = 0
-        self.samples = 0
-
-    def add(self, ids: np.ndarray) -> None:
-        if len(ids):
-            self.pending.append(ids)
-            self.pending_tokens += len(ids)
-            if self.pending_tokens >= self.flush_tokens:
-                self._flush()
-
-    def _flush(self) -> None:
-        buf = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
-        n = len(buf) // self.seq_length
-        if n:
-            self.writer.write_many(buf[: n * self.seq_length].reshape(n, self.seq_length))
-            self.samples += n
-        rest = buf[n * self.seq_length :]
-        self.pending = [rest] if len(rest) else []
-        self.pending_tokens = len(rest)
-
-    def finish(self) -> int:
-        """Write what is left in whole samples; returns the dropped tail (tokens), < seq_length."""
-        if self.pending:
-            self._flush()
-        return self.pending_tokens
-
-
 @dataclass
 class _SplitCounts:
     files: int = 0
@@ -172,7 +138,7 @@ def _tasks(
 ) -> Iterator[EncodeTask]:
     """Read records, cut long files into exact pieces (so one huge file spreads over all workers), batch them.
 
-    ``pretokenizer`` (the tokenizer's, :func:`preprocessing.tokenizer.pretokenizer_of`) says where cuts are exact.
+    ``pretokenizer`` (the tokenizer's, :func:`preprocessing.stages.tokenizer.pretokenizer_of`) says where cuts are exact.
     """
     pieces: list[str] = []
     splits: list[str] = []
@@ -215,7 +181,7 @@ def _tokenizers_threads(enabled: bool) -> Iterator[None]:
 
 def tokenizer_json(tokenizer: str | os.PathLike) -> Path:
     """The tokenizer.json of a tokenizer directory (or the file itself); ValueError if missing."""
-    from shards.format import find_tokenizer_json
+    from common.tokens import find_tokenizer_json
 
     path = find_tokenizer_json(tokenizer)
     if path is None:
@@ -364,13 +330,13 @@ class PackStage(Stage):
         self.tokenizer = tokenizer_json(tokenizer if tokenizer is not None else Path(run_dir) / "tokenizer")  # type: ignore[arg-type]
 
     def identity(self) -> dict[str, Any]:
-        from preprocessing.config import to_dict
+        from common.config import to_dict
 
         return {k: v for k, v in to_dict(self.cfg).items() if k != "strict"}  # strict changes no output
 
     def fingerprint(self) -> str:
         """The inputs and the tokenizer: a retrained tokenizer re-packs."""
-        from preprocessing.manifest import fingerprint_files
+        from preprocessing.runner.manifest import fingerprint_files
 
         return fingerprint_files([*self.files, self.tokenizer])
 

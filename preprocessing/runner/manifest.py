@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from preprocessing.config import ConfigError
-from preprocessing.io import read_json, write_json_atomic
+from common.config import ConfigError
+from common.io import read_json, write_json_atomic
 
 MANIFEST_VERSION = 1
 _TRACKED_PACKAGES = (

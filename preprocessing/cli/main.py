@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from preprocessing.cli_common import DEFAULT_RUN, clean_errors, executor_config, executor_options, stage_config
+from preprocessing.cli.common import DEFAULT_RUN, clean_errors, executor_config, executor_options, stage_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -35,8 +35,8 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
                secrets: str | None, workers: int | None, executor: str | None, ray_address: str | None,
                force: bool, dry_run: bool) -> None:
     """Stream a dump (default: this Python installation) through the filters and exact dedup."""
-    from preprocessing.config import load_config
-    from preprocessing.stream import StreamConfig, run_stream
+    from common.config import load_config
+    from preprocessing.stages.stream import StreamConfig, run_stream
 
     overrides = {
         "input.paths": list(inputs) or None,
@@ -53,9 +53,9 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
     if not near_dedup:
         _summary(run_stream(cfg, run_dir, force=force, executor=ex), Path(run_dir) / "clean")
         return
-    from preprocessing.dedup.cli import dedup_summary
+    from preprocessing.cli.dedup import dedup_summary
     from preprocessing.dedup.minhash import NearDedupConfig
-    from preprocessing.stream import run_stream_and_dedup
+    from preprocessing.stages.stream import run_stream_and_dedup
 
     near_cfg = load_config(NearDedupConfig, config_path, section="near_dedup")
     results = run_stream_and_dedup(cfg, near_cfg, run_dir, force=force, executor=ex)
@@ -72,16 +72,16 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
 def run_cmd(config_path: str | None, run_dir: str, limit: int | None, workers: int | None, executor: str | None,
             ray_address: str | None, force: bool) -> None:
     """Run every preprocessing stage of a preset (default: CodeParrot's, on this Python installation)."""
-    from preprocessing.pipeline import run_pipeline
+    from preprocessing.stages.pipeline import run_pipeline
 
     ex = executor_config(config_path, workers, executor, ray_address)
     results = run_pipeline(run_dir, config_path, executor=ex, limit=limit, force=force)
     run = Path(run_dir)
     _summary(results["stream"], run / "clean")
-    from preprocessing.dedup.cli import dedup_summary
+    from preprocessing.cli.dedup import dedup_summary
 
     dedup_summary(results["dedup"], run / "dedup")
-    from preprocessing.tokpack_cli import pack_summary, tokenizer_summary
+    from preprocessing.cli.tokpack import pack_summary, tokenizer_summary
 
     tokenizer_summary(results["tokenizer"], str(run / "tokenizer"))
     pack_summary(results["pack"], str(run / "shards"))
@@ -106,9 +106,9 @@ def _summary(stats: dict[str, Any], out_dir: Path) -> None:
 
 def _register_stage_commands() -> None:
     """The other stages keep their Click commands next to their library code."""
-    from preprocessing.dedup.cli import dedup_command
-    from preprocessing.report_cli import report_command
-    from preprocessing.tokpack_cli import pack_command, tokenizer_command
+    from preprocessing.cli.dedup import dedup_command
+    from preprocessing.cli.report import report_command
+    from preprocessing.cli.tokpack import pack_command, tokenizer_command
 
     for command in (dedup_command, tokenizer_command, pack_command, report_command):
         main.add_command(command)

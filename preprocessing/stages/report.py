@@ -640,7 +640,7 @@ def _headline(report: dict[str, Any], stats: dict[str, dict[str, Any]]) -> dict[
 
 def make_plots(report: dict[str, Any], cfg: ReportConfig | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """The report's plots as SVG data URIs, and for each plot that cannot be drawn, why."""
-    from preprocessing import report_plots as rp
+    from preprocessing.stages import report_plots as rp
 
     cfg = cfg or ReportConfig()
     plots: dict[str, str] = {}
@@ -732,7 +732,7 @@ def make_plots(report: dict[str, Any], cfg: ReportConfig | None = None) -> tuple
 
 def make_compare_plots(a: dict[str, Any], b: dict[str, Any]) -> dict[str, str]:
     """Run A against run B: files out of each stage, and the kept files' distributions."""
-    from preprocessing import report_plots as rp
+    from preprocessing.stages import report_plots as rp
 
     plots: dict[str, str] = {}
     fa, fb = {r["stage"]: r for r in a.get("funnel") or []}, {r["stage"]: r for r in b.get("funnel") or []}
@@ -1126,7 +1126,7 @@ def write_report(run_dir: str | Path, compare_dir: str | Path | None = None, out
     With ``compare_dir``, the page shows run A (``run_dir``) against run B side by side and
     report.json holds B's report under ``compare``.
     """
-    from preprocessing.io import write_bytes_atomic
+    from common.io import write_bytes_atomic
 
     cfg = cfg or ReportConfig()
     report = build_report(run_dir, cfg)

@@ -15,16 +15,14 @@ from typing import Any
 import numpy as np
 
 from preprocessing.hashing import keyed_uniform, record_key
-from preprocessing.io import publish_dir, staging_dir  # noqa: F401 - also imported from here by training
+from common.io import publish_dir, staging_dir  # noqa: F401 - also imported from here by training
 from preprocessing.profile import CHARS_PER_TOKEN_EDGES, bin_index, histogram_dict
+from common.tokens import EOS_TOKEN, FIM_TOKENS
 from preprocessing.executors import Executor
 from preprocessing.record import CodeFile, Rejected
 from preprocessing.runner import ExecutorSpec, Stage, run_stage
 from preprocessing.stats import StageStats
 
-EOS_TOKEN = "<|endoftext|>"
-# SantaCoder / StarCoder fill-in-the-middle tokens (prefix, middle, suffix, padding).
-FIM_TOKENS = ("<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>")
 # Salts of keyed_uniform: one per decision, so the held-out split and the sample are independent.
 HELDOUT_SALT = "tokenizer_heldout"
 SAMPLE_SALT = "tokenizer_sample"
@@ -494,7 +492,7 @@ def _training_texts(files: Sequence[Path], cfg: TokenizerConfig, stats: StageSta
 
 def _save(hf_tokenizer: Any, tmp: Path) -> None:
     """Save the HF tokenizer directory into ``tmp`` (the runner's staging directory)."""
-    from preprocessing.io import write_json_atomic
+    from common.io import write_json_atomic
 
     hf_tokenizer.save_pretrained(str(tmp))
     # transformers 5 writes tokenizer_class "TokenizersBackend", which 4.x cannot resolve;
@@ -605,12 +603,12 @@ class TokenizerStage(Stage):
         self.out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "tokenizer"  # type: ignore[arg-type]
 
     def identity(self) -> dict[str, Any]:
-        from preprocessing.config import to_dict
+        from common.config import to_dict
 
         return {k: v for k, v in to_dict(self.cfg).items() if k != "strict"}  # strict changes no output
 
     def fingerprint(self) -> str:
-        from preprocessing.manifest import fingerprint_files
+        from preprocessing.runner.manifest import fingerprint_files
 
         return fingerprint_files(self.files)
 

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from preprocessing.config import to_dict
+from common.config import to_dict
 from preprocessing.dedup.exact import ExactDedupConfig, HashSet64, content_hash
 from preprocessing.executors import Executor, LocalExecutor
 from preprocessing.filters import FiltersConfig, apply_filters, build_filters
 from preprocessing.filters.base import Filter
 from preprocessing.filters.quality import file_metrics
 from preprocessing.hashing import record_key
-from preprocessing.parallel import RECORDS_PER_TASK
+from preprocessing.executors.pool import RECORDS_PER_TASK
 from preprocessing.profile import CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
 from preprocessing.record import FileRead, InputWarning, Rejected

@@ -63,7 +63,7 @@ def executor_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 def executor_config(config_path: str | None, workers: int | None, executor: str | None,
                     ray_address: str | None) -> Any:
     """The ExecutorConfig: defaults <- the preset's `executor:` section <- the flags."""
-    from preprocessing.config import load_config
+    from common.config import load_config
     from preprocessing.executors import ExecutorConfig
 
     overrides = {"workers": workers, "executor": executor, "ray_address": ray_address}
@@ -78,7 +78,7 @@ def stage_config(cls: type, config_path: str | None, overrides: dict[str, Any], 
     it is printed as JSON (with the ``executor`` section) and None is returned, so the command stops there."""
     import json
 
-    from preprocessing.config import load_config, to_dict
+    from common.config import load_config, to_dict
 
     cfg = load_config(cls, config_path, overrides, section=section)
     if dry_run:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from preprocessing.config import load_config
+from common.config import load_config
 from preprocessing.runner import ExecutorSpec
 
 
@@ -19,11 +19,11 @@ def run_pipeline(run_dir: str | Path, config_path: str | Path | None = None, exe
     ``{stage: stats}`` (the report entry holds its file paths).
     """
     from preprocessing.dedup.minhash import NearDedupConfig
-    from preprocessing.pack import PackConfig, run_pack
+    from preprocessing.stages.pack import PackConfig, run_pack
     from preprocessing.executors import make_executor
-    from preprocessing.report import run_report
-    from preprocessing.stream import StreamConfig, run_stream_and_dedup
-    from preprocessing.tokenizer import TokenizerConfig, run_tokenizer
+    from preprocessing.stages.report import run_report
+    from preprocessing.stages.stream import StreamConfig, run_stream_and_dedup
+    from preprocessing.stages.tokenizer import TokenizerConfig, run_tokenizer
 
     run_dir = Path(run_dir)
     results: dict[str, Any] = {}

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from preprocessing.cli_common import clean_errors, executor_config, executor_options, resolve_run_dir, stage_config
+from preprocessing.cli.common import clean_errors, executor_config, executor_options, resolve_run_dir, stage_config
 
 
 def dedup_summary(stats: dict[str, Any], out_dir: Path) -> None:

@@ -1,0 +1,3 @@
+from preprocessing.cli.main import main
+
+main()
