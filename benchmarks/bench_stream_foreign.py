@@ -175,6 +175,7 @@ def main() -> None:
     ap.add_argument("--writer", choices=["zstd-cli", "zstd-stream"], default="zstd-cli")
     ap.add_argument("--profile", action="store_true", help="cProfile ours only, top functions per record")
     ap.add_argument("--top", type=int, default=20)
+    ap.add_argument("--no-datatrove", action="store_true", help="skip the datatrove baseline")
     ap.add_argument("--keep", type=Path, help="keep the dump and the runs in this directory")
     ap.add_argument("--before", type=Path, help="also run ours from this checkout (e.g. a `git worktree` of the "
                     "commit before a change), in the same run: prints its CPU seconds and ours' speed-up over it")
@@ -211,7 +212,8 @@ def main() -> None:
         try:
             import datatrove  # noqa: F401
 
-            sides.insert(1, "datatrove")
+            if not args.no_datatrove:
+                sides.insert(1, "datatrove")
         except ImportError:
             print("datatrove not installed (pip install -e .[bench]): no datatrove baseline")
         res = {s: measure(s, inp, work) for s in sides}
