@@ -106,17 +106,19 @@ def run_baseline(inp: Path, out: Path) -> dict:
     return {}
 
 
-def measure(side: str, inp: Path, work: Path) -> dict:
-    """One side in a fresh process pinned to one core: its wall time."""
+def measure(side: str, inp: Path, work: Path, script: str = __file__) -> dict:
+    """One side in a fresh process pinned to one core: its wall and CPU seconds (``script``: this
+    benchmark in another checkout, whose package it then imports)."""
     import os
     import time
 
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "--side", side, "--input", str(inp), "--work", str(work)],
+    proc = subprocess.Popen([sys.executable, script, "--side", side, "--input", str(inp), "--work", str(work)],
                             preexec_fn=lambda: os.sched_setaffinity(0, {0}))
-    if proc.wait() != 0:
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
         raise SystemExit(f"{side} failed")
-    return {"wall_s": time.perf_counter() - t0}
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
 def main() -> None:
@@ -126,6 +128,7 @@ def main() -> None:
     ap.add_argument("--unique", type=int, default=90)
     ap.add_argument("--any-files", action="store_true",
                     help="repeat any files, not only files the filters keep (repeats of dropped files run the filters)")
+    ap.add_argument("--before", type=Path, help="also run ours from this checkout (the code before a change), same run")
     ap.add_argument("--side", choices=["baseline", "ours"])
     ap.add_argument("--input", type=Path)
     ap.add_argument("--work", type=Path)
@@ -148,7 +151,17 @@ def main() -> None:
         row = {"records": args.records, "unique": args.unique, "mb": round(nbytes / 1e6, 1),
                "baseline_s": round(base["wall_s"], 2), "ours_s": round(ours["wall_s"], 2),
                "speedup": round(base["wall_s"] / ours["wall_s"], 2), "kept": stats["totals"]["kept"],
-               "exact_duplicate": stats["totals"]["dropped"].get("exact_duplicate", 0)}
+               "exact_duplicate": stats["totals"]["dropped"].get("exact_duplicate", 0),
+               "baseline_cpu_s": round(base["cpu_s"], 2), "ours_cpu_s": round(ours["cpu_s"], 2),
+               "speedup_cpu": round(base["cpu_s"] / ours["cpu_s"], 2),
+               "ours_us_per_record_cpu": round(ours["cpu_s"] / args.records * 1e6, 1)}
+        if args.before:
+            (work / "before").mkdir()
+            before = measure("ours", inp, work / "before", str(args.before / "benchmarks" / Path(__file__).name))
+            same = all((work / "run" / "clean" / p.name).read_bytes() == p.read_bytes()
+                       for p in (work / "before" / "run" / "clean").glob("part-*.jsonl.zst"))
+            row.update(before_cpu_s=round(before["cpu_s"], 2), speedup_cpu_vs_before=round(before["cpu_s"] / ours["cpu_s"], 2),
+                       kept_bytes_identical_to_before=same)
         print(json.dumps(row))
         print(f"\n| records | unique | MB | CodeParrot loop s | stream s | speed-up |\n|---|---|---|---|---|---|\n"
               f"| {row['records']:,} | {row['unique']} | {row['mb']} | {row['baseline_s']} | {row['ours_s']} | "

@@ -645,13 +645,12 @@ def detect_license_text(text: str) -> str | None:
 
 def leading_text(content: str, n_lines: int) -> str:
     """The first ``n_lines`` newline-terminated lines of ``content``, without copying the rest."""
-    pos = 0
-    for _ in range(n_lines):
-        j = content.find("\n", pos)
-        if j < 0:
-            return content
-        pos = j + 1
-    return content[:pos]
+    if n_lines <= 0:
+        return content[:0]
+    rest = content.split("\n", n_lines)  # one C call: up to the n-th newline, the rest in one piece
+    if len(rest) <= n_lines:
+        return content
+    return content[: len(content) - len(rest[-1])]
 
 
 _SPDX_HEADER = re.compile(r"SPDX-License-Identifier:\s*(.+?)\s*(?:\*/|-->|\"\"\"|''')?\s*$", re.MULTILINE)

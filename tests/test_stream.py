@@ -316,3 +316,59 @@ def test_fused_near_dedup_with_known_duplicates(tmp_path):
     s = json.loads((separate / "clean" / "stats.json").read_text())
     assert s["stages"]["exact_dedup"]["dropped"]["exact_duplicate"] == s["stages"]["exact_dedup"]["records_in"] - s["totals"]["kept"]
     assert s["stages"]["exact_dedup"]["dropped"]["exact_duplicate"] >= 3 * s["totals"]["kept"]
+
+
+def test_unit_histograms_and_examples_equal_the_per_record_ones():
+    """What _process_unit now does per unit (numpy histograms, examples built only when they can
+    be kept) gives the per-record answers: the same bins (values on bin edges, the infinite last
+    edge, alnum fraction 1.0 included) and the same examples."""
+    from preprocessing.filters.quality import file_metrics
+    from preprocessing.hashing import record_key
+    from preprocessing.profile import HISTOGRAM_EDGES, CorpusProfile, Histograms
+
+    metrics = [file_metrics(row["content"]) for row in stdlib_rows(200)]
+    for name, edges in HISTOGRAM_EDGES.items():  # exactly on every finite edge, and past the last
+        for e in edges[:-1]:
+            metrics.append({"size": 0, "max_line_length": 0, "mean_line_length": 0.0, "alnum_fraction": 0.0, name: e})
+        metrics.append({"size": 1 << 40, "max_line_length": 10**9, "mean_line_length": 1e12, "alnum_fraction": 1.0})
+    one, batch = Histograms(), Histograms()
+    for m in metrics:
+        one.add(m)
+    batch.add_batch(metrics)
+    batch.add_batch(metrics[:5])  # a short batch goes record by record
+    for m in metrics[:5]:
+        one.add(m)
+    assert batch.counts == one.counts and sum(one.counts["size"]) == len(metrics) + 5
+
+    eager, lazy = CorpusProfile(), CorpusProfile()
+    for i, row in enumerate(stdlib_rows(200)):
+        path = row["path"]
+        reason, key = f"r{i % 3}", record_key(row["repo_name"], path)
+        eager.add_example(reason, key, {"path": path})
+        rank = lazy.example_rank(reason, key)
+        if rank is not None:
+            lazy.offer_example(reason, rank, {"path": path})
+    assert lazy.examples == eager.examples
+
+
+def test_owned_rows_become_the_records_extra_unchanged():
+    """row_to_record(owned=True) (the JSONL reader: the row was just decoded) takes the row apart
+    instead of copying it: the same record, the same output line, for every column mapping."""
+    import orjson
+
+    from preprocessing.readers.base import ColumnsConfig
+    from preprocessing.readers.jsonl import row_to_record
+
+    rows = [{"size": "3", "repo_name": "a/b", "path": "x.py", "content": "x = 1\n", "license": ["MIT", "BSD-3-Clause"],
+             "stars": 5},
+            {"content": "y = 2\n", "repo": 7, "file": "", "license": "", "meta": {"k": [1, 2]}},
+            {"content": b"z = 3\n", "repo_name": "r", "path": "p", "license": None},
+            {"content": None, "repo_name": "r", "path": "p"},
+            {"content": "q", "repo_name": None, "path": "p"}]
+    for columns in (ColumnsConfig(), ColumnsConfig(repo_name="repo", path="file"), ColumnsConfig(license=None)):
+        for row in rows:
+            copied = row_to_record(dict(row), columns, "s", 1, 10, 1 << 20)
+            owned = row_to_record(dict(row), columns, "s", 1, 10, 1 << 20, owned=True)
+            assert owned == copied
+            if hasattr(owned, "to_json_dict"):
+                assert orjson.dumps(owned.to_json_dict()) == orjson.dumps(copied.to_json_dict())

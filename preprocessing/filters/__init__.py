@@ -79,6 +79,11 @@ def apply_filters(filters: list[Filter], record: CodeFile,
     recomputed, and what it did is counted in ``profile`` (``edits``, and one example per kind).
     """
     for f in filters:
+        if type(f).rewrite is Filter.rewrite:  # a step that rewrites nothing: its filter alone
+            reason = f.filter(record)
+            if reason:
+                return reason, f
+            continue
         before = record.content
         reason, edit = f.rewrite(record)
         if record.content is not before and record.metrics is not None:

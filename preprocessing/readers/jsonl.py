@@ -439,38 +439,54 @@ def _field(row: dict[str, Any], column: str | None) -> Any:
 
 
 def row_to_record(row: dict[str, Any], columns: ColumnsConfig, source: str, line: int, nbytes: int,
-                  max_bytes: int) -> CodeFile | Rejected:
-    """Map one input row onto a CodeFile (or a Rejected with the reason)."""
-    if columns.content not in row or row[columns.content] is None:
-        return Rejected(f"missing_field:{columns.content}", source, line, nbytes)
-    content = row[columns.content]
-    if isinstance(content, bytes):
-        try:
-            content = content.decode("utf-8")
-        except UnicodeDecodeError:
-            return Rejected("invalid_utf8", source, line, nbytes)
-    if not isinstance(content, str):
-        return Rejected(f"invalid_field:{columns.content}", source, line, nbytes)
-    for col in (columns.repo_name, columns.path):
-        if col and row.get(col) is None:
-            return Rejected(f"missing_field:{col}", source, line, nbytes)
+                  max_bytes: int, owned: bool = False) -> CodeFile | Rejected:
+    """Map one input row onto a CodeFile (or a Rejected with the reason).
+
+    ``owned``: the row is this call's to take apart (a dict just decoded): the mapped fields are
+    popped from it and it becomes the record's ``extra`` (same keys, same order), not copied.
+    """
+    col = columns.content
+    content = row.get(col)
+    if content is None:
+        return Rejected(f"missing_field:{col}", source, line, nbytes)
+    if type(content) is not str:
+        if isinstance(content, bytes):
+            try:
+                content = content.decode("utf-8")
+            except UnicodeDecodeError:
+                return Rejected("invalid_utf8", source, line, nbytes)
+        if not isinstance(content, str):
+            return Rejected(f"invalid_field:{col}", source, line, nbytes)
+    repo_col, path_col, lic_col = columns.repo_name, columns.path, columns.license
+    repo = row.get(repo_col) if repo_col else ""
+    if repo is None:
+        return Rejected(f"missing_field:{repo_col}", source, line, nbytes)
+    path = row.get(path_col) if path_col else ""
+    if path is None:
+        return Rejected(f"missing_field:{path_col}", source, line, nbytes)
     size = len(content) if content.isascii() else len(content.encode("utf-8", "surrogatepass"))
     reason = check_content(content, size, max_bytes)
     if reason:
         return Rejected(reason, source, line, nbytes)
-    lic = _field(row, columns.license)
+    lic = row.get(lic_col) if lic_col else None
     if isinstance(lic, (list, tuple)):
         lic = " OR ".join(str(x) for x in lic) if lic else None
-    used = {columns.content, columns.repo_name, columns.path, columns.license}
-    extra = {k: v for k, v in row.items() if k not in used}
+    if owned:
+        extra = row
+        for k in (col, repo_col, path_col, lic_col):
+            if k is not None:
+                extra.pop(k, None)
+    else:
+        used = {col, repo_col, path_col, lic_col}
+        extra = {k: v for k, v in row.items() if k not in used}
     return CodeFile(
-        content=content,
-        repo_name=str(_field(row, columns.repo_name) or ""),
-        path=str(_field(row, columns.path) or ""),
-        license=str(lic) if lic not in (None, "") else None,
-        extra=extra,
-        source=source,
-        line=line,
+        content,
+        repo if type(repo) is str else str(repo or ""),
+        path if type(path) is str else str(path or ""),
+        lic if type(lic) is str and lic else (str(lic) if lic not in (None, "") else None),
+        extra,
+        source,
+        line,
     )
 
 
@@ -528,11 +544,13 @@ class JsonlReader(FileDumpReader):
                             yield JsonlUnit(source, group, raw=raw if frames else None, frame_no=frame_no)
                         unit = JsonlUnit(source)
                         continue
-                    for lineno, line in group:
-                        if not line or line.isspace():
-                            continue
-                        nlines += 1
-                        unit.lines.append((lineno, line))
+                    good = [pair for pair in group if pair[1] and not pair[1].isspace()]  # blank lines are no records
+                    i = 0
+                    while i < len(good):  # into units of batch_records lines, the current one filled first
+                        take = good[i:i + self.batch_records - len(unit.lines)]
+                        unit.lines.extend(take)
+                        nlines += len(take)
+                        i += len(take)
                         if len(unit.lines) >= self.batch_records:
                             status["lines"] = nlines
                             yield unit
@@ -680,6 +698,6 @@ class JsonlReader(FileDumpReader):
                 row = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 return Rejected("invalid_json", source, lineno, nbytes, detail=str(exc)[:200])
-        if not isinstance(row, dict):
+        if type(row) is not dict:
             return Rejected("invalid_json", source, lineno, nbytes, detail="not a JSON object")
-        return row_to_record(row, self.columns, source, lineno, nbytes, self.max_file_bytes)
+        return row_to_record(row, self.columns, source, lineno, nbytes, self.max_file_bytes, owned=True)

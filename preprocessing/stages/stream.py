@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from itertools import islice
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,12 +17,12 @@ from preprocessing.dedup.exact import ExactDedupConfig, HashSet64, content_hash
 from preprocessing.executors import Executor, LocalExecutor
 from preprocessing.filters import FiltersConfig, apply_filters, build_filters
 from preprocessing.filters.base import Filter
-from preprocessing.filters.quality import file_metrics
+from preprocessing.filters.quality import file_metrics_batch
 from preprocessing.hashing import record_key
 from preprocessing.executors.pool import RECORDS_PER_TASK
 from preprocessing.profile import CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
-from preprocessing.record import FileRead, InputWarning, Rejected
+from preprocessing.record import CodeFile, FileRead, InputWarning, Rejected
 from preprocessing.runner import ExecutorSpec, Stage, run_fused, run_stage
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from preprocessing.dedup.near import CleanRowSketcher, StreamNearDedup, UnitSketch
 
 STATS_FORMAT_VERSION = 1
+METRICS_BATCH = 256
+"""Records of a work unit whose metrics are computed together (vectorised); a unit of more
+records (a whole file or byte range) is taken in pieces of this many."""
 
 
 @dataclass
@@ -108,55 +112,88 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
     files: list[FileRead] = []
     normalize = w.exact.normalize_whitespace
     skip = w.exact.enabled
-    rewriters = [f for f in w.filters if type(f).rewrite is not Filter.rewrite]
+    filters = w.filters
+    rewriters = [f for f in filters if type(f).rewrite is not Filter.rewrite]
     # (content, rewrite keys) -> (hash, metrics before and after the filters, content after) of a passed record
     passed: dict[tuple, tuple[int, dict[str, float], dict[str, float], str]] = {}
-    repeats: Counter = Counter()  # key of passed -> its known duplicates
-    for item in w.reader.decode(unit):
-        if isinstance(item, InputWarning):
-            warnings.append(item.text)
-            continue
-        if isinstance(item, FileRead):
-            files.append(item)
-            continue
-        if isinstance(item, Rejected):
-            read.reject(item.reason, item.nbytes)
-            profile.add_example(f"rejected:{item.reason}", item.where.encode(),
-                                {"repo_name": "", "path": "", "where": item.where, "head": item.detail})
-            continue
+    before: list[dict[str, float]] = []  # metrics of every record read, binned once at the end of the unit
+    dropped_n: Counter = Counter()
+    n_in = bytes_in = n_kept = bytes_out = 0  # read (= the filter stage's input) and the filters' keeps
+    dumps, append, add_before = orjson.dumps, kept.append, before.append
+    decoded = w.reader.decode(unit)
+    while chunk := list(islice(decoded, METRICS_BATCH)):
+        records: list[CodeFile] = []
+        for item in chunk:
+            if type(item) is CodeFile or isinstance(item, CodeFile):
+                records.append(item)
+            elif isinstance(item, InputWarning):
+                warnings.append(item.text)
+            elif isinstance(item, FileRead):
+                files.append(item)
+            else:
+                read.reject(item.reason, item.nbytes)
+                reason = f"rejected:{item.reason}"
+                rank = profile.example_rank(reason, item.where.encode())
+                if rank is not None:
+                    profile.offer_example(reason, rank, {"repo_name": "", "path": "", "where": item.where,
+                                                         "head": item.detail})
         if skip:
-            key = (item.content, *[f.rewrite_key(item) for f in rewriters])
-            hit = passed.get(key)
-            if hit is not None:
-                h, metrics, after, content = hit
-                read.keep(metrics["size"])
-                repeats[key] += 1  # counted in the histograms once per key, at the end of the unit
-                filt.keep(metrics["size"], after["size"])  # passed on unchecked: exact dedup drops it
-                kept.append((h, KnownDuplicate(item.repo_name, item.path, content), after, item.license,
-                             item.repo_name))
+            keys = [(r.content, *[f.rewrite_key(r) for f in rewriters]) for r in records] if rewriters \
+                else [r.content for r in records]
+            fresh = [k not in passed for k in keys]  # the others repeat a record of an earlier chunk: no metrics needed
+        else:
+            keys = fresh = [True] * len(records)
+        computed = iter(file_metrics_batch([r.content for r, f in zip(records, fresh) if f]))
+        for item, key, has_metrics in zip(records, keys, fresh):
+            if skip:
+                hit = passed.get(key)
+                if hit is not None:
+                    if has_metrics:
+                        next(computed)
+                    h, metrics, after, content = hit
+                    n_in += 1
+                    bytes_in += metrics["size"]
+                    add_before(metrics)
+                    n_kept += 1  # passed on unchecked: exact dedup drops it
+                    bytes_out += after["size"]
+                    append((h, KnownDuplicate(item.repo_name, item.path, content), after, item.license,
+                            item.repo_name))
+                    continue
+            item.metrics = metrics = next(computed)
+            nbytes = metrics["size"]  # bytes are counted as UTF-8 content bytes in every stage
+            n_in += 1
+            bytes_in += nbytes
+            add_before(metrics)
+            dropped = apply_filters(filters, item, profile)  # may redact item.content (secrets)
+            if dropped:
+                reason, f = dropped
+                dropped_n[reason] += 1
+                rank = profile.example_rank(reason, record_key(item.repo_name, item.path))
+                if rank is not None:  # build the example only when it is kept (most never are)
+                    example = example_of(item.repo_name, item.path, item.content, item.where)
+                    why = f.explain(item)
+                    if why:
+                        example["why"] = why
+                    profile.offer_example(reason, rank, example)
                 continue
-        item.metrics = metrics = file_metrics(item.content)
-        nbytes = metrics["size"]  # bytes are counted as UTF-8 content bytes in every stage
-        read.keep(nbytes)
-        profile.before.add(metrics)
-        dropped = apply_filters(w.filters, item, profile)  # may redact item.content (secrets)
-        if dropped:
-            reason, f = dropped
-            filt.drop(reason, nbytes)
-            example = example_of(item.repo_name, item.path, item.content, item.where)
-            why = f.explain(item)
-            if why:
-                example["why"] = why
-            profile.add_example(reason, record_key(item.repo_name, item.path), example)
-            continue
-        filt.keep(nbytes, item.metrics["size"])  # bytes out: after redaction
-        line = orjson.dumps(item.to_json_dict()) + b"\n"
-        h = content_hash(item.content, normalize)
-        kept.append((h, line, item.metrics, item.license, item.repo_name))
-        if skip:
-            passed.setdefault(key, (h, metrics, item.metrics, item.content))
-    for key, n in repeats.items():
-        profile.before.add(passed[key][1], n)
+            n_kept += 1
+            bytes_out += item.metrics["size"]  # bytes out: after redaction
+            line = dumps(item.to_json_dict()) + b"\n"
+            h = content_hash(item.content, normalize)
+            append((h, line, item.metrics, item.license, item.repo_name))
+            if skip:
+                passed.setdefault(key, (h, metrics, item.metrics, item.content))
+    # the read stage keeps every record it decoded; the filter stage reads them all
+    read.records_in += n_in
+    read.kept += n_in
+    read.bytes_in += bytes_in
+    read.bytes_out += bytes_in
+    filt.records_in += n_in
+    filt.kept += n_kept
+    filt.bytes_in += bytes_in
+    filt.bytes_out += bytes_out
+    filt.dropped.update(dropped_n)
+    profile.before.add_batch(before)
     sketch = None
     if w.sketcher is not None and kept:
         rows = [k[1] for k in kept if type(k[1]) is bytes]
@@ -221,23 +258,31 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
             if near is not None and rows:
                 near.add(res.sketch, new)  # type: ignore[arg-type]
             flags = iter(new)
+            written: list[dict[str, float]] = []  # metrics of the rows written, binned once per unit
+            write_line, licenses, repos = writer.write_line, profile.licenses, profile.repos
+            n_dup = dup_bytes = 0
             for h, line, metrics, lic, repo in res.kept:
-                nbytes = metrics["size"]
                 if type(line) is bytes and next(flags):
-                    dedup.keep(nbytes)
-                    writer.write_line(line)
-                    profile.after.add(metrics)
-                    profile.licenses[lic or "unknown"] += 1
-                    profile.repos[repo] += 1
+                    dedup.keep(metrics["size"])
+                    write_line(line)
+                    written.append(metrics)
+                    licenses[lic or "unknown"] += 1
+                    repos[repo] += 1
                 else:
-                    dedup.drop("exact_duplicate", nbytes)
-                    if len(profile.examples.get("exact_duplicate", [])) < 3:
+                    n_dup += 1
+                    dup_bytes += metrics["size"]
+                    if len(profile.examples.get("exact_duplicate", ())) < 3:
                         if type(line) is bytes:
                             row = orjson.loads(line)
                             name, path, content = row.get("repo_name", ""), row.get("path", ""), row.get("content", "")
                         else:
                             name, path, content = line.repo_name, line.path, line.content
                         profile.add_example("exact_duplicate", record_key(name, path), example_of(name, path, content))
+            profile.after.add_batch(written)
+            if n_dup:
+                dedup.records_in += n_dup
+                dedup.bytes_in += dup_bytes
+                dedup.dropped["exact_duplicate"] += n_dup
         if bar is not None:
             bar.update(res.read.records_in)
     if bar is not None:
