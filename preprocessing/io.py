@@ -250,14 +250,17 @@ def remove_tree(path: str | Path) -> None:
 
 def staging_dir(out_dir: Location) -> Path:
     """An empty local directory where a stage builds its output directory: ``<out_dir>.tmp-<pid>``
-    next to a local ``out_dir``, a temporary directory for a URL (published by :func:`publish_dir`).
+    next to a local ``out_dir``; for a URL, the same under ``$TMPDIR/cp-staging/`` (uploaded by
+    :func:`publish_dir`: a URL's stage needs local disk for its own output).
 
     Staging directories left by killed runs (``<out_dir>.tmp-*``, ``<out_dir>.old-*``) are removed first.
     """
-    if is_url(out_dir):
+    if is_url(out_dir):  # built here, uploaded by publish_dir: $TMPDIR/cp-staging/<name>-<hash of the URL>
+        import hashlib
         import tempfile
 
-        return Path(tempfile.mkdtemp(prefix=f"cp-{basename(out_dir)}-"))
+        key = hashlib.sha256(str(out_dir).encode()).hexdigest()[:12]
+        out_dir = Path(tempfile.gettempdir()) / "cp-staging" / f"{basename(out_dir)}-{key}"
     out_dir = location(out_dir) if isinstance(out_dir, str) else out_dir
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     for stale in [*out_dir.parent.glob(f"{out_dir.name}.tmp-*"), *out_dir.parent.glob(f"{out_dir.name}.old-*")]:
