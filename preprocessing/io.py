@@ -39,7 +39,7 @@ class FilesystemError(ValueError):
 def protocol_of(path: Location) -> str | None:
     """The URL's protocol (``s3`` for ``s3://b/k``); None for a plain path."""
     head, sep, _ = str(path).partition("://")
-    if sep and len(head) > 1 and all(c.isalnum() or c in "+-._" for c in head):
+    if sep and len(head) > 1 and all(c.isalnum() or c in "+-._:" for c in head):  # (chained: simplecache::s3)
         return head.lower()
     return None
 

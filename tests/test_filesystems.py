@@ -107,11 +107,16 @@ def local_run(dump, tmp_path_factory) -> tuple[Path, dict[str, dict]]:
 OUTS = {"stream": "clean", "dedup": "dedup", "tokenizer": "tokenizer", "pack": "shards"}
 
 
-def test_memory_input_and_run_give_the_local_bytes(dump, local_run):
+@pytest.fixture(scope="module")
+def memory_run(dump) -> tuple[str, dict[str, dict]]:
+    run = f"memory://run-{uuid.uuid4().hex[:8]}"
+    return run, _stages(dump[1], run)
+
+
+def test_memory_input_and_run_give_the_local_bytes(dump, local_run, memory_run):
     """Input and RUN on memory://: every stage's files byte-identical to the local-path run, the
     same accounting; a re-run resumes from the manifest (every stage skipped)."""
-    run = f"memory://run-{uuid.uuid4().hex[:8]}"
-    stats = _stages(dump[1], run)
+    run, stats = memory_run
     local, local_stats = local_run
     for stage, out in OUTS.items():
         assert _tree(f"{run}/{out}") == tree_bytes(local / out), stage
@@ -125,6 +130,43 @@ def test_memory_input_and_run_give_the_local_bytes(dump, local_run):
     assert all(again[s].get("skipped") for s in OUTS)
     fs = fsspec.filesystem("memory")
     assert not [p for p in fs.find(run[len("memory://"):]) if ".tmp" in p or ".old-" in p]  # nothing left over
+
+
+def test_training_reads_shards_and_tokenizer_by_url(memory_run, local_run, tmp_path):
+    """data_dir and tokenizer_dir by URL: copied once, checked, into the cache; the copy is the
+    local run's bytes, check_shards accepts it, a second call copies nothing, a changed shard is named."""
+    from shards import ShardError, ShardReader, tokenizer_hash
+    from training.config import TrainConfig
+    from training.data import check_shards, local_inputs
+
+    run = memory_run[0]
+    cfg = TrainConfig(data_dir=f"{run}/shards", tokenizer_dir=f"{run}/tokenizer", output_dir=str(tmp_path / "out"),
+                      seq_length=64)
+    got = local_inputs(cfg)
+    assert Path(got.data_dir).is_relative_to(tmp_path / "out" / "data-cache")
+    local = local_run[0]
+    for split in ("train", "valid"):
+        assert tree_bytes(Path(got.data_dir) / split) == tree_bytes(local / "shards" / split)
+    copied = {k: v for k, v in tree_bytes(Path(got.tokenizer_dir)).items() if k != ".complete"}
+    assert copied == tree_bytes(local / "tokenizer")
+    check_shards(got, tokenizer_hash(got.tokenizer_dir))
+    assert (ShardReader(Path(got.data_dir) / "train")[3] == ShardReader(local / "shards" / "train")[3]).all()
+    stamp = (Path(got.data_dir) / "train" / "shard.00000.zst").stat().st_mtime_ns
+    assert local_inputs(cfg) == got and (Path(got.data_dir) / "train" / "shard.00000.zst").stat().st_mtime_ns == stamp
+    fs, root = fsspec.core.url_to_fs(f"{run}/shards/train/shard.00000.zst")
+    good = fs.cat_file(root)
+    try:
+        fs.pipe_file(root, good[:-1] + bytes([good[-1] ^ 1]))
+        with pytest.raises(ShardError, match=r"shard\.00000\.zst: .* do not match index\.json"):
+            local_inputs(dataclass_replace(cfg, output_dir=str(tmp_path / "other")))
+    finally:
+        fs.pipe_file(root, good)
+
+
+def dataclass_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
 
 
 def test_object_store_publishes_final_names_then_the_marker(dump, local_run):
