@@ -253,3 +253,13 @@ def test_a_filesystem_that_cannot_be_used_is_one_line(url, says, tmp_path, monke
 def test_a_url_that_names_nothing_is_one_line(tmp_path):
     res = CliRunner().invoke(main, ["stream", "memory://nothing-here/dump.jsonl", "-o", str(tmp_path / "o")])
     assert res.exit_code == 2 and res.output == "error: input not found: 'memory://nothing-here/dump.jsonl'\n"
+
+
+def test_file_urls_are_local_paths(dump):
+    """file:// takes the local fast path (Paths, builtin open), memory:// lists the same files."""
+    from preprocessing.readers.base import expand_paths
+
+    local, url = dump
+    assert expand_paths([f"file://{local}"]) == expand_paths([str(local)]) == sorted(local.iterdir())
+    assert [Path(u).name for u in expand_paths([url])] == [p.name for p in sorted(local.iterdir())]
+    assert [Path(u).name for u in expand_paths([f"{url}/*.zst"])] == ["part-00000.jsonl.zst", "part-00001.jsonl.zst"]

@@ -78,7 +78,8 @@ def expand_paths(patterns: list[str], suffixes: tuple[str, ...] | None = None) -
         if is_url(pattern):
             out.extend(_expand_url(pattern, suffixes))
             continue
-        pattern = str(location(pattern))  # file://x is the local path x
+        if "://" in pattern:
+            pattern = str(location(pattern))  # file://x is the local path x
         if any(ch in pattern for ch in "*?["):
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:

@@ -8,7 +8,16 @@ from typing import Any
 
 from preprocessing.config import to_dict
 from preprocessing.executors import Executor, ExecutorConfig, make_executor
-from preprocessing.io import check_visible, is_complete, join, publish_dir, read_json, remove_tree, staging_dir, write_json_atomic
+from preprocessing.io import (
+    check_visible,
+    is_complete,
+    join,
+    publish_dir,
+    read_json,
+    remove_tree,
+    staging_dir,
+    write_json_atomic,
+)
 from preprocessing.manifest import RunManifest
 from preprocessing.runner.stage import Follower, Stage
 
