@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,6 +100,20 @@ def test_errors_are_one_line(tmp_path):
     assert res.exit_code == 2 and res.output.startswith("error: cannot reach the Ray cluster at '127.0.0.1:9'")
     assert len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "r" / "clean").exists()
+    # Every command: the same line, at once (one TCP probe, no minutes-long ray.init wait), nothing written.
+    dump = tmp_path / "d.jsonl"
+    dump.write_text('{"content": "x = 1\\n", "repo_name": "r", "path": "a.py"}\n')
+    for args in (["dedup", "--input", str(dump), "-o", str(tmp_path / "dd")], ["report", str(tmp_path)],
+                 ["run", "-o", str(tmp_path / "all")], ["stream", "-o", "memory://nowhere", "--executor", "ray"]):
+        address = "ray://127.0.0.1:9" if args[0] == "run" else "127.0.0.1:9"
+        t0 = time.perf_counter()
+        res = CliRunner().invoke(main, [*args, "--ray-address", address])
+        assert time.perf_counter() - t0 < 8 * 2  # CONNECT_TIMEOUT_S bounds the wait (a refused port: at once)
+        assert res.exit_code == 2 and res.output.startswith(f"error: cannot reach the Ray cluster at {address!r} ("), res.output
+        assert len(res.output.strip().splitlines()) == 1, args
+    assert not (tmp_path / "dd").exists() and not (tmp_path / "all").exists() and not (tmp_path / "report").exists()
+    res = CliRunner().invoke(main, ["stream", "-o", str(tmp_path / "m"), "--ray-address", "head-node"])
+    assert res.exit_code == 2 and res.output == "error: Ray address 'head-node' is not host:port, ray://host:port or auto\n"
 
 
 @pytest.mark.slow

@@ -24,6 +24,9 @@ class TrainConfig:
     """Hugging Face tokenizer directory the shards were built with; its vocabulary sizes the model."""
     output_dir: str = "runs/tiny"
     """Run directory: checkpoints/, logs/, metrics.jsonl and the exported model in final/."""
+    data_cache_dir: str | None = None
+    """Where a data_dir or tokenizer_dir given by URL (s3://, gs://, hf://) is copied before
+    training (checked, once; the reader needs local random access). None: output_dir/data-cache."""
     run_name: str = "codeparrot"
     """Project name given to the trackers (TensorBoard sub-directory, W&B project)."""
 

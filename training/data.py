@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
 from shards import ShardDataset, ShardError, ShardReader
 from training.config import TrainConfig
+
+
+def local_inputs(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with a data_dir and tokenizer_dir given by URL (s3://, gs://, hf://, memory://)
+    replaced by checked local copies under data_cache_dir (default output_dir/data-cache), made
+    once (:mod:`shards.remote`); local paths are returned as they are. The reader needs local
+    random access, as mosaicml-streaming's does."""
+    import dataclasses
+
+    from shards.remote import cache_dir_for, fetch_dir, fetch_split, is_url
+
+    if not is_url(cfg.data_dir) and not is_url(cfg.tokenizer_dir):
+        return cfg
+    cache = Path(cfg.data_cache_dir or Path(cfg.output_dir) / "data-cache")
+    changes: dict[str, str] = {}
+    if is_url(cfg.data_dir):
+        local = cache_dir_for(cfg.data_dir, cache)
+        for split in ("train", "valid") if cfg.eval_batches else ("train",):
+            fetch_split(f"{cfg.data_dir.rstrip('/')}/{split}", local / split)
+        changes["data_dir"] = str(local)
+    if is_url(cfg.tokenizer_dir):
+        changes["tokenizer_dir"] = str(fetch_dir(cfg.tokenizer_dir, cache_dir_for(cfg.tokenizer_dir, cache)))
+    return dataclasses.replace(cfg, **changes)
 
 
 def check_shards(cfg: TrainConfig, expected: str) -> None:

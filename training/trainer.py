@@ -26,6 +26,7 @@ from training.checkpoint import find_resume_checkpoint, load_checkpoint, save_ch
 from training.config import TrainConfig, to_dict
 from training.data import (
     check_shards,
+    local_inputs,
     make_loader,
     num_valid_batches,
     train_dataset,
@@ -45,6 +46,7 @@ EXPORT_DIR = "final"
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train (or continue training) the model described by cfg; returns a summary of the run."""
+    cfg = local_inputs(cfg)  # a data_dir / tokenizer_dir by URL: read from a checked local copy
     output_dir = Path(cfg.output_dir)
     if "wandb" in cfg.trackers and importlib.util.find_spec("wandb") is None:
         raise ValueError("trackers: wandb is not installed; `pip install wandb` or set trackers=tensorboard")

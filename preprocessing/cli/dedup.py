@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from preprocessing.cli.common import clean_errors, executor_config, executor_options, resolve_run_dir, stage_config
+from common.io import join
 
 
 def dedup_summary(stats: dict[str, Any], out_dir: Path) -> None:
@@ -54,4 +55,4 @@ def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | No
     run_dir = resolve_run_dir(run_dir, inputs, output)
     source = InputConfig(paths=list(inputs)) if inputs else None
     stats = run_dedup(cfg, run_dir, ex, inputs=source, out_dir=output, force=force, strict=strict)
-    dedup_summary(stats, Path(output) if output else Path(run_dir) / "dedup")  # type: ignore[arg-type]
+    dedup_summary(stats, join(output) if output else join(run_dir, "dedup"))  # type: ignore[arg-type]

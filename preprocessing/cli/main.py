@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from preprocessing.cli.common import DEFAULT_RUN, clean_errors, executor_config, executor_options, stage_config
+from common.io import join
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -51,7 +52,7 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
     if cfg is None:
         return
     if not near_dedup:
-        _summary(run_stream(cfg, run_dir, force=force, executor=ex), Path(run_dir) / "clean")
+        _summary(run_stream(cfg, run_dir, force=force, executor=ex), join(run_dir, "clean"))
         return
     from preprocessing.cli.dedup import dedup_summary
     from preprocessing.dedup.minhash import NearDedupConfig
@@ -59,8 +60,8 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
 
     near_cfg = load_config(NearDedupConfig, config_path, section="near_dedup")
     results = run_stream_and_dedup(cfg, near_cfg, run_dir, force=force, executor=ex)
-    _summary(results["stream"], Path(run_dir) / "clean")
-    dedup_summary(results["dedup"], Path(run_dir) / "dedup")
+    _summary(results["stream"], join(run_dir, "clean"))
+    dedup_summary(results["dedup"], join(run_dir, "dedup"))
 
 
 @main.command("run")
@@ -76,15 +77,14 @@ def run_cmd(config_path: str | None, run_dir: str, limit: int | None, workers: i
 
     ex = executor_config(config_path, workers, executor, ray_address)
     results = run_pipeline(run_dir, config_path, executor=ex, limit=limit, force=force)
-    run = Path(run_dir)
-    _summary(results["stream"], run / "clean")
+    _summary(results["stream"], join(run_dir, "clean"))
     from preprocessing.cli.dedup import dedup_summary
 
-    dedup_summary(results["dedup"], run / "dedup")
+    dedup_summary(results["dedup"], join(run_dir, "dedup"))
     from preprocessing.cli.tokpack import pack_summary, tokenizer_summary
 
-    tokenizer_summary(results["tokenizer"], str(run / "tokenizer"))
-    pack_summary(results["pack"], str(run / "shards"))
+    tokenizer_summary(results["tokenizer"], str(join(run_dir, "tokenizer")))
+    pack_summary(results["pack"], str(join(run_dir, "shards")))
     click.echo(f"report: {results['report']['html']}  (open it in a browser)")
 
 

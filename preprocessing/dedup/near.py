@@ -44,7 +44,7 @@ from preprocessing.dedup.minhash import (
     encode_content,
 )
 from preprocessing.executors import Executor
-from common.io import remove_tree
+from common.io import basename, join, open_file, published_files, remove_tree
 from preprocessing.executors.pool import RECORDS_PER_TASK
 from preprocessing.readers import (
     InputConfig,
@@ -533,7 +533,7 @@ def _frame_refs(reader: JsonlReader) -> Iterator[FrameRef]:
     for path in reader.paths:
         n = 0
         try:
-            with open(path, "rb") as f:
+            with open_file(path) as f:
                 for data, raw, frame_no in _iter_zstd_frames(f, _EveryFrame()):
                     if data is not None or raw is None:
                         raise _NotFrames
@@ -554,7 +554,7 @@ def _sketch_frame(w: DedupWorker, ref: FrameRef) -> UnitSketch | None:
     frame's unit, or None when the frame is not a unit of its own (not whole lines, blank lines,
     more than batch_records lines): then the driver splits the input as before."""
     reader: JsonlReader = w.reader  # type: ignore[assignment]
-    with open(ref.source, "rb") as f:
+    with open_file(ref.source) as f:  # the worker opens its own input (a URL: fsspec)
         f.seek(ref.offset)
         raw = f.read(ref.length)
     try:
@@ -727,15 +727,15 @@ class DedupStage(Stage):
         self.cfg, self.run_dir = cfg, run_dir
         self.inputs = inputs if inputs is not None else clean_input(run_dir)  # type: ignore[arg-type]
         self.limit = self.inputs.limit if isinstance(self.inputs, InputConfig) and limit is None else limit
-        self.out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "dedup"  # type: ignore[arg-type]
+        self.out_dir = join(out_dir if out_dir is not None else join(run_dir, "dedup"))  # type: ignore[arg-type]
         self._reader = self.inputs if isinstance(self.inputs, Reader) else None
 
     @property
     def reader(self) -> Reader:
         if self._reader is None:
             if inputs_are_clean(self.inputs, self.run_dir):
-                clean = Path(self.run_dir) / "clean"  # type: ignore[arg-type]
-                if not any(clean.glob("part-*.jsonl.zst")):
+                clean = join(self.run_dir, "clean")  # type: ignore[arg-type]
+                if not published_files(clean, "part-*.jsonl.zst"):
                     raise ValueError(f"{clean} holds no part-*.jsonl.zst shards: run `cp-preprocess stream` first")
             self._reader = open_reader(self.inputs)  # type: ignore[arg-type]
         return self._reader
@@ -747,6 +747,10 @@ class DedupStage(Stage):
     def fingerprint(self) -> str:
         return self.reader.fingerprint()
 
+    def worker_inputs(self) -> list[str]:
+        source = self.inputs
+        return list(source.paths) if isinstance(source, InputConfig) else [str(p) for p in getattr(source, "paths", [])]
+
     def run(self, executor: Executor, out: Path) -> dict[str, Any]:
         cfg, reader, limit = self.cfg, self.reader, self.limit
         work_dir = out / ".work"
@@ -755,7 +759,7 @@ class DedupStage(Stage):
         # of whole-line frames (RUN/clean) the workers read and decompress the frames themselves;
         # any other input is split into units by the driver.
         frames = (isinstance(reader, JsonlReader) and cfg.copy_frames and limit is None
-                  and all(p.name.endswith(".zst") for p in reader.paths))  # known before any work
+                  and all(basename(p).endswith(".zst") for p in reader.paths))  # known before any work
         if frames:
             try:
                 index, lines, rejected = self._pass1(executor, work_dir, _frame_refs(reader), _sketch_frame,
@@ -838,7 +842,7 @@ def run_dedup(
 
 def clean_input(run_dir: str | Path) -> InputConfig:
     """The input of the `dedup` stage of a run: the JSONL shards `stream` wrote to RUN/clean."""
-    return InputConfig(paths=[str(Path(run_dir) / "clean" / "part-*.jsonl.zst")], format="jsonl")
+    return InputConfig(paths=[str(join(run_dir, "clean", "part-*.jsonl.zst"))], format="jsonl")
 
 
 def _dedup_identity(cfg: NearDedupConfig, inputs: InputConfig, out_dir: Path) -> dict[str, Any]:
@@ -908,8 +912,8 @@ class StreamNearDedup(Follower):
     def finish(self, executor: Executor, out: Path) -> dict[str, Any]:
         """Cluster and write RUN/dedup's files into ``out`` from the complete RUN/clean; the stats."""
         assert self._index is not None, "start() first"
-        clean = Path(self.stage.run_dir) / "clean"  # type: ignore[arg-type]
-        if not any(clean.glob("part-*.jsonl.zst")):
+        clean = join(self.stage.run_dir, "clean")  # type: ignore[arg-type]
+        if not published_files(clean, "part-*.jsonl.zst"):
             raise ValueError(f"{clean} holds no part-*.jsonl.zst shards: `stream` kept no records, "
                              "so there is nothing to near-dedup")
         try:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.io import Location, basename, find_files, glob_files, is_dir, is_file, is_url, location
 from preprocessing.record import CodeFile, Rejected
 
 
@@ -66,13 +67,19 @@ class InputConfig:
     """Embedded default: read every installed distribution as one repository."""
 
 
-def expand_paths(patterns: list[str], suffixes: tuple[str, ...] | None = None) -> list[Path]:
-    """Files named by paths, directories (recursively) and globs, sorted, de-duplicated.
+def expand_paths(patterns: list[str], suffixes: tuple[str, ...] | None = None) -> list[Location]:
+    """Files named by paths, directories (recursively) and globs, sorted, de-duplicated: local
+    Paths, and URLs (str) for fsspec URLs (``s3://bucket/dump/*.jsonl.zst``, ``memory://in``).
 
     A pattern that matches nothing is an InputError naming it (a typo must not read as an empty corpus).
     """
-    out: list[Path] = []
+    out: list[Location] = []
     for pattern in patterns:
+        if is_url(pattern):
+            out.extend(_expand_url(pattern, suffixes))
+            continue
+        if "://" in pattern:
+            pattern = str(location(pattern))  # file://x is the local path x
         if any(ch in pattern for ch in "*?["):
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
@@ -90,13 +97,31 @@ def expand_paths(patterns: list[str], suffixes: tuple[str, ...] | None = None) -
             out.append(Path(pattern))
         else:
             raise InputError(f"input not found: {pattern!r}")
-    seen: set[Path] = set()
+    seen: set[Location] = set()
     unique = []
     for p in out:
         if p not in seen:
             seen.add(p)
             unique.append(p)
     return unique
+
+
+def _expand_url(pattern: str, suffixes: tuple[str, ...] | None) -> list[str]:
+    """expand_paths for one URL (fsspec's glob, find, isfile)."""
+    if any(ch in pattern.partition("://")[2] for ch in "*?["):
+        matches = glob_files(pattern)
+        if not matches:
+            raise InputError(f"no input files match {pattern!r}")
+        return matches
+    if is_dir(pattern):
+        found = [u for u in find_files(pattern)
+                 if not basename(u).startswith((".", "_")) and (suffixes is None or basename(u).endswith(suffixes))]
+        if not found:
+            raise InputError(f"input directory {pattern!r} holds no readable input files")
+        return found
+    if is_file(pattern):
+        return [pattern]
+    raise InputError(f"input not found: {pattern!r}")
 
 
 def check_content(content: str, nbytes: int, max_bytes: int) -> str | None:

@@ -18,6 +18,7 @@ from preprocessing.readers.base import (
     InputError,
     check_content,
 )
+from common.io import Location, basename, file_info, open_file
 from preprocessing.record import CodeFile, FileRead, InputWarning, Rejected
 
 JSONL_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".jsonl.zst", ".json.zst", ".ndjson", ".ndjson.gz", ".ndjson.zst")
@@ -293,7 +294,7 @@ class FrameLines(Sequence):
 LineGroup = tuple["list[tuple[int, bytes]] | FrameLines", "bytes | None", int, int]
 
 
-def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator[LineGroup]:
+def iter_line_groups(path: Location, skip: dict[int, int] | None = None) -> Iterator[LineGroup]:
     """Groups of (line number, raw line without newline): the lines each decompressed piece completes.
 
     Each group is (lines, raw, frame number, skipped). A group that is exactly one whole zstd frame
@@ -307,7 +308,7 @@ def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator
     the caller via the exception. Linear in the input: the pieces of a line that spans pieces are
     joined once, at its newline.
     """
-    name = path.name
+    name = basename(path)
     if name.endswith(".zst"):
         def pieces_of(f: BinaryIO) -> Iterator[tuple[bytes | None, bytes | None, int]]:
             return _iter_zstd_frames(f, skip or ())
@@ -317,7 +318,7 @@ def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator
         pieces_of = _iter_plain_chunks
     lineno = 0
     pending: list[bytes] = []  # pieces of the line that is not complete yet
-    with open(path, "rb") as f:
+    with open_file(path) as f:  # a local path: builtin open; a URL: fsspec
         try:
             for chunk, raw, frame_no in pieces_of(f):
                 if chunk is None:  # a skipped whole frame of skip[frame_no] lines
@@ -352,7 +353,7 @@ def iter_line_groups(path: Path, skip: dict[int, int] | None = None) -> Iterator
         yield [(lineno + 1, b"".join(pending))], None, -1, 0
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+def iter_lines(path: Location) -> Iterator[tuple[int, bytes]]:
     """(line number, raw line without newline) for a plain, .gz or .zst file (see iter_line_groups)."""
     for group, _raw, _frame_no, _skipped in iter_line_groups(path):
         yield from group
@@ -427,9 +428,9 @@ class JsonlRange:
     read: bool = True
 
 
-def _size(path: Path) -> int:
+def _size(path: Location) -> int:
     try:
-        return path.stat().st_size
+        return file_info(path)[0]
     except OSError:
         return 0  # (reading it names the problem)
 
@@ -580,7 +581,7 @@ class JsonlReader(FileDumpReader):
         only. :meth:`decode` gives the same records and rejections either way, and the warnings and
         ``input_files`` entries (InputWarning, FileRead) in input order, not in this reader's lists."""
         self._warnings, self._files = [], {}
-        compressed = [p for p in self.paths if p.name.endswith((".gz", ".zst"))]
+        compressed = [p for p in self.paths if basename(p).endswith((".gz", ".zst"))]
         for path in self.paths:
             source = str(path)
             if path not in compressed:
@@ -597,9 +598,9 @@ class JsonlReader(FileDumpReader):
                 notes = [InputWarning(w) for w in one.warnings] + [FileRead(**f) for f in one.input_files]
                 yield JsonlRange(source, notes=notes, read=False)
 
-    def _plain_ranges(self, path: Path, source: str) -> Iterator[JsonlRange]:
+    def _plain_ranges(self, path: Location, source: str) -> Iterator[JsonlRange]:
         start, line, carry, content = 0, 1, b"", False
-        with open(path, "rb") as f:
+        with open_file(path) as f:
             while True:
                 chunk = f.read(RANGE_BYTES)
                 data = carry + chunk if carry else chunk
@@ -628,7 +629,7 @@ class JsonlReader(FileDumpReader):
             return
         if unit.end >= 0:
             try:
-                with open(source, "rb") as f:
+                with open_file(source) as f:  # the worker opens its own input (a URL: fsspec)
                     f.seek(unit.start)
                     data = f.read(unit.end - unit.start)
             except OSError as exc:
@@ -647,7 +648,7 @@ class JsonlReader(FileDumpReader):
         partial = b""
         cut = False
         try:
-            for group, _raw, _frame_no, _skipped in iter_line_groups(Path(source)):
+            for group, _raw, _frame_no, _skipped in iter_line_groups(source):
                 for lineno, line in group:
                     if not line or line.isspace():
                         continue

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from common.io import is_url, open_file
 from preprocessing.readers.base import FileDumpReader, InputError
 from preprocessing.readers.jsonl import row_to_record
 from preprocessing.record import CodeFile, Rejected
@@ -44,8 +45,8 @@ class ParquetReader(FileDumpReader):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        try:
-            return pq.ParquetFile(source)
+        try:  # a URL: pyarrow reads the file object fsspec opens (footer, then the row group's ranges)
+            return pq.ParquetFile(open_file(source) if is_url(source) else source)
         except (OSError, pa.ArrowException) as exc:
             raise InputError(f"{source}: not a readable Parquet file ({exc})") from None
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from common.config import ConfigError
-from common.io import read_json, write_json_atomic
+from common.io import Location, exists, file_info, join, read_json, write_json_atomic
 
 MANIFEST_VERSION = 1
 _TRACKED_PACKAGES = (
@@ -40,15 +40,14 @@ def config_hash(config: Any) -> str:
 
 
 def fingerprint_files(paths: Iterable[str | Path]) -> str:
-    """A cheap fingerprint of input files: name, size and mtime of each (not their bytes)."""
+    """A cheap fingerprint of input files (paths or URLs): name, size and mtime of each (not their bytes)."""
     import hashlib
 
     h = hashlib.sha256()
     for p in paths:
-        p = Path(p)
         try:
-            st = p.stat()
-            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+            size, stamp = file_info(p)  # a local file's mtime in ns; a URL's mtime, LastModified or ETag
+            h.update(f"{p}\0{size}\0{stamp}\n".encode())
         except OSError:
             h.update(f"{p}\0missing\n".encode())
     return h.hexdigest()[:16]
@@ -62,15 +61,15 @@ class RunManifest:
     """
 
     def __init__(self, run_dir: str | Path):
-        self.run_dir = Path(run_dir)
-        self.path = self.run_dir / "manifest.json"
+        self.run_dir: Location = join(run_dir)  # a local Path, or a URL (read and written through fsspec)
+        self.path = join(self.run_dir, "manifest.json")
 
     def load(self) -> dict[str, Any]:
-        if not self.path.exists():
+        if not exists(self.path):
             return {"version": MANIFEST_VERSION, "stages": {}}
         try:
             data = read_json(self.path)
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
             raise ConfigError(f"{self.path}: unreadable manifest ({exc}); delete it to start the run over") from None
         if data.get("version") != MANIFEST_VERSION:
             raise ConfigError(f"{self.path}: manifest version {data.get('version')} is not {MANIFEST_VERSION}")

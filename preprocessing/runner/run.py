@@ -8,7 +8,16 @@ from typing import Any
 
 from common.config import to_dict
 from preprocessing.executors import Executor, ExecutorConfig, make_executor
-from common.io import publish_dir, read_json, remove_tree, staging_dir, write_json_atomic
+from common.io import (
+    check_visible,
+    is_complete,
+    join,
+    publish_dir,
+    read_json,
+    remove_tree,
+    staging_dir,
+    write_json_atomic,
+)
 from preprocessing.runner.manifest import RunManifest
 from preprocessing.runner.stage import Follower, Stage
 
@@ -35,11 +44,13 @@ class _Lifecycle:
         if self.manifest is None:
             return None  # no run directory: nothing to skip, nothing to record
         self.fingerprint = self.stage.fingerprint()
-        stats_path = self.stage.out_dir / "stats.json"
-        if self.force or not stats_path.exists() \
+        if self.force or not is_complete(self.stage.out_dir) \
                 or not self.manifest.is_done(self.stage.name, self.identity, self.fingerprint):
             return None
-        stats = read_json(stats_path)
+        try:
+            stats = read_json(join(self.stage.out_dir, "stats.json"))
+        except FileNotFoundError:
+            return None
         stats["skipped"] = True
         return stats
 
@@ -67,7 +78,7 @@ class _Lifecycle:
             if not self.fingerprint:  # a follower's input exists only now
                 self.fingerprint = self.stage.fingerprint()
             self.manifest.mark_done(self.stage.name, self.identity, self.fingerprint,
-                                    outputs=[str(self.stage.out_dir / o) for o in self.stage.outputs(stats)],
+                                    outputs=[str(join(self.stage.out_dir, o)) for o in self.stage.outputs(stats)],
                                     wall_time_s=stats["wall_time_s"], executor=executor.name)
         return stats
 
@@ -89,6 +100,7 @@ def run_stage(stage: Stage, run_dir: str | Path | None = None, executor: Executo
     """
     ex, owned = make_executor(executor)
     try:
+        check_visible(stage.worker_inputs(), ex.workers, ex.name)
         life = _Lifecycle(stage, run_dir, force)
         life.check()
         done = life.finished()
@@ -114,6 +126,7 @@ def run_fused(first: Stage, second: Stage, follower: Follower, run_dir: str | Pa
     one after the other, with the same bytes. If ``first`` is already done, ``second`` runs alone."""
     ex, owned = make_executor(executor)
     try:
+        check_visible([*first.worker_inputs(), *second.worker_inputs()], ex.workers, ex.name)
         a, b = _Lifecycle(first, run_dir, force), _Lifecycle(second, run_dir, force)
         a.check()
         b.check()  # refuse before the first stage writes anything

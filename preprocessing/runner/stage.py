@@ -21,8 +21,9 @@ class Stage:
 
     name: str = "stage"
     """The stage's key in RUN/manifest.json and its stats' "stage"."""
-    out_dir: Path
-    """The directory the stage publishes (built under a temporary name, renamed when complete)."""
+    out_dir: Path | str
+    """The directory the stage publishes: a local Path, or a URL (built in a local staging directory
+    and published by :func:`common.io.publish_dir`: renamed, or uploaded then marked complete)."""
     recorded: bool = True
     """False for a view of other stages' outputs (the report): never skipped nor recorded in the
     manifest, no stats.json; it writes each of its files atomically into out_dir itself."""
@@ -34,6 +35,11 @@ class Stage:
     def fingerprint(self) -> str:
         """The input's fingerprint (names, sizes, mtimes): a changed input re-runs a finished stage."""
         raise NotImplementedError
+
+    def worker_inputs(self) -> list[str]:
+        """The paths or URLs (patterns as given) that the map's workers open themselves: the runner
+        refuses, before any work, to send workers to one they cannot see (``memory://``)."""
+        return []
 
     def run(self, executor: Executor, out: Path) -> dict[str, Any]:
         """Run the passes, writing into ``out`` (the staging directory); returns the stats dict."""

@@ -17,6 +17,7 @@ from common.tokens import EOS_TOKEN
 from preprocessing.executors import Executor
 from shards.packing import SamplePacker
 from preprocessing.hashing import keyed_uniform
+from common.io import is_dir, is_file, is_url, join, open_file, read_text
 from preprocessing.record import CodeFile
 from preprocessing.runner import ExecutorSpec, Stage, run_stage
 from preprocessing.stats import StageStats
@@ -100,6 +101,8 @@ class EncodedBatch:
 def _load_tokenizer(path: str) -> Any:
     from tokenizers import Tokenizer
 
+    if is_url(path):  # the worker reads the tokenizer itself, through fsspec
+        return Tokenizer.from_str(read_text(path))
     return Tokenizer.from_file(path)
 
 
@@ -179,10 +182,16 @@ def _tokenizers_threads(enabled: bool) -> Iterator[None]:
         os.environ.pop("TOKENIZERS_PARALLELISM", None)
 
 
-def tokenizer_json(tokenizer: str | os.PathLike) -> Path:
-    """The tokenizer.json of a tokenizer directory (or the file itself); ValueError if missing."""
+def tokenizer_json(tokenizer: str | os.PathLike) -> Path | str:
+    """The tokenizer.json of a tokenizer directory (or the file itself), a path or a URL; ValueError if missing."""
     from common.tokens import find_tokenizer_json
 
+    if is_url(tokenizer):
+        url = str(tokenizer)
+        path = join(url, "tokenizer.json") if is_dir(url) else url
+        if not is_file(path):
+            raise ValueError(f"tokenizer {tokenizer} has no tokenizer.json: run `cp-preprocess tokenizer` first")
+        return path
     path = find_tokenizer_json(tokenizer)
     if path is None:
         raise ValueError(f"tokenizer {tokenizer} has no tokenizer.json: run `cp-preprocess tokenizer` first")
@@ -204,6 +213,14 @@ def pack(
     return run_stage(PackStage(cfg or PackConfig(), inputs=inputs, out_dir=out_dir, tokenizer=tokenizer), None, executor)
 
 
+def _url_hash(url: str) -> str:
+    """shards.tokenizer_hash of a tokenizer.json named by URL: "sha256:<hex>" of its bytes."""
+    import hashlib
+
+    with open_file(url) as f:
+        return "sha256:" + hashlib.sha256(f.read()).hexdigest()
+
+
 def _pack_into(files: Sequence[Path], tok_path: Path, tmp: Path, cfg: PackConfig, executor: Executor) -> dict[str, Any]:
     """The map (:func:`encode_task`) on ``executor``, the packing and shard writing (reduce) here, into ``tmp``."""
     from tokenizers import Tokenizer
@@ -211,12 +228,12 @@ def _pack_into(files: Sequence[Path], tok_path: Path, tmp: Path, cfg: PackConfig
     from shards import ShardWriter, tokenizer_hash
 
     workers = executor.workers
-    tok = Tokenizer.from_file(str(tok_path))
+    tok = _load_tokenizer(str(tok_path))
     eos_id = tok.token_to_id(cfg.eos_token)
     if eos_id is None:
         raise ValueError(f"eos_token {cfg.eos_token!r} is not in the vocabulary of {tok_path}: set pack.eos_token")
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
-    thash = tokenizer_hash(str(tok_path))
+    thash = tokenizer_hash(str(tok_path)) if not is_url(tok_path) else _url_hash(str(tok_path))
 
     started = time.perf_counter()
     stats = StageStats("pack")
@@ -325,9 +342,9 @@ class PackStage(Stage):
         if run_dir is None and (not inputs or out_dir is None or tokenizer is None):
             raise ValueError("give a run directory, or inputs, an output directory and pack.tokenizer")
         self.cfg = cfg
-        self.files = resolve_inputs(inputs if inputs else Path(run_dir) / "dedup")  # type: ignore[arg-type]
-        self.out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "shards"  # type: ignore[arg-type]
-        self.tokenizer = tokenizer_json(tokenizer if tokenizer is not None else Path(run_dir) / "tokenizer")  # type: ignore[arg-type]
+        self.files = resolve_inputs(inputs if inputs else join(run_dir, "dedup"))  # type: ignore[arg-type]
+        self.out_dir = join(out_dir if out_dir is not None else join(run_dir, "shards"))  # type: ignore[arg-type]
+        self.tokenizer = tokenizer_json(tokenizer if tokenizer is not None else join(run_dir, "tokenizer"))  # type: ignore[arg-type]
 
     def identity(self) -> dict[str, Any]:
         from common.config import to_dict
@@ -339,6 +356,9 @@ class PackStage(Stage):
         from preprocessing.runner.manifest import fingerprint_files
 
         return fingerprint_files([*self.files, self.tokenizer])
+
+    def worker_inputs(self) -> list[str]:
+        return [str(self.tokenizer)]  # each worker loads the tokenizer itself
 
     def run(self, executor: Executor, out: Path) -> dict[str, Any]:
         return _pack_into(self.files, self.tokenizer, out, self.cfg, executor)

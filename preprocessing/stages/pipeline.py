@@ -21,11 +21,12 @@ def run_pipeline(run_dir: str | Path, config_path: str | Path | None = None, exe
     from preprocessing.dedup.minhash import NearDedupConfig
     from preprocessing.stages.pack import PackConfig, run_pack
     from preprocessing.executors import make_executor
+    from common.io import join
     from preprocessing.stages.report import run_report
     from preprocessing.stages.stream import StreamConfig, run_stream_and_dedup
     from preprocessing.stages.tokenizer import TokenizerConfig, run_tokenizer
 
-    run_dir = Path(run_dir)
+    run_dir = join(run_dir)  # a local Path or a URL
     results: dict[str, Any] = {}
     stream_cfg = load_config(StreamConfig, config_path, {"input.limit": limit}, section="stream")
     dedup_cfg = load_config(NearDedupConfig, config_path, section="near_dedup")

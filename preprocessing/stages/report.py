@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from preprocessing.executors import Executor
+from common.io import exists, is_dir, join, open_file, read_text
 from preprocessing.runner import ExecutorSpec, Stage, run_stage
 
 REPORT_FORMAT_VERSION = 1
@@ -118,13 +119,13 @@ def clean_text(value: Any, limit: int = 2000) -> str:
 
 def _load_stage(run_dir: Path, key: str, rel: str, command: str, what: str) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """The stats of one stage (or None) and its status entry for the report."""
-    path = run_dir / rel
+    path = join(run_dir, rel)
     status: dict[str, Any] = {"stage": key, "file": rel, "what": what, "status": "ok", "detail": ""}
-    if not path.exists():
+    if not exists(path):
         status.update(status="missing", detail=f"{rel} not found: run `{command} {run_dir}` to add it")
         return None, status
     try:
-        stats = json.loads(path.read_text(encoding="utf-8"))
+        stats = json.loads(read_text(path))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         status.update(status="unreadable", detail=f"{rel} could not be read ({exc}); re-run `{command}`")
         return None, status
@@ -300,7 +301,7 @@ def read_largest_clusters(path: Path, n: int, members: int) -> tuple[list[dict[s
 
     heap: list[tuple[int, int, dict[str, Any]]] = []
     rows = 0
-    with open(path, "rb") as fh, zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True) as zr:
+    with open_file(path) as fh, zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True) as zr:
         for line in io.BufferedReader(zr, 1 << 20):  # type: ignore[arg-type]
             if not line.strip():
                 continue
@@ -352,8 +353,8 @@ def _duplicates(run_dir: Path, stats: dict[str, dict[str, Any]], cfg: ReportConf
             "lsh": nd.get("lsh"), "keep": nd.get("keep"), "verify": nd.get("verify"),
             "largest": [], "cluster_rows": None,
         }
-        cpath = run_dir / "dedup" / "clusters.jsonl.zst"
-        if not cpath.exists():
+        cpath = join(run_dir, "dedup", "clusters.jsonl.zst")
+        if not exists(cpath):
             missing.append({"what": "largest near-duplicate clusters", "why": "dedup/clusters.jsonl.zst not found",
                             "fix": f"re-run `cp-preprocess dedup {run_dir}`"})
         else:
@@ -402,11 +403,11 @@ def _shards(run_dir: Path, p: dict[str, Any] | None, problems: list[str]) -> dic
                                      "dropped_tail_tokens", "packing_efficiency")}
         row["num_shards"] = _get(s, "shards", "num_shards")
         row["compressed_bytes"] = _get(s, "shards", "compressed_bytes")
-        index = run_dir / "shards" / sp / "index.json"
+        index = join(run_dir, "shards", sp, "index.json")
         row["index"] = None
-        if index.exists():
+        if exists(index):
             try:
-                idx = json.loads(index.read_text(encoding="utf-8"))
+                idx = json.loads(read_text(index))
                 row["index"] = {k: idx.get(k) for k in ("format", "version", "dtype", "seq_length", "vocab_size",
                                                         "tokenizer_hash", "num_samples", "num_tokens", "compressed_bytes")}
                 row["index"]["shards"] = len(idx.get("shards") or [])
@@ -460,10 +461,10 @@ def _seeds(config: Any, prefix: str = "") -> dict[str, Any]:
 
 def _run_info(run_dir: Path, stats: dict[str, dict[str, Any]], problems: list[str]) -> dict[str, Any]:
     manifest: dict[str, Any] = {}
-    mpath = run_dir / "manifest.json"
-    if mpath.exists():
+    mpath = join(run_dir, "manifest.json")
+    if exists(mpath):
         try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+            manifest = json.loads(read_text(mpath))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             problems.append(f"manifest.json could not be read ({exc})")
     mstages = manifest.get("stages") if isinstance(manifest.get("stages"), dict) else {}
@@ -554,8 +555,8 @@ def build_report(run_dir: str | Path, cfg: ReportConfig | None = None) -> dict[s
     listed under ``missing`` and ``problems`` instead.
     """
     cfg = cfg or ReportConfig()
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
+    run_dir = join(run_dir)  # a local Path or a URL
+    if not is_dir(run_dir):
         raise ValueError(f"run directory {run_dir} does not exist: give the RUN directory a stage wrote to")
     stats: dict[str, dict[str, Any]] = {}
     status: list[dict[str, Any]] = []
@@ -1131,10 +1132,10 @@ def write_report(run_dir: str | Path, compare_dir: str | Path | None = None, out
     cfg = cfg or ReportConfig()
     report = build_report(run_dir, cfg)
     compare = build_report(compare_dir, cfg) if compare_dir is not None else None
-    out = Path(output_dir) if output_dir is not None else Path(run_dir) / "report"
+    out = join(output_dir if output_dir is not None else join(run_dir, "report"))
     page = render_html(report, compare, cfg)
     doc = dict(report, compare=compare) if compare is not None else report
-    json_path, html_path = out / "report.json", out / "report.html"
+    json_path, html_path = join(out, "report.json"), join(out, "report.html")
     # ensure_ascii: corpus text may hold lone surrogates, which have no UTF-8 form
     write_bytes_atomic(json_path, (json.dumps(doc, indent=2, ensure_ascii=True) + "\n").encode("ascii"))
     write_bytes_atomic(html_path, page.encode("utf-8"))
@@ -1151,7 +1152,7 @@ class ReportStage(Stage):
     def __init__(self, run_dir: str | Path, compare_dir: str | Path | None = None,
                  output_dir: str | Path | None = None, cfg: ReportConfig | None = None):
         self.run_dir, self.compare_dir, self.cfg = run_dir, compare_dir, cfg
-        self.out_dir = Path(output_dir) if output_dir is not None else Path(run_dir) / "report"
+        self.out_dir = join(output_dir if output_dir is not None else join(run_dir, "report"))
 
     def run(self, executor: Executor, out: Path) -> dict[str, Any]:
         return write_report(self.run_dir, self.compare_dir, out, self.cfg)

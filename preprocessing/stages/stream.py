@@ -19,6 +19,7 @@ from preprocessing.filters import FiltersConfig, apply_filters, build_filters
 from preprocessing.filters.base import Filter
 from preprocessing.filters.quality import file_metrics_batch
 from preprocessing.hashing import record_key
+from common.io import join
 from preprocessing.executors.pool import RECORDS_PER_TASK
 from preprocessing.profile import CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
@@ -330,7 +331,7 @@ class StreamStage(Stage):
 
     def __init__(self, cfg: StreamConfig, run_dir: str | Path, near: StreamNearDedup | None = None):
         self.cfg, self.near = cfg, near
-        self.out_dir = Path(run_dir) / "clean"
+        self.out_dir = join(run_dir, "clean")  # a local Path or a URL
         self._reader: Reader | None = None
 
     @property
@@ -346,6 +347,9 @@ class StreamStage(Stage):
 
     def fingerprint(self) -> str:
         return self.reader.fingerprint()
+
+    def worker_inputs(self) -> list[str]:
+        return list(self.cfg.input.paths)
 
     def run(self, executor: Executor, out: Path) -> dict[str, Any]:
         cfg = self.cfg

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from preprocessing.hashing import keyed_uniform, record_key
+from common.io import basename, is_dir, is_file, join, published_files
 from common.io import publish_dir, staging_dir  # noqa: F401 - also imported from here by training
 from preprocessing.profile import CHARS_PER_TOKEN_EDGES, bin_index, histogram_dict
 from common.tokens import EOS_TOKEN, FIM_TOKENS
@@ -155,26 +156,27 @@ class TokenizerConfig:
         return [EOS_TOKEN, *FIM_TOKENS] if self.fim_tokens else [EOS_TOKEN]
 
 
-def resolve_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """The JSONL files to read: a directory (its part-*.jsonl.zst, else its JSONL files) or a list of files.
+def resolve_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path | str]:
+    """The JSONL files to read: a directory (its part-*.jsonl.zst, else its JSONL files) or a list of
+    files; local paths, or URLs (a directory on an object store must hold its completion marker).
 
     Raises ValueError naming the directory or file when there is nothing to read.
     """
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not items:
         raise ValueError("no input given: pass a directory of .jsonl.zst shards (e.g. RUN/dedup) or files")
-    files: list[Path] = []
+    files: list[Path | str] = []
     for item in items:
-        path = Path(item)
-        if path.is_dir():
+        path = join(item)  # a local Path or a URL
+        if is_dir(path):
             for pattern in INPUT_PATTERNS:
-                found = sorted(p for p in path.glob(pattern) if p.is_file() and not p.name.endswith(".tmp"))
+                found = [p for p in published_files(path, pattern) if not basename(p).endswith(".tmp")]
                 if found:
                     files.extend(found)
                     break
             else:
                 raise ValueError(f"input directory {path} holds no .jsonl/.jsonl.zst files: run the previous stage first")
-        elif path.is_file():
+        elif is_file(path):
             files.append(path)
         else:
             raise ValueError(f"input {path} does not exist")
@@ -599,8 +601,8 @@ class TokenizerStage(Stage):
         if run_dir is None and (not inputs or out_dir is None):
             raise ValueError("give a run directory, or both inputs and an output directory")
         self.cfg = cfg
-        self.files = resolve_inputs(inputs if inputs else Path(run_dir) / "dedup")  # type: ignore[arg-type]
-        self.out_dir = Path(out_dir) if out_dir is not None else Path(run_dir) / "tokenizer"  # type: ignore[arg-type]
+        self.files = resolve_inputs(inputs if inputs else join(run_dir, "dedup"))  # type: ignore[arg-type]
+        self.out_dir = join(out_dir if out_dir is not None else join(run_dir, "tokenizer"))  # type: ignore[arg-type]
 
     def identity(self) -> dict[str, Any]:
         from common.config import to_dict
