@@ -22,7 +22,7 @@ from preprocessing.filters.quality import file_metrics
 from preprocessing.hashing import record_key
 from preprocessing.io import remove_tree
 from preprocessing.parallel import RECORDS_PER_TASK
-from preprocessing.profile import CorpusProfile, example_of
+from preprocessing.profile import EXAMPLES_PER_REASON, CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
 from preprocessing.record import FileRead, InputWarning, Rejected
 from preprocessing.runner import ExecutorSpec, Stage, run_fused, run_stage
@@ -174,6 +174,23 @@ def _process_unit_hashed(w: StreamWorker, unit: Any) -> tuple[np.ndarray, UnitRe
     return np.fromiter((h for h, line, *_ in res.kept if type(line) is bytes), np.uint64), res
 
 
+def _without_duplicate_lines(res: UnitResult, first: np.ndarray) -> UnitResult:
+    """``res`` with the JSON lines of its exact duplicates emptied, but for the first
+    EXAMPLES_PER_REASON of them (the reduce's examples come from the first duplicates in order):
+    what travels to the driver is the rows it writes. The rows stay in place (same alignment)."""
+    flags = iter(first.tolist())
+    shown = 0
+    kept = []
+    for entry in res.kept:
+        if type(entry[1]) is bytes and not next(flags):
+            if shown >= EXAMPLES_PER_REASON:
+                entry = (entry[0], b"", *entry[2:])
+            shown += 1
+        kept.append(entry)
+    res.kept = kept
+    return res
+
+
 def _unit_cost(unit: Any) -> int:
     """Records of a unit, for grouping small units into one task; a unit that names a byte
     range or a file (its records unknown until read) is a task of its own."""
@@ -275,7 +292,9 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
             parts.add(u, hashes)
             held.append((handle, len(hashes)))
         parts.resolve()
-        for u, res in enumerate(executor.fetch(h for h, _ in held)):
+        # Each unit's result comes without its duplicate rows' lines (dropped where it is held).
+        wanted = ((handle, parts.first_occurrences(u, n)) for u, (handle, n) in enumerate(held))
+        for u, res in enumerate(executor.fetch(wanted, select=_without_duplicate_lines)):
             reduce_unit(res, parts.first_occurrences(u, held[u][1]))
             held[u] = None  # type: ignore[call-overload]
     if bar is not None:

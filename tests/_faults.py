@@ -38,8 +38,8 @@ class KillingExecutor(Executor):
     def map_held(self, fn, units, context, **kw):
         return self.inner.map_held(self._wrap(fn, "map"), units, context, **kw)
 
-    def fetch(self, handles):
-        return self.inner.fetch(handles)
+    def fetch(self, items, select=None):
+        return self.inner.fetch(items, select)
 
     def put(self, value):
         return self.inner.put(value)

@@ -120,6 +120,23 @@ def test_a_partition_task_killed_once_changes_nothing(local_ray, dup_gathered, t
     assert comparable(stats) == comparable(ref)
 
 
+def test_partitioned_near_dedup_on_ray_with_a_partition_task_killed(local_ray, tmp_path):
+    """dedup of a dump with edited copies: band buckets in 4 partition tasks, one killed once
+    (Ray runs it again), gives the files and stats of the in-driver tables on the local executor."""
+    from tests.test_stream import _near_dup_dump
+
+    cfg = StreamConfig(input=InputConfig(paths=[str(_near_dup_dump(tmp_path))], batch_records=7))
+    near = NearDedupConfig(verify="exact", keep="longest")
+    for run in ("local", "ray"):
+        run_stream(cfg, tmp_path / run, executor=1)
+    ref = run_dedup(near, tmp_path / "local", 1)
+    marker = tmp_path / "killed"
+    got = run_dedup(near, tmp_path / "ray", KillingExecutor(_ray(4), marker, "partitions"))
+    assert marker.exists() and ref["near_dedup"]["removed"] >= 5
+    assert tree_bytes(tmp_path / "ray" / "dedup") == tree_bytes(tmp_path / "local" / "dedup")
+    assert comparable(got) == comparable(ref)
+
+
 def test_errors_are_one_line(tmp_path):
     with pytest.raises(ExecutorError, match=r"cannot reach the Ray cluster at '127\.0\.0\.1:9'"):
         make_executor(ExecutorConfig(executor="ray", ray_address="127.0.0.1:9"))

@@ -89,10 +89,15 @@ class Executor:
             yield head, held.put(body)
         held.done()
 
-    def fetch(self, handles: Iterable[Held]) -> Iterator[Any]:
-        """The bodies of :meth:`map_held`'s handles, in the order given (each fetched once)."""
-        for handle in handles:
-            yield handle.get()
+    def fetch(self, items: Iterable[tuple[Held, Any]], select: Callable[[Any, Any], Any] | None = None
+              ) -> Iterator[Any]:
+        """The bodies of :meth:`map_held`'s handles, each with an argument, in the order given (each
+        fetched once); with ``select``, ``select(body, arg)`` instead of the body, computed where
+        the body is held (here: in this process; Ray: a task next to it), so that only what it
+        keeps travels."""
+        for handle, arg in items:
+            body = handle.get()
+            yield body if select is None else select(body, arg)
 
     def put(self, value: Any) -> Any:
         """``value`` as a partition task's input: here the value itself; Ray: an ObjectRef (the value

@@ -67,6 +67,11 @@ def _run_held_task(fn: Callable[[C, U], tuple[Any, Any]], shipped: Shipped, unit
     return [head for head, _ in out], [body for _, body in out]
 
 
+def _run_select(select: Callable[[Any, Any], Any], bodies: list, idx: list[int], args: list) -> list:
+    """A task of :meth:`RayExecutor.fetch`: ``select`` over the wanted bodies of one map task."""
+    return [select(bodies[i], arg) for i, arg in zip(idx, args)]
+
+
 def _run_partition(fn: Callable[[C, list[Any]], R], shipped: Shipped, *chunks: Any) -> R:
     """A partition task: its chunks are ObjectRefs given as top-level arguments, which Ray
     resolves on the node that runs the task (they never pass through the driver again)."""
@@ -74,7 +79,8 @@ def _run_partition(fn: Callable[[C, list[Any]], R], shipped: Shipped, *chunks: A
 
 
 class _RayHeld(Held):
-    """Body ``i`` of a task's second return (an ObjectRef of the list of its units' bodies)."""
+    """Body ``i`` of a task's second return (an ObjectRef of the list of its units' bodies); it is
+    fetched by :meth:`RayExecutor.fetch`, one task's bodies at a time."""
 
     __slots__ = ("ref", "i")
 
@@ -142,6 +148,7 @@ class RayExecutor(Executor):
             remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False)
             self._task = remote(_run_task)
             self._partition_task = remote(_run_partition)
+            self._select_task = remote(_run_select)
             self._held_task = ray.remote(num_returns=2, max_retries=self.max_retries,
                                          retry_exceptions=False)(_run_held_task)
         return ray
@@ -182,31 +189,42 @@ class RayExecutor(Executor):
 
         return windowed_map(submit, here, units, window or 2 * n, inline, batch, cost)
 
-    def fetch(self, handles: Iterable[Held], ahead: int = 8) -> Iterator[Any]:
-        """Bodies in the order given; the next ``ahead`` tasks' bodies are fetched at once."""
+    def fetch(self, items: Iterable[tuple[Held, Any]], select: Callable[[Any, Any], Any] | None = None,
+              ahead: int = 8) -> Iterator[Any]:
+        """Bodies in the order given, ``ahead`` tasks' bodies in flight. With ``select``, each task's
+        bodies go through a Ray task, ``select(body, arg)``, that Ray schedules where they are held
+        (its argument is their ObjectRef): only what it returns travels to the driver."""
         ray = self._ray
-        queue: deque[_RayHeld] = deque()
-        cache: dict[Any, list] = {}  # ObjectRef -> its bodies, while handles on it are queued
-        it = iter(handles)
-        exhausted = False
-        while True:
-            while not exhausted and len(cache) < ahead:
-                h = next(it, None)
-                if h is None:
-                    exhausted = True
-                    break
-                queue.append(h)  # type: ignore[arg-type]
-                cache.setdefault(h.ref, None)  # type: ignore[attr-defined]
-            if not queue:
-                return
-            missing = [r for r, v in cache.items() if v is None]
-            if missing:
-                for r, v in zip(missing, _Pending(ray, missing).get()):
-                    cache[r] = v
-            h = queue.popleft()
-            yield cache[h.ref][h.i]
-            if not queue or queue[0].ref != h.ref:
-                del cache[h.ref]  # its last body is out: the driver drops its reference
+        pending: deque[tuple[list[int], Any]] = deque()  # per task: the bodies wanted, their ref (or select's)
+
+        def groups() -> Iterator[tuple[Any, list[int], list[Any]]]:
+            ref, idx, args = None, [], []
+            for handle, arg in items:
+                if handle.ref is not ref and idx:  # type: ignore[attr-defined]
+                    yield ref, idx, args
+                    idx, args = [], []
+                ref = handle.ref  # type: ignore[attr-defined]
+                idx.append(handle.i)  # type: ignore[attr-defined]
+                args.append(arg)
+            if idx:
+                yield ref, idx, args
+
+        def drain() -> Iterator[Any]:
+            idx, ref = pending.popleft()
+            bodies = _Pending(ray, ref).get()
+            if select is None:
+                yield from (bodies[i] for i in idx)
+            else:
+                yield from bodies
+
+        for ref, idx, args in groups():
+            if select is not None:
+                ref = self._select_task.remote(select, ref, idx, args)
+            pending.append((idx, ref))
+            while len(pending) >= ahead:
+                yield from drain()
+        while pending:
+            yield from drain()
 
     def put(self, value: Any) -> Any:
         return self._connect().put(value)
