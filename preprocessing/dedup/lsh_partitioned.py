@@ -108,7 +108,7 @@ def verify_partition(ctx: PartitionContext, chunks: list[tuple[np.ndarray, np.nd
     sig = np.memmap(ctx.sig_path, dtype="<u4", mode="r", shape=(ctx.n, ctx.cfg.num_perm))
     shingles = offsets = None
     if ctx.cfg.verify == "exact":
-        offsets = np.fromfile(ctx.offsets_path, dtype="<i8")  # type: ignore[arg-type]
+        offsets = np.memmap(ctx.offsets_path, dtype="<i8", mode="r", shape=(ctx.n + 1,))  # type: ignore[arg-type]
         total = int(offsets[-1])
         shingles = np.memmap(ctx.shingles_path, dtype="<u8", mode="r", shape=(total,)) if total \
             else np.zeros(0, np.uint64)
