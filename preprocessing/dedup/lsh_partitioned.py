@@ -86,7 +86,7 @@ def verify_partition(ctx: PartitionContext, chunks: list[tuple[np.ndarray, np.nd
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A partition task: (block, a, b, verdict) of its candidate pairs not already joined by its
     own verified pairs of earlier blocks, sorted by block. Pure: a retried task returns the same."""
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, bool))
+    empty = (np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, bool))
     if not chunks:
         return empty
     band = np.concatenate([c[0] for c in chunks])
@@ -123,7 +123,7 @@ def verify_partition(ctx: PartitionContext, chunks: list[tuple[np.ndarray, np.nd
             sl = slice(s, s + _VERIFY_BATCH)
             good[sl] = verify(a[sl], b[sl])
             uf.union_pairs(la[sl][good[sl]], lb[sl][good[sl]])
-        out.append((np.full(len(a), blk, np.int64), a.astype(np.int32), b.astype(np.int32), good))
+        out.append((np.full(len(a), blk, np.int32), a.astype(np.int32), b.astype(np.int32), good))
     return tuple(np.concatenate(col) for col in zip(*out))  # type: ignore[return-value]
 
 
