@@ -147,3 +147,5 @@ def test_the_executor_section_of_a_preset_and_flags_over_it(tmp_path):
         res = runner.invoke(main, [*command, "--config", str(preset), "--dry-run", "--workers", "2", "--executor", "ray"])
         assert json.loads(res.output)["executor"]["workers"] == 2
         assert json.loads(res.output)["executor"]["executor"] == "ray"
+        res = runner.invoke(main, [*command, "--config", str(preset), "--dry-run", "--partitions", "4"])
+        assert json.loads(res.output)["executor"]["partitions"] == 4
