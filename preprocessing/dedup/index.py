@@ -8,7 +8,11 @@ permutation: 1 KiB at 256) in a memmap, the UTF-8 content size (8 bytes, counted
 and with ``verify: exact`` the shingle hashes (8 bytes per distinct shingle). Clustering adds at
 most 30 bytes per file (union-find 4, cluster sizes 8, cluster id 4, kept 4, similarity 4,
 flags 2, sort temporaries for members only); pass 2 keeps the 13 bytes of cluster id, kept,
-similarity and drop flag plus 8 bytes of countdown per file."""
+similarity and drop flag plus 8 bytes of countdown per file.
+
+Given an executor with ``partitions`` > 0, the band tables are not in this process: their
+entries go to P partition tasks (:mod:`preprocessing.dedup.lsh_partitioned`), which find and
+verify the candidate pairs; the union-find here replays their verdicts (same clusters, same stats)."""
 
 from __future__ import annotations
 
