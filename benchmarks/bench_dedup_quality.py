@@ -105,6 +105,8 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=3000, help="files sampled from the installation")
     ap.add_argument("--preset", choices=["codeparrot", "bigcode"], default="codeparrot")
     ap.add_argument("--no-baseline", action="store_true", help="skip the (slow) datasketch recipe")
+    ap.add_argument("--partitions", type=int, default=0,
+                    help="also run ours with the band buckets in P partition tasks (must give the same clusters)")
     args = ap.parse_args()
     base = NearDedupConfig() if args.preset == "codeparrot" else NearDedupConfig(threshold=0.7, ngram=5, lowercase=True, min_tokens=5)
 
@@ -132,6 +134,15 @@ def main() -> None:
             t = time.perf_counter()
             res = cluster_contents(texts, cfg, Path(tmp) / "w")
             rows.append((name, cfg.lsh_params, prf(res.cluster >= 0, truth), time.perf_counter() - t))
+            if args.partitions:
+                from preprocessing.executors import ExecutorConfig, make_executor
+
+                t = time.perf_counter()
+                ex = make_executor(ExecutorConfig(partitions=args.partitions))[0]
+                part = cluster_contents(texts, cfg, Path(tmp) / "p", executor=ex)
+                assert (part.cluster == res.cluster).all() and part.stats == res.stats, "partitioned clusters differ"
+                rows.append((f"  the same, {args.partitions} partitions", cfg.lsh_params, prf(part.cluster >= 0, truth),
+                             time.perf_counter() - t))
     if not args.no_baseline:
         t = time.perf_counter()
         rows.append(("datasketch recipe (LSH only)", None, prf(datasketch_recipe(texts, base), truth),

@@ -22,11 +22,27 @@ class KillOnce:
 
 
 class KillingExecutor(Executor):
-    """The Ray executor, with every map wrapped in KillOnce (the stage code is not touched)."""
+    """The Ray executor, with every map (``where="map"``) or every partition task
+    (``where="partitions"``) wrapped in KillOnce (the stage code is not touched)."""
 
-    def __init__(self, inner: Executor, marker: Path):
-        self.inner, self.marker = inner, str(marker)
-        self.name, self.workers = inner.name, inner.workers
+    def __init__(self, inner: Executor, marker: Path, where: str = "map"):
+        self.inner, self.marker, self.where = inner, str(marker), where
+        self.name, self.workers, self.partitions = inner.name, inner.workers, inner.partitions
+
+    def _wrap(self, fn, where: str):
+        return KillOnce(fn, self.marker) if where == self.where else fn
 
     def map(self, fn, units, context, **kw):
-        return self.inner.map(KillOnce(fn, self.marker), units, context, **kw)
+        return self.inner.map(self._wrap(fn, "map"), units, context, **kw)
+
+    def map_held(self, fn, units, context, **kw):
+        return self.inner.map_held(self._wrap(fn, "map"), units, context, **kw)
+
+    def fetch(self, items, select=None):
+        return self.inner.fetch(items, select)
+
+    def put(self, value):
+        return self.inner.put(value)
+
+    def map_partitions(self, fn, parts, context):
+        return self.inner.map_partitions(self._wrap(fn, "partitions"), parts, context)

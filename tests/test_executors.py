@@ -82,6 +82,62 @@ def test_a_worker_killed_once_changes_nothing(local_ray, local_runs, tmp_path):
     assert tree_bytes(tmp_path / "run" / "clean") == tree_bytes(local_runs / "run" / "clean")
 
 
+def _ray(partitions: int):
+    """An executor on the module's local Ray with ``partitions`` exact-dedup partitions."""
+    return make_executor(ExecutorConfig(executor="ray", workers=2, partitions=partitions))[0]
+
+
+@pytest.fixture(scope="module")
+def dup_gathered(tmp_path_factory):
+    """A dump with exact duplicates across and within files, streamed with the in-driver table."""
+    from tests.test_exact_partitioned import duplicate_dump
+
+    base = tmp_path_factory.mktemp("dups")
+    paths = duplicate_dump(base)
+    return paths, base / "run", run_stream(_dup_cfg(paths), base / "run", executor=ExecutorConfig(workers=2))
+
+
+def _dup_cfg(paths):
+    cfg = StreamConfig(input=InputConfig(paths=paths, batch_records=9))
+    cfg.output.max_shard_bytes = 256 << 10
+    return cfg
+
+
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_partitioned_exact_dedup_on_ray_gives_the_gathered_bytes(local_ray, dup_gathered, tmp_path, partitions):
+    paths, ref_run, ref = dup_gathered
+    stats = run_stream(_dup_cfg(paths), tmp_path / "run", executor=_ray(partitions))
+    assert tree_bytes(tmp_path / "run" / "clean") == tree_bytes(ref_run / "clean")
+    assert comparable(stats) == comparable(ref)
+    assert stats["stages"]["exact_dedup"]["dropped"]["exact_duplicate"] >= 60
+
+
+def test_a_partition_task_killed_once_changes_nothing(local_ray, dup_gathered, tmp_path):
+    paths, ref_run, ref = dup_gathered
+    marker = tmp_path / "killed"
+    stats = run_stream(_dup_cfg(paths), tmp_path / "run", executor=KillingExecutor(_ray(4), marker, "partitions"))
+    assert marker.exists()  # a partition task's worker did die, and Ray ran the task again
+    assert tree_bytes(tmp_path / "run" / "clean") == tree_bytes(ref_run / "clean")
+    assert comparable(stats) == comparable(ref)
+
+
+def test_partitioned_near_dedup_on_ray_with_a_partition_task_killed(local_ray, tmp_path):
+    """dedup of a dump with edited copies: band buckets in 4 partition tasks, one killed once
+    (Ray runs it again), gives the files and stats of the in-driver tables on the local executor."""
+    from tests.test_stream import _near_dup_dump
+
+    cfg = StreamConfig(input=InputConfig(paths=[str(_near_dup_dump(tmp_path))], batch_records=7))
+    near = NearDedupConfig(verify="exact", keep="longest")
+    for run in ("local", "ray"):
+        run_stream(cfg, tmp_path / run, executor=1)
+    ref = run_dedup(near, tmp_path / "local", 1)
+    marker = tmp_path / "killed"
+    got = run_dedup(near, tmp_path / "ray", KillingExecutor(_ray(4), marker, "partitions"))
+    assert marker.exists() and ref["near_dedup"]["removed"] >= 5
+    assert tree_bytes(tmp_path / "ray" / "dedup") == tree_bytes(tmp_path / "local" / "dedup")
+    assert comparable(got) == comparable(ref)
+
+
 def test_errors_are_one_line(tmp_path):
     with pytest.raises(ExecutorError, match=r"cannot reach the Ray cluster at '127\.0\.0\.1:9'"):
         make_executor(ExecutorConfig(executor="ray", ray_address="127.0.0.1:9"))

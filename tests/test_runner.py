@@ -142,7 +142,10 @@ def test_the_executor_section_of_a_preset_and_flags_over_it(tmp_path):
     for command in (["stream"], ["dedup", str(tmp_path)], ["pack", str(tmp_path)], ["tokenizer", str(tmp_path)]):
         res = runner.invoke(main, [*command, "--config", str(preset), "--dry-run"])
         assert res.exit_code == 0, res.output
-        assert json.loads(res.output)["executor"] == {"executor": "local", "workers": 3, "ray_address": None}
+        assert json.loads(res.output)["executor"] == {"executor": "local", "workers": 3, "ray_address": None,
+                                                      "partitions": None}
         res = runner.invoke(main, [*command, "--config", str(preset), "--dry-run", "--workers", "2", "--executor", "ray"])
         assert json.loads(res.output)["executor"]["workers"] == 2
         assert json.loads(res.output)["executor"]["executor"] == "ray"
+        res = runner.invoke(main, [*command, "--config", str(preset), "--dry-run", "--partitions", "4"])
+        assert json.loads(res.output)["executor"]["partitions"] == 4

@@ -45,7 +45,7 @@ def resolve_run_dir(run_dir: str | None, inputs: tuple[str, ...], output: str | 
 
 
 def executor_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """--workers, --executor, --ray-address and --force: the same meaning on every command."""
+    """--workers, --executor, --ray-address, --partitions and --force: the same meaning on every command."""
     options = [
         click.option("--workers", type=int, help="Parallel workers (processes, Ray CPUs, trainer threads); "
                                                   "the output is identical for any number."),
@@ -53,6 +53,9 @@ def executor_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Where the work units run: local processes (default) or Ray."),
         click.option("--ray-address", help="An existing Ray cluster (host:port, ray://host:port, auto); "
                                            "default: a local Ray for the run."),
+        click.option("--partitions", type=int,
+                     help="Partition tasks for the global state (exact-dedup table, LSH buckets); 0: in the driver. "
+                          "Default: 0 locally, --workers on Ray."),
         click.option("--force", is_flag=True, help="Re-run a finished stage, and overwrite outputs of another config."),
     ]
     for option in reversed(options):
@@ -61,12 +64,12 @@ def executor_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def executor_config(config_path: str | None, workers: int | None, executor: str | None,
-                    ray_address: str | None) -> Any:
+                    ray_address: str | None, partitions: int | None = None) -> Any:
     """The ExecutorConfig: defaults <- the preset's `executor:` section <- the flags."""
     from common.config import load_config
     from preprocessing.executors import ExecutorConfig
 
-    overrides = {"workers": workers, "executor": executor, "ray_address": ray_address}
+    overrides = {"workers": workers, "executor": executor, "ray_address": ray_address, "partitions": partitions}
     if ray_address is not None and executor is None:
         overrides["executor"] = "ray"  # an address only means something to Ray
     return load_config(ExecutorConfig, config_path, overrides, section="executor")

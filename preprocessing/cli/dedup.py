@@ -40,7 +40,7 @@ def dedup_summary(stats: dict[str, Any], out_dir: Path) -> None:
 def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
                   threshold: float | None, num_perm: int | None, memory_budget: float | None, keep: str | None,
                   verify: str | None, strict: bool | None, workers: int | None, executor: str | None,
-                  ray_address: str | None, force: bool, dry_run: bool) -> None:
+                  ray_address: str | None, partitions: int | None, force: bool, dry_run: bool) -> None:
     """MinHash LSH near-dedup of RUN/clean (or --input files) into RUN/dedup (or --output)."""
     from preprocessing.dedup.minhash import NearDedupConfig
     from preprocessing.dedup.near import run_dedup
@@ -48,7 +48,7 @@ def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | No
 
     overrides = {"threshold": threshold, "num_perm": num_perm, "memory_budget_mb": memory_budget,
                  "keep": keep, "verify": verify}
-    ex = executor_config(config_path, workers, executor, ray_address)
+    ex = executor_config(config_path, workers, executor, ray_address, partitions)
     cfg = stage_config(NearDedupConfig, config_path, overrides, "near_dedup", dry_run, ex)
     if cfg is None:
         return

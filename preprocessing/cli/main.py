@@ -34,7 +34,7 @@ def main() -> None:
 def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, fmt: str | None,
                hf_dataset: str | None, limit: int | None, near_dedup: bool | None, strict: bool | None,
                secrets: str | None, workers: int | None, executor: str | None, ray_address: str | None,
-               force: bool, dry_run: bool) -> None:
+               partitions: int | None, force: bool, dry_run: bool) -> None:
     """Stream a dump (default: this Python installation) through the filters and exact dedup."""
     from common.config import load_config
     from preprocessing.stages.stream import StreamConfig, run_stream
@@ -47,7 +47,7 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
         "input.strict": strict,
         "filters.secrets.mode": secrets,
     }
-    ex = executor_config(config_path, workers, executor, ray_address)
+    ex = executor_config(config_path, workers, executor, ray_address, partitions)
     cfg = stage_config(StreamConfig, config_path, overrides, "stream", dry_run, ex)
     if cfg is None:
         return
@@ -71,11 +71,11 @@ def stream_cmd(inputs: tuple[str, ...], run_dir: str, config_path: str | None, f
 @executor_options
 @clean_errors
 def run_cmd(config_path: str | None, run_dir: str, limit: int | None, workers: int | None, executor: str | None,
-            ray_address: str | None, force: bool) -> None:
+            ray_address: str | None, partitions: int | None, force: bool) -> None:
     """Run every preprocessing stage of a preset (default: CodeParrot's, on this Python installation)."""
     from preprocessing.stages.pipeline import run_pipeline
 
-    ex = executor_config(config_path, workers, executor, ray_address)
+    ex = executor_config(config_path, workers, executor, ray_address, partitions)
     results = run_pipeline(run_dir, config_path, executor=ex, limit=limit, force=force)
     _summary(results["stream"], join(run_dir, "clean"))
     from preprocessing.cli.dedup import dedup_summary

@@ -20,11 +20,11 @@ from preprocessing.cli.common import clean_errors, executor_config, executor_opt
 @clean_errors
 def report_command(run_dir: str, compare_dir: str | None, output_dir: str | None, config_path: str | None,
                    no_plots: bool | None, workers: int | None, executor: str | None, ray_address: str | None,
-                   force: bool, dry_run: bool) -> None:
+                   partitions: int | None, force: bool, dry_run: bool) -> None:
     """Write RUN/report/report.json and a self-contained report.html from the stages' stats (always rebuilt)."""
     from preprocessing.stages.report import ReportConfig, run_report
 
-    ex = executor_config(config_path, workers, executor, ray_address)
+    ex = executor_config(config_path, workers, executor, ray_address, partitions)
     cfg = stage_config(ReportConfig, config_path, {"plots": False if no_plots else None}, "report", dry_run, ex)
     if cfg is None:
         return

@@ -52,11 +52,11 @@ def pack_summary(stats: dict[str, Any], out_dir: str) -> None:
 @clean_errors
 def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
                       vocab_size: int | None, strict: bool | None, workers: int | None, executor: str | None,
-                      ray_address: str | None, force: bool, dry_run: bool) -> None:
+                      ray_address: str | None, partitions: int | None, force: bool, dry_run: bool) -> None:
     """Train a byte-level BPE tokenizer on RUN/dedup; report chars/token against GPT-2 on held-out repos."""
     from preprocessing.stages.tokenizer import TokenizerConfig, run_tokenizer
 
-    ex = executor_config(config_path, workers, executor, ray_address)
+    ex = executor_config(config_path, workers, executor, ray_address, partitions)
     cfg = stage_config(TokenizerConfig, config_path, {"vocab_size": vocab_size, "strict": strict}, "tokenizer",
                        dry_run, ex)
     if cfg is None:
@@ -79,11 +79,12 @@ def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str 
 @clean_errors
 def pack_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, tokenizer: str | None,
                  config_path: str | None, seq_length: int | None, strict: bool | None, workers: int | None,
-                 executor: str | None, ray_address: str | None, force: bool, dry_run: bool) -> None:
+                 executor: str | None, ray_address: str | None, partitions: int | None, force: bool,
+                 dry_run: bool) -> None:
     """Tokenize RUN/dedup and pack it into constant-length train/valid token shards in RUN/shards."""
     from preprocessing.stages.pack import PackConfig, run_pack
 
-    ex = executor_config(config_path, workers, executor, ray_address)
+    ex = executor_config(config_path, workers, executor, ray_address, partitions)
     cfg = stage_config(PackConfig, config_path, {"seq_length": seq_length, "tokenizer": tokenizer, "strict": strict},
                        "pack", dry_run, ex)
     if cfg is None:

@@ -30,6 +30,41 @@ def content_hash(content: str, normalize_whitespace: bool = True) -> int:
     return xxhash.xxh3_64_intdigest(data) or 1
 
 
+def initial_slots(capacity: int) -> int:
+    """Slots of a new :class:`HashSet64` for ``capacity`` keys (a power of two, at least 16)."""
+    return 1 << max(4, int(capacity - 1).bit_length())
+
+
+def must_grow(slots: int, count: int, distinct: int) -> bool:
+    """Whether a :class:`HashSet64` of ``slots`` holding ``count`` keys doubles before a batch of
+    ``distinct`` distinct keys (its load stays <= 0.5)."""
+    return (count + distinct) * 2 > slots
+
+
+class HashSetSize:
+    """The size a :class:`HashSet64` fed the same batches would have, without its table: the
+    in-driver table's memory note (``exact_dedup_memory`` in stats.json) for a run whose exact
+    dedup is partitioned, so that its stats equal the gathered run's."""
+
+    def __init__(self, capacity: int = 1 << 16):
+        self.slots, self.count = initial_slots(capacity), 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def nbytes(self) -> int:
+        return self.slots * 8
+
+    def add(self, distinct: int, new: int) -> None:
+        """A batch of ``distinct`` distinct keys, ``new`` of them not seen before."""
+        if distinct == 0:
+            return
+        while must_grow(self.slots, self.count, distinct):
+            self.slots *= 2
+        self.count += new
+
+
 class HashSet64:
     """An open-addressing set of uint64 in one numpy array: 8 bytes per slot, load <= 0.5,
     so 16-32 bytes per unique file (a Python set of ints costs about 70).
@@ -39,8 +74,7 @@ class HashSet64:
     """
 
     def __init__(self, capacity: int = 1 << 16):
-        size = 1 << max(4, int(capacity - 1).bit_length())
-        self._table = np.zeros(size, dtype=np.uint64)
+        self._table = np.zeros(initial_slots(capacity), dtype=np.uint64)
         self._count = 0
 
     def __len__(self) -> int:
@@ -93,7 +127,7 @@ class HashSet64:
         if keys.size == 0:
             return np.zeros(0, dtype=bool)
         uniq, first_idx = np.unique(keys, return_index=True)
-        while (self._count + uniq.size) * 2 > self._table.size:
+        while must_grow(self._table.size, self._count, uniq.size):
             self._grow()
         new_uniq = self._insert_unique(uniq)
         out = np.zeros(keys.size, dtype=bool)

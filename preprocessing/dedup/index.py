@@ -8,7 +8,11 @@ permutation: 1 KiB at 256) in a memmap, the UTF-8 content size (8 bytes, counted
 and with ``verify: exact`` the shingle hashes (8 bytes per distinct shingle). Clustering adds at
 most 30 bytes per file (union-find 4, cluster sizes 8, cluster id 4, kept 4, similarity 4,
 flags 2, sort temporaries for members only); pass 2 keeps the 13 bytes of cluster id, kept,
-similarity and drop flag plus 8 bytes of countdown per file."""
+similarity and drop flag plus 8 bytes of countdown per file.
+
+Given an executor with ``partitions`` > 0, the band tables are not in this process: their
+entries go to P partition tasks (:mod:`preprocessing.dedup.lsh_partitioned`), which find and
+verify the candidate pairs; the union-find here replays their verdicts (same clusters, same stats)."""
 
 from __future__ import annotations
 
@@ -21,14 +25,15 @@ from typing import Any
 import numpy as np
 
 from preprocessing.dedup.lsh import ENTRY_BYTES, BandTables
+from preprocessing.dedup.lsh_partitioned import PartitionContext, PartitionedBands, pair_verifier, write_offsets
 from preprocessing.dedup.minhash import (
     MinHashSignature,
     NearDedupConfig,
     SignatureBatch,
     estimated_jaccard,
-    exact_jaccard,
 )
 from preprocessing.dedup.unionfind import UnionFind
+from preprocessing.executors import Executor
 
 _VERIFY_BATCH = 8192
 
@@ -102,21 +107,26 @@ class ClusterResult:
 class NearDedupIndex:
     """Accumulates sketches in ordinal order (pass 1), then clusters them."""
 
-    def __init__(self, cfg: NearDedupConfig, work_dir: Path | str):
+    def __init__(self, cfg: NearDedupConfig, work_dir: Path | str, executor: Executor | None = None):
         self.cfg = cfg
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.hasher = MinHashSignature(cfg)
         self.bands, self.rows = self.hasher.bands, self.hasher.rows
-        self.tables = BandTables(
-            self.bands, int(cfg.memory_budget_mb * (1 << 20)), self.work_dir / "spill", cfg.spill_partitions
-        )
+        budget = int(cfg.memory_budget_mb * (1 << 20))
+        self.tables: BandTables | PartitionedBands
+        if executor is not None and executor.partitions > 0:
+            # band buckets partitioned by band key, verified in the partition tasks (same clusters and stats)
+            self.tables = PartitionedBands(self.bands, budget, cfg.spill_partitions, executor, executor.partitions)
+        else:
+            self.tables = BandTables(self.bands, budget, self.work_dir / "spill", cfg.spill_partitions)
         self._sig_path = self.work_dir / "signatures.u32"
         self._sig_out = open(self._sig_path, "wb")  # noqa: SIM115 - appended to across add() calls
         self._size_path = self.work_dir / "sizes.i64"
         self._size_out = open(self._size_path, "wb")  # noqa: SIM115
         self._sh_path = self.work_dir / "shingles.u64"
         self._sh_out = open(self._sh_path, "wb") if cfg.verify == "exact" else None  # noqa: SIM115
+        self._offsets_path = self.work_dir / "shingle_offsets.i64"  # for partition tasks (verify: exact)
         self._sh_counts: list[np.ndarray] = []
         self._scores: list[np.ndarray] = []
         self._clusterable: list[np.ndarray] = []
@@ -153,19 +163,29 @@ class NearDedupIndex:
             if n
             else np.zeros((0, cfg.num_perm), np.uint32)
         )
-        verifier = self._verifier(sig)
         uf = UnionFind(n)
         candidates = verified = 0
-        for _band, a, b in self.tables.candidate_pairs():
-            # Pairs already joined need no verification: skipping them changes no component.
-            open_ = uf.find(a) != uf.find(b)
-            a, b = a[open_], b[open_]
-            candidates += len(a)
-            for s in range(0, len(a), _VERIFY_BATCH):
-                pa, pb = a[s : s + _VERIFY_BATCH], b[s : s + _VERIFY_BATCH]
-                good = verifier(pa, pb)
+        if isinstance(self.tables, PartitionedBands):
+            # Verified in the partition tasks, replayed here in block order over the one union-find:
+            # the same skips, counts and components as the loop below.
+            for a, b, good in self.tables.verified_blocks(self._partition_context()):
+                open_ = uf.find(a) != uf.find(b)
+                a, b, good = a[open_], b[open_], good[open_]
+                candidates += len(a)
                 verified += int(good.sum())
-                uf.union_pairs(pa[good], pb[good])
+                uf.union_pairs(a[good], b[good])
+        else:
+            verifier = self._verifier(sig)
+            for _band, a, b in self.tables.candidate_pairs():
+                # Pairs already joined need no verification: skipping them changes no component.
+                open_ = uf.find(a) != uf.find(b)
+                a, b = a[open_], b[open_]
+                candidates += len(a)
+                for s in range(0, len(a), _VERIFY_BATCH):
+                    pa, pb = a[s : s + _VERIFY_BATCH], b[s : s + _VERIFY_BATCH]
+                    good = verifier(pa, pb)
+                    verified += int(good.sum())
+                    uf.union_pairs(pa[good], pb[good])
         self.tables.cleanup()
 
         roots = uf.roots()
@@ -210,26 +230,26 @@ class NearDedupIndex:
         )
 
     def _verifier(self, sig: np.ndarray):
-        threshold = self.cfg.threshold - 1e-9  # float tolerance on k/num_perm
         if self.cfg.verify == "signature":
-            return lambda a, b: estimated_jaccard(sig[a], sig[b]) >= threshold
+            return pair_verifier(self.cfg, sig)
         self._sh_out.close()  # type: ignore[union-attr]
         counts = np.concatenate(self._sh_counts) if self._sh_counts else np.zeros(0, np.int64)
         offsets = np.zeros(len(counts) + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         total = int(offsets[-1])
         sh = np.memmap(self._sh_path, dtype="<u8", mode="r", shape=(total,)) if total else np.zeros(0, np.uint64)
+        return pair_verifier(self.cfg, sig, sh, offsets)
 
-        def exact(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-            return np.array(
-                [
-                    exact_jaccard(sh[offsets[x] : offsets[x + 1]], sh[offsets[y] : offsets[y + 1]]) >= threshold
-                    for x, y in zip(a.tolist(), b.tolist())
-                ],
-                dtype=bool,
-            )
-
-        return exact
+    def _partition_context(self) -> PartitionContext:
+        """Where the partition tasks find the signatures (and shingle sets with offsets): the work dir."""
+        ctx = PartitionContext(self.cfg, self.n, self.bands, self.tables.spilled, self.cfg.spill_partitions,
+                               str(self._sig_path))
+        if self.cfg.verify == "exact":
+            self._sh_out.close()  # type: ignore[union-attr]
+            counts = np.concatenate(self._sh_counts) if self._sh_counts else np.zeros(0, np.int64)
+            write_offsets(self._offsets_path, counts)
+            ctx.shingles_path, ctx.offsets_path = str(self._sh_path), str(self._offsets_path)
+        return ctx
 
     def _kept(self, cluster: np.ndarray, member: np.ndarray) -> np.ndarray:
         """Kept ordinal per file of a cluster: highest score, then smallest ordinal (input order)."""
@@ -268,7 +288,7 @@ class NearDedupIndex:
             if f is not None and not f.closed:
                 f.close()
         self.tables.cleanup()
-        for p in (self._sig_path, self._size_path, self._sh_path):
+        for p in (self._sig_path, self._size_path, self._sh_path, self._offsets_path):
             p.unlink(missing_ok=True)
 
 
@@ -283,10 +303,12 @@ def size_histogram(sizes: np.ndarray) -> dict[str, int]:
 
 
 def cluster_contents(
-    contents: list[str], cfg: NearDedupConfig, work_dir: Path | str, scores: list[int] | None = None, batch: int = 512
+    contents: list[str], cfg: NearDedupConfig, work_dir: Path | str, scores: list[int] | None = None, batch: int = 512,
+    executor: Executor | None = None,
 ) -> ClusterResult:
-    """Cluster in-memory texts (tests, benchmarks); ``run_near_dedup`` is the streaming form."""
-    index = NearDedupIndex(cfg, work_dir)
+    """Cluster in-memory texts (tests, benchmarks); ``run_near_dedup`` is the streaming form. With
+    an ``executor`` of ``partitions`` > 0, the band buckets are partitioned (the same result)."""
+    index = NearDedupIndex(cfg, work_dir, executor)
     try:
         scores = scores if scores is not None else [0] * len(contents)
         for s in range(0, len(contents), batch):

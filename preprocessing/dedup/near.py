@@ -776,7 +776,7 @@ class DedupStage(Stage):
                ) -> tuple[NearDedupIndex, LineNotes | None, Counter]:
         rejected: Counter = Counter()
         lines = LineNotes() if isinstance(self.reader, JsonlReader) else None
-        index = NearDedupIndex(self.cfg, work_dir)
+        index = NearDedupIndex(self.cfg, work_dir, executor)
         try:
             for res in executor.map(fn, units, DedupWorker(self.reader, self.cfg), batch=RECORDS_PER_TASK, cost=cost):
                 if res is None:
@@ -890,9 +890,9 @@ class StreamNearDedup(Follower):
         self._index: NearDedupIndex | None = None
         self._work_dir: Path | None = None
 
-    def start(self, out: Path) -> None:
+    def start(self, out: Path, executor: Executor | None = None) -> None:
         self._work_dir = out / ".work"
-        self._index = NearDedupIndex(self.stage.cfg, self._work_dir)
+        self._index = NearDedupIndex(self.stage.cfg, self._work_dir, executor)
         self._lines = LineNotes(digests=None)
         self._rejected: Counter = Counter()
         self._t0 = time.perf_counter()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from common.config import ConfigError
@@ -30,12 +32,18 @@ class ExecutorConfig:
     cluster: its CPUs), and the BPE trainer on all cores."""
     ray_address: str | None = None
     """An existing Ray cluster (host:port, ray://host:port or auto); None = start one for the run."""
+    partitions: int | None = None
+    """Partitions of the global state that must scale (the exact-dedup table, by hash prefix): each
+    partition is one task. 0: the table is gathered in the driver (fastest on one machine); None:
+    0 on the local executor, ``workers`` on Ray."""
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
             raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.partitions is not None and self.partitions < 0:
+            raise ConfigError(f"partitions must be >= 0 (0: gathered in the driver), got {self.partitions}")
         if self.ray_address is not None and self.executor != "ray":
             raise ConfigError(f"ray_address {self.ray_address!r} is given but the executor is {self.executor!r}; "
                               "use --executor ray")
@@ -58,6 +66,8 @@ class Executor:
     workers: int = 1
     requested: int | None = None
     """The workers asked for (None: not given, each stage's default)."""
+    partitions: int = 0
+    """Partitions of the global state (exact dedup by hash prefix); 0: gathered in the driver."""
 
     def map(self, fn: Callable[[C, U], R], units: Iterable[U], context: C, *, batch: int = 0,
             cost: Callable[[U], int] = len, window: int | None = None,  # type: ignore[assignment]
@@ -66,6 +76,38 @@ class Executor:
         units into one task, ``inline`` units run in this process, at most ``window`` tasks
         (default 2 per worker) are pending; ``workers`` lowers the parallelism of this map."""
         raise NotImplementedError
+
+    def map_held(self, fn: Callable[[C, U], tuple[Any, Any]], units: Iterable[U], context: C, *,
+                 spool: Path, **kw: Any) -> Iterator[tuple[Any, Held]]:
+        """:meth:`map` of a ``fn`` that returns ``(head, body)``: the heads come back in unit order,
+        each with a handle on its body, which stays where the executor holds it until
+        :meth:`fetch` (here: pickled into a file under ``spool``, on this machine's disk; Ray: in
+        the object store of the node that ran the task). For a reduce that must see every unit's
+        head before it consumes the first body (a partitioned exact-dedup table)."""
+        held = Spool(spool)
+        for head, body in self.map(fn, units, context, **kw):
+            yield head, held.put(body)
+        held.done()
+
+    def fetch(self, items: Iterable[tuple[Held, Any]], select: Callable[[Any, Any], Any] | None = None
+              ) -> Iterator[Any]:
+        """The bodies of :meth:`map_held`'s handles, each with an argument, in the order given (each
+        fetched once); with ``select``, ``select(body, arg)`` instead of the body, computed where
+        the body is held (here: in this process; Ray: a task next to it), so that only what it
+        keeps travels."""
+        for handle, arg in items:
+            body = handle.get()
+            yield body if select is None else select(body, arg)
+
+    def put(self, value: Any) -> Any:
+        """``value`` as a partition task's input: here the value itself; Ray: an ObjectRef (the value
+        leaves the driver for the object store and goes to the task without passing through it again)."""
+        return value
+
+    def map_partitions(self, fn: Callable[[C, list[Any]], R], parts: list[list[Any]], context: C) -> Iterator[R]:
+        """``fn(context, chunks)`` for each partition (its chunks as :meth:`put` gave them), one task
+        each, results in partition order. A partition task is pure: a retried one returns the same."""
+        return self.map(fn, parts, context, workers=max(1, min(len(parts), self.workers)), window=2 * self.workers)
 
     def close(self) -> None:
         """Release what the executor started (a local Ray)."""
@@ -121,6 +163,64 @@ def ship(fn: Callable[[C, U], R], context: C) -> Callable[[U], R]:
     return functools.partial(_call_shipped, fn, Shipped(context))
 
 
+class Held:
+    """A handle on a body that :meth:`Executor.map_held` holds until it is fetched."""
+
+    def get(self) -> Any:
+        raise NotImplementedError
+
+
+class Spool:
+    """Bodies held on this machine's disk: pickled one after the other into ``directory/spool-<n>.bin``,
+    read back once each (the file goes when its last body is read)."""
+
+    def __init__(self, directory: Path):
+        import pickle
+        import tempfile
+
+        self._pickle = pickle
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        fd, self.path = tempfile.mkstemp(prefix="spool-", suffix=".bin", dir=directory)
+        self._out = os.fdopen(fd, "wb")
+        self._in: Any = None
+        self._pos = self._pending = 0
+
+    def put(self, body: Any) -> _Spooled:
+        data = self._pickle.dumps(body, protocol=self._pickle.HIGHEST_PROTOCOL)
+        self._out.write(data)
+        handle = _Spooled(self, self._pos, len(data))
+        self._pos += len(data)
+        self._pending += 1
+        return handle
+
+    def done(self) -> None:
+        """Every body is put: the file is complete (and goes now if it holds none)."""
+        self._out.close()
+        if self._pending == 0:
+            os.unlink(self.path)
+
+    def read(self, offset: int, length: int) -> Any:
+        if self._in is None:
+            self._in = open(self.path, "rb")  # noqa: SIM115 - closed with the last body
+        self._in.seek(offset)
+        body = self._pickle.loads(self._in.read(length))
+        self._pending -= 1
+        if self._pending == 0:
+            self._in.close()
+            os.unlink(self.path)
+        return body
+
+
+class _Spooled(Held):
+    __slots__ = ("spool", "offset", "length")
+
+    def __init__(self, spool: Spool, offset: int, length: int):
+        self.spool, self.offset, self.length = spool, offset, length
+
+    def get(self) -> Any:
+        return self.spool.read(self.offset, self.length)
+
+
 def make_executor(cfg: ExecutorConfig | Executor | int | None = None) -> tuple[Executor, bool]:
     """The executor ``cfg`` describes (an int is a worker count on the local executor), and whether
     the caller owns it (must close it)."""
@@ -137,4 +237,6 @@ def make_executor(cfg: ExecutorConfig | Executor | int | None = None) -> tuple[E
 
         executor = LocalExecutor(cfg.workers or 1)
     executor.requested = cfg.workers
+    executor.partitions = cfg.partitions if cfg.partitions is not None else \
+        (executor.workers if cfg.executor == "ray" else 0)
     return executor, True

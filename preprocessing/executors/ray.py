@@ -15,10 +15,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from preprocessing.executors.base import C, Executor, ExecutorError, R, Shipped, U, bind
+from preprocessing.executors.base import C, Executor, ExecutorError, Held, R, Shipped, U, bind
 from preprocessing.executors.pool import apply_each, windowed_map
 
 MAX_RETRIES = 3
@@ -58,6 +59,41 @@ def _package_path() -> str:
 
 def _run_task(fn: Callable[[C, U], R], shipped: Shipped, units: list[U]) -> list[R]:
     return apply_each(bind(fn, shipped.get()), units)
+
+
+def _run_held_task(fn: Callable[[C, U], tuple[Any, Any]], shipped: Shipped, units: list[U]) -> tuple[list, list]:
+    """A task of :meth:`RayExecutor.map_held`: its two returns are the heads and the bodies."""
+    out = apply_each(bind(fn, shipped.get()), units)
+    return [head for head, _ in out], [body for _, body in out]
+
+
+def _run_select(select: Callable[[Any, Any], Any], bodies: list, idx: list[int], args: list) -> list:
+    """A task of :meth:`RayExecutor.fetch`: ``select`` over the wanted bodies of one map task."""
+    return [select(bodies[i], arg) for i, arg in zip(idx, args)]
+
+
+def _run_partition(fn: Callable[[C, list[Any]], R], shipped: Shipped, *chunks: Any) -> R:
+    """A partition task: its chunks are ObjectRefs given as top-level arguments, which Ray
+    resolves on the node that runs the task (they never pass through the driver again)."""
+    return fn(shipped.get(), list(chunks))
+
+
+class _RayHeld(Held):
+    """Body ``i`` of a task's second return (an ObjectRef of the list of its units' bodies); it is
+    fetched by :meth:`RayExecutor.fetch`, one task's bodies at a time."""
+
+    __slots__ = ("ref", "i")
+
+    def __init__(self, ref: Any, i: int):
+        self.ref, self.i = ref, i
+
+
+class _PendingHeld:
+    def __init__(self, pending: _Pending, bodies: Any):
+        self.pending, self.bodies = pending, bodies
+
+    def get(self) -> list:
+        return [(head, _RayHeld(self.bodies, i)) for i, head in enumerate(self.pending.get())]
 
 
 class _Pending:
@@ -109,7 +145,12 @@ class RayExecutor(Executor):
                     where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray"
                     raise ExecutorError(f"cannot start or reach {where} ({str(exc).splitlines()[0]})") from None
                 self._started = True
-            self._task = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(_run_task)
+            remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False)
+            self._task = remote(_run_task)
+            self._partition_task = remote(_run_partition)
+            self._select_task = remote(_run_select)
+            self._held_task = ray.remote(num_returns=2, max_retries=self.max_retries,
+                                         retry_exceptions=False)(_run_held_task)
         return ray
 
     def map(self, fn: Callable[[C, U], R], units: Iterable[U], context: C, *, batch: int = 0,
@@ -125,6 +166,79 @@ class RayExecutor(Executor):
             return _Pending(ray, self._task.remote(fn, ref, group))
 
         return windowed_map(submit, bind(fn, context), units, window or 2 * n, inline, batch, cost)
+
+    def map_held(self, fn: Callable[[C, U], tuple[Any, Any]], units: Iterable[U], context: C, *,
+                 spool: Any = None, batch: int = 0, cost: Callable[[U], int] = len,  # type: ignore[assignment]
+                 window: int | None = None, inline: Callable[[U], bool] | None = None,
+                 workers: int | None = None) -> Iterator[tuple[Any, Held]]:
+        """Each task has two returns (``num_returns=2``): its heads, which the driver gets in unit
+        order, and its bodies, which stay in the object store where the task ran (Ray spills
+        them to disk under memory pressure and rebuilds a lost one from its task) until
+        :meth:`fetch`; ``spool`` is not used."""
+        n = min(workers or self.workers, self.workers)
+        ray = self._connect()
+        ref = ray.put(Shipped(context))
+
+        def submit(group: list[U]) -> _PendingHeld:
+            heads, bodies = self._held_task.remote(fn, ref, group)
+            return _PendingHeld(_Pending(ray, heads), bodies)
+
+        def here(unit: U) -> tuple[Any, Held]:
+            head, body = fn(context, unit)
+            return head, _RayHeld(ray.put([body]), 0)
+
+        return windowed_map(submit, here, units, window or 2 * n, inline, batch, cost)
+
+    def fetch(self, items: Iterable[tuple[Held, Any]], select: Callable[[Any, Any], Any] | None = None,
+              ahead: int = 8) -> Iterator[Any]:
+        """Bodies in the order given, ``ahead`` tasks' bodies in flight. With ``select``, each task's
+        bodies go through a Ray task, ``select(body, arg)``, that Ray schedules where they are held
+        (its argument is their ObjectRef): only what it returns travels to the driver."""
+        ray = self._ray
+        pending: deque[tuple[list[int], Any]] = deque()  # per task: the bodies wanted, their ref (or select's)
+
+        def groups() -> Iterator[tuple[Any, list[int], list[Any]]]:
+            ref, idx, args = None, [], []
+            for handle, arg in items:
+                if handle.ref is not ref and idx:  # type: ignore[attr-defined]
+                    yield ref, idx, args
+                    idx, args = [], []
+                ref = handle.ref  # type: ignore[attr-defined]
+                idx.append(handle.i)  # type: ignore[attr-defined]
+                args.append(arg)
+            if idx:
+                yield ref, idx, args
+
+        def drain() -> Iterator[Any]:
+            idx, ref = pending.popleft()
+            bodies = _Pending(ray, ref).get()
+            if select is None:
+                yield from (bodies[i] for i in idx)
+            else:
+                yield from bodies
+
+        for ref, idx, args in groups():
+            if select is not None:
+                ref = self._select_task.remote(select, ref, idx, args)
+            pending.append((idx, ref))
+            while len(pending) >= ahead:
+                yield from drain()
+        while pending:
+            yield from drain()
+
+    def put(self, value: Any) -> Any:
+        return self._connect().put(value)
+
+    def map_partitions(self, fn: Callable[[C, list[Any]], R], parts: list[list[Any]], context: C) -> Iterator[R]:
+        """One Ray task per partition (``max_retries``), its chunks passed as ObjectRefs; results
+        ``ray.get`` in partition order, at most 2 tasks per worker pending."""
+        ray = self._connect()
+        ref = ray.put(Shipped(context))
+
+        def submit(group: list[list[Any]]) -> _Pending:
+            return _Pending(ray, [self._partition_task.remote(fn, ref, *part) for part in group])
+
+        return windowed_map(submit, bind(fn, context), parts, 2 * self.workers)
 
     def close(self) -> None:
         if self._started:

@@ -137,7 +137,7 @@ def run_fused(first: Stage, second: Stage, follower: Follower, run_dir: str | Pa
         out_a = a.start()
         out_b = b.start(fingerprint="")  # never matches: a run killed before the end is not done
         try:
-            follower.start(out_b)
+            follower.start(out_b, ex)
             stats_a = first.run(ex, out_a)
             a.publish(out_a, stats_a, ex, started)
             stats_b = follower.finish(ex, out_b)

@@ -54,8 +54,9 @@ class Follower:
     """A stage fused into another's pass (near-dedup's pass 1 inside `stream`): it sees the first
     stage's map results in unit order, and finishes after the first stage is published."""
 
-    def start(self, out: Path) -> None:
-        """Before the first stage's pass; ``out`` is this stage's staging directory."""
+    def start(self, out: Path, executor: Executor | None = None) -> None:
+        """Before the first stage's pass; ``out`` is this stage's staging directory, ``executor``
+        the one both stages run on."""
 
     def finish(self, executor: Executor, out: Path) -> dict[str, Any]:
         """After the first stage is published: the rest of this stage, into ``out``; its stats."""

@@ -10,18 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 
 from common.config import to_dict
-from preprocessing.dedup.exact import ExactDedupConfig, HashSet64, content_hash
+from preprocessing.dedup.exact import ExactDedupConfig, HashSet64, HashSetSize, content_hash
+from preprocessing.dedup.exact_partitioned import PartitionedExactDedup
 from preprocessing.executors import Executor, LocalExecutor
 from preprocessing.filters import FiltersConfig, apply_filters, build_filters
 from preprocessing.filters.base import Filter
 from preprocessing.filters.quality import file_metrics_batch
 from preprocessing.hashing import record_key
-from common.io import join
+from common.io import join, remove_tree
 from preprocessing.executors.pool import RECORDS_PER_TASK
-from preprocessing.profile import CorpusProfile, example_of
+from preprocessing.profile import EXAMPLES_PER_REASON, CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
 from preprocessing.record import CodeFile, FileRead, InputWarning, Rejected
 from preprocessing.runner import ExecutorSpec, Stage, run_fused, run_stage
@@ -202,6 +204,30 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
     return UnitResult(read, filt, profile, kept, sketch, warnings, files)
 
 
+def _process_unit_hashed(w: StreamWorker, unit: Any) -> tuple[np.ndarray, UnitResult]:
+    """:func:`_process_unit` for partitioned exact dedup: (the content hashes of its kept rows,
+    the result), the hashes for the partitions, the result held until they have decided."""
+    res = _process_unit(w, unit)
+    return np.fromiter((h for h, line, *_ in res.kept if type(line) is bytes), np.uint64), res
+
+
+def _without_duplicate_lines(res: UnitResult, first: np.ndarray) -> UnitResult:
+    """``res`` with the JSON lines of its exact duplicates emptied, but for the first
+    EXAMPLES_PER_REASON of them (the reduce's examples come from the first duplicates in order):
+    what travels to the driver is the rows it writes. The rows stay in place (same alignment)."""
+    flags = iter(first.tolist())
+    shown = 0
+    kept = []
+    for entry in res.kept:
+        if type(entry[1]) is bytes and not next(flags):
+            if shown >= EXAMPLES_PER_REASON:
+                entry = (entry[0], b"", *entry[2:])
+            shown += 1
+        kept.append(entry)
+    res.kept = kept
+    return res
+
+
 def _unit_cost(unit: Any) -> int:
     """Records of a unit, for grouping small units into one task; a unit that names a byte
     range or a file (its records unknown until read) is a task of its own."""
@@ -217,17 +243,20 @@ def _progress(total_hint: int | None = None):
 
 
 def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter,
-                   near: StreamNearDedup | None = None, executor: Executor | None = None) -> dict[str, Any]:
+                   near: StreamNearDedup | None = None, executor: Executor | None = None,
+                   work_dir: Path | None = None) -> dict[str, Any]:
     """Run the stage over ``reader`` into ``writer``; returns the stats dict (no files besides the writer's).
 
     The map (:func:`_process_unit`) runs on ``executor`` (default: inline); the reduce (exact
     dedup, writing, stats) here, in unit order. With ``near`` (started), the workers also sketch
-    the kept rows and ``near`` gets the written ones.
+    the kept rows and ``near`` gets the written ones. With ``executor.partitions`` > 0, exact
+    dedup is partitioned by hash prefix (:mod:`preprocessing.dedup.exact_partitioned`): the same
+    bytes and stats; the local executor holds the units' results in a spool file under
+    ``work_dir`` (default: the writer's directory) until the partitions have decided.
     """
     executor = executor or LocalExecutor(1)
     read, filt, dedup = StageStats("read"), StageStats("filter"), StageStats("exact_dedup")
     profile = CorpusProfile()
-    seen = HashSet64(1 << 10)
     filters = build_filters(cfg.filters)
     limit = cfg.input.limit
     bar = _progress()
@@ -237,11 +266,12 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
     # that know their records, which the driver reads.
     units = reader.work_units() if limit is None else limit_units(reader.units(), limit)
     context = StreamWorker(reader, filters, cfg.exact_dedup, near.sketcher if near is not None else None)
-    results = executor.map(_process_unit, units, context, window=4 * executor.workers, batch=RECORDS_PER_TASK,
-                           cost=_unit_cost)
     warnings: list[str] = []
     input_files: dict[str, dict[str, Any]] = {}  # per file, in input order: its parts summed
-    for res in results:
+
+    def reduce_unit(res: UnitResult, first: np.ndarray | None) -> None:
+        """The reduce of one unit, in unit order; ``first``: which of its rows are the first
+        occurrence of their hash (None: decided here, by the in-driver table)."""
         warnings.extend(res.warnings)
         for part in res.files:
             entry = input_files.setdefault(part.file, {"file": part.file, "lines": 0, "clean": True})
@@ -252,10 +282,13 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
         profile.merge(res.profile)
         if res.kept:
             rows = [k for k in res.kept if type(k[1]) is bytes]  # the others: known duplicates
-            if cfg.exact_dedup.enabled:
+            if not cfg.exact_dedup.enabled:
+                new = [True] * len(rows)
+            elif first is None:
                 new = seen.add_batch([h for h, *_ in rows])
             else:
-                new = [True] * len(rows)
+                new = first
+                seen.add(len({h for h, *_ in rows}), int(first.sum()))  # type: ignore[union-attr]
             if near is not None and rows:
                 near.add(res.sketch, new)  # type: ignore[arg-type]
             flags = iter(new)
@@ -286,6 +319,29 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
                 dedup.dropped["exact_duplicate"] += n_dup
         if bar is not None:
             bar.update(res.read.records_in)
+
+    partitions = executor.partitions if cfg.exact_dedup.enabled else 0
+    map_args = {"window": 4 * executor.workers, "batch": RECORDS_PER_TASK, "cost": _unit_cost}
+    if not partitions:
+        seen: HashSet64 | HashSetSize = HashSet64(1 << 10)
+        for res in executor.map(_process_unit, units, context, **map_args):
+            reduce_unit(res, None)
+    else:
+        # Exact dedup partitioned by hash prefix: every unit's hashes reach the partitions before
+        # the first row is written, so the units' results wait where the executor holds them.
+        seen = HashSetSize(1 << 10)
+        parts = PartitionedExactDedup(executor, partitions)
+        held = []
+        for u, (hashes, handle) in enumerate(executor.map_held(_process_unit_hashed, units, context,
+                                                                spool=work_dir or writer.out_dir, **map_args)):
+            parts.add(u, hashes)
+            held.append((handle, len(hashes)))
+        parts.resolve()
+        # Each unit's result comes without its duplicate rows' lines (dropped where it is held).
+        wanted = ((handle, parts.first_occurrences(u, n)) for u, (handle, n) in enumerate(held))
+        for u, res in enumerate(executor.fetch(wanted, select=_without_duplicate_lines)):
+            reduce_unit(res, parts.first_occurrences(u, held[u][1]))
+            held[u] = None  # type: ignore[call-overload]
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0
@@ -353,8 +409,12 @@ class StreamStage(Stage):
 
     def run(self, executor: Executor, out: Path) -> dict[str, Any]:
         cfg = self.cfg
-        with ShardedJsonlWriter(out, "part", cfg.output.max_shard_bytes, cfg.output.compression_level) as writer:
-            stats = stream_records(cfg, self.reader, writer, self.near, executor)
+        work_dir = out / ".work-stream"  # the spool of partitioned exact dedup on the local executor
+        try:
+            with ShardedJsonlWriter(out, "part", cfg.output.max_shard_bytes, cfg.output.compression_level) as writer:
+                stats = stream_records(cfg, self.reader, writer, self.near, executor, work_dir)
+        finally:
+            remove_tree(work_dir)
         stats["outputs"] = [p.name for p in writer.paths]
         stats["config"] = to_dict(cfg)
         return stats
