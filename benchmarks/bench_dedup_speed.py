@@ -359,13 +359,17 @@ def start_up(numba_cache: Path) -> tuple[float, float]:
     return float(cpu), float(wall)
 
 
-def big(tmp: Path, mb: float, methods: list[str], workers: int, cache: Path) -> None:
-    """One run of each method on :func:`make_big_dump`'s dump; their CPU and wall ratios."""
-    inp = tmp / "big"
+def big(tmp: Path, mb: float, methods: list[str], workers: int, cache: Path, keep: Path | None = None) -> None:
+    """One run of each method on :func:`make_big_dump`'s dump (built in ``keep`` when given, or
+    reused from there); their CPU and wall ratios."""
+    inp = keep or tmp / "big"
     t = time.perf_counter()
-    real_mb = make_big_dump(inp, mb)
+    if not (inp / "part-00000.jsonl.zst").exists():
+        make_big_dump(inp, mb)
+    real_mb = sum(int(json.loads(line)["size"]) for line in subprocess.run(
+        [ZSTD_CLI, "-dcq", str(inp / "part-00000.jsonl.zst")], capture_output=True, check=True).stdout.splitlines()) / 1e6
     size = (inp / "part-00000.jsonl.zst").stat().st_size / 1e6
-    print(f"big dump: {real_mb:.1f} MB of content ({size:.1f} MB compressed), built in {time.perf_counter() - t:.0f}s")
+    print(f"big dump {inp}: {real_mb:.1f} MB of content ({size:.1f} MB compressed), ready in {time.perf_counter() - t:.0f}s")
     res = {m: timed(m, inp, tmp / f"out-big-{m}", workers, cache) for m in methods}
     print(f"{'method':>11s} {'wall s':>7s} {'cpu s':>7s} {'RSS main':>9s} {'removed':>8s} {'vs datasketch wall / cpu':>25s}"
           + (f" {'vs rensa wall / cpu':>20s}" if "rensa" in res else ""))
@@ -391,6 +395,7 @@ def main() -> None:
     ap.add_argument("--big-mb", type=float, default=0.0,
                     help="instead: one run of each method on a dump of about this many MB, the whole installation "
                          "repeated with edits (json.dumps + zstd CLI)")
+    ap.add_argument("--keep", type=Path, help="with --big-mb: build the dump in this folder, or reuse the one there")
     ap.add_argument("--child", choices=["ours", "datasketch", "rensa"], help=argparse.SUPPRESS)
     ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--output", type=Path, help=argparse.SUPPRESS)
@@ -413,7 +418,7 @@ def main() -> None:
         print(f"start-up to the first signature: cold (empty numba cache) {cold_wall:.2f}s wall / {cold_cpu:.2f}s CPU; "
               f"warm {warm_wall:.2f}s wall / {warm_cpu:.2f}s CPU")
         if args.big_mb:
-            big(tmp, args.big_mb, methods, args.workers, cache)
+            big(tmp, args.big_mb, methods, args.workers, cache, args.keep)
             return
         print(f"{'input MB':>8s} {'method':>11s} {'wall s':>7s} {'MB/s/core':>9s} {'RSS main':>9s} "
               f"{'RSS wkr':>8s} {'removed':>8s} {'speedup':>8s} {'cpu s':>6s} {'cpu speedup':>11s}")
