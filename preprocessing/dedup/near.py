@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 import resource
-from array import array
 import time
+from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -31,6 +31,7 @@ import xxhash
 import zstandard
 
 from preprocessing.config import to_dict
+from preprocessing.dedup import native
 from preprocessing.dedup.index import (
     ClusterResult,
     NearDedupIndex,
@@ -521,7 +522,7 @@ def _body_rows(w: DedupWorker, unit: JsonlUnit, status: bytes) -> dict[int, tupl
     compare the two). A line that no longer splits so is left out: the caller decodes it."""
     reader: JsonlReader = w.reader  # type: ignore[assignment]
     idx = [i for i, st in enumerate(status) if st == LINE_BODY]
-    if not idx or not w.hasher.native:
+    if not idx or not native.loaded() or not w.hasher.native:  # (a fresh worker: decoded, see native.loaded)
         return {}
     lines = unit.lines
     if isinstance(lines, FrameLines):
