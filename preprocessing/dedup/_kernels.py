@@ -377,105 +377,6 @@ def _minhash_into(sh, n, a, b, out):
         out[k] = np.uint32(m >> _U(32))
 
 
-_HEX_LOWER = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-# The letter of a control character's two-byte escape (\b \t \n \f \r), 0 for the others.
-_SHORT_LETTER = np.zeros(32, dtype=np.uint8)
-for _c, _v in zip((8, 9, 10, 12, 13), b"btnfr"):
-    _SHORT_LETTER[_c] = _v
-
-
-@numba.njit(**_JIT)
-def _put_char(out, o, v):
-    """Writes the character ``v`` (a code point) as orjson writes it in a string and returns the
-    position after it: a backslash escape for the quote, the backslash and control characters
-    (\\b \\t \\n \\f \\r, else \\u00xx in lowercase hex), the UTF-8 bytes of every other character."""
-    if v == 34 or v == 92:
-        out[o] = 92
-        out[o + _U(1)] = v
-        return o + _U(2)
-    if v < 32:
-        out[o] = 92
-        if _SHORT_LETTER[v] != 0:
-            out[o + _U(1)] = _SHORT_LETTER[v]
-            return o + _U(2)
-        out[o + _U(1)] = 117  # u
-        out[o + _U(2)] = 48
-        out[o + _U(3)] = 48
-        out[o + _U(4)] = _HEX_LOWER[v >> 4]
-        out[o + _U(5)] = _HEX_LOWER[v & 15]
-        return o + _U(6)
-    if v < 0x80:
-        out[o] = v
-        return o + _U(1)
-    if v < 0x800:
-        out[o] = 0xC0 | (v >> 6)
-        out[o + _U(1)] = 0x80 | (v & 0x3F)
-        return o + _U(2)
-    if v < 0x10000:
-        out[o] = 0xE0 | (v >> 12)
-        out[o + _U(1)] = 0x80 | ((v >> 6) & 0x3F)
-        out[o + _U(2)] = 0x80 | (v & 0x3F)
-        return o + _U(3)
-    out[o] = 0xF0 | (v >> 18)
-    out[o + _U(1)] = 0x80 | ((v >> 12) & 0x3F)
-    out[o + _U(2)] = 0x80 | ((v >> 6) & 0x3F)
-    out[o + _U(3)] = 0x80 | (v & 0x3F)
-    return o + _U(4)
-
-
-@numba.njit(**_JIT)
-def _transcode(buf, start, end, out, o):
-    """The JSON string body at buf[start:] (up to its closing quote, before ``end``) written to
-    out[o:] as ``orjson.dumps`` writes the string it stands for; returns (the position after it
-    in out, the closing quote's position), or (-1, -1) when the body is not valid JSON, holds NUL
-    or a lone surrogate or is not well-formed UTF-8 (the checks of _shingles). Never writes more
-    bytes than the body has."""
-    i, end = _U(start), _U(end)
-    while i < end:
-        c = buf[i]
-        if c == 34:  # the closing quote
-            return np.int64(o), np.int64(i)
-        if c == 92:
-            if i + _U(1) >= end:
-                return np.int64(-1), np.int64(-1)
-            e = buf[i + _U(1)]
-            if e == 117:  # \uXXXX, perhaps the first of a surrogate pair
-                v, _upper = _hex4(buf, i + _U(2), end)
-                if v <= 0 or 0xDC00 <= v <= 0xDFFF:
-                    return np.int64(-1), np.int64(-1)
-                i += _U(6)
-                if 0xD800 <= v <= 0xDBFF:
-                    lo = -1
-                    if i + _U(1) < end and buf[i] == 92 and buf[i + _U(1)] == 117:
-                        lo, _upper = _hex4(buf, i + _U(2), end)
-                    if not 0xDC00 <= lo <= 0xDFFF:
-                        return np.int64(-1), np.int64(-1)
-                    i += _U(6)
-                    v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00)
-                o = _put_char(out, o, np.int64(v))
-            else:
-                v = _SHORT_ESCAPE[e]
-                if v == 0:
-                    return np.int64(-1), np.int64(-1)
-                i += _U(2)
-                o = _put_char(out, o, np.int64(v))
-        elif c < 32:  # a raw control character
-            return np.int64(-1), np.int64(-1)
-        elif c >= 128:
-            n = _utf8_length(buf, i, end)
-            if n == 0:
-                return np.int64(-1), np.int64(-1)
-            for k in range(n):
-                out[o + _U(k)] = buf[i + _U(k)]
-            o += _U(n)
-            i += _U(n)
-        else:
-            out[o] = c
-            o += _U(1)
-            i += _U(1)
-    return np.int64(-1), np.int64(-1)
-
-
 # One explicit signature per kernel (C-contiguous arrays, int64 scalars): numba compiles exactly
 # that specialisation, never another for other argument types; native.py compiles a kernel the
 # first time it is used (`verify: exact` alone needs `shingles`).
@@ -485,7 +386,6 @@ SIGNATURES = types.void(_bytes, _bytes, _i64, _i64, types.int64, types.int64, ty
                         types.Array(types.uint32, 2, "C"), _i64, _i64, _i64, types.Array(types.uint8, 1, "C"), _u64)
 BAND_KEYS = types.void(types.Array(types.uint32, 2, "C"), types.int64, types.int64, types.Array(types.uint64, 2, "C"))
 SHINGLES = types.int64(_bytes, types.int64, _u64, _u64)
-BODIES = types.void(_bytes, _i64, _i64, types.Array(types.uint8, 1, "C"), _i64, _i64)
 
 
 def signatures_kernel(buf, low, starts, ends, ngram, escaped, lower, a, b, sig, ntok, size, close, canonical,
@@ -521,26 +421,9 @@ def shingles_kernel(buf, ngram, scratch, out):
     return m
 
 
-def bodies_kernel(buf, starts, ends, out, out_ends, close):
-    """Transcodes len(starts) JSON string bodies (body d starts at buf[starts[d]], after its
-    opening quote, and ends at the first unescaped quote before ends[d]) into ``out``, one after
-    the other, each as orjson writes the string (see _transcode): body d ends at out_ends[d] (it
-    starts where the last body before it that transcoded ends, or at 0), its closing quote is
-    at close[d]; both are -1 for a body that fails the checks (nothing of it is kept in out).
-    ``out`` holds at least the sum of ends[d] - starts[d] bytes."""
-    o = _U(0)
-    for d in range(starts.shape[0]):
-        oe, cl = _transcode(buf, starts[d], ends[d], out, o)
-        out_ends[d] = oe
-        close[d] = cl
-        if oe >= 0:
-            o = _U(oe)
-
-
 KERNELS = {
     "signatures": (signatures_kernel, SIGNATURES),
     "band_keys": (band_keys_kernel, BAND_KEYS),
     "shingles": (shingles_kernel, SHINGLES),
-    "bodies": (bodies_kernel, BODIES),
 }
 """name -> (Python function, numba signature) of each kernel :mod:`.native` compiles."""

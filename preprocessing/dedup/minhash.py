@@ -376,23 +376,6 @@ class MinHashSignature:
                                     self.b, sig, ntok, size, close, canonical, scratch)
         return EscapedBatch(SignatureBatch(sig=sig, ntokens=ntok), size, close, canonical.view(np.bool_))
 
-    def transcode_bodies(self, buf: bytes, starts: np.ndarray, ends: np.ndarray
-                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """JSON string bodies of ``buf`` (as :meth:`signatures_escaped` finds them) rewritten as
-        ``orjson.dumps`` writes the strings they stand for, without making the strings: (the
-        rewritten bodies one after the other as uint8, where each ends in it, where each closing
-        quote is in ``buf``); both positions are -1 for a body that is not valid JSON, holds NUL
-        or a lone surrogate or is not well-formed UTF-8 (decode its line instead). Native
-        kernels only."""
-        assert self.native, "escaped contents need the native kernels"
-        starts = np.ascontiguousarray(starts, np.int64)
-        ends = np.ascontiguousarray(ends, np.int64)
-        out = np.empty(max(1, int((ends - starts).sum())), dtype=np.uint8)
-        out_ends = np.empty(len(starts), dtype=np.int64)
-        close = np.empty(len(starts), dtype=np.int64)
-        native.kernel("bodies")(np.frombuffer(buf or b"\0", dtype=np.uint8), starts, ends, out, out_ends, close)
-        return out, out_ends, close
-
     def band_keys(self, sig: np.ndarray) -> np.ndarray:
         """uint64[n, bands] LSH bucket keys of signature rows."""
         if not self.native:

@@ -1,8 +1,7 @@
 """The MinHash kernels of :mod:`._kernels`, compiled by numba and kept in numba's on-disk cache.
 
 Each kernel is compiled with ``numba.njit(signature, cache=True)``, one explicit signature per
-kernel, the first time a process uses it (``shingles`` only for ``verify: exact``, ``bodies`` only
-in pass 2 of `dedup` on lines other tools wrote, in a process that sketched). numba writes
+kernel, the first time a process uses it (``shingles`` only for ``verify: exact``). numba writes
 the machine code to its cache directory (``$NUMBA_CACHE_DIR`` when set; else ``__pycache__`` beside
 ``_kernels.py`` when writable, else a per-user cache folder: numba's documented rules) and later
 processes load it from there instead of compiling; numba keys the cache by the kernel's source file
@@ -77,13 +76,6 @@ def kernel(name: str) -> Any:
         return numba.njit(signature, **options)(fn)
     except Exception as exc:  # noqa: BLE001 - numba's compile errors have many types
         raise KernelsUnavailable(f"numba failed to compile the MinHash kernel {name!r} ({exc})") from exc
-
-
-def loaded() -> bool:
-    """Whether this process has loaded a kernel already: then numba's start-up is paid and a
-    further kernel loads from the cache in milliseconds. (Pass 2 of `dedup` uses the ``bodies``
-    kernel only then: a fresh worker would pay ~1 s of numba start-up to save less.)"""
-    return kernel.cache_info().currsize > 0
 
 
 @functools.lru_cache(maxsize=4)

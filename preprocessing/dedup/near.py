@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 import resource
-import time
 from array import array
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -31,7 +31,6 @@ import xxhash
 import zstandard
 
 from preprocessing.config import to_dict
-from preprocessing.dedup import native
 from preprocessing.dedup.index import (
     ClusterResult,
     NearDedupIndex,
@@ -77,7 +76,6 @@ CHANGED = "the input changed between the two passes of near-dedup ({}); re-run"
 LINE_VERBATIM = 0  # a record whose line is byte for byte the row pass 2 writes: copied unparsed
 LINE_REWRITE = 1  # a record whose row pass 2 serialises again (other key order, spacing, escapes)
 LINE_REJECTED = 2  # rejected by the reader (re-decoded in pass 2 for its reason)
-LINE_BODY = 3  # a LINE_REWRITE record sketched from its content's body: pass 2 writes its row from that body
 # Per record, what pass 2 must know about it (1 byte per record of a unit).
 _MEMBER, _DROPPED = 1, 2
 
@@ -373,7 +371,7 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
                 continue
             records[i], head_canonical = split
             sketched[i] = 1
-            status[i] = LINE_VERBATIM if head_canonical and canon[j] else LINE_BODY
+            status[i] = LINE_VERBATIM if head_canonical and canon[j] else LINE_REWRITE
     # Lines decoded as a whole: rejected, or sketched from their decoded content.
     decoded: list[int] = []
     contents: list[bytes] = []
@@ -477,8 +475,7 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes]) -> Uni
         if kept:
             out.frame, out.frame_nbytes = w.compressor.compress(kept), len(kept)
         return out
-    bodies = _body_rows(w, unit, status)
-    for li, ((lineno, line), st) in enumerate(zip(unit.lines, status)):
+    for (lineno, line), st in zip(unit.lines, status):
         if st == LINE_REJECTED:
             item = reader.decode_line(unit.source, lineno, line)
             if isinstance(item, CodeFile):
@@ -489,10 +486,6 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes]) -> Uni
         r += 1
         if f == 0 and st == LINE_VERBATIM:
             records.append((line + b"\n", "", ""))
-            continue
-        row = bodies.get(li)
-        if row is not None:
-            records.append(row if not f & _DROPPED else (None, row[1], row[2]))
             continue
         item = reader.decode_line(unit.source, lineno, line)
         if not isinstance(item, CodeFile):
@@ -511,51 +504,6 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes]) -> Uni
             out.frame, out.frame_nbytes = w.compressor.compress(data), len(data)
         out.records = [(None, a, b) for _, a, b in records]
     return out
-
-
-def _body_rows(w: DedupWorker, unit: JsonlUnit, status: bytes) -> dict[int, tuple[bytes, str, str]]:
-    """Pass 2 of the lines that pass 1 sketched from their content's string body (LINE_BODY),
-    without decoding the content: per line index, the row pass 2 writes (the record's head, as
-    :func:`_split_row` parses the line without its body, serialised by orjson, and the body
-    rewritten by the kernel as orjson writes the content) and the record's names. These are the
-    bytes of ``orjson.dumps(record.to_json_dict())``, which the numpy backend writes (tests
-    compare the two). A line that no longer splits so is left out: the caller decodes it."""
-    reader: JsonlReader = w.reader  # type: ignore[assignment]
-    idx = [i for i, st in enumerate(status) if st == LINE_BODY]
-    if not idx or not native.loaded() or not w.hasher.native:  # (a fresh worker: decoded, see native.loaded)
-        return {}
-    lines = unit.lines
-    if isinstance(lines, FrameLines):
-        spans = lines.spans()
-        data, sel = lines.data, [spans[i] for i in idx]
-    else:
-        data = b"\n".join([lines[i][1] for i in idx] + [b""])
-        sel, pos = [], 0
-        for i in idx:
-            lineno, line = lines[i]
-            sel.append((lineno, pos, pos + len(line)))
-            pos += len(line) + 1
-    keys, starts, ends = [], [], []
-    for _lineno, start, end in sel:
-        m = _CONTENT_KEY.search(data, start, end)
-        keys.append(m.start() if m else -1)
-        starts.append(m.end() if m else start)
-        ends.append(end if m else start)  # (no body: the kernel finds no closing quote)
-    out, out_ends, close = w.hasher.transcode_bodies(data, np.array(starts), np.array(ends))
-    body = memoryview(out)
-    rows: dict[int, tuple[bytes, str, str]] = {}
-    o = 0
-    for j, (lineno, start, end) in enumerate(sel):
-        cl, oe = int(close[j]), int(out_ends[j])
-        if cl < 0:
-            continue
-        split = _split_row(reader, unit.source, lineno, data, start, end, keys[j], starts[j], cl)
-        if split is not None:
-            rec = split[0]
-            text = orjson.dumps(rec.json_head())[:-1] + b',"content":"' + body[o:oe].tobytes() + b'"}\n'
-            rows[idx[j]] = (text, rec.repo_name, rec.path)
-        o = oe
-    return rows
 
 
 class _NotFrames(Exception):
@@ -730,8 +678,7 @@ def _filter_pass(
         # and back would cost more than it saves. Workers help with frames to decompress and
         # recompress, and when many lines must be serialised again.
         frames = bool(lines.frames)  # (none without copy_frames)
-        rewrite = lines.status.count(LINE_REWRITE) + lines.status.count(LINE_BODY)
-        workers = executor.workers if frames or 4 * rewrite > len(lines.status) else 1
+        workers = executor.workers if frames or 4 * lines.status.count(LINE_REWRITE) > len(lines.status) else 1
         results = executor.map(_rows_lines_unit, lines.jobs(units, result), context, workers=workers,
                                window=4 * workers, inline=_untouched if frames else None, batch=RECORDS_PER_TASK,
                                cost=_job_records)
