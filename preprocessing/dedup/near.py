@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 import resource
-from array import array
 import time
+from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace

@@ -166,11 +166,11 @@ def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = (), whole_only: bool =
                 if out:
                     yield out, None, frame_no
                 raise TruncatedInput("zstd frame ended before its end marker") from None
-            # An output buffer that holds a whole frame (or a streamed piece): one copy out of it,
-            # not a bytes object grown by 128 KiB at a time (a realloc that may copy it each time).
             if whole_only and not whole:
                 yield None, None, frame_no
                 return
+            # An output buffer that holds a whole frame (or a streamed piece): one copy out of it,
+            # not a bytes object grown by 128 KiB at a time (a realloc that may copy it each time).
             obj = dctx.decompressobj(write_size=min(max(bound, 1), _WHOLE_OUT_MAX) if whole else _STREAM_OUT)
             if whole:
                 if frame_no in skip:
