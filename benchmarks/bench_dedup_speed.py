@@ -36,6 +36,7 @@ is steadier than wall time on a loaded machine.
     python benchmarks/bench_dedup_speed.py --dump zstd-cli --mb 20    # json.dumps + the zstd CLI
     python benchmarks/bench_dedup_speed.py --mb 50 --workers 2
     python benchmarks/bench_dedup_speed.py --mb 40 --repeat 3    # fastest of 3 runs of each (noisy machines)
+    python benchmarks/bench_dedup_speed.py --big-mb 800          # ~800 MB: the installation repeated with edits
 """
 
 from __future__ import annotations
@@ -104,6 +105,63 @@ def make_dump(out_dir: Path, mb: float, seed: int = 0, dump: str = "toolkit") ->
         subprocess.run([ZSTD_CLI, "-q", "-3", "--rm", str(plain), "-o", str(target)], check=True)
     else:
         raise ValueError(dump)
+    return size / 1e6
+
+
+def _edit(content: str, key: bytes, copy: int) -> str:
+    """A copy's content: the file with a few small edits, as forks and vendored copies have them
+    (keyed, so the dump is the same on every run): a comment line inserted, a line dropped and,
+    for one copy in five, a fifth of the file replaced by other code (then it is no near-duplicate)."""
+    from preprocessing.hashing import keyed_uniform
+
+    lines = content.split("\n")
+    u = [keyed_uniform(key, f"edit{copy}:{k}") for k in range(4)]
+    lines.insert(int(u[0] * len(lines)), f"# copy {copy}: local change")
+    if len(lines) > 2:
+        del lines[int(u[1] * len(lines))]
+    if u[2] < 0.2 and len(lines) > 5:
+        start, n = int(u[3] * len(lines) * 0.8), max(1, len(lines) // 5)
+        lines[start:start + n] = [f"value_{copy}_{i} = compute_{i}(value_{copy}_{i - 1})" for i in range(n)]
+    return "\n".join(lines)
+
+
+def make_big_dump(out_dir: Path, mb: float) -> float:
+    """About ``mb`` MB (content bytes) of the whole installation repeated with edits, as a real
+    dump has forks and vendored copies: every file once as it is and in edited copies (:func:`_edit`,
+    other repo_name; a keyed sample of the copies, to reach ``mb``), all in a keyed order, written with ``json.dumps`` (CodeParrot's key order)
+    and compressed by the ``zstd`` CLI (one frame); returns the MB of content written."""
+    import math
+    import shutil
+
+    import xxhash
+
+    from preprocessing.hashing import keyed_uniform, record_key
+    from preprocessing.readers import InputConfig, open_reader
+    from preprocessing.record import CodeFile
+
+    if shutil.which(ZSTD_CLI) is None:
+        raise SystemExit(f"--big-mb needs {ZSTD_CLI}")
+    files = [it for it in open_reader(InputConfig()).records() if isinstance(it, CodeFile)]
+    total = sum(len(it.content.encode("utf-8", "surrogatepass")) for it in files)
+    copies = max(1, math.ceil(mb * 1e6 / total))  # every file once, the edited copies sampled to reach mb
+    frac = (mb * 1e6 / total - 1) / (copies - 1) if copies > 1 else 0.0
+    order = sorted((xxhash.xxh3_64_intdigest(key + bytes([c])), i, c)
+                   for i, it in enumerate(files) for key in [record_key(it.repo_name, it.path)] for c in range(copies)
+                   if c == 0 or keyed_uniform(key, f"copy{c}") < frac)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plain = out_dir / "part-00000.jsonl"
+    size = 0
+    with open(plain, "w", encoding="utf-8") as f:
+        for _h, i, c in order:
+            it = files[i]
+            key = record_key(it.repo_name, it.path)
+            content = it.content if c == 0 else _edit(it.content, key, c)
+            nbytes = len(content.encode("utf-8", "surrogatepass"))
+            size += nbytes
+            repo = it.repo_name if c == 0 else f"{it.repo_name}-fork{c}"
+            f.write(json.dumps({"repo_name": repo, "path": it.path, "size": str(nbytes), "content": content,
+                                "license": it.license}) + "\n")
+    subprocess.run([ZSTD_CLI, "-q", "-3", "--rm", str(plain), "-o", str(out_dir / "part-00000.jsonl.zst")], check=True)
     return size / 1e6
 
 
@@ -301,6 +359,32 @@ def start_up(numba_cache: Path) -> tuple[float, float]:
     return float(cpu), float(wall)
 
 
+def big(tmp: Path, mb: float, methods: list[str], workers: int, cache: Path, keep: Path | None = None) -> None:
+    """One run of each method on :func:`make_big_dump`'s dump (built in ``keep`` when given, or
+    reused from there); their CPU and wall ratios."""
+    inp = keep or tmp / "big"
+    t = time.perf_counter()
+    if not (inp / "part-00000.jsonl.zst").exists():
+        make_big_dump(inp, mb)
+    with subprocess.Popen([ZSTD_CLI, "-dcq", str(inp / "part-00000.jsonl.zst")], stdout=subprocess.PIPE) as proc:
+        # streamed: a child's peak RSS (ru_maxrss) starts from this process's at the fork
+        real_mb = sum(int(json.loads(line)["size"]) for line in proc.stdout) / 1e6  # type: ignore[union-attr]
+    size = (inp / "part-00000.jsonl.zst").stat().st_size / 1e6
+    print(f"big dump {inp}: {real_mb:.1f} MB of content ({size:.1f} MB compressed), ready in {time.perf_counter() - t:.0f}s")
+    res = {m: timed(m, inp, tmp / f"out-big-{m}", workers, cache) for m in methods}
+    print(f"{'method':>11s} {'wall s':>7s} {'cpu s':>7s} {'RSS main':>9s} {'removed':>8s} {'vs datasketch wall / cpu':>25s}"
+          + (f" {'vs rensa wall / cpu':>20s}" if "rensa" in res else ""))
+    for m, r in res.items():
+        ds = res["datasketch"]
+        line = (f"{m:>11s} {r['wall_s']:7.1f} {r['cpu_s']:7.1f} {r['rss_main_mb']:8.0f}M {r['removed']:8d} "
+                f"{ds['wall_s'] / r['wall_s']:11.1f}x / {ds['cpu_s'] / r['cpu_s']:5.1f}x")
+        if "rensa" in res:
+            line += f" {res['rensa']['wall_s'] / r['wall_s']:10.1f}x / {res['rensa']['cpu_s'] / r['cpu_s']:4.1f}x"
+        print(line)
+    o = res["ours"]
+    print(f"ours: pass1 {o['pass1_s']:.1f}s, cluster {o['cluster_s']:.1f}s, pass2 {o['pass2_s']:.1f}s (wall)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=10.0, help="smaller input size in MB (the larger is 4x)")
@@ -309,6 +393,10 @@ def main() -> None:
                     help="runs of each method per size, alternating; the fastest (wall) is reported")
     ap.add_argument("--dump", choices=DUMPS, default="toolkit",
                     help="how the input is written: as `stream` does (toolkit) or json.dumps + zstd CLI / stream_writer")
+    ap.add_argument("--big-mb", type=float, default=0.0,
+                    help="instead: one run of each method on a dump of about this many MB, the whole installation "
+                         "repeated with edits (json.dumps + zstd CLI)")
+    ap.add_argument("--keep", type=Path, help="with --big-mb: build the dump in this folder, or reuse the one there")
     ap.add_argument("--child", choices=["ours", "datasketch", "rensa"], help=argparse.SUPPRESS)
     ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--output", type=Path, help=argparse.SUPPRESS)
@@ -330,6 +418,9 @@ def main() -> None:
               f"included; fastest of {args.repeat} run(s) each; numba kernel cache warm")
         print(f"start-up to the first signature: cold (empty numba cache) {cold_wall:.2f}s wall / {cold_cpu:.2f}s CPU; "
               f"warm {warm_wall:.2f}s wall / {warm_cpu:.2f}s CPU")
+        if args.big_mb:
+            big(tmp, args.big_mb, methods, args.workers, cache, args.keep)
+            return
         print(f"{'input MB':>8s} {'method':>11s} {'wall s':>7s} {'MB/s/core':>9s} {'RSS main':>9s} "
               f"{'RSS wkr':>8s} {'removed':>8s} {'speedup':>8s} {'cpu s':>6s} {'cpu speedup':>11s}")
         for mb in (args.mb, 4 * args.mb):

@@ -252,3 +252,25 @@ def test_dedup_pass1_workers_read_the_frames_themselves(tmp_path: Path, monkeypa
     for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "driver" / name).read_bytes()
     assert again["totals"] == st["totals"]
+
+
+def test_dedup_pass1_decides_on_frames_from_their_headers_before_any_work(tmp_path: Path, monkeypatch):
+    """A later frame too large to be a unit is found by the header-only scan of every frame:
+    pass 1 splits the input in the driver at once, no frame is sketched (or decompressed) first
+    and thrown away; the outputs are those of driver-side units."""
+    path = tmp_path / "in" / "foreign.jsonl.zst"
+    path.parent.mkdir()
+    foreign_dump(path, monkeypatch)  # two small whole-line frames, then one over FRAME_RAW_MAX
+    sketched: list = []
+    monkeypatch.setattr(near, "_sketch_frame", lambda w, ref: sketched.append(ref))
+    with open(path, "rb") as f:
+        scan = list(jsonl_mod._iter_zstd_frames(f, near._EveryFrame(), whole_only=True))
+    decompressed_in_scan = [data for data, _raw, _no in scan if data is not None]
+    assert [raw is None for _data, raw, _no in scan] == [False, False, True] and not decompressed_in_scan
+    inputs = InputConfig(paths=[str(path)], batch_records=8)
+    st = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "out", executor=1)
+    assert sketched == [] and st["near_dedup"]["removed"] >= 3
+    ref = run_near_dedup(NearDedupConfig(copy_frames=False), inputs, tmp_path / "lines", executor=1)
+    assert st["totals"] == ref["totals"]
+    for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
+        assert decompressed(tmp_path / "out" / name) == decompressed(tmp_path / "lines" / name)

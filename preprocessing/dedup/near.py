@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import resource
 import time
+from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -528,21 +529,29 @@ class FrameRef:
 
 
 def _frame_refs(reader: JsonlReader) -> Iterator[FrameRef]:
-    """The frames of every input file (all .zst, checked by the caller), in order; _NotFrames when an
-    input is not made of frames read whole (an empty, truncated or corrupt file, a frame too large to read whole)."""
+    """The frames of every input file (all .zst, checked by the caller), in order, found from the
+    frame and block headers of every file before the first is yielded (nothing is decompressed);
+    _NotFrames when an input is not made of frames read whole (an empty, truncated or corrupt file,
+    a frame too large to read whole), so that pass 1 starts over on no work done. (Whether each
+    frame holds whole lines is known only once it is decompressed: a worker that finds one that
+    does not returns None, and pass 1 starts over then.)"""
+    refs: list[array] = []  # per file: (offset, length, frame number) triples, 24 bytes per frame
     for path in reader.paths:
-        n = 0
+        found = array("q")
         try:
             with open_file(path) as f:
-                for data, raw, frame_no in _iter_zstd_frames(f, _EveryFrame()):
+                for data, raw, frame_no in _iter_zstd_frames(f, _EveryFrame(), whole_only=True):
                     if data is not None or raw is None:
                         raise _NotFrames
-                    yield FrameRef(str(path), f.tell() - len(raw), len(raw), frame_no)
-                    n += 1
+                    found.extend((f.tell() - len(raw), len(raw), frame_no))
         except (TruncatedInput, OSError):
             raise _NotFrames from None  # the driver-side units name the problem as usual
-        if n == 0:
+        if not found:
             raise _NotFrames
+        refs.append(found)
+    for path, found in zip(reader.paths, refs):
+        for i in range(0, len(found), 3):
+            yield FrameRef(str(path), found[i], found[i + 1], found[i + 2])
 
 
 def _frame_cost(ref: FrameRef) -> int:

@@ -123,7 +123,8 @@ def _read_frame(src: _Pushback, head: bytes) -> tuple[bytes, bool, int]:
             return b"".join(parts), True, bound
 
 
-def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = ()) -> Iterator[tuple[bytes | None, bytes | None, int]]:
+def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = (), whole_only: bool = False
+                      ) -> Iterator[tuple[bytes | None, bytes | None, int]]:
     """(decompressed piece, the frame's compressed bytes or None, frame number) of a (multi-frame) zstd file.
 
     A frame of up to FRAME_RAW_MAX compressed bytes is one piece that comes with its compressed
@@ -133,7 +134,9 @@ def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = ()) -> Iterator[tuple[
     TruncatedInput on a cut or corrupt frame or on data that is no frame, after yielding what
     decompresses before it (zstandard's stream_reader returns a cut frame silently, which is why
     frames are tracked here). A whole frame whose number (0, 1, ... among the file's frames with
-    content) is in ``skip`` comes as (None, its compressed bytes), not decompressed.
+    content) is in ``skip`` comes as (None, its compressed bytes), not decompressed. With
+    ``whole_only``, a frame too large to come whole comes as (None, None, its number), not
+    decompressed either, and ends the walk (a header-only scan of the file's frames).
     """
     dctx = zstandard.ZstdDecompressor(max_window_size=MAX_WINDOW)
     src = _Pushback(f)
@@ -164,6 +167,9 @@ def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = ()) -> Iterator[tuple[
                 if out:
                     yield out, None, frame_no
                 raise TruncatedInput("zstd frame ended before its end marker") from None
+            if whole_only and not whole:
+                yield None, None, frame_no
+                return
             # An output buffer that holds a whole frame (or a streamed piece): one copy out of it,
             # not a bytes object grown by 128 KiB at a time (a realloc that may copy it each time).
             obj = dctx.decompressobj(write_size=min(max(bound, 1), _WHOLE_OUT_MAX) if whole else _STREAM_OUT)
