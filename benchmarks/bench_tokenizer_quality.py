@@ -10,13 +10,13 @@ are trained, and the model is trained, on the other repositories only; validatio
 held-out ones, the same files for every tokenizer. Per pre-tokenizer: `train_tokenizer` (same
 vocabulary), `pack` (seq_length 128) of both parts, then `training/run.py` with configs/training/tiny.yaml
 for the same number of optimizer steps and the same tokens per step (16 x 128), in a fresh process each,
-evaluating the whole validation split at the end. The same steps (not the same wall clock) because the
-machine's cores are shared; wall time is reported too.
+evaluating the whole validation split at the end (and every --eval-every steps). The same steps x tokens
+per step (equal FLOPs: same model, same vocabulary), not the same wall clock, because the machine's
+cores are shared; wall and CPU time are reported too.
 
     python benchmarks/bench_tokenizer_quality.py                        # 4 pre-tokenizers, 8k, 120 steps
-    python benchmarks/bench_tokenizer_quality.py --steps 400 --pretokenizers gpt2,superword
-    python benchmarks/bench_tokenizer_quality.py --steps 1000 --eval-every 200 --seeds 2 --seeds-for gpt2,superword \
-        --pretokenizers gpt2,superword,superword-curriculum --jobs 2 --valid-sample 0.5   # the decision run
+    python benchmarks/bench_tokenizer_quality.py --vocab-size 8192 --steps 300 --eval-every 100 --seeds 2 \
+        --pretokenizers gpt2,superword,superword-curriculum --jobs 6 --work-dir /tmp/q8k   # docs/tokenizer_pack.md
 
 With --seeds N, each pre-tokenizer named in --seeds-for is trained N times (model seeds 0..N-1; the same
 tokenizer and shards): the spread between seeds is the noise level a difference must exceed. --jobs runs
@@ -108,8 +108,12 @@ def prepare(tmp: Path, name: str, vocab_size: int) -> tuple[dict, dict]:
 
     run = tmp / name
     if (run / "shards" / "valid" / "index.json").is_file():  # prepared by an earlier run in this --work-dir
-        return (json.loads((run / "tokenizer" / "stats.json").read_text()),
-                {s: json.loads((run / f"pack-{s}" / "stats.json").read_text())["splits"]["train"] for s in ("train", "valid")})
+        tstats = json.loads((run / "tokenizer" / "stats.json").read_text())
+        if tstats["config"]["vocab_size"] != vocab_size:
+            sys.exit(f"{run} holds a {tstats['config']['vocab_size']}-token {name} tokenizer, not {vocab_size}: "
+                     f"use another --work-dir")
+        return tstats, {s: json.loads((run / f"pack-{s}" / "stats.json").read_text())["splits"]["train"]
+                        for s in ("train", "valid")}
     shutil.rmtree(run, ignore_errors=True)
     cfg = TokenizerConfig(vocab_size=vocab_size, pretokenizer=name, heldout_fraction=0.0,
                           compare_gpt2=False, max_bytes=None)

@@ -249,11 +249,11 @@ def test_superword_gives_fewer_tokens_than_plain_bpe_on_heldout_repositories(tmp
 
 @pytest.mark.slow
 def test_superword_gives_at_least_15_percent_fewer_tokens_than_gpt2_at_32k(tmp_path):
-    # ~2,000 stdlib modules, 32k vocabulary; held-out repositories (top-level modules) never trained on
+    # the stdlib's modules, 32k vocabulary; held-out repositories (top-level modules) never trained on
     write_corpus(tmp_path / "dedup", max_files=3000, parts=1)
-    cfg = TokenizerConfig(vocab_size=32768, pretokenizer="superword", heldout_fraction=0.1, compare_gpt2=False)
+    cfg = TokenizerConfig(vocab_size=32768, pretokenizer="superword", heldout_fraction=0.2, compare_gpt2=False)
     stats = train_tokenizer(tmp_path / "dedup", tmp_path / "sw", cfg)
-    assert stats["totals"]["heldout_files"] >= 50
+    assert stats["totals"]["heldout_files"] >= 40, stats["totals"]
     assert stats["totals"]["tokens_vs_plain_bpe"] <= -0.15, stats["totals"]
 
 
