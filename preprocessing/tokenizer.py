@@ -103,7 +103,7 @@ class TokenizerConfig:
     span spaces: 25% fewer tokens than gpt2 on held-out code at 32k) or "superword-curriculum"
     (SuperBPE: code merges first, then superword's). gpt2 stays the default: in the equal-compute check
     of docs/tokenizer_pack.md (tiny model, 8k, two seeds each) its bits per character were 3.0-3.5%
-    worse with the superword options at step 100 and 6.7-7.0% at step 200 (gpt2's seeds: 0.8%, 0.15%)."""
+    worse with the superword options at step 100 and 7.3-7.5% at step 300 (gpt2's seeds: 0.8%, 0.27%)."""
     min_frequency: int = 2
     """A pair is merged only if it occurs at least this often in the sample."""
     max_files: int | None = None
