@@ -243,6 +243,27 @@ def test_report_is_deterministic(full_run: Path, tmp_path: Path) -> None:
     assert paths["json"].read_bytes() == (full_run / "report" / "report.json").read_bytes()
 
 
+def test_tokenizer_section_compares_with_plain_bpe(full_run: Path, tmp_path: Path) -> None:
+    from preprocessing.stages.tokenizer import TokenizerConfig, run_tokenizer
+
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    cfg = dict(vocab_size=512, heldout_fraction=0.5, max_bytes=1 << 20, max_heldout_bytes=300_000)
+    plain = run_tokenizer(TokenizerConfig(**cfg, pretokenizer="gpt2"), run, force=True)
+    assert "plain BPE (same vocabulary)" not in write_report(run)["html"].read_text()  # gpt2 is plain BPE: no column
+    tok = run_tokenizer(TokenizerConfig(**cfg, pretokenizer="superword"), run, force=True)
+    paths = write_report(run)
+    t = _read(paths["json"])["tokenizer"]
+    assert t["pretokenizer"] == "superword"
+    # the plain BPE trained beside it is the gpt2 option's tokenizer: the same held-out figures
+    assert t["plain_bpe_chars_per_token"] == tok["totals"]["plain_bpe_chars_per_token"] == plain["totals"]["chars_per_token"]
+    assert t["tokens_vs_plain_bpe"] == tok["totals"]["tokens_vs_plain_bpe"]
+    assert t["plain_bpe_vocab_used"] == plain["heldout"]["ours"]["vocab_used"]
+    page = paths["html"].read_text()
+    assert "plain BPE (same vocabulary)" in page and "held-out tokens vs plain BPE" in page
+    assert f"{100 * t['tokens_vs_plain_bpe']:.2f} %" in page
+
+
 # ---------------------------------------------------------------------------------------------
 # clusters and escaping
 

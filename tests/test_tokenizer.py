@@ -226,11 +226,92 @@ def test_each_pretokenizer_cuts_long_files_exactly(each_option):
 def test_superword_gives_fewer_tokens_than_plain_bpe_on_heldout_repositories(tmp_path, trained):
     base, _, plain = trained
     assert plain["totals"]["pretokenizer"] == TokenizerConfig().pretokenizer == "gpt2"
+    assert plain["heldout"]["plain_bpe"] is None and plain["plain_bpe_train_time_s"] is None  # ours is plain BPE
     stats = train_tokenizer(base / "dedup", tmp_path / "sw", TokenizerConfig(**SMALL, pretokenizer="superword"))
     ours, bpe = stats["heldout"]["ours"], plain["heldout"]["ours"]
     assert ours["chars"] == bpe["chars"] > 0 and ours["files"] == bpe["files"] > 0
     # loose: at 2k vocabulary on 300 files it is ~4%; at 32k on held-out repositories, 25% (docs/tokenizer_pack.md)
     assert ours["tokens"] < 0.99 * bpe["tokens"]
+    # the plain BPE that the stage trains beside it (same sample, same vocabulary) is the gpt2 option's tokenizer
+    assert stats["heldout"]["plain_bpe"] == bpe
+    t = stats["totals"]
+    assert t["plain_bpe_chars_per_token"] == plain["totals"]["chars_per_token"]
+    assert t["tokens_vs_plain_bpe"] == pytest.approx(ours["tokens"] / bpe["tokens"] - 1, abs=1e-4)
+    assert t["tokens_vs_plain_bpe"] < -0.01
+    assert stats["plain_bpe_train_time_s"] > 0
+    # the saved tokenizer does not depend on the comparison
+    off = train_tokenizer(base / "dedup", tmp_path / "sw-off",
+                          TokenizerConfig(**SMALL, pretokenizer="superword", compare_plain_bpe=False))
+    assert off["heldout"]["plain_bpe"] is None and off["totals"]["tokens_vs_plain_bpe"] is None
+    assert (tmp_path / "sw-off" / "tokenizer.json").read_bytes() == (tmp_path / "sw" / "tokenizer.json").read_bytes()
+
+
+@pytest.mark.slow
+def test_superword_gives_at_least_15_percent_fewer_tokens_than_gpt2_at_32k(tmp_path):
+    # the stdlib's modules, 32k vocabulary; held-out repositories (top-level modules) never trained on
+    write_corpus(tmp_path / "dedup", max_files=3000, parts=1)
+    cfg = TokenizerConfig(vocab_size=32768, pretokenizer="superword", heldout_fraction=0.2, compare_gpt2=False)
+    stats = train_tokenizer(tmp_path / "dedup", tmp_path / "sw", cfg)
+    assert stats["totals"]["heldout_files"] >= 40, stats["totals"]
+    assert stats["totals"]["tokens_vs_plain_bpe"] <= -0.15, stats["totals"]
+
+
+def _peak_rss_of_training(tmp_path, rows: list[dict], cfg: dict) -> tuple[dict, float]:
+    """train_tokenizer in a fresh process: its stats and its peak RSS in GB (ru_maxrss of that process)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    write_jsonl_zst(tmp_path / "in" / "part-00000.jsonl.zst", rows)
+    code = (
+        "import json, resource, sys\n"
+        "from preprocessing.stages.tokenizer import TokenizerConfig, train_tokenizer\n"
+        "stats = train_tokenizer(sys.argv[1], sys.argv[2], TokenizerConfig(**json.loads(sys.argv[3])))\n"
+        "print(json.dumps({'stats': stats, 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "in"), str(tmp_path / "tok"), json.dumps(cfg)],
+                         capture_output=True, text=True, cwd=root, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.splitlines()[-1])
+    return res["stats"], res["rss"] / 1e6  # ru_maxrss is in KiB on Linux
+
+
+def _minified_line(size: int) -> str:
+    unit = "var a=function(b,c){return b+c*2};if(a(1,2)>3){console.log('x '+a)}else{y=[1,2,3].map(function(z){return z*z})};"
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+def _heldout_and_trained_repos() -> tuple[str, list[str]]:
+    from preprocessing.record import CodeFile
+    from preprocessing.stages.tokenizer import is_heldout
+
+    cfg = TokenizerConfig(heldout_fraction=0.5)
+    held = [f"r{i}" for i in range(200) if is_heldout(CodeFile(content="", repo_name=f"r{i}", path="x"), cfg)]
+    return held[0], [f"r{i}" for i in range(200) if f"r{i}" not in held][:30]
+
+
+@pytest.mark.parametrize("size_mb", [8, pytest.param(50, marks=pytest.mark.slow)])
+def test_a_huge_heldout_line_is_measured_in_bounded_memory(tmp_path, size_mb):
+    # The held-out report once encoded each file whole: one 50 MB line peaked at 13.7 GB RSS (0.70 GB now).
+    held, trained = _heldout_and_trained_repos()
+    rows = [{"repo_name": held, "path": "min.js", "content": _minified_line(size_mb * 1_000_000)}]
+    rows += [{"repo_name": r, "path": "a.py", "content": "def f(x):\n    return x + 1\n" * 50} for r in trained]
+    stats, rss_gb = _peak_rss_of_training(tmp_path, rows, {"vocab_size": 600, "heldout_fraction": 0.5,
+                                                            "compare_gpt2": False})
+    assert stats["totals"]["heldout_files"] == 1 and stats["totals"]["heldout_bytes"] == size_mb * 1_000_000
+    assert sum(stats["heldout"]["ours"]["chars_per_token_histogram"]["counts"]) == 1  # one file, not its pieces
+    assert rss_gb < 1.5, rss_gb  # imports ~0.4 GB; encoded whole, 8 MB alone took > 2 GB
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["gpt2", "superword", "superword-curriculum"])
+def test_a_50mb_line_trains_in_bounded_memory(tmp_path, name):
+    stats, rss_gb = _peak_rss_of_training(
+        tmp_path, [{"repo_name": "r", "path": "min.js", "content": _minified_line(50_000_000)}],
+        {"vocab_size": 2000, "pretokenizer": name, "heldout_fraction": 0.0, "compare_gpt2": False})
+    assert stats["totals"]["train_bytes"] == 50_000_000
+    assert rss_gb < 1.5, rss_gb
 
 
 def test_superword_pieces_are_bounded_on_a_huge_line(tmp_path):

@@ -68,3 +68,25 @@ def test_dry_run_and_errors(tmp_path):
     bad.write_text("pack:\n  seq_len: 10\n")
     res = runner.invoke(pack_command, [str(tmp_path / "run"), "--config", str(bad)])
     assert res.exit_code == 2 and "seq_len" in res.output
+
+
+def test_pretokenizer_flag_overrides_the_preset(tmp_path):
+    runner = CliRunner()
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(PRESET.replace("  vocab_size: 1000\n", "  vocab_size: 1000\n  pretokenizer: code\n"))
+    res = runner.invoke(tokenizer_command, ["--dry-run", "--config", str(preset)])
+    assert res.exit_code == 0 and json.loads(res.output)["pretokenizer"] == "code"
+    res = runner.invoke(tokenizer_command, ["--dry-run", "--config", str(preset), "--pretokenizer", "superword"])
+    assert res.exit_code == 0 and json.loads(res.output)["pretokenizer"] == "superword"
+    res = runner.invoke(tokenizer_command, ["--dry-run", "--pretokenizer", "bpe"])
+    assert res.exit_code == 2 and "pretokenizer='bpe' must be one of gpt2, code, superword, superword-curriculum" in res.output
+    assert "Traceback" not in res.output
+
+    # a real run: the summary line names the pre-tokenizer and compares it with plain BPE on the same sample
+    run = tmp_path / "run"
+    write_corpus(run / "dedup", max_files=120)
+    res = runner.invoke(tokenizer_command, [str(run), "--config", str(preset), "--pretokenizer", "superword"])
+    assert res.exit_code == 0, res.output
+    assert "superword held-out chars/token" in res.output and "(plain BPE " in res.output
+    stats = json.loads((run / "tokenizer" / "stats.json").read_text())
+    assert stats["config"]["pretokenizer"] == stats["totals"]["pretokenizer"] == "superword"

@@ -16,7 +16,9 @@ def tokenizer_summary(stats: dict[str, Any], out_dir: str) -> None:
     line = (f"tokenizer{skipped}: vocab {t['vocab_size']:,}, trained on {t['train_files']:,} files "
             f"({t['train_bytes'] / 1e6:.1f} MB) in {stats['train_time_s']:.1f}s")
     if t["chars_per_token"]:
-        line += f"; held-out chars/token {t['chars_per_token']:.3f}"
+        line += f"; {t['pretokenizer']} held-out chars/token {t['chars_per_token']:.3f}"
+        if t.get("plain_bpe_chars_per_token"):
+            line += f" (plain BPE {t['plain_bpe_chars_per_token']:.3f}: {t['tokens_vs_plain_bpe']:+.1%} tokens)"
         if t["gpt2_chars_per_token"]:
             line += f" (GPT-2 {t['gpt2_chars_per_token']:.3f}, x{t['ratio_vs_gpt2']:.2f})"
         kw = stats["heldout"]["ours"]["keywords_not_single_token"]["after_space"]
@@ -46,18 +48,21 @@ def pack_summary(stats: dict[str, Any], out_dir: str) -> None:
 @click.option("-o", "--output", "output", help="Tokenizer directory (default: RUN/tokenizer).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML preset; its tokenizer: section is used.")
 @click.option("--vocab-size", type=int, help="Vocabulary size, special tokens included.")
+@click.option("--pretokenizer", help="How text is cut before BPE: gpt2, code, superword or superword-curriculum "
+                                     "(tokenizer.pretokenizer; checked by TokenizerConfig).")
 @click.option("--strict/--no-strict", default=None, help="A truncated or corrupt input file is an error (exit 2), not a warning.")
 @executor_options
 @click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
 @clean_errors
 def tokenizer_command(run_dir: str | None, inputs: tuple[str, ...], output: str | None, config_path: str | None,
-                      vocab_size: int | None, strict: bool | None, workers: int | None, executor: str | None,
-                      ray_address: str | None, partitions: int | None, force: bool, dry_run: bool) -> None:
+                      vocab_size: int | None, pretokenizer: str | None, strict: bool | None, workers: int | None,
+                      executor: str | None, ray_address: str | None, partitions: int | None, force: bool,
+                      dry_run: bool) -> None:
     """Train a byte-level BPE tokenizer on RUN/dedup; report chars/token against GPT-2 on held-out repos."""
     from preprocessing.stages.tokenizer import TokenizerConfig, run_tokenizer
 
     ex = executor_config(config_path, workers, executor, ray_address, partitions)
-    cfg = stage_config(TokenizerConfig, config_path, {"vocab_size": vocab_size, "strict": strict}, "tokenizer",
+    cfg = stage_config(TokenizerConfig, config_path, {"vocab_size": vocab_size, "pretokenizer": pretokenizer, "strict": strict}, "tokenizer",
                        dry_run, ex)
     if cfg is None:
         return

