@@ -146,7 +146,9 @@ import resource, sys
 from pathlib import Path
 from preprocessing.stages.pack import PackConfig, pack
 stats = pack(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), PackConfig(), executor=2)
-peak = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+# VmHWM: this address space's own peak (ru_maxrss of SELF would carry the forking pytest's peak over exec)
+own = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+peak = max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 print(stats["splits"]["train"]["tokens"], stats["splits"]["train"]["samples"], stats["totals"]["inexact_cuts"], peak // 1024)
 """
 

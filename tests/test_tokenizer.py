@@ -257,24 +257,26 @@ def test_superword_gives_at_least_15_percent_fewer_tokens_than_gpt2_at_32k(tmp_p
 
 
 def _peak_rss_of_training(tmp_path, rows: list[dict], cfg: dict) -> tuple[dict, float]:
-    """train_tokenizer in a fresh process: its stats and its peak RSS in GB (ru_maxrss of that process)."""
+    """train_tokenizer in a fresh process: its stats and its peak RSS in GB (VmHWM of that process: its own
+    address space's high-water mark; ru_maxrss would carry over the forking pytest's peak across exec)."""
     import subprocess
     import sys
     from pathlib import Path
 
     write_jsonl_zst(tmp_path / "in" / "part-00000.jsonl.zst", rows)
     code = (
-        "import json, resource, sys\n"
+        "import json, sys\n"
         "from preprocessing.stages.tokenizer import TokenizerConfig, train_tokenizer\n"
         "stats = train_tokenizer(sys.argv[1], sys.argv[2], TokenizerConfig(**json.loads(sys.argv[3])))\n"
-        "print(json.dumps({'stats': stats, 'rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))\n"
+        "hwm = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))\n"
+        "print(json.dumps({'stats': stats, 'rss': hwm}))\n"
     )
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "in"), str(tmp_path / "tok"), json.dumps(cfg)],
                          capture_output=True, text=True, cwd=root, env={**__import__("os").environ, "PYTHONPATH": str(root)})
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout.splitlines()[-1])
-    return res["stats"], res["rss"] / 1e6  # ru_maxrss is in KiB on Linux
+    return res["stats"], res["rss"] / 1e6  # VmHWM is in KiB
 
 
 def _minified_line(size: int) -> str:
