@@ -88,12 +88,18 @@ def tree_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def run_child(code_root: Path, paths: list[str], run: Path, executor: str, workers: int) -> dict:
-    code = _CHILD.format(root=str(code_root), paths=paths, run=str(run), executor=executor, workers=workers)
+def run_program(code: str, run: Path) -> dict:
+    """Run a child program that fills RUN/clean and RUN/dedup and prints its JSON last: that JSON plus
+    the digest of both outputs (for the byte-identity check)."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res["digest"] = tree_digest(run / "clean") + "/" + tree_digest(run / "dedup")
     return res
+
+
+def run_child(code_root: Path, paths: list[str], run: Path, executor: str, workers: int) -> dict:
+    return run_program(_CHILD.format(root=str(code_root), paths=paths, run=str(run), executor=executor,
+                                     workers=workers), run)
 
 
 def main() -> None:

@@ -15,8 +15,6 @@ shared: compare the ratios of one run.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_executors import export_dump, tree_digest  # noqa: E402
+from benchmarks.bench_executors import export_dump, run_program  # noqa: E402
 
 _CHILD = """
 import json, resource, sys, time
@@ -55,12 +53,8 @@ print(json.dumps(out))
 
 
 def run_side(paths: list[str], run: Path, executor: str, workers: int, partitions: int) -> dict:
-    code = _CHILD.format(root=str(ROOT), paths=paths, run=str(run), executor=executor, workers=workers,
-                         partitions=partitions)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    res["digest"] = tree_digest(run / "clean") + "/" + tree_digest(run / "dedup")
-    return res
+    return run_program(_CHILD.format(root=str(ROOT), paths=paths, run=str(run), executor=executor, workers=workers,
+                                     partitions=partitions), run)
 
 
 def main() -> None:
