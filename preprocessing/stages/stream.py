@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
-from itertools import islice
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,18 +14,18 @@ import numpy as np
 import orjson
 
 from common.config import to_dict
+from common.io import join, remove_tree
 from preprocessing.dedup.exact import ExactDedupConfig, HashSet64, HashSetSize, content_hash
 from preprocessing.dedup.exact_partitioned import PartitionedExactDedup
 from preprocessing.executors import Executor, LocalExecutor
+from preprocessing.executors.pool import RECORDS_PER_TASK
 from preprocessing.filters import FiltersConfig, apply_filters, build_filters
 from preprocessing.filters.base import Filter
 from preprocessing.filters.quality import file_metrics_batch
 from preprocessing.hashing import record_key
-from common.io import join, remove_tree
-from preprocessing.executors.pool import RECORDS_PER_TASK
 from preprocessing.profile import EXAMPLES_PER_REASON, CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
-from preprocessing.record import CodeFile, FileRead, InputWarning, Rejected
+from preprocessing.record import CodeFile, FileRead, InputWarning
 from preprocessing.runner import ExecutorSpec, Stage, run_fused, run_stage
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
@@ -127,7 +127,7 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
     while chunk := list(islice(decoded, METRICS_BATCH)):
         records: list[CodeFile] = []
         for item in chunk:
-            if type(item) is CodeFile or isinstance(item, CodeFile):
+            if isinstance(item, CodeFile):
                 records.append(item)
             elif isinstance(item, InputWarning):
                 warnings.append(item.text)
