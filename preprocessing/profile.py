@@ -50,20 +50,24 @@ class Histograms:
                 continue
             self.counts[name][bin_index(edges, value)] += n
 
-    def add_batch(self, batch: Sequence[dict[str, float]]) -> None:
-        """:meth:`add` of each of ``batch`` (a work unit's records), binned by numpy in one pass
-        per metric rather than per record (the same counts: ``searchsorted(side="right")`` is
-        ``bisect_right``). Every record must have every metric (``file_metrics`` gives them)."""
+    def add_batch(self, batch: Sequence[dict[str, float]], repeats: Sequence[int] | None = None) -> None:
+        """:meth:`add` of each of ``batch`` (a work unit's records; ``repeats``: how many records
+        each stands for, default 1), binned by numpy in one pass per metric rather than per record
+        (the same counts: ``searchsorted(side="right")`` is ``bisect_right``). Every record must
+        have every metric (``file_metrics`` gives them)."""
         if len(batch) < 8:
-            for metrics in batch:
-                self.add(metrics)
+            for i, metrics in enumerate(batch):
+                self.add(metrics, 1 if repeats is None else repeats[i])
             return
+        weights = None if repeats is None else np.asarray(repeats, dtype=np.int64)
         for name, edges in _EDGES_NP.items():
             values = np.fromiter([m[name] for m in batch], dtype=np.float64, count=len(batch))
             idx = np.searchsorted(edges, values, side="right") - 1
             np.clip(idx, 0, edges.size - 2, out=idx)
             mine = self.counts[name]
-            for i, c in enumerate(np.bincount(idx, minlength=edges.size - 1).tolist()):
+            counts = np.bincount(idx, minlength=edges.size - 1) if weights is None else \
+                np.bincount(idx, weights=weights, minlength=edges.size - 1).astype(np.int64)
+            for i, c in enumerate(counts.tolist()):
                 if c:
                     mine[i] += c
 

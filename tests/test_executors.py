@@ -186,3 +186,17 @@ def test_the_whole_pipeline_on_ray_gives_the_local_bytes(local_ray, tmp_path):
     for out in ("clean", "dedup", "tokenizer", "shards"):
         assert tree_bytes(tmp_path / "ray" / out) == tree_bytes(tmp_path / "local" / out), out
     assert (tmp_path / "ray" / "report" / "report.html").exists()
+
+
+def test_known_duplicates_by_round_on_ray(local_ray, tmp_path):
+    """The keys that earlier rounds passed reach the Ray tasks through the object store: the same
+    labels, bytes and stats as the local executor, gathered and partitioned."""
+    from tests.test_stream import rounds_dump
+
+    cfg = rounds_dump(tmp_path)
+    ref = run_stream(cfg, tmp_path / "local", executor=1)
+    assert ref["stages"]["filter"]["dropped"] == {"license:unknown": 4}
+    for name, ex in (("ray", local_ray), ("ray-p2", _ray(2))):
+        got = run_stream(cfg, tmp_path / name, executor=ex)
+        assert tree_bytes(tmp_path / name / "clean") == tree_bytes(tmp_path / "local" / "clean")
+        assert comparable(got) == comparable(ref)

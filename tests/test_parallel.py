@@ -51,3 +51,71 @@ def test_inline_items_do_not_run_ahead_of_the_window():
     assert next(out) == 0
     assert len(consumed) <= 5
     assert list(out) == list(range(1, 200))
+
+
+def _sum_known(ctx: None, unit: tuple[int, tuple]) -> tuple[int, int]:
+    """A unit that reads the shared arrays it carries: (its value, the sum of what it was shown)."""
+    value, handles = unit
+    return value, int(sum(int(h.get().sum()) for h in handles))
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_barrier_drains_the_pipeline_and_shared_values_reach_the_workers(workers):
+    """At a BARRIER every earlier result is consumed before the next unit is read, so a reduce can
+    share what it learnt (Executor.share) with the units after it, whatever the workers."""
+    import numpy as np
+
+    from preprocessing.executors import LocalExecutor
+    from preprocessing.executors.pool import BARRIER
+
+    ex = LocalExecutor(workers)
+    seen: list[int] = []
+    handles: list = []
+
+    def units():
+        for u in range(40):
+            if u in (1, 2, 4, 8, 16, 32):
+                yield BARRIER
+                assert seen == list(range(u))  # every unit before this one is reduced
+                handles.append(ex.share(np.array(seen[-(len(seen) + 1) // 2:], np.uint64)))
+            yield u, tuple(handles)
+
+    try:
+        out = []
+        for value, shown in ex.map(_sum_known, units(), None, window=8):
+            seen.append(value)
+            out.append(shown)
+    finally:
+        for h in handles:
+            h.release()
+    expect, shared = [], []
+    for u in range(40):
+        if u in (1, 2, 4, 8, 16, 32):
+            shared.append(sum(list(range(u))[-(u + 1) // 2:]))
+        expect.append(sum(shared))
+    assert seen == list(range(40)) and out == expect
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_barrier_on_older_units_waits_only_for_them(workers):
+    """Barrier(n) yields the results of the first n units before the next one is read, and no more
+    than the window needs: the units after n stay in flight."""
+    from preprocessing.executors import LocalExecutor
+    from preprocessing.executors.pool import Barrier
+
+    seen: list[int] = []
+    ahead = []
+
+    def units():
+        for u in range(200):
+            if u and u % 20 == 0:
+                yield Barrier(u - 10)
+                assert len(seen) >= u - 10 and seen == list(range(len(seen)))
+                ahead.append(u - len(seen))  # units read but not yet consumed here
+            yield u, ()
+
+    for value, _ in LocalExecutor(workers).map(_sum_known, units(), None, window=4):
+        seen.append(value)
+    assert seen == list(range(200))
+    if workers > 1:
+        assert max(ahead) > 0  # the barrier did not drain the window

@@ -104,6 +104,13 @@ class Executor:
         leaves the driver for the object store and goes to the task without passing through it again)."""
         return value
 
+    def share(self, value: Any) -> Shared:
+        """``value`` for the units of later maps and of later units of this one to carry: a small
+        handle whose ``get()`` gives the value in any process of this executor, read once per
+        process (here: the value itself; local worker processes: a file; Ray: the object store).
+        ``release()`` when no unit needs it any more."""
+        return _Here(value)
+
     def map_partitions(self, fn: Callable[[C, list[Any]], R], parts: list[list[Any]], context: C) -> Iterator[R]:
         """``fn(context, chunks)`` for each partition (its chunks as :meth:`put` gave them), one task
         each, results in partition order. A partition task is pure: a retried one returns the same."""
@@ -161,6 +168,94 @@ def ship(fn: Callable[[C, U], R], context: C) -> Callable[[U], R]:
     """``fn`` with its context, for tasks in other processes: the context travels pickled with
     each task and is unpickled once per process."""
     return functools.partial(_call_shipped, fn, Shipped(context))
+
+
+class Shared:
+    """A value shared with the workers (:meth:`Executor.share`); units carry the handle, not the value."""
+
+    __slots__ = ()
+
+    def get(self) -> Any:
+        raise NotImplementedError
+
+    def release(self) -> None:
+        """The value is no longer needed (nothing: the executor frees it with the last reference)."""
+
+
+class _Here(Shared):
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def get(self) -> Any:
+        return self.value
+
+
+_SHARED: dict[str, Any] = {}
+"""Per process: the shared values this process has read, by the handle's key (immutable values)."""
+_SHARED_MAX = 64
+
+
+def cached_shared(key: str, load: Callable[[], Any]) -> Any:
+    """The value of a shared handle ``key`` in this process, ``load()``-ed the first time."""
+    value = _SHARED.get(key)
+    if value is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()
+        value = _SHARED[key] = load()
+    return value
+
+
+class _Filed(Shared):
+    """A value in a file of this machine's temporary directory (the local executor's workers)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def get(self) -> Any:
+        return cached_shared(self.path, self._load)
+
+    def _load(self) -> Any:
+        if self.path.endswith(".npy"):
+            import numpy as np
+
+            return np.load(self.path, mmap_mode="r")
+        import pickle
+
+        with open(self.path, "rb") as f:
+            return pickle.load(f)
+
+    def release(self) -> None:
+        _SHARED.pop(self.path, None)
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+def share_in_file(value: Any) -> Shared:
+    """``value`` written to a new file in the temporary directory: an array as ``.npy`` (each worker
+    maps it read-only, so the page cache holds it once per machine), anything else pickled."""
+    import tempfile
+
+    try:
+        import numpy as np
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        np = None  # type: ignore[assignment]
+    if np is not None and isinstance(value, np.ndarray):
+        fd, path = tempfile.mkstemp(prefix="cp-shared-", suffix=".npy")
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, value, allow_pickle=False)
+    else:
+        import pickle
+
+        fd, path = tempfile.mkstemp(prefix="cp-shared-", suffix=".pkl")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return _Filed(path)
 
 
 class Held:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
-from preprocessing.executors.base import C, Executor, R, U, ship
-from preprocessing.executors.pool import ordered_map
+from typing import Any
+
+from preprocessing.executors.base import C, Executor, R, Shared, U, share_in_file, ship
+from preprocessing.executors.pool import Barrier, ordered_map
 
 
 class LocalExecutor(Executor):
@@ -21,7 +23,12 @@ class LocalExecutor(Executor):
             inline: Callable[[U], bool] | None = None, workers: int | None = None) -> Iterator[R]:
         n = min(workers or self.workers, self.workers)
         if n <= 1:
-            return (fn(context, unit) for unit in units)
+            return (fn(context, unit) for unit in units if type(unit) is not Barrier)
         # tasks carry the context pickled (unpickled once per process; inline units too)
         return ordered_map(ship(fn, context), units, workers=n, window=window or 2 * n, inline=inline,
                            batch=batch, cost=cost)
+
+    def share(self, value: Any) -> Shared:
+        """Inline: the value itself; with worker processes: a file under the temporary directory
+        (``.npy`` for an array, mapped read-only by each worker: the page cache holds it once)."""
+        return super().share(value) if self.workers <= 1 else share_in_file(value)

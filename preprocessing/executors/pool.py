@@ -10,6 +10,26 @@ RECORDS_PER_TASK = 128
 """``batch`` for streams of small work units (e.g. the ~15 files of one 256 KiB frame of a
 toolkit-written dump): one pool task per unit costs the main process ~1 ms each."""
 
+
+class Barrier:
+    """An item of a map's units that is no unit: the results of the first ``upto`` units (default:
+    every unit before it) are yielded before the next unit is read from the units iterable. For a
+    reduce that hands later units what it learnt from earlier ones, at points that do not depend on
+    the executor or the number of workers, so neither do the results. A barrier on units already
+    out of the window of pending tasks costs nothing; one on the last units drains the pipeline."""
+
+    __slots__ = ("upto",)
+
+    def __init__(self, upto: int | None = None):
+        self.upto = upto
+
+    def __repr__(self) -> str:
+        return f"Barrier({self.upto})"
+
+
+BARRIER = Barrier()
+"""A barrier on every unit before it."""
+
 A = TypeVar("A")
 R = TypeVar("R")
 
@@ -49,7 +69,8 @@ def ordered_map(
         if initializer is not None:
             initializer(*initargs)
         for item in items:
-            yield fn(item)
+            if type(item) is not Barrier:
+                yield fn(item)
         return
     window = window or 2 * workers
     import multiprocessing as mp  # here: a run with one worker never needs it (5 ms to import)
@@ -73,10 +94,12 @@ def windowed_map(
 ) -> Iterator[R]:
     """The scheduling loop of every executor: ``submit(group)`` starts a task over consecutive
     items (grouped as :func:`ordered_map` says), at most ``window`` tasks are pending, and results
-    are yielded in input order; ``inline`` items run here through ``fn``."""
+    are yielded in input order; ``inline`` items run here through ``fn``; at a :data:`BARRIER`
+    the results of the items it names are yielded before the next item is read."""
     pending: deque[Pending] = deque()  # per task: a handle or a _Done, each giving a list of results
     group: list = []
     group_cost = 0
+    given = submitted = 0  # items whose results were yielded; items read
 
     def flush() -> None:
         nonlocal group_cost
@@ -86,6 +109,16 @@ def windowed_map(
             group_cost = 0
 
     for item in items:
+        if type(item) is Barrier:
+            upto = submitted if item.upto is None else item.upto
+            if given < upto:
+                flush()
+                while pending and given < upto:
+                    results = pending.popleft().get()
+                    given += len(results)
+                    yield from results
+            continue
+        submitted += 1
         if inline is not None and inline(item):
             flush()
             pending.append(_Done([fn(item)]))
@@ -96,7 +129,9 @@ def windowed_map(
             if group_cost >= batch:
                 flush()
         while len(pending) >= window:  # inline results count too: memory stays bounded
-            yield from pending.popleft().get()
+            results = pending.popleft().get()
+            given += len(results)
+            yield from results
     flush()
     while pending:
         yield from pending.popleft().get()

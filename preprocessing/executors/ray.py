@@ -19,8 +19,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from preprocessing.executors.base import C, Executor, ExecutorError, Held, R, Shipped, U, bind
-from preprocessing.executors.pool import apply_each, windowed_map
+from preprocessing.executors.base import C, Executor, ExecutorError, Held, R, Shared, Shipped, U, bind, cached_shared
+from preprocessing.executors.pool import Barrier, apply_each, windowed_map
 
 MAX_RETRIES = 3
 """Ray retries a task whose worker process died this many times (a map is pure: same result)."""
@@ -76,6 +76,21 @@ def _run_partition(fn: Callable[[C, list[Any]], R], shipped: Shipped, *chunks: A
     """A partition task: its chunks are ObjectRefs given as top-level arguments, which Ray
     resolves on the node that runs the task (they never pass through the driver again)."""
     return fn(shipped.get(), list(chunks))
+
+
+class _RayShared(Shared):
+    """A value in the object store: a task that gets it reads it from its node's store (an array
+    without a copy), once per worker process."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: Any):
+        self.ref = ref
+
+    def get(self) -> Any:
+        import ray
+
+        return cached_shared(self.ref.hex(), lambda: ray.get(self.ref))
 
 
 class _RayHeld(Held):
@@ -158,7 +173,7 @@ class RayExecutor(Executor):
             inline: Callable[[U], bool] | None = None, workers: int | None = None) -> Iterator[R]:
         n = min(workers or self.workers, self.workers)
         if workers is not None and n <= 1:  # a pass the stage keeps in one process (copying, not computing)
-            return (fn(context, unit) for unit in units)
+            return (fn(context, unit) for unit in units if type(unit) is not Barrier)
         ray = self._connect()
         ref = ray.put(Shipped(context))  # once per map; Ray resolves it in each task, unpickled once per worker
 
@@ -228,6 +243,9 @@ class RayExecutor(Executor):
 
     def put(self, value: Any) -> Any:
         return self._connect().put(value)
+
+    def share(self, value: Any) -> Shared:
+        return _RayShared(self._connect().put(value))
 
     def map_partitions(self, fn: Callable[[C, list[Any]], R], parts: list[list[Any]], context: C) -> Iterator[R]:
         """One Ray task per partition (``max_retries``), its chunks passed as ObjectRefs; results

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import orjson
+import xxhash
 
 from common.config import to_dict
 from common.io import join, remove_tree
 from preprocessing.dedup.exact import ExactDedupConfig, HashSet64, HashSetSize, content_hash
 from preprocessing.dedup.exact_partitioned import PartitionedExactDedup
 from preprocessing.executors import Executor, LocalExecutor
-from preprocessing.executors.pool import RECORDS_PER_TASK
+from preprocessing.executors.base import Shared
+from preprocessing.executors.pool import RECORDS_PER_TASK, Barrier
 from preprocessing.filters import FiltersConfig, apply_filters, build_filters
 from preprocessing.filters.base import Filter
 from preprocessing.filters.quality import file_metrics_batch
@@ -75,6 +77,19 @@ class UnitResult:
     sketch: UnitSketch | None = None  # near-dedup fused into stream: pass 1 of the kept rows
     warnings: list[str] = field(default_factory=list)  # found by the worker in the bytes it read
     files: list[FileRead] = field(default_factory=list)  # what it read of which input file
+    passed_keys: np.ndarray | None = None  # content keys of the records the filters passed unchanged
+    known_repeats: int = 0  # known duplicates not in ``kept`` (past the unit's first few): counted only
+    known_repeat_bytes: int = 0
+
+
+@dataclass(slots=True)
+class KnownUnit:
+    """A unit of `stream` as its task carries it: the reader's unit, and handles on the content
+    keys (:func:`content_keys`) of the records that passed every filter unchanged in the units of
+    the earlier rounds (:func:`stream_records`), sorted uint64 arrays shared by the executor."""
+
+    unit: Any
+    known: tuple[Shared, ...] = ()
 
 
 @dataclass
@@ -90,23 +105,84 @@ class StreamWorker:
 
 @dataclass(slots=True)
 class KnownDuplicate:
-    """A kept-list entry in place of a row: a record of the unit with the same content (and
-    rewrite key) as an earlier one of the unit that passed the filters, so exact dedup drops it
-    whatever the filters would say; its filters did not run. What its report example needs."""
+    """A kept-list entry in place of a row: a record with the same content (and rewrite keys) as
+    an earlier one that passed the filters (of the unit, or unchanged in an earlier round), so exact
+    dedup drops it whatever the filters would say; its filters did not run. What its report
+    example needs (only the first few of a unit can be an example: the others carry no content)."""
 
     repo_name: str
     path: str
-    content: str  # as rewritten by the filters (that of the earlier record)
+    content: str  # as rewritten by the filters (that of the earlier record); "" past the unit's first few
 
 
-def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
+KNOWN_FIRST_ROUND = 16
+"""Units of the first two rounds of :func:`stream_records` (then each round is as long as all
+before it): units [0, 16) and [16, 32) see no keys of other units, [32, 64) those of [0, 16),
+[64, 128) those of [0, 32), ...: a unit sees the keys of at least the first quarter of the input
+before it, and the pipeline need not drain for it (the units a round waits for are a whole round
+behind, out of the window of pending tasks)."""
+
+KNOWN_EXAMPLES = 3
+"""Known duplicates of a unit that carry their content: the reduce's exact_duplicate examples are
+the first three duplicates in order, so no later one of a unit can be one."""
+
+
+def content_keys(records: list[CodeFile], rewrite_keys: list[tuple] | None) -> np.ndarray:
+    """The content key of each record: xxh3-64 of its UTF-8 content, seeded by a digest of its
+    :meth:`Filter.rewrite_key`s (records with equal keys get the same rewritten content). 64 bits,
+    as exact dedup's hash: a collision (~n^2/2^65 for n distinct files) makes a record a known
+    duplicate of another."""
+    digest = xxhash.xxh3_64_intdigest
+    if rewrite_keys is None:
+        return np.fromiter((digest(r.content.encode("utf-8", "surrogatepass")) for r in records),
+                           np.uint64, len(records))
+    seeds: dict[tuple, int] = {}
+    out = np.empty(len(records), np.uint64)
+    for i, (r, k) in enumerate(zip(records, rewrite_keys)):
+        seed = seeds.get(k)
+        if seed is None:
+            seed = seeds[k] = digest(repr(k).encode("utf-8", "surrogatepass"))
+        out[i] = digest(r.content.encode("utf-8", "surrogatepass"), seed)
+    return out
+
+
+def known_mask(known: list[np.ndarray], keys: np.ndarray) -> np.ndarray | None:
+    """Which of ``keys`` are in one of the sorted arrays ``known`` (None: no array, no key known)."""
+    hit = None
+    for arr in known:
+        n = len(arr)
+        if n == 0:
+            continue
+        idx = np.searchsorted(arr, keys)
+        np.minimum(idx, n - 1, out=idx)
+        found = np.asarray(arr[idx]) == keys
+        hit = found if hit is None else hit | found
+    return hit
+
+
+_KNOWN_METRICS: dict[int, dict[str, float]] = {}
+"""Per process: content key -> metrics of the known records this process has met (a cache of
+values that are a function of the content; bounded)."""
+_KNOWN_METRICS_MAX = 1 << 16
+
+
+def _known_metrics() -> dict[int, dict[str, float]]:
+    """The process's metrics cache, emptied at the start of a unit when it is full."""
+    if len(_KNOWN_METRICS) >= _KNOWN_METRICS_MAX:
+        _KNOWN_METRICS.clear()
+    return _KNOWN_METRICS
+
+
+def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     """The map of `stream`: decode one unit, filter it, serialise the kept rows.
 
-    With exact dedup on, a record with the content of an earlier record of the unit that passed
-    the filters (and the same :meth:`Filter.rewrite_key`, so the same rewritten content) cannot be
-    kept: the earlier one's hash reaches the dedup table first. Its filters are skipped; it goes
-    to the reduce as a :class:`KnownDuplicate`, counted ``exact_duplicate``. A pure function of
-    the unit, so the output does not depend on workers or executor.
+    With exact dedup on, a record with the content of an earlier record that passed the filters
+    (and the same rewrite keys, :meth:`Filter.rewrite_key`, so the same rewritten content) cannot be kept: the
+    earlier one's hash reaches the dedup table first. Its filters are skipped; it goes to the
+    reduce as a :class:`KnownDuplicate`, counted ``exact_duplicate``. "Earlier" is: earlier in the
+    unit, or passed unchanged in a unit of an earlier round (``ku.known``, fixed by the unit's
+    index): a pure function of the unit and its index, so the output does not depend on workers
+    or executor. Returns the content keys of the records it passed unchanged (for later rounds).
     """
     read, filt = StageStats("read"), StageStats("filter")
     profile = CorpusProfile()
@@ -115,15 +191,20 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
     files: list[FileRead] = []
     normalize = w.exact.normalize_whitespace
     skip = w.exact.enabled
+    known = [h.get() for h in ku.known] if skip else []
+    passed_keys: list[int] = []  # content keys of the records passed unchanged
+    repeats: Counter = Counter()  # content key -> known duplicates past the first KNOWN_EXAMPLES
+    n_known = 0  # known duplicates of the unit so far (the first KNOWN_EXAMPLES carry their content)
     filters = w.filters
     rewriters = [f for f in filters if type(f).rewrite is not Filter.rewrite]
-    # (content, rewrite keys) -> (hash, metrics before and after the filters, content after) of a passed record
-    passed: dict[tuple, tuple[int, dict[str, float], dict[str, float], str]] = {}
+    # content key -> (hash, metrics before and after the filters, content after) of a passed record
+    passed: dict[int, tuple[int, dict[str, float], dict[str, float], str]] = {}
+    memo = _known_metrics()
     before: list[dict[str, float]] = []  # metrics of every record read, binned once at the end of the unit
     dropped_n: Counter = Counter()
     n_in = bytes_in = n_kept = bytes_out = 0  # read (= the filter stage's input) and the filters' keeps
     dumps, append, add_before = orjson.dumps, kept.append, before.append
-    decoded = w.reader.decode(unit)
+    decoded = w.reader.decode(ku.unit)
     while chunk := list(islice(decoded, METRICS_BATCH)):
         records: list[CodeFile] = []
         for item in chunk:
@@ -141,28 +222,43 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
                     profile.offer_example(reason, rank, {"repo_name": "", "path": "", "where": item.where,
                                                          "head": item.detail})
         if skip:
-            keys = [(r.content, *[f.rewrite_key(r) for f in rewriters]) for r in records] if rewriters \
-                else [r.content for r in records]
-            fresh = [k not in passed for k in keys]  # the others repeat a record of an earlier chunk: no metrics needed
+            rkeys = [tuple(f.rewrite_key(r) for f in rewriters) for r in records] if rewriters else None
+            keys = content_keys(records, rkeys).tolist()
+            hits = known_mask(known, np.array(keys, np.uint64)) if known and keys else None
+            known_hit = hits.tolist() if hits is not None else [False] * len(keys)
+            # no metrics needed for a repeat of the unit or of a known record whose metrics this process has
+            fresh = [not (k in passed or (kh and k in memo)) for k, kh in zip(keys, known_hit)]
         else:
-            keys = fresh = [True] * len(records)
+            keys = fresh = known_hit = [True] * len(records)
         computed = iter(file_metrics_batch([r.content for r, f in zip(records, fresh) if f]))
-        for item, key, has_metrics in zip(records, keys, fresh):
+        for item, key, has_metrics, kh in zip(records, keys, fresh, known_hit):
             if skip:
                 hit = passed.get(key)
+                if hit is None and kh:
+                    # passed unchanged in an earlier round: its metrics (content unchanged) are this one's
+                    if has_metrics:
+                        metrics = memo[key] = next(computed)
+                        has_metrics = False
+                    else:
+                        metrics = memo[key]
+                    hit = passed[key] = (0, metrics, metrics, item.content)
                 if hit is not None:
                     if has_metrics:
                         next(computed)
+                    n_known += 1
+                    if n_known > KNOWN_EXAMPLES:  # no example: counted per key at the end of the unit
+                        repeats[key] += 1
+                        continue
                     h, metrics, after, content = hit
                     n_in += 1
                     bytes_in += metrics["size"]
                     add_before(metrics)
                     n_kept += 1  # passed on unchecked: exact dedup drops it
                     bytes_out += after["size"]
-                    append((h, KnownDuplicate(item.repo_name, item.path, content), after, item.license,
-                            item.repo_name))
+                    append((h, KnownDuplicate(item.repo_name, item.path, content), after, item.license, item.repo_name))
                     continue
             item.metrics = metrics = next(computed)
+            content_in = item.content
             nbytes = metrics["size"]  # bytes are counted as UTF-8 content bytes in every stage
             n_in += 1
             bytes_in += nbytes
@@ -186,6 +282,19 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
             append((h, line, item.metrics, item.license, item.repo_name))
             if skip:
                 passed.setdefault(key, (h, metrics, item.metrics, item.content))
+                if item.content is content_in:
+                    passed_keys.append(key)
+    known_n = known_bytes = 0
+    if repeats:
+        firsts = [passed[key] for key in repeats]
+        profile.before.add_batch([metrics for _, metrics, _, _ in firsts], list(repeats.values()))
+        for (_, metrics, after, _), n in zip(firsts, repeats.values()):
+            n_in += n
+            bytes_in += metrics["size"] * n
+            n_kept += n
+            bytes_out += after["size"] * n
+            known_n += n
+            known_bytes += after["size"] * n
     # the read stage keeps every record it decoded; the filter stage reads them all
     read.records_in += n_in
     read.kept += n_in
@@ -201,14 +310,17 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
     if w.sketcher is not None and kept:
         rows = [k[1] for k in kept if type(k[1]) is bytes]
         sketch = w.sketcher(rows) if rows else None
-    return UnitResult(read, filt, profile, kept, sketch, warnings, files)
+    keys = np.array(passed_keys, np.uint64) if skip else None
+    return UnitResult(read, filt, profile, kept, sketch, warnings, files, keys, known_n, known_bytes)
 
 
-def _process_unit_hashed(w: StreamWorker, unit: Any) -> tuple[np.ndarray, UnitResult]:
-    """:func:`_process_unit` for partitioned exact dedup: (the content hashes of its kept rows,
-    the result), the hashes for the partitions, the result held until they have decided."""
-    res = _process_unit(w, unit)
-    return np.fromiter((h for h, line, *_ in res.kept if type(line) is bytes), np.uint64), res
+def _process_unit_hashed(w: StreamWorker, ku: KnownUnit) -> tuple[tuple[np.ndarray, np.ndarray | None], UnitResult]:
+    """:func:`_process_unit` for partitioned exact dedup: ((the content hashes of its kept rows,
+    its passed content keys), the result): the hashes for the partitions and the keys for later
+    rounds, the result held until the partitions have decided."""
+    res = _process_unit(w, ku)
+    keys, res.passed_keys = res.passed_keys, None
+    return (np.fromiter((h for h, line, *_ in res.kept if type(line) is bytes), np.uint64), keys), res
 
 
 def _without_duplicate_lines(res: UnitResult, first: np.ndarray) -> UnitResult:
@@ -228,10 +340,10 @@ def _without_duplicate_lines(res: UnitResult, first: np.ndarray) -> UnitResult:
     return res
 
 
-def _unit_cost(unit: Any) -> int:
+def _unit_cost(ku: KnownUnit) -> int:
     """Records of a unit, for grouping small units into one task; a unit that names a byte
     range or a file (its records unknown until read) is a task of its own."""
-    return len(unit) if hasattr(unit, "__len__") else RECORDS_PER_TASK
+    return len(ku.unit) if hasattr(ku.unit, "__len__") else RECORDS_PER_TASK
 
 
 def _progress(total_hint: int | None = None):
@@ -253,6 +365,13 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
     dedup is partitioned by hash prefix (:mod:`preprocessing.dedup.exact_partitioned`): the same
     bytes and stats; the local executor holds the units' results in a spool file under
     ``work_dir`` (default: the writer's directory) until the partitions have decided.
+
+    Rounds (:data:`KNOWN_FIRST_ROUND`): the units are taken in rounds of 16, 16, 32, 64, ... units;
+    at the start of round j the content keys of the records that the rounds before j - 1 passed
+    unchanged are shared with the workers (:meth:`Executor.share`: once, a sorted uint64 array, 8
+    bytes per distinct key, read once per worker process) after a :class:`Barrier` on those units,
+    so a unit's repeats of them skip the filters (:func:`_process_unit`). Which keys a unit sees
+    depends only on its index: the output does not depend on the executor or the number of workers.
     """
     executor = executor or LocalExecutor(1)
     read, filt, dedup = StageStats("read"), StageStats("filter"), StageStats("exact_dedup")
@@ -266,6 +385,33 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
     # that know their records, which the driver reads.
     units = reader.work_units() if limit is None else limit_units(reader.units(), limit)
     context = StreamWorker(reader, filters, cfg.exact_dedup, near.sketcher if near is not None else None)
+    known: list[Shared] = []  # the keys passed unchanged by each round, shared with the workers
+    round_keys: deque[tuple[int, np.ndarray]] = deque()  # (unit, its passed keys) not shared yet, as reduced
+    shared_keys = 0
+
+    def in_rounds() -> Any:
+        """The units as their tasks carry them; at the start of each round a Barrier on the units
+        before the previous round, and their keys shared."""
+        nonlocal shared_keys
+        if not cfg.exact_dedup.enabled:
+            yield from (KnownUnit(unit) for unit in units)
+            return
+        prev, start = 0, KNOWN_FIRST_ROUND
+        handles: tuple[Shared, ...] = ()
+        for u, unit in enumerate(units):
+            if u == start:
+                if prev:
+                    yield Barrier(prev)  # units [0, prev) are reduced when the next line runs
+                    mine = []
+                    while round_keys and round_keys[0][0] < prev:
+                        mine.append(round_keys.popleft()[1])
+                    if mine:
+                        keys = np.unique(np.concatenate(mine))
+                        known.append(executor.share(keys))
+                        shared_keys += len(keys)
+                        handles = tuple(known)
+                prev, start = start, start * 2
+            yield KnownUnit(unit, handles)
     warnings: list[str] = []
     input_files: dict[str, dict[str, Any]] = {}  # per file, in input order: its parts summed
 
@@ -317,31 +463,44 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
                 dedup.records_in += n_dup
                 dedup.bytes_in += dup_bytes
                 dedup.dropped["exact_duplicate"] += n_dup
+        if res.known_repeats:
+            dedup.records_in += res.known_repeats
+            dedup.bytes_in += res.known_repeat_bytes
+            dedup.dropped["exact_duplicate"] += res.known_repeats
         if bar is not None:
             bar.update(res.read.records_in)
 
     partitions = executor.partitions if cfg.exact_dedup.enabled else 0
     map_args = {"window": 4 * executor.workers, "batch": RECORDS_PER_TASK, "cost": _unit_cost}
-    if not partitions:
-        seen: HashSet64 | HashSetSize = HashSet64(1 << 10)
-        for res in executor.map(_process_unit, units, context, **map_args):
-            reduce_unit(res, None)
-    else:
-        # Exact dedup partitioned by hash prefix: every unit's hashes reach the partitions before
-        # the first row is written, so the units' results wait where the executor holds them.
-        seen = HashSetSize(1 << 10)
-        parts = PartitionedExactDedup(executor, partitions)
-        held = []
-        for u, (hashes, handle) in enumerate(executor.map_held(_process_unit_hashed, units, context,
-                                                                spool=work_dir or writer.out_dir, **map_args)):
-            parts.add(u, hashes)
-            held.append((handle, len(hashes)))
-        parts.resolve()
-        # Each unit's result comes without its duplicate rows' lines (dropped where it is held).
-        wanted = ((handle, parts.first_occurrences(u, n)) for u, (handle, n) in enumerate(held))
-        for u, res in enumerate(executor.fetch(wanted, select=_without_duplicate_lines)):
-            reduce_unit(res, parts.first_occurrences(u, held[u][1]))
-            held[u] = None  # type: ignore[call-overload]
+    seen: HashSet64 | HashSetSize
+    try:
+        if not partitions:
+            seen = HashSet64(1 << 10)
+            for u, res in enumerate(executor.map(_process_unit, in_rounds(), context, **map_args)):
+                if res.passed_keys is not None and len(res.passed_keys):
+                    round_keys.append((u, res.passed_keys))
+                reduce_unit(res, None)
+        else:
+            # Exact dedup partitioned by hash prefix: every unit's hashes reach the partitions before
+            # the first row is written, so the units' results wait where the executor holds them.
+            seen = HashSetSize(1 << 10)
+            parts = PartitionedExactDedup(executor, partitions)
+            held = []
+            for u, ((hashes, keys), handle) in enumerate(executor.map_held(
+                    _process_unit_hashed, in_rounds(), context, spool=work_dir or writer.out_dir, **map_args)):
+                parts.add(u, hashes)
+                held.append((handle, len(hashes)))
+                if keys is not None and len(keys):
+                    round_keys.append((u, keys))
+            parts.resolve()
+            # Each unit's result comes without its duplicate rows' lines (dropped where it is held).
+            wanted = ((handle, parts.first_occurrences(u, n)) for u, (handle, n) in enumerate(held))
+            for u, res in enumerate(executor.fetch(wanted, select=_without_duplicate_lines)):
+                reduce_unit(res, parts.first_occurrences(u, held[u][1]))
+                held[u] = None  # type: ignore[call-overload]
+    finally:
+        for handle in known:
+            handle.release()
     if bar is not None:
         bar.close()
     wall = time.perf_counter() - t0
@@ -369,6 +528,8 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
             "unique_hashes": len(seen),
             "table_bytes": seen.nbytes,
             "bytes_per_unique_file": round(seen.nbytes / max(len(seen), 1), 1),
+            "known_keys_shared": shared_keys,
+            "known_keys_bytes_per_worker": 8 * shared_keys,
         },
         "filters": {f.name: s for f in filters if (s := f.summary()) is not None},
         "warnings": [*reader.warnings, *warnings],
