@@ -200,3 +200,63 @@ def test_known_duplicates_by_round_on_ray(local_ray, tmp_path):
         got = run_stream(cfg, tmp_path / name, executor=ex)
         assert tree_bytes(tmp_path / name / "clean") == tree_bytes(tmp_path / "local" / "clean")
         assert comparable(got) == comparable(ref)
+
+
+def test_an_existing_cluster_by_address(tmp_path):
+    """`--ray-address` joins a Ray cluster started apart (`ray start --head`, its own processes,
+    stopped here): stream and dedup there give the local bytes; the driver is a separate process
+    (this one may have its own Ray already)."""
+    import shutil
+    import signal
+    import socket
+
+    ray_cli = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray")
+    if ray_cli is None:
+        pytest.skip("the ray command line is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+           "RAY_USAGE_STATS_ENABLED": "0",
+           # Ray's token authentication, as its docs set it up for a cluster: the same token for every process
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": os.urandom(16).hex()}
+    import tempfile
+
+    temp = tempfile.mkdtemp(prefix="cpray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", f"--temp-dir={temp}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # the head's GCS listens once the cluster is up
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert head.poll() is None and time.monotonic() < deadline, "ray start --head failed"
+                time.sleep(0.5)
+        cli = [sys.executable, "-m", "preprocessing.cli"]
+        for name, extra in (("local", ["--workers", "2"]),
+                            ("cluster", ["--executor", "ray", "--ray-address", f"127.0.0.1:{port}"])):
+            run = str(tmp_path / name)
+            for cmd in (["stream", "-o", run, "--limit", "300", "--config", str(_limit_preset(tmp_path))], ["dedup", run]):
+                out = subprocess.run([*cli, *cmd, *extra], env=env, capture_output=True, text=True, timeout=300)
+                assert out.returncode == 0, out.stderr[-2000:]
+        for out in ("clean", "dedup"):
+            assert tree_bytes(tmp_path / "cluster" / out) == tree_bytes(tmp_path / "local" / out)
+        manifest = json.loads((tmp_path / "cluster" / "manifest.json").read_text())
+        assert manifest["stages"]["stream"]["executor"] == "ray"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _limit_preset(tmp_path: Path) -> Path:
+    preset = tmp_path / "small.yaml"
+    preset.write_text("stream: {input: {include_site_packages: false}}\n")
+    return preset
