@@ -750,7 +750,7 @@ def _filter_pass(
 ) -> None:
     """Write the kept records and, as each cluster's last member passes, its clusters.jsonl row."""
     cluster, kept, sim, drop = result.cluster, result.kept, result.similarity, result.drop
-    left = np.bincount(cluster[cluster >= 0], minlength=result.n) if result.n else np.zeros(0, np.int64)
+    left = (np.bincount(cluster[cluster >= 0], minlength=result.n) if result.n else np.zeros(0, np.int64)).tolist()
     open_clusters: dict[int, list[dict[str, Any]]] = {}
     ordinal = 0
     if lines is None or not cfg.copy_frames:
@@ -782,24 +782,29 @@ def _filter_pass(
         sizes = result.nbytes[ordinal : ordinal + k].tolist()
         dropped = drop[ordinal : ordinal + k].tolist()
         clusters = cluster[ordinal : ordinal + k].tolist()
+        sims = sim[ordinal : ordinal + k].tolist()
         if res.frame is not None:
             nbytes = res.frame_nbytes if res.frame_nbytes >= 0 else lines.frames[u][2]  # type: ignore[union-attr]
             writer.write_frame(res.frame, nbytes, k - sum(dropped))
         names = lines.names(ordinal, k) if lines is not None and max(clusters, default=-1) >= 0 else None
+        n_drop = sum(dropped)
+        stats.records_in += k  # (StageStats.keep and .drop for each record, summed)
+        stats.kept += k - n_drop
+        stats.bytes_in += sum(sizes)
+        stats.bytes_out += sum(size for size, d in zip(sizes, dropped) if not d)
+        if n_drop:
+            stats.dropped[DROP_REASON] += n_drop
+        write_line = writer.write_line
         for i, (line, a, b) in enumerate(res.records):
-            if dropped[i]:
-                stats.drop(DROP_REASON, sizes[i])
-            else:
-                stats.keep(sizes[i])
-                if res.frame is None:
-                    writer.write_line(line)  # type: ignore[arg-type]
+            if res.frame is None and not dropped[i]:
+                write_line(line)  # type: ignore[arg-type]
             c = clusters[i]
             if c >= 0:
                 if names is not None:
                     a, b = orjson.loads(names[i])
                 members = open_clusters.setdefault(c, [])
                 members.append({"ordinal": ordinal + i, "repo_name": a, "path": b,
-                                "similarity": round(float(sim[ordinal + i]), 4)})
+                                "similarity": round(sims[i], 4)})
                 left[c] -= 1
                 if left[c] == 0:
                     cluster_writer.write_row({"cluster": c, "size": len(members), "kept": int(kept[ordinal + i]),
