@@ -8,8 +8,9 @@ removed near-duplicate, unchanged, plus ``clusters.jsonl.zst`` and ``stats.json`
 outcome depends only on the input and the config: never on the number of workers.
 
 With JSON Lines input, pass 1 also notes per line whether the line is exactly what pass 2
-would write for its record (the case of RUN/clean): pass 2 then copies such lines without
-parsing them, and decodes again only the other lines, the rejected ones and cluster members.
+would write for its record (the case of RUN/clean), and spools each record's names: pass 2 then
+copies such lines without parsing them, decodes again only the other kept lines and the rejected
+ones, and takes the cluster members' names from the spool (a removed line is not decoded).
 Bytes are counted as UTF-8 content bytes, as in `stream` and `pack`.
 """
 
