@@ -38,6 +38,7 @@ def main() -> None:
     from preprocessing.dedup.index import NearDedupIndex
     from preprocessing.dedup.minhash import NearDedupConfig
     from preprocessing.readers import InputConfig
+    from preprocessing.stages.dedup import run_near_dedup
 
     marks: dict[str, tuple[float, float]] = {}
 
@@ -73,7 +74,7 @@ def main() -> None:
     prof = cProfile.Profile() if args.cprofile else None
     if prof:
         prof.enable()
-    st = near.run_near_dedup(NearDedupConfig(), InputConfig(paths=args.inputs), args.output, executor=args.workers)
+    st = run_near_dedup(NearDedupConfig(), InputConfig(paths=args.inputs), args.output, executor=args.workers)
     if prof:
         prof.disable()
         prof.dump_stats(args.cprofile)

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from common.config import ConfigError
 from preprocessing.cli.dedup import dedup_command
 from preprocessing.dedup.minhash import NearDedupConfig
-from preprocessing.dedup.near import run_dedup, run_near_dedup
 from preprocessing.readers import InputConfig
+from preprocessing.stages.dedup import run_dedup, run_near_dedup
 from tests.conftest import stdlib_rows, write_jsonl
 
 
