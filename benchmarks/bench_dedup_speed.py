@@ -374,13 +374,16 @@ def big(tmp: Path, mb: float, methods: list[str], workers: int, cache: Path, kee
     res = {m: timed(m, inp, tmp / f"out-big-{m}", workers, cache) for m in methods}
     print(f"{'method':>11s} {'wall s':>7s} {'cpu s':>7s} {'RSS main':>9s} {'removed':>8s} {'vs datasketch wall / cpu':>25s}"
           + (f" {'vs rensa wall / cpu':>20s}" if "rensa" in res else ""))
+    nan = {"wall_s": float("nan"), "cpu_s": float("nan")}  # a baseline left out (--methods)
     for m, r in res.items():
-        ds = res["datasketch"]
+        ds = res.get("datasketch", nan)
         line = (f"{m:>11s} {r['wall_s']:7.1f} {r['cpu_s']:7.1f} {r['rss_main_mb']:8.0f}M {r['removed']:8d} "
                 f"{ds['wall_s'] / r['wall_s']:11.1f}x / {ds['cpu_s'] / r['cpu_s']:5.1f}x")
         if "rensa" in res:
             line += f" {res['rensa']['wall_s'] / r['wall_s']:10.1f}x / {res['rensa']['cpu_s'] / r['cpu_s']:4.1f}x"
         print(line)
+    if "ours" not in res:
+        return
     o = res["ours"]
     print(f"ours: pass1 {o['pass1_s']:.1f}s, cluster {o['cluster_s']:.1f}s, pass2 {o['pass2_s']:.1f}s (wall)")
 
@@ -397,6 +400,9 @@ def main() -> None:
                     help="instead: one run of each method on a dump of about this many MB, the whole installation "
                          "repeated with edits (json.dumps + zstd CLI)")
     ap.add_argument("--keep", type=Path, help="with --big-mb: build the dump in this folder, or reuse the one there")
+    ap.add_argument("--methods", default="datasketch,rensa,ours",
+                    help="comma-separated methods to run (a baseline measured once can be left out; ratios "
+                         "to a method left out print as nan)")
     ap.add_argument("--child", choices=["ours", "datasketch", "rensa"], help=argparse.SUPPRESS)
     ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--output", type=Path, help=argparse.SUPPRESS)
@@ -410,7 +416,11 @@ def main() -> None:
         cold_cpu, cold_wall = start_up(tmp / "numba-cold-start")
         warm = tmp / "warm"
         make_dump(warm, 0.2, dump=args.dump)
-        methods = ["datasketch", "rensa", "ours"] if importlib.util.find_spec("rensa") else ["datasketch", "ours"]
+        methods = [m for m in args.methods.split(",") if m != "rensa" or importlib.util.find_spec("rensa")]
+        if not methods or not set(methods) <= {"datasketch", "rensa", "ours"}:
+            raise SystemExit(f"--methods: a comma-separated subset of datasketch,rensa,ours, got {args.methods!r}")
+        if not args.big_mb and not {"datasketch", "ours"} <= set(methods):
+            raise SystemExit("--methods without --big-mb: datasketch and ours are both needed (the table's ratios)")
         for method in methods:  # numba kernel cache (native.py) and bytecode written before timing
             timed(method, warm, tmp / f"warm_{method}", args.workers, cache)
         warm_cpu, warm_wall = start_up(cache)

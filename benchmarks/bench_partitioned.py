@@ -28,9 +28,9 @@ _CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 from preprocessing.dedup.minhash import NearDedupConfig
-from preprocessing.dedup.near import run_dedup
 from preprocessing.executors import ExecutorConfig
 from preprocessing.readers import InputConfig
+from preprocessing.stages.dedup import run_dedup
 from preprocessing.stages.stream import StreamConfig, run_stream
 
 ex = ExecutorConfig(executor={executor!r}, workers={workers}, partitions={partitions})

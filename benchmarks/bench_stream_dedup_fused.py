@@ -24,8 +24,8 @@ _CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 from preprocessing.dedup.minhash import NearDedupConfig
-from preprocessing.dedup.near import run_dedup
 from preprocessing.readers import InputConfig
+from preprocessing.stages.dedup import run_dedup
 from preprocessing.stages.stream import StreamConfig, run_stream, run_stream_and_dedup
 t0 = time.perf_counter()
 cfg = StreamConfig(input=InputConfig(limit={limit}))

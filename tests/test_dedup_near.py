@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from common.config import ConfigError
 from preprocessing.cli.dedup import dedup_command
 from preprocessing.dedup.minhash import NearDedupConfig
-from preprocessing.dedup.near import run_dedup, run_near_dedup
 from preprocessing.readers import InputConfig
+from preprocessing.stages.dedup import run_dedup, run_near_dedup
 from tests.conftest import stdlib_rows, write_jsonl
 
 
@@ -421,3 +421,62 @@ def test_foreign_jsonl_is_sketched_from_its_escaped_bodies_with_the_outputs_of_t
                                             "missing_field:content": 1}, backend
     assert outs["numba"] == outs["numpy"]
     assert stats["numba"] == stats["numpy"]
+
+
+def test_rewritten_rows_equal_those_of_the_decoded_records():
+    """Pass 2 serialises a kept foreign line straight from its parsed row (default columns): the
+    bytes must be those of ``orjson.dumps(record.to_json_dict())``, or None (then it decodes)."""
+    from preprocessing.dedup.near import _rewritten
+    from preprocessing.readers import JsonlReader
+    from preprocessing.record import CodeFile
+
+    lines, _ = _foreign_lines()
+    lines += [
+        json.dumps({"content": "a = 1", "license": "", "repo_name": "r", "path": "p", "stars": 3}).encode(),
+        json.dumps({"path": "p", "extra": [1, {"k": None}], "repo_name": "r", "content": "b = 2"}).encode(),
+        json.dumps({"repo_name": "r", "path": "p", "license": ["MIT", "BSD"], "content": "c = 3"}).encode(),
+        json.dumps({"repo_name": 7, "path": "p", "content": "d = 4"}).encode(),  # not a str: decoded
+        b"\xef\xbb\xbf" + json.dumps({"repo_name": "r", "path": "p", "content": "e = 5"}).encode(),  # a BOM
+    ]
+    reader = JsonlReader([])
+    fast = 0
+    for line in lines:
+        rec = reader.decode_line("a.jsonl", 1, line)
+        if not isinstance(rec, CodeFile):
+            continue
+        got = _rewritten(line)
+        if got is not None:
+            fast += 1
+            assert got == orjson.dumps(rec.to_json_dict()) + b"\n", line
+    assert fast >= len(lines) - 8  # all but the license list, the int repo_name, the BOM, the rejected
+    assert _rewritten(json.dumps({"repo_name": "r", "path": "p", "license": ["MIT"], "content": "x"}).encode()) is None
+
+
+def test_pass2_decodes_no_removed_line_and_names_members_from_pass_1(tmp_path, monkeypatch):
+    """A json.dumps dump with near-duplicates: pass 1 reads heads and escaped bodies, pass 2 parses
+    only the kept lines (none through decode_line); the clusters file still names every member."""
+    from preprocessing.readers import JsonlReader
+
+    rows = dump_rows()[:-3]  # 40 files and 10 near-duplicate copies
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.jsonl").write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in rows))
+    calls: list[int] = []
+    real = JsonlReader.decode_line
+    monkeypatch.setattr(JsonlReader, "decode_line", lambda self, *a: calls.append(a[1]) or real(self, *a))
+    st = run_near_dedup(NearDedupConfig(backend="numba"), InputConfig(paths=[str(d)], batch_records=16),
+                        tmp_path / "out")
+    assert calls == []
+    assert st["near_dedup"]["removed"] == 10 and st["totals"]["kept"] == 40
+    clusters = read_rows(tmp_path / "out" / "clusters.jsonl.zst")
+    members = [m for c in clusters for m in c["members"]]
+    assert len(members) >= 20
+    for m in members:
+        assert (m["repo_name"], m["path"]) == (rows[m["ordinal"]]["repo_name"], rows[m["ordinal"]]["path"])
+    kept = {m["ordinal"] for c in clusters for m in c["members"] if m["ordinal"] == c["kept"]}
+    removed = {m["ordinal"] for m in members} - kept
+    expected = [orjson.loads(orjson.dumps({"repo_name": r["repo_name"], "path": r["path"], "license": r["license"] or None,
+                                           **{k: v for k, v in r.items() if k not in ("repo_name", "path", "license", "content")},
+                                           "content": r["content"]}))
+                for i, r in enumerate(rows) if i not in removed]
+    assert read_rows(tmp_path / "out" / "part-00000.jsonl.zst") == expected

@@ -75,7 +75,7 @@ def test_partitioned_buckets_with_worker_processes(tmp_path):
 def test_partitioned_dedup_and_fused_on_the_real_corpus(tmp_path):
     """`dedup` and `stream --near-dedup` over the local Python installation (with edited copies):
     partitioned (P=3, 2 workers; exact dedup partitioned too) vs the in-driver tables (1 worker)."""
-    from preprocessing.dedup.near import run_dedup
+    from preprocessing.stages.dedup import run_dedup
     from preprocessing.stages.stream import run_stream, run_stream_and_dedup
     from tests.test_stream import _near_dup_dump
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from preprocessing.dedup.minhash import NearDedupConfig
-from preprocessing.dedup.near import run_dedup
 from preprocessing.executors import ExecutorConfig, ExecutorError, make_executor
+from preprocessing.stages.dedup import run_dedup
 from preprocessing.stages.pack import PackConfig, pack
 from preprocessing.readers import InputConfig
 from preprocessing.stages.stream import StreamConfig, run_stream, run_stream_and_dedup

@@ -16,8 +16,8 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from preprocessing.cli import main
 from preprocessing.dedup.minhash import NearDedupConfig
-from preprocessing.dedup.near import run_dedup
 from common.io import COMPLETE_MARKER, FilesystemError, is_complete, join, published_files
+from preprocessing.stages.dedup import run_dedup
 from preprocessing.stages.pack import PackConfig, run_pack
 from preprocessing.readers import InputConfig
 from preprocessing.stages.stream import StreamConfig, run_stream

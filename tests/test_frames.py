@@ -12,10 +12,10 @@ import zstandard
 
 from preprocessing.dedup import near
 from preprocessing.dedup.minhash import NearDedupConfig
-from preprocessing.dedup.near import run_near_dedup
 from preprocessing.readers import InputConfig, JsonlReader
 from preprocessing.readers import jsonl as jsonl_mod
 from preprocessing.record import CodeFile
+from preprocessing.stages.dedup import run_near_dedup
 from preprocessing.writers import ShardedJsonlWriter
 from preprocessing.writers import jsonl as writer_mod
 from tests.conftest import stdlib_rows

@@ -164,7 +164,7 @@ def test_a_long_window_from_stdin_is_read(tmp_path: Path):
     assert_reads_whole(path)
     # dedup's second pass copies such a frame (read without decompressing, then checked) too
     from preprocessing.dedup.minhash import NearDedupConfig
-    from preprocessing.dedup.near import run_near_dedup
+    from preprocessing.stages.dedup import run_near_dedup
     from preprocessing.readers import InputConfig
 
     stats = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(path)]), tmp_path / "dedup")

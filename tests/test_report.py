@@ -39,7 +39,7 @@ def _read(path: Path) -> dict:
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every stage on a small real slice of the embedded default (site-packages: one repo per distribution)."""
     from preprocessing.dedup.minhash import NearDedupConfig
-    from preprocessing.dedup.near import run_dedup
+    from preprocessing.stages.dedup import run_dedup
 
     run = tmp_path_factory.mktemp("full") / "run"
     run_stream(StreamConfig(input=InputConfig(limit=200, include_stdlib=False)), run)
@@ -72,7 +72,7 @@ def _stdlib_rows(n: int) -> list[dict]:
 def crafted_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A JSONL dump with hostile text in a dropped file, a kept file of a hostile repo, near-copies and a bad line."""
     from preprocessing.dedup.minhash import NearDedupConfig
-    from preprocessing.dedup.near import run_dedup
+    from preprocessing.stages.dedup import run_dedup
 
     base = tmp_path_factory.mktemp("crafted")
     rows = _stdlib_rows(30)
@@ -477,7 +477,7 @@ def test_page_renders_in_chromium(chromium: str, full_run: Path, crafted_run: Pa
 
 def test_stats_and_report_show_each_input_file_lines_read_and_how_it_ended(tmp_path: Path) -> None:
     from preprocessing.dedup.minhash import NearDedupConfig
-    from preprocessing.dedup.near import run_dedup
+    from preprocessing.stages.dedup import run_dedup
     from tests.conftest import stdlib_rows, write_jsonl
 
     dump = tmp_path / "dump"

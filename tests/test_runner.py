@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from preprocessing.cli import main
 from common.config import ConfigError
 from preprocessing.dedup.minhash import NearDedupConfig
-from preprocessing.dedup.near import run_dedup
+from preprocessing.stages.dedup import run_dedup
 from preprocessing.stages.pack import PackConfig, run_pack
 from preprocessing.readers import InputConfig
 from preprocessing.stages.stream import StreamConfig, run_stream

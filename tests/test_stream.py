@@ -154,7 +154,7 @@ def _same_dedup_stats(fused: dict, separate: dict) -> None:
 
 def _fused_vs_separate(tmp_path: Path, cfg: StreamConfig, near_cfg, separate: Path | None = None) -> tuple[Path, dict]:
     """Run stream + dedup (into ``separate`` unless given) and the fused form with 1 and 2 workers."""
-    from preprocessing.dedup.near import run_dedup
+    from preprocessing.stages.dedup import run_dedup
     from preprocessing.runner.manifest import RunManifest
     from preprocessing.stages.stream import run_stream_and_dedup
 

@@ -1,4 +1,4 @@
-"""`cp-preprocess dedup`: thin Click command over :func:`preprocessing.dedup.near.run_dedup`."""
+"""`cp-preprocess dedup`: thin Click command over :func:`preprocessing.stages.dedup.run_dedup`."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | No
                   ray_address: str | None, partitions: int | None, force: bool, dry_run: bool) -> None:
     """MinHash LSH near-dedup of RUN/clean (or --input files) into RUN/dedup (or --output)."""
     from preprocessing.dedup.minhash import NearDedupConfig
-    from preprocessing.dedup.near import run_dedup
+    from preprocessing.stages.dedup import run_dedup
     from preprocessing.readers import InputConfig
 
     overrides = {"threshold": threshold, "num_perm": num_perm, "memory_budget_mb": memory_budget,

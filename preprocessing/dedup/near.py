@@ -1,4 +1,6 @@
-"""`cp-preprocess dedup`: two streaming passes of MinHash LSH near-dedup into RUN/dedup.
+"""The two streaming passes of MinHash LSH near-dedup into RUN/dedup: their map functions (sketch
+a unit, write a unit's rows) and reduce steps (index, write); the stage that orders them for the
+runner is :mod:`preprocessing.stages.dedup`.
 
 Pass 1 decodes the input in worker processes and computes signatures and band keys there; the
 main process appends them, in input order, to the :class:`NearDedupIndex` (band tables in RAM or
@@ -8,8 +10,9 @@ removed near-duplicate, unchanged, plus ``clusters.jsonl.zst`` and ``stats.json`
 outcome depends only on the input and the config: never on the number of workers.
 
 With JSON Lines input, pass 1 also notes per line whether the line is exactly what pass 2
-would write for its record (the case of RUN/clean): pass 2 then copies such lines without
-parsing them, and decodes again only the other lines, the rejected ones and cluster members.
+would write for its record (the case of RUN/clean), and spools each record's names: pass 2 then
+copies such lines without parsing them, decodes again only the other kept lines and the rejected
+ones, and takes the cluster members' names from the spool (a removed line is not decoded).
 Bytes are counted as UTF-8 content bytes, as in `stream` and `pack`.
 """
 
@@ -17,13 +20,14 @@ from __future__ import annotations
 
 import re
 import resource
+import tempfile
 import time
 from array import array
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import orjson
@@ -31,6 +35,7 @@ import xxhash
 import zstandard
 
 from common.config import to_dict
+from common.io import open_file
 from preprocessing.dedup.index import (
     ClusterResult,
     NearDedupIndex,
@@ -45,14 +50,13 @@ from preprocessing.dedup.minhash import (
     encode_content,
 )
 from preprocessing.executors import Executor
-from common.io import basename, join, open_file, published_files, remove_tree
 from preprocessing.executors.pool import RECORDS_PER_TASK
 from preprocessing.readers import (
+    ColumnsConfig,
     InputConfig,
     JsonlReader,
     Reader,
     limit_units,
-    open_reader,
 )
 from preprocessing.readers.jsonl import (
     MAX_WINDOW,
@@ -63,7 +67,6 @@ from preprocessing.readers.jsonl import (
     row_to_record,
 )
 from preprocessing.record import CodeFile, Rejected
-from preprocessing.runner import ExecutorSpec, Follower, Stage, run_stage
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
 
@@ -87,8 +90,9 @@ class UnitSketch:
     rejected: list[tuple[str, int]]
     batch: SketchBatch
     lines: bytes = b""  # JSON Lines input: LINE_* of each line of the unit
-    digest: int = 0  # JSON Lines input: hash of the unit's lines or frame (pass 2 checks it)
+    digest: int | None = 0  # JSON Lines input: hash of the unit's lines or frame (pass 2 checks it)
     frame: tuple[str, int, int] | None = None  # a whole-frame unit: (file, frame number, bytes)
+    names: list[bytes] = field(default_factory=list)  # JSON Lines input: per record orjson of [repo_name, path]
 
 
 @dataclass
@@ -113,14 +117,22 @@ class LineNotes:
     ``digests`` is None when pass 1 saw the lines before they were written (near-dedup fused into
     `stream`, :class:`StreamNearDedup`): pass 2 then checks the line and record counts only, and
     decompresses every frame.
+
+    The records' (repo_name, path) go to ``spool`` (a file, ~60 bytes per record; 8 bytes per
+    record in RAM say where each ends): the clusters file's members take their names from there,
+    by record ordinal, so pass 2 never decodes a removed record's line.
     """
 
     status: bytearray = field(default_factory=bytearray)
     digests: list[int] | None = field(default_factory=list)
     frames: dict[int, tuple[str, int, int]] = field(default_factory=dict)  # unit -> (file, frame, bytes)
     starts: list[int] = field(default_factory=list)  # unit -> its first line (index into status)
+    spool_dir: Path | None = None  # where the spool is made (the work dir)
+    spool: BinaryIO | None = None  # the records' names, in ordinal order (see :meth:`names`)
+    name_ends: array = field(default_factory=lambda: array("q", [0]))  # ordinal -> where its names end
 
-    def add(self, status: bytes, digest: int | None = None, frame: tuple[str, int, int] | None = None) -> None:
+    def add(self, status: bytes, digest: int | None = None, frame: tuple[str, int, int] | None = None,
+            names: list[bytes] = ()) -> None:  # type: ignore[assignment]
         if frame is not None:
             self.frames[len(self.starts)] = frame
         self.starts.append(len(self.status))
@@ -128,6 +140,33 @@ class LineNotes:
         if self.digests is not None:
             assert digest is not None, "a digest per unit is needed when digests are kept"
             self.digests.append(digest)
+        if self.spool is None:
+            self.spool = tempfile.TemporaryFile(dir=self.spool_dir)  # (gone once closed, or with the process)
+        self.spool.write(b"".join(names))
+        end = self.name_ends[-1]
+        for name in names:
+            end += len(name)
+            self.name_ends.append(end)
+
+    def names(self, ordinal: int, k: int) -> list[bytes]:
+        """orjson's [repo_name, path] of records ``ordinal`` to ``ordinal + k`` (as pass 1 read them)."""
+        if ordinal + k >= len(self.name_ends):
+            raise ValueError(CHANGED.format("more records"))
+        start, ends = self.name_ends[ordinal], self.name_ends[ordinal + 1 : ordinal + k + 1]
+        assert self.spool is not None, "names of records that were added"
+        self.spool.seek(start)
+        data = self.spool.read(ends[-1] - start) if k else b""
+        self.spool.seek(0, 2)  # (the end: where add() writes)
+        out, pos = [], 0
+        for end in ends:
+            out.append(data[pos : end - start])
+            pos = end - start
+        return out
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
 
     def frame_lines(self) -> dict[str, dict[int, int]]:
         """{file: {frame number: lines}} of pass 1's whole-frame units: pass 2 reads them without
@@ -142,8 +181,9 @@ class LineNotes:
             skip.setdefault(source, {})[frame_no] = ends[u] - self.starts[u]
         return skip
 
-    def jobs(self, units: Iterator[JsonlUnit], result: ClusterResult) -> Iterator[tuple[JsonlUnit, bytes, bytes]]:
-        """Pass-2 work units: each with its lines' LINE_* and its records' _MEMBER/_DROPPED flags."""
+    def jobs(self, units: Iterator[JsonlUnit], result: ClusterResult) -> Iterator[tuple[JsonlUnit, bytes, bytes, bool]]:
+        """Pass-2 work units: each with its lines' LINE_* and its records' _MEMBER/_DROPPED flags, and
+        whether the unit's digest is checked (then a removed record's line is not decoded again)."""
         pos = ordinal = 0
         for u, unit in enumerate(units):
             status = bytes(self.status[pos : pos + unit.nlines])
@@ -153,7 +193,7 @@ class LineNotes:
             sl = slice(ordinal, ordinal + k)
             flags = (result.cluster[sl] >= 0).astype(np.uint8) | (result.drop[sl].astype(np.uint8) << 1)
             pos, ordinal = pos + unit.nlines, ordinal + k
-            yield unit, status, flags.tobytes()
+            yield unit, status, flags.tobytes(), self.digests is not None
         if pos != len(self.status):
             raise ValueError(CHANGED.format("fewer records"))
 
@@ -217,8 +257,12 @@ def _sketch_unit(w: DedupWorker, unit: Any) -> UnitSketch:
 
 
 def _lines_digest(unit: JsonlUnit) -> int:
-    if unit.raw is not None:  # a whole zstd frame: the digest of its compressed bytes
+    """The digest pass 2 checks a unit's input against: of a whole zstd frame's compressed bytes,
+    else of its lines, each with its newline (xxh3, streamed or in one piece: the same value)."""
+    if unit.raw is not None:
         return xxhash.xxh3_64_intdigest(unit.raw)
+    if isinstance(unit.lines, FrameLines):
+        return xxhash.xxh3_64_intdigest(unit.lines.data)
     h = xxhash.xxh3_64()
     for _, line in unit.lines:
         h.update(line)
@@ -228,9 +272,10 @@ def _lines_digest(unit: JsonlUnit) -> int:
 
 def _sketch_lines_unit(w: DedupWorker, unit: JsonlUnit) -> UnitSketch:
     """Pass 1 over JSON lines: :func:`_sketch_unit`, plus the LINE_* of each line and a digest."""
-    res = _sketch_lines(w.reader, w.hasher, unit.source, unit.lines)  # type: ignore[arg-type]
+    res = _sketch_lines(w.reader, w.hasher, unit.source, unit.lines, digest=True)  # type: ignore[arg-type]
     res.rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
-    res.digest = _lines_digest(unit)
+    if unit.raw is not None or res.digest is None:
+        res.digest = _lines_digest(unit)
     if unit.raw is not None:
         res.frame = (unit.source, unit.frame_no, len(unit.lines.data))  # type: ignore[union-attr]
     return res
@@ -290,7 +335,7 @@ def _split_row(reader: JsonlReader, source: str, lineno: int, data: bytes, start
     if not isinstance(row, dict) or row.get("content") != "":
         return None
     row["content"] = "x"  # checked in the body by the kernel: a str, well-formed, not empty, no NUL
-    rec = row_to_record(row, reader.columns, source, lineno, end - start + 1, reader.max_file_bytes)
+    rec = row_to_record(row, reader.columns, source, lineno, end - start + 1, reader.max_file_bytes, owned=True)
     if not isinstance(rec, CodeFile):
         return None
     canonical = (tail == b"}" and data[key:body] == _CANONICAL_KEY
@@ -299,7 +344,8 @@ def _split_row(reader: JsonlReader, source: str, lineno: int, data: bytes, start
 
 
 def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
-                  lines: list[tuple[int, bytes]] | FrameLines, check_all: bool = False) -> UnitSketch:
+                  lines: list[tuple[int, bytes]] | FrameLines, check_all: bool = False, digest: bool = False
+                  ) -> UnitSketch:
     """Sketch of JSON lines (without their newline) as ``reader`` decodes them, with the LINE_* of each.
 
     With the native kernels (``verify: signature``, content in a "content" field) a line with a
@@ -311,7 +357,8 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
     lines are never split. A body that fails a check (or has no token, or is over the reader's
     size limit), a line whose structure is not the one checked, and every other line are
     decoded as a whole, as :meth:`JsonlReader.decode_line` does:
-    the same records, rejections and sketches either way.
+    the same records, rejections and sketches either way. With ``digest``, the result's digest
+    is that of the lines (:func:`_lines_digest`) when they were joined here (else None).
     """
     cfg = hasher.cfg
     n = len(lines)
@@ -404,7 +451,10 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
     scores = [keep_score(records[i], size, cfg) for i, size in zip(keep, sizes_kept.tolist())]  # type: ignore[arg-type]
     batch = sketch_of(SignatureBatch(sig=sig[idx], ntokens=ntok[idx]), sizes_kept, scores, hasher,
                       contents if cfg.verify == "exact" else None)
-    return UnitSketch(rejected, batch, bytes(status))
+    names = [orjson.dumps([records[i].repo_name, records[i].path]) for i in keep]  # type: ignore[union-attr]
+    joined = digest and data is not None and not isinstance(lines, FrameLines)
+    return UnitSketch(rejected, batch, bytes(status), xxhash.xxh3_64_intdigest(data) if joined else None,  # type: ignore[arg-type]
+                      names=names)
 
 
 def _rows_unit(w: DedupWorker, unit: Any) -> UnitRows:
@@ -417,26 +467,59 @@ def _rows_unit(w: DedupWorker, unit: Any) -> UnitRows:
     return out
 
 
-def _job_records(job: tuple[JsonlUnit, bytes, bytes]) -> int:
+def _job_records(job: tuple[JsonlUnit, bytes, bytes, bool]) -> int:
     return len(job[2])
 
 
-def _untouched(job: tuple[JsonlUnit, bytes, bytes]) -> bool:
-    """A frame pass 2 copies without decompressing it: verbatim lines only, none in a cluster."""
-    unit, status, flags = job
-    return bool(unit.skipped) and status.count(LINE_VERBATIM) == len(status) and flags.count(0) == len(flags)
+def _untouched(job: tuple[JsonlUnit, bytes, bytes, bool]) -> bool:
+    """A frame pass 2 copies without decompressing it: verbatim lines only, none removed (the
+    cluster members' names come from pass 1's spool)."""
+    unit, status, flags, _checked = job
+    return bool(unit.skipped) and status.count(LINE_VERBATIM) == len(status) and max(flags, default=0) < _DROPPED
 
 
-def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes]) -> UnitRows:
-    """Pass 2 over JSON lines: a verbatim line of a kept file that is in no cluster is written as
-    read; the others are decoded again (rewritten rows, cluster members' names, rejections).
+_DEFAULT_COLUMNS = ColumnsConfig()
+
+
+def _rewritten(line: bytes) -> bytes | None:
+    """The row pass 2 writes for the line of a record pass 1 read (default columns), as
+    ``orjson.dumps(record.to_json_dict())`` of :meth:`JsonlReader.decode_line`'s record gives it,
+    without the record: the same keys in the same order (repo_name, path, license, the others,
+    content last), license "" as null. None when the row is not that simple (a field of another
+    type, a list of licenses, a byte order mark): then the caller decodes it as usual. The checks
+    on the content (size, NUL, blank) are pass 1's: the unit's digest proves the line unchanged."""
+    if line[:1] != b"{":
+        return None
+    try:
+        row = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if type(row) is not dict:
+        return None
+    content, repo, path, lic = row.pop("content", None), row.pop("repo_name", None), row.pop("path", None), \
+        row.pop("license", None)
+    if type(content) is not str or type(repo) is not str or type(path) is not str or \
+            (lic is not None and type(lic) is not str):
+        return None
+    out = {"repo_name": repo, "path": path, "license": lic or None}
+    out.update(row)
+    out["content"] = content
+    return orjson.dumps(out) + b"\n"
+
+
+def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) -> UnitRows:
+    """Pass 2 over JSON lines: a verbatim line of a kept file is written as read, the other kept
+    lines are serialised again (:func:`_rewritten`), rejected lines decoded again for their reason.
+    A removed record's line is not decoded when the unit's digest is checked (``checked``; the
+    cluster members' names come from pass 1, :meth:`LineNotes.names`); unchecked (pass 1 fused
+    into `stream`), every line but a kept verbatim one is decoded as :meth:`JsonlReader.decode_line`
+    does, and must still give a record.
 
     A whole zstd frame is copied as it is when its lines are verbatim and none is removed (and
-    not even decompressed when none is in a cluster either); otherwise its kept rows are
-    compressed here into one frame of their own, so the workers, not the main process, do the
-    (de)compression.
+    not even decompressed then); otherwise its kept rows are compressed here into one frame of
+    their own, so the workers, not the main process, do the (de)compression.
     """
-    unit, status, flags = job
+    unit, status, flags, checked = job
     reader: JsonlReader = w.reader  # type: ignore[assignment]
     out = UnitRows(digest=_lines_digest(unit))
     if _untouched(job):
@@ -459,13 +542,11 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes]) -> Uni
                     run = -1
             elif run < 0:
                 run = start
-            if f == 0:
-                records.append((None, "", ""))
-                continue
-            item = reader.decode_line(unit.source, lineno, data[start:end])  # a cluster member: its names
-            if not isinstance(item, CodeFile):
-                raise ValueError(CHANGED.format(f"{unit.source}:{lineno} is rejected now"))  # noqa: TRY004
-            records.append((None, item.repo_name, item.path))
+            if f and not checked:
+                item = reader.decode_line(unit.source, lineno, data[start:end])
+                if not isinstance(item, CodeFile):
+                    raise ValueError(CHANGED.format(f"{unit.source}:{lineno} is rejected now"))  # noqa: TRY004
+            records.append((None, "", ""))
         if run == 0:  # nothing removed
             out.frame, out.frame_nbytes = unit.raw, len(data)
             return out
@@ -475,6 +556,7 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes]) -> Uni
         if kept:
             out.frame, out.frame_nbytes = w.compressor.compress(kept), len(kept)
         return out
+    fast = checked and reader.columns == _DEFAULT_COLUMNS
     for (lineno, line), st in zip(unit.lines, status):
         if st == LINE_REJECTED:
             item = reader.decode_line(unit.source, lineno, line)
@@ -484,19 +566,27 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes]) -> Uni
             continue
         f = flags[r]
         r += 1
-        if f == 0 and st == LINE_VERBATIM:
-            records.append((line + b"\n", "", ""))
+        if (f == 0 or checked) and st == LINE_VERBATIM:
+            records.append((None if f & _DROPPED else line + b"\n", "", ""))
             continue
-        item = reader.decode_line(unit.source, lineno, line)
-        if not isinstance(item, CodeFile):
-            raise ValueError(CHANGED.format(f"{unit.source}:{lineno} is rejected now"))  # noqa: TRY004 - not a type error
-        if f & _DROPPED:
-            text = None
-        elif st == LINE_VERBATIM:
-            text = line + b"\n"
-        else:
-            text = orjson.dumps(item.to_json_dict()) + b"\n"
-        records.append((text, item.repo_name, item.path))
+        if f & _DROPPED and checked:
+            records.append((None, "", ""))
+            continue
+        text = _rewritten(line) if fast else None
+        if text is None:
+            item = reader.decode_line(unit.source, lineno, line)
+            if not isinstance(item, CodeFile):
+                raise ValueError(CHANGED.format(f"{unit.source}:{lineno} is rejected now"))  # noqa: TRY004 - not a type error
+            if f & _DROPPED:
+                text = None
+            elif st == LINE_VERBATIM:
+                text = line + b"\n"
+            else:
+                text = orjson.dumps(item.to_json_dict()) + b"\n"
+            if not checked:
+                records.append((text, item.repo_name, item.path))
+                continue
+        records.append((text, "", ""))
     out.rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
     if unit.raw is not None:  # a frame that lost rows: its kept rows as one new frame
         data = b"".join(text for text, _, _ in records if text is not None)
@@ -661,7 +751,7 @@ def _filter_pass(
 ) -> None:
     """Write the kept records and, as each cluster's last member passes, its clusters.jsonl row."""
     cluster, kept, sim, drop = result.cluster, result.kept, result.similarity, result.drop
-    left = np.bincount(cluster[cluster >= 0], minlength=result.n) if result.n else np.zeros(0, np.int64)
+    left = (np.bincount(cluster[cluster >= 0], minlength=result.n) if result.n else np.zeros(0, np.int64)).tolist()
     open_clusters: dict[int, list[dict[str, Any]]] = {}
     ordinal = 0
     if lines is None or not cfg.copy_frames:
@@ -693,21 +783,29 @@ def _filter_pass(
         sizes = result.nbytes[ordinal : ordinal + k].tolist()
         dropped = drop[ordinal : ordinal + k].tolist()
         clusters = cluster[ordinal : ordinal + k].tolist()
+        sims = sim[ordinal : ordinal + k].tolist()
         if res.frame is not None:
             nbytes = res.frame_nbytes if res.frame_nbytes >= 0 else lines.frames[u][2]  # type: ignore[union-attr]
             writer.write_frame(res.frame, nbytes, k - sum(dropped))
+        names = lines.names(ordinal, k) if lines is not None and max(clusters, default=-1) >= 0 else None
+        n_drop = sum(dropped)
+        stats.records_in += k  # (StageStats.keep and .drop for each record, summed)
+        stats.kept += k - n_drop
+        stats.bytes_in += sum(sizes)
+        stats.bytes_out += sum(size for size, d in zip(sizes, dropped) if not d)
+        if n_drop:
+            stats.dropped[DROP_REASON] += n_drop
+        write_line = writer.write_line
         for i, (line, a, b) in enumerate(res.records):
-            if dropped[i]:
-                stats.drop(DROP_REASON, sizes[i])
-            else:
-                stats.keep(sizes[i])
-                if res.frame is None:
-                    writer.write_line(line)  # type: ignore[arg-type]
+            if res.frame is None and not dropped[i]:
+                write_line(line)  # type: ignore[arg-type]
             c = clusters[i]
             if c >= 0:
+                if names is not None:
+                    a, b = orjson.loads(names[i])
                 members = open_clusters.setdefault(c, [])
                 members.append({"ordinal": ordinal + i, "repo_name": a, "path": b,
-                                "similarity": round(float(sim[ordinal + i]), 4)})
+                                "similarity": round(sims[i], 4)})
                 left[c] -= 1
                 if left[c] == 0:
                     cluster_writer.write_row({"cluster": c, "size": len(members), "kept": int(kept[ordinal + i]),
@@ -718,146 +816,6 @@ def _filter_pass(
         raise ValueError(CHANGED.format("fewer records"))
     if cluster_writer.rows == 0:
         cluster_writer.write_line(b"")  # an empty (but valid) clusters file
-
-
-class DedupStage(Stage):
-    """`dedup` for the runner: pass 1 (map: sketch; reduce: index), clustering, pass 2 (map: rows;
-    reduce: write) from ``inputs`` (default RUN/clean) into ``out_dir`` (default RUN/dedup)."""
-
-    name = "dedup"
-
-    def __init__(self, cfg: NearDedupConfig, run_dir: str | Path | None = None,
-                 inputs: InputConfig | Reader | None = None, out_dir: str | Path | None = None,
-                 limit: int | None = None):
-        if run_dir is None and out_dir is None:
-            raise ValueError("give a run directory or an output directory for near-dedup")
-        if inputs is None and run_dir is None:
-            raise ValueError("give input paths (--input) when no run directory is given")
-        self.cfg, self.run_dir = cfg, run_dir
-        self.inputs = inputs if inputs is not None else clean_input(run_dir)  # type: ignore[arg-type]
-        self.limit = self.inputs.limit if isinstance(self.inputs, InputConfig) and limit is None else limit
-        self.out_dir = join(out_dir if out_dir is not None else join(run_dir, "dedup"))  # type: ignore[arg-type]
-        self._reader = self.inputs if isinstance(self.inputs, Reader) else None
-
-    @property
-    def reader(self) -> Reader:
-        if self._reader is None:
-            if inputs_are_clean(self.inputs, self.run_dir):
-                clean = join(self.run_dir, "clean")  # type: ignore[arg-type]
-                if not published_files(clean, "part-*.jsonl.zst"):
-                    raise ValueError(f"{clean} holds no part-*.jsonl.zst shards: run `cp-preprocess stream` first")
-            self._reader = open_reader(self.inputs)  # type: ignore[arg-type]
-        return self._reader
-
-    def identity(self) -> dict[str, Any]:
-        assert isinstance(self.inputs, InputConfig), "a stage recorded in a run reads an InputConfig"
-        return _dedup_identity(self.cfg, self.inputs, self.out_dir)
-
-    def fingerprint(self) -> str:
-        return self.reader.fingerprint()
-
-    def worker_inputs(self) -> list[str]:
-        source = self.inputs
-        return list(source.paths) if isinstance(source, InputConfig) else [str(p) for p in getattr(source, "paths", [])]
-
-    def run(self, executor: Executor, out: Path) -> dict[str, Any]:
-        cfg, reader, limit = self.cfg, self.reader, self.limit
-        work_dir = out / ".work"
-        t0 = time.perf_counter()
-        # Pass 1: signatures and band keys, in parallel, appended in input order. Over .zst files
-        # of whole-line frames (RUN/clean) the workers read and decompress the frames themselves;
-        # any other input is split into units by the driver.
-        frames = (isinstance(reader, JsonlReader) and cfg.copy_frames and limit is None
-                  and all(basename(p).endswith(".zst") for p in reader.paths))  # known before any work
-        if frames:
-            try:
-                index, lines, rejected = self._pass1(executor, work_dir, _frame_refs(reader), _sketch_frame,
-                                                     cost=_frame_cost)
-                return self._finish(executor, out, index, lines, rejected, t0)
-            except _NotFrames:
-                pass  # (nothing was written but the work dir, which _pass1 removed)
-        units = _units(reader, limit, frames=isinstance(reader, JsonlReader) and cfg.copy_frames)
-        index, lines, rejected = self._pass1(executor, work_dir, units,
-                                             _sketch_lines_unit if isinstance(reader, JsonlReader) else _sketch_unit)
-        return self._finish(executor, out, index, lines, rejected, t0)
-
-    def _pass1(self, executor: Executor, work_dir: Path, units: Iterator[Any], fn: Any, cost: Any = len
-               ) -> tuple[NearDedupIndex, LineNotes | None, Counter]:
-        rejected: Counter = Counter()
-        lines = LineNotes() if isinstance(self.reader, JsonlReader) else None
-        index = NearDedupIndex(self.cfg, work_dir, executor)
-        try:
-            for res in executor.map(fn, units, DedupWorker(self.reader, self.cfg), batch=RECORDS_PER_TASK, cost=cost):
-                if res is None:
-                    raise _NotFrames
-                for reason, _nbytes in res.rejected:
-                    rejected[reason] += 1
-                index.add(res.batch)
-                if lines is not None:
-                    lines.add(res.lines, res.digest, res.frame)
-        except BaseException:
-            index.close()
-            remove_tree(work_dir)
-            raise
-        return index, lines, rejected
-
-    def _finish(self, executor: Executor, out: Path, index: NearDedupIndex, lines: LineNotes | None,
-                rejected: Counter, t0: float) -> dict[str, Any]:
-        try:
-            return _cluster_and_write(self.cfg, index, self.reader, self.limit, executor, out, lines, rejected, t0)
-        finally:
-            index.close()
-            remove_tree(out / ".work")
-
-
-def inputs_are_clean(inputs: Any, run_dir: str | Path | None) -> bool:
-    return (run_dir is not None and isinstance(inputs, InputConfig)
-            and replace(inputs, strict=False) == clean_input(run_dir))
-
-
-def run_near_dedup(
-    cfg: NearDedupConfig,
-    source: InputConfig | Reader,
-    out_dir: str | Path,
-    executor: ExecutorSpec = None,
-    limit: int | None = None,
-) -> dict[str, Any]:
-    """Near-dedup ``source`` into ``out_dir`` (part-*.jsonl.zst, clusters.jsonl.zst, stats.json),
-    without a run manifest. Returns the stats dict that is also written to ``out_dir/stats.json``.
-    """
-    return run_stage(DedupStage(cfg, inputs=source, out_dir=out_dir, limit=limit), None, executor)
-
-
-def run_dedup(
-    cfg: NearDedupConfig,
-    run_dir: str | Path | None = None,
-    executor: ExecutorSpec = None,
-    inputs: InputConfig | None = None,
-    out_dir: str | Path | None = None,
-    force: bool = False,
-    strict: bool | None = None,
-) -> dict[str, Any]:
-    """The `dedup` stage: RUN/clean -> RUN/dedup (or ``inputs`` -> ``out_dir``), recorded in the manifest.
-
-    The lifecycle is :func:`preprocessing.runner.run_stage`'s: a finished stage with the same
-    config and input is skipped (``skipped: true``) unless ``force``; a run directory holding
-    dedup outputs of another config is refused unless ``force``. ``strict`` (None: the input
-    config's) makes a truncated input file an error.
-    """
-    if strict is not None and (inputs is not None or run_dir is not None):
-        inputs = replace(inputs if inputs is not None else clean_input(run_dir), strict=strict)  # type: ignore[arg-type]
-    return run_stage(DedupStage(cfg, run_dir, inputs, out_dir), run_dir, executor, force)
-
-
-def clean_input(run_dir: str | Path) -> InputConfig:
-    """The input of the `dedup` stage of a run: the JSONL shards `stream` wrote to RUN/clean."""
-    return InputConfig(paths=[str(join(run_dir, "clean", "part-*.jsonl.zst"))], format="jsonl")
-
-
-def _dedup_identity(cfg: NearDedupConfig, inputs: InputConfig, out_dir: Path) -> dict[str, Any]:
-    """The `dedup` stage's config identity in the manifest (the same for the fused and separate forms)."""
-    inputs_identity = {k: v for k, v in to_dict(inputs).items() if k != "strict"}  # changes no output
-    return {"near_dedup": to_dict(cfg), "input": inputs_identity, "out_dir": str(out_dir)}
 
 
 class CleanRowSketcher:
@@ -880,61 +838,3 @@ class CleanRowSketcher:
             self._hasher = MinHashSignature(self.cfg)
         lines = [(0, row[:-1]) for row in rows]
         return _sketch_lines(self.reader, self._hasher, "RUN/clean", lines, check_all=True)
-
-
-class StreamNearDedup(Follower):
-    """Main-process side of near-dedup fused into `stream` (one pass over the input).
-
-    The runner calls :meth:`start` before `stream`'s pass; `stream` calls :meth:`add` for every
-    unit's rows in output order with which of them it wrote (the survivors of exact dedup: their
-    ordinals are those a separate `dedup` run assigns); :meth:`finish` runs once RUN/clean is
-    published (cluster, then pass 2 over RUN/clean into RUN/dedup) and :meth:`close` always.
-    Outputs are byte-identical to `stream` followed by `dedup`. Per written row it holds the
-    index's state (see :mod:`preprocessing.dedup.index`) plus 1 byte of LINE_* status.
-    """
-
-    def __init__(self, stage: DedupStage):
-        self.stage = stage
-        self.sketcher = CleanRowSketcher(stage.cfg, stage.inputs)  # type: ignore[arg-type]
-        self._index: NearDedupIndex | None = None
-        self._work_dir: Path | None = None
-
-    def start(self, out: Path, executor: Executor | None = None) -> None:
-        self._work_dir = out / ".work"
-        self._index = NearDedupIndex(self.stage.cfg, self._work_dir, executor)
-        self._lines = LineNotes(digests=None)
-        self._rejected: Counter = Counter()
-        self._t0 = time.perf_counter()
-
-    def add(self, res: UnitSketch, written: list[bool]) -> None:
-        """Append the rows of one unit that were written (``written[i]`` for row i of ``res``)."""
-        assert self._index is not None, "start() first"
-        status = np.frombuffer(res.lines, dtype=np.uint8)
-        new = np.asarray(written, dtype=bool)
-        rejected = status == LINE_REJECTED
-        self._lines.add(status[new].tobytes())
-        self._index.add(res.batch.take(new[~rejected]))
-        for (reason, _nbytes), w in zip(res.rejected, new[rejected].tolist()):
-            if w:
-                self._rejected[reason] += 1
-
-    def finish(self, executor: Executor, out: Path) -> dict[str, Any]:
-        """Cluster and write RUN/dedup's files into ``out`` from the complete RUN/clean; the stats."""
-        assert self._index is not None, "start() first"
-        clean = join(self.stage.run_dir, "clean")  # type: ignore[arg-type]
-        if not published_files(clean, "part-*.jsonl.zst"):
-            raise ValueError(f"{clean} holds no part-*.jsonl.zst shards: `stream` kept no records, "
-                             "so there is nothing to near-dedup")
-        try:
-            return _cluster_and_write(self.stage.cfg, self._index, self.stage.reader, None, executor, out,
-                                      self._lines, self._rejected, self._t0, pass1_in_stream=True)
-        finally:
-            self.close()  # the work files go before `out` is published
-
-    def close(self) -> None:
-        """Delete the work files (also after a failure)."""
-        if self._index is not None:
-            self._index.close()
-            self._index = None
-        if self._work_dir is not None:
-            remove_tree(self._work_dir)

@@ -1,2 +1,2 @@
 """The stages, each a description the runner executes (units -> map -> reduce): stream, dedup
-(preprocessing.dedup.near), tokenizer, pack, report, and the pipeline that runs them in order."""
+(its passes in preprocessing.dedup.near), tokenizer, pack, report, and the pipeline that runs them in order."""

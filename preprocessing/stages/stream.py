@@ -34,7 +34,8 @@ from preprocessing.writers import ShardedJsonlWriter
 
 if TYPE_CHECKING:
     from preprocessing.dedup.minhash import NearDedupConfig
-    from preprocessing.dedup.near import CleanRowSketcher, StreamNearDedup, UnitSketch
+    from preprocessing.dedup.near import CleanRowSketcher, UnitSketch
+    from preprocessing.stages.dedup import StreamNearDedup
 
 STATS_FORMAT_VERSION = 1
 METRICS_BATCH = 256
@@ -591,7 +592,7 @@ def run_stream_and_dedup(cfg: StreamConfig, near_cfg: NearDedupConfig, run_dir: 
     byte-identical to :func:`run_stream` followed by :func:`preprocessing.dedup.near.run_dedup`,
     and both stages are recorded in the manifest. If `stream` is already done, `dedup` runs alone.
     """
-    from preprocessing.dedup.near import DedupStage, StreamNearDedup
+    from preprocessing.stages.dedup import DedupStage, StreamNearDedup
 
     dedup = DedupStage(near_cfg, run_dir)
     near = StreamNearDedup(dedup)
