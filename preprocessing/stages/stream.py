@@ -589,7 +589,7 @@ def run_stream_and_dedup(cfg: StreamConfig, near_cfg: NearDedupConfig, run_dir: 
     The stream workers also compute the near-dedup sketches of the rows they keep; the main
     process indexes the rows that survive exact dedup, in output order. After the pass only the
     clustering and near-dedup's pass 2 (over RUN/clean) remain. RUN/clean and RUN/dedup are
-    byte-identical to :func:`run_stream` followed by :func:`preprocessing.dedup.near.run_dedup`,
+    byte-identical to :func:`run_stream` followed by :func:`preprocessing.stages.dedup.run_dedup`,
     and both stages are recorded in the manifest. If `stream` is already done, `dedup` runs alone.
     """
     from preprocessing.stages.dedup import DedupStage, StreamNearDedup
