@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from preprocessing.filters.base import Filter
+from preprocessing.filters.joined import JoinedText, PatternSet
 from preprocessing.hashing import keyed_uniform, record_key
 from preprocessing.record import CodeFile
 
@@ -208,6 +209,14 @@ class QualityFilterConfig:
             raise ValueError("quality.max_line_length and max_mean_line_length must be positive")
 
 
+_QUALITY_REASONS = (None, "quality:min_size", "quality:max_size", "quality:max_line_length", "quality:mean_line_length",
+                    "quality:alnum_fraction", "quality:config_or_test", "quality:no_keywords", "quality:few_assignments",
+                    "quality:chars_per_token")
+
+
+_WORDS = PatternSet(("config", "test", *_CONFIG_TEST_PHRASES, *_KEYWORDS))
+
+
 def is_config_or_test(content: str, lower: str, head: list[str], coeff: float) -> bool:
     """CodeParrot's is_config_or_test: a phrase in the first lines, or many 'config'/'test' words."""
     low = "\n".join(head).lower()  # the phrases hold no line break: each can only match inside one line
@@ -268,6 +277,85 @@ class QualityFilter(Filter):
     def filter(self, record: CodeFile) -> str | None:
         # The pipeline computes file_metrics once per record (they feed the report too).
         return self.check(record, record.metrics)
+
+    def filter_batch(self, records: list[CodeFile]) -> list[str | None]:
+        """:meth:`filter` of each record, the rules decided together for the ASCII records with
+        metrics (most code): the metric rules as numpy comparisons, the words counted over their
+        lowercased texts joined (:class:`JoinedText`), the keyed draws only for the records a
+        probabilistic rule applies to, the phrase rule and the token rule record by record for
+        the few records they can concern. The others: :meth:`check` one by one."""
+        batch = [i for i, r in enumerate(records) if r.metrics is not None and r.content.isascii()]
+        if len(batch) < _BATCH_MIN:
+            return [self.check(r, r.metrics) for r in records]
+        out: list[str | None] = [None] * len(records)
+        if len(batch) < len(records):
+            chosen = set(batch)
+            for i, r in enumerate(records):
+                if i not in chosen:
+                    out[i] = self.check(r, r.metrics)
+        recs = [records[i] for i in batch]
+        for i, code in zip(batch, self._codes(recs).tolist()):
+            if code:
+                out[i] = _QUALITY_REASONS[code]
+        return out
+
+    def _codes(self, recs: list[CodeFile]) -> np.ndarray:
+        """Per record (ASCII, with metrics), the index in _QUALITY_REASONS of the first rule it
+        fails (0: none), the rules in :meth:`check`'s order."""
+        cfg = self.config
+        n = len(recs)
+        mets = [r.metrics for r in recs]
+        size = np.array([m["size"] for m in mets], dtype=np.int64)  # type: ignore[index]
+        code = np.zeros(n, dtype=np.int8)
+        alive = np.ones(n, dtype=bool)
+
+        def fail(mask: np.ndarray, c: int) -> None:
+            hit = mask & alive
+            code[hit] = c
+            alive[hit] = False
+
+        fail(size < cfg.min_size, 1)
+        if cfg.max_size is not None:
+            fail(size > cfg.max_size, 2)
+        alive &= size != 0  # min_size = 0 keeps empty files (ASCII: size = characters)
+        fail(np.array([m["max_line_length"] for m in mets]) > cfg.max_line_length, 3)  # type: ignore[index]
+        fail(np.array([m["mean_line_length"] for m in mets], dtype=np.float64) > cfg.max_mean_line_length, 4)  # type: ignore[index]
+        fail(np.array([m["alnum_fraction"] for m in mets], dtype=np.float64) < cfg.min_alnum_fraction, 5)  # type: ignore[index]
+        if not alive.any():
+            return code
+        text = JoinedText.of([r.content for r in recs], lower=True)
+        found = _WORDS.search(text)
+        keys: dict[int, bytes] = {}
+        seed = cfg.seed
+        if cfg.config_or_test_drop_prob > 0:
+            threshold = (cfg.config_or_test_coeff * text.char_count("\n")).astype(np.int64)  # int(coeff * newlines)
+            flag = (found.count("config") > threshold) | (found.count("test") > threshold)
+            # a phrase in the first lines: checked record by record where it occurs at all
+            for j in np.flatnonzero(found.contains(_CONFIG_TEST_PHRASES) & alive & ~flag).tolist():
+                c = recs[j].content
+                flag[j] = is_config_or_test(c, c.lower(), head_lines(c, cfg.config_or_test_scan_lines),
+                                            cfg.config_or_test_coeff)
+            drop = cfg.config_or_test_drop_prob
+            for j in np.flatnonzero(flag & alive).tolist():
+                keys[j] = key = record_key(recs[j].repo_name, recs[j].path)
+                if keyed_uniform(key, "config_or_test", seed) <= drop:
+                    code[j] = 6
+                    alive[j] = False
+        if cfg.no_keywords_drop_prob > 0:
+            drop = cfg.no_keywords_drop_prob
+            for j in np.flatnonzero(alive & ~found.contains(_KEYWORDS)).tolist():
+                key = keys.get(j) or record_key(recs[j].repo_name, recs[j].path)
+                if keyed_uniform(key, "no_keywords", seed) <= drop:
+                    code[j] = 7
+                    alive[j] = False
+        fail(text.char_count("=") < cfg.min_equals, 8)
+        if self._tokenizer is not None:
+            for j in np.flatnonzero(alive).tolist():
+                content = recs[j].content
+                n_tokens = len(self._tokenizer.encode(content, add_special_tokens=False).ids)
+                if n_tokens and len(content) / n_tokens < cfg.min_chars_per_token:
+                    code[j] = 9
+        return code
 
     def check(self, record: CodeFile, metrics: dict[str, Any] | None = None) -> str | None:
         """:meth:`filter` with ``metrics = file_metrics(record.content)`` given (computed here if None)."""

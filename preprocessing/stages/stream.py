@@ -19,7 +19,7 @@ from preprocessing.dedup.exact import ExactDedupConfig, HashSet64, HashSetSize, 
 from preprocessing.dedup.exact_partitioned import PartitionedExactDedup
 from preprocessing.executors import Executor, LocalExecutor
 from preprocessing.executors.pool import RECORDS_PER_TASK
-from preprocessing.filters import FiltersConfig, apply_filters, build_filters
+from preprocessing.filters import UNDECIDED, FiltersConfig, apply_filters, apply_filters_batch, build_filters
 from preprocessing.filters.base import Filter
 from preprocessing.filters.quality import file_metrics_batch
 from preprocessing.hashing import record_key
@@ -146,8 +146,13 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
             fresh = [k not in passed for k in keys]  # the others repeat a record of an earlier chunk: no metrics needed
         else:
             keys = fresh = [True] * len(records)
-        computed = iter(file_metrics_batch([r.content for r, f in zip(records, fresh) if f]))
-        for item, key, has_metrics in zip(records, keys, fresh):
+        computed = file_metrics_batch([r.content for r, f in zip(records, fresh) if f])
+        for r, m in zip([r for r, f in zip(records, fresh) if f], computed):
+            r.metrics = m
+        computed = iter(computed)
+        # the filters of the fresh records decided together; a key repeated in the chunk waits for its first
+        verdicts = apply_filters_batch(filters, records, profile, _first_fresh(keys, fresh) if skip else None)
+        for item, key, has_metrics, verdict in zip(records, keys, fresh, verdicts):
             if skip:
                 hit = passed.get(key)
                 if hit is not None:
@@ -162,12 +167,13 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
                     append((h, KnownDuplicate(item.repo_name, item.path, content), after, item.license,
                             item.repo_name))
                     continue
-            item.metrics = metrics = next(computed)
+            metrics = next(computed)  # item.metrics: the same, or recomputed after a rewrite
             nbytes = metrics["size"]  # bytes are counted as UTF-8 content bytes in every stage
             n_in += 1
             bytes_in += nbytes
             add_before(metrics)
-            dropped = apply_filters(filters, item, profile)  # may redact item.content (secrets)
+            # may redact item.content (secrets)
+            dropped = apply_filters(filters, item, profile) if verdict is UNDECIDED else verdict
             if dropped:
                 reason, f = dropped
                 dropped_n[reason] += 1
@@ -202,6 +208,19 @@ def _process_unit(w: StreamWorker, unit: Any) -> UnitResult:
         rows = [k[1] for k in kept if type(k[1]) is bytes]
         sketch = w.sketcher(rows) if rows else None
     return UnitResult(read, filt, profile, kept, sketch, warnings, files)
+
+
+def _first_fresh(keys: list, fresh: list[bool]) -> list[bool]:
+    """Which records of a chunk are fresh and the first of their key in it: the others may
+    repeat a record of the chunk that passes, known only once its filters have run."""
+    if len(set(keys)) == len(keys):
+        return fresh
+    seen: set = set()
+    out = []
+    for key, f in zip(keys, fresh):
+        out.append(f and key not in seen)
+        seen.add(key)
+    return out
 
 
 def _process_unit_hashed(w: StreamWorker, unit: Any) -> tuple[np.ndarray, UnitResult]:
