@@ -9,6 +9,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -59,7 +60,7 @@ class Histograms:
                 self.add(metrics)
             return
         for name, edges in _EDGES_NP.items():
-            values = np.fromiter([m[name] for m in batch], dtype=np.float64, count=len(batch))
+            values = np.fromiter(map(itemgetter(name), batch), dtype=np.float64, count=len(batch))
             idx = np.searchsorted(edges, values, side="right") - 1
             np.clip(idx, 0, edges.size - 2, out=idx)
             mine = self.counts[name]

@@ -203,3 +203,13 @@ def test_pattern_set_equals_str_count_and_in() -> None:
             assert jt.char_count("a").tolist() == [t.count("a") for t in seen]
     with pytest.raises(ValueError, match="non-empty"):
         PatternSet(["a\x00b"])
+
+
+def test_record_keys_and_keyed_uniforms_equal_one_by_one() -> None:
+    from preprocessing.hashing import keyed_uniform, keyed_uniforms, record_key, record_keys
+
+    names = [("org/repo", "a.py"), ("", ""), ("é/ü", "中\ud800.py"), ("x", "y\x00z")]
+    keys = record_keys(names)
+    assert keys == [record_key(r, p) for r, p in names]
+    for seed in (0, 7):
+        assert keyed_uniforms(keys, "no_keywords", seed) == [keyed_uniform(k, "no_keywords", seed) for k in keys]

@@ -10,6 +10,10 @@ import numpy as np
 SEP = "\x00"
 """What separates the records in :class:`JoinedText`: no pattern searched holds it, so no match
 spans two records."""
+BATCH_MAX_CHARS = 4096
+"""The filters decide together the records up to this many characters; longer ones one by one:
+their cost is the scans of their text, which a joined search does not cut (one Aho-Corasick pass
+reads every byte, where ``in`` stops at the first hit and a file's head is all some rules read)."""
 
 
 @dataclass

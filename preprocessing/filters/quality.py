@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from itertools import repeat
 from typing import Any
 
 import numpy as np
 
 from preprocessing.filters.base import Filter
-from preprocessing.filters.joined import JoinedText, PatternSet
-from preprocessing.hashing import keyed_uniform, record_key
+from preprocessing.filters.joined import BATCH_MAX_CHARS, JoinedText, PatternSet
+from preprocessing.hashing import keyed_uniform, keyed_uniforms, record_key, record_keys
 from preprocessing.record import CodeFile
 
 _ASCII_ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -84,13 +83,14 @@ def _byte_classes() -> bytes:
 
 
 _CLASS_OF = _byte_classes()
+
 _BATCH_MIN = 16  # fewer ASCII records than this: file_metrics one by one
 
 
 def file_metrics_batch(contents: list[str]) -> list[dict[str, Any]]:
     """``[file_metrics(c) for c in contents]``, equal value for value, with the ASCII records
     (most code) done together over their concatenation: one ``bytes.translate`` gives each byte
-    its class (alphanumeric, line break), ``bytes.count`` counts the alphanumerics of each record, numpy finds the
+    its class (alphanumeric, line break), ``add.reduceat`` counts the alphanumerics of each record, numpy finds the
     line breaks as ``str.splitlines`` does (``\\r\\n`` one break; a record's last ``\\r`` and the next
     record's first ``\\n`` two), and the longest line per record by ``maximum.reduceat``. Counts
     are integers; the fractions one IEEE division of exact integers, as in Python."""
@@ -115,8 +115,8 @@ def file_metrics_batch(contents: list[str]) -> list[dict[str, Any]]:
     cls = np.frombuffer(classes, dtype=np.uint8)
     ends = np.cumsum(lens)
     starts = ends - lens
-    count = classes.count
-    alnum = np.fromiter(map(count, repeat(1), starts.tolist(), ends.tolist()), dtype=np.int64, count=m)
+    # alphanumerics per record: one reduceat over the class bytes (every record is non-empty here)
+    alnum = np.add.reduceat((cls == 1).view(np.uint8), starts, dtype=np.int64)
     p = np.flatnonzero(cls >= 2)  # line-break characters
     rid = np.searchsorted(ends, p, side="right")  # the record of each
     # a "\n" right after a "\r" of the same record is the second character of one break
@@ -279,12 +279,13 @@ class QualityFilter(Filter):
         return self.check(record, record.metrics)
 
     def filter_batch(self, records: list[CodeFile]) -> list[str | None]:
-        """:meth:`filter` of each record, the rules decided together for the ASCII records with
-        metrics (most code): the metric rules as numpy comparisons, the words counted over their
+        """:meth:`filter` of each record, the rules decided together for the small ASCII records
+        with metrics (most code): the metric rules as numpy comparisons, the words counted over their
         lowercased texts joined (:class:`JoinedText`), the keyed draws only for the records a
         probabilistic rule applies to, the phrase rule and the token rule record by record for
         the few records they can concern. The others: :meth:`check` one by one."""
-        batch = [i for i, r in enumerate(records) if r.metrics is not None and r.content.isascii()]
+        batch = [i for i, r in enumerate(records)
+                 if r.metrics is not None and len(r.content) <= BATCH_MAX_CHARS and r.content.isascii()]
         if len(batch) < _BATCH_MIN:
             return [self.check(r, r.metrics) for r in records]
         out: list[str | None] = [None] * len(records)
@@ -335,19 +336,20 @@ class QualityFilter(Filter):
                 c = recs[j].content
                 flag[j] = is_config_or_test(c, c.lower(), head_lines(c, cfg.config_or_test_scan_lines),
                                             cfg.config_or_test_coeff)
-            drop = cfg.config_or_test_drop_prob
-            for j in np.flatnonzero(flag & alive).tolist():
-                keys[j] = key = record_key(recs[j].repo_name, recs[j].path)
-                if keyed_uniform(key, "config_or_test", seed) <= drop:
-                    code[j] = 6
-                    alive[j] = False
+            which = np.flatnonzero(flag & alive)
+            names = record_keys([(recs[j].repo_name, recs[j].path) for j in which.tolist()])
+            keys.update(zip(which.tolist(), names))
+            hit = which[np.array(keyed_uniforms(names, "config_or_test", seed)) <= cfg.config_or_test_drop_prob]
+            code[hit] = 6
+            alive[hit] = False
         if cfg.no_keywords_drop_prob > 0:
-            drop = cfg.no_keywords_drop_prob
-            for j in np.flatnonzero(alive & ~found.contains(_KEYWORDS)).tolist():
-                key = keys.get(j) or record_key(recs[j].repo_name, recs[j].path)
-                if keyed_uniform(key, "no_keywords", seed) <= drop:
-                    code[j] = 7
-                    alive[j] = False
+            which = np.flatnonzero(alive & ~found.contains(_KEYWORDS))
+            rest = [j for j in which.tolist() if j not in keys]  # the keys not drawn for config_or_test
+            keys.update(zip(rest, record_keys([(recs[j].repo_name, recs[j].path) for j in rest])))
+            names = [keys[j] for j in which.tolist()]
+            hit = which[np.array(keyed_uniforms(names, "no_keywords", seed)) <= cfg.no_keywords_drop_prob]
+            code[hit] = 7
+            alive[hit] = False
         fail(text.char_count("=") < cfg.min_equals, 8)
         if self._tokenizer is not None:
             for j in np.flatnonzero(alive).tolist():
