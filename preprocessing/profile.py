@@ -61,8 +61,8 @@ class Histograms:
             return
         for name, edges in _EDGES_NP.items():
             values = np.fromiter(map(itemgetter(name), batch), dtype=np.float64, count=len(batch))
-            idx = np.searchsorted(edges, values, side="right") - 1
-            np.clip(idx, 0, edges.size - 2, out=idx)
+            idx = edges.searchsorted(values, side="right") - 1
+            np.minimum(np.maximum(idx, 0, out=idx), edges.size - 2, out=idx)  # (np.clip: 3x the time on small arrays)
             mine = self.counts[name]
             for i, c in enumerate(np.bincount(idx, minlength=edges.size - 1).tolist()):
                 if c:

@@ -42,7 +42,7 @@ class JoinedText:
         else:
             text = joined
         lens = np.fromiter(map(len, pieces), dtype=np.int64, count=len(texts))
-        ends = np.cumsum(lens + 1) - 1
+        ends = (lens + 1).cumsum() - 1
         return cls(text, ends - lens, ends)
 
     def __len__(self) -> int:
@@ -60,7 +60,7 @@ class JoinedText:
 
     def record_of(self, positions: np.ndarray) -> np.ndarray:
         """The record of each position of ``text`` (not a separator's)."""
-        return np.searchsorted(self.ends, positions, side="right")
+        return self.ends.searchsorted(positions, side="right")
 
 
 class PatternSet:
@@ -96,11 +96,11 @@ class PatternSet:
             found = self._automaton.find_matches_as_indexes(text.text, overlapping=True)
             if found:
                 arr = np.asarray(found, dtype=np.int64)
-                which = np.asarray(self._ascii, dtype=np.int64)[arr[:, 0]]
-                order = np.lexsort((arr[:, 1], which))  # by pattern, then start
-                which, starts = which[order], arr[order, 1]
-                cuts = np.searchsorted(which, np.arange(n + 1))
-                per = [starts[cuts[i]:cuts[i + 1]] for i in range(n)]
+                ids, starts = arr[:, 0], arr[:, 1]
+                # in the order of their ends: for one pattern (one length) the order of their starts
+                per = [np.zeros(0, dtype=np.int64) for _ in range(n)]
+                for k, i in enumerate(self._ascii):
+                    per[i] = starts[ids == k]
             else:
                 per = [np.zeros(0, dtype=np.int64) for _ in range(n)]
         else:

@@ -113,12 +113,12 @@ def file_metrics_batch(contents: list[str]) -> list[dict[str, Any]]:
     lens = np.fromiter(map(len, texts), dtype=np.int64, count=m)
     classes = joined.encode("ascii").translate(_CLASS_OF)
     cls = np.frombuffer(classes, dtype=np.uint8)
-    ends = np.cumsum(lens)
+    ends = lens.cumsum()
     starts = ends - lens
     # alphanumerics per record: one reduceat over the class bytes (every record is non-empty here)
     alnum = np.add.reduceat((cls == 1).view(np.uint8), starts, dtype=np.int64)
     p = np.flatnonzero(cls >= 2)  # line-break characters
-    rid = np.searchsorted(ends, p, side="right")  # the record of each
+    rid = ends.searchsorted(p, side="right")  # the record of each
     # a "\n" right after a "\r" of the same record is the second character of one break
     second = np.zeros(p.size, dtype=bool)
     if p.size > 1:
