@@ -53,7 +53,7 @@ class JoinedText:
         if len(char) != 1 or char == SEP or not char.isascii():
             raise ValueError(f"char_count counts one ASCII character other than {SEP!r}, not {char!r}")
         if type(self.text) is bytes:
-            pos = np.flatnonzero(np.frombuffer(self.text, dtype=np.uint8) == ord(char))
+            pos = (np.frombuffer(self.text, dtype=np.uint8) == ord(char)).nonzero()[0]
         else:
             pos = np.asarray(_positions(self.text, char, 1), dtype=np.int64)
         return np.bincount(self.record_of(pos), minlength=len(self))[: len(self)]
@@ -132,7 +132,7 @@ class Matches:
             # two occurrences of one record closer than the pattern's length overlap: str.count there
             close = (np.diff(pos) < len(pattern)) & (rec[1:] == rec[:-1])
             t = self.text
-            for i in np.unique(rec[1:][close]).tolist():
+            for i in (np.unique(rec[1:][close]).tolist() if close.any() else ()):
                 piece = t.text[t.starts[i]:t.ends[i]]
                 counts[i] = piece.count(pattern.encode("ascii") if type(piece) is bytes else pattern)  # type: ignore[arg-type]
         return counts

@@ -117,7 +117,7 @@ def file_metrics_batch(contents: list[str]) -> list[dict[str, Any]]:
     starts = ends - lens
     # alphanumerics per record: one reduceat over the class bytes (every record is non-empty here)
     alnum = np.add.reduceat((cls == 1).view(np.uint8), starts, dtype=np.int64)
-    p = np.flatnonzero(cls >= 2)  # line-break characters
+    p = (cls >= 2).nonzero()[0]  # line-break characters
     rid = ends.searchsorted(p, side="right")  # the record of each
     # a "\n" right after a "\r" of the same record is the second character of one break
     second = np.zeros(p.size, dtype=bool)
@@ -145,7 +145,7 @@ def file_metrics_batch(contents: list[str]) -> list[dict[str, Any]]:
     if pos.size:
         with_breaks = rid[first]
         line_max = trailing.copy()
-        line_max[with_breaks] = np.maximum(np.maximum.reduceat(pos - line_start, np.flatnonzero(first)),
+        line_max[with_breaks] = np.maximum(np.maximum.reduceat(pos - line_start, first.nonzero()[0]),
                                            trailing[with_breaks])
     mean = (lens - n_breaks + n_second) / n_lines
     frac = alnum / lens
@@ -332,18 +332,18 @@ class QualityFilter(Filter):
             threshold = (cfg.config_or_test_coeff * text.char_count("\n")).astype(np.int64)  # int(coeff * newlines)
             flag = (found.count("config") > threshold) | (found.count("test") > threshold)
             # a phrase in the first lines: checked record by record where it occurs at all
-            for j in np.flatnonzero(found.contains(_CONFIG_TEST_PHRASES) & alive & ~flag).tolist():
+            for j in (found.contains(_CONFIG_TEST_PHRASES) & alive & ~flag).nonzero()[0].tolist():
                 c = recs[j].content
                 flag[j] = is_config_or_test(c, c.lower(), head_lines(c, cfg.config_or_test_scan_lines),
                                             cfg.config_or_test_coeff)
-            which = np.flatnonzero(flag & alive)
+            which = (flag & alive).nonzero()[0]
             names = record_keys([(recs[j].repo_name, recs[j].path) for j in which.tolist()])
             keys.update(zip(which.tolist(), names))
             hit = which[np.array(keyed_uniforms(names, "config_or_test", seed)) <= cfg.config_or_test_drop_prob]
             code[hit] = 6
             alive[hit] = False
         if cfg.no_keywords_drop_prob > 0:
-            which = np.flatnonzero(alive & ~found.contains(_KEYWORDS))
+            which = (alive & ~found.contains(_KEYWORDS)).nonzero()[0]
             rest = [j for j in which.tolist() if j not in keys]  # the keys not drawn for config_or_test
             keys.update(zip(rest, record_keys([(recs[j].repo_name, recs[j].path) for j in rest])))
             names = [keys[j] for j in which.tolist()]
@@ -352,7 +352,7 @@ class QualityFilter(Filter):
             alive[hit] = False
         fail(text.char_count("=") < cfg.min_equals, 8)
         if self._tokenizer is not None:
-            for j in np.flatnonzero(alive).tolist():
+            for j in alive.nonzero()[0].tolist():
                 content = recs[j].content
                 n_tokens = len(self._tokenizer.encode(content, add_special_tokens=False).ids)
                 if n_tokens and len(content) / n_tokens < cfg.min_chars_per_token:
