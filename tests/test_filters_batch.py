@@ -231,3 +231,17 @@ def test_record_keys_and_keyed_uniforms_equal_one_by_one() -> None:
     assert keys == [record_key(r, p) for r, p in names]
     for seed in (0, 7):
         assert keyed_uniforms(keys, "no_keywords", seed) == [keyed_uniform(k, "no_keywords", seed) for k in keys]
+
+
+def test_lock_file_check_equals_detect_secrets() -> None:
+    """The suffix screen in front of detect-secrets' is_lock_file changes no answer."""
+    from detect_secrets.filters.heuristic import is_lock_file
+
+    from preprocessing.filters.secrets import _is_lock_file
+
+    names = ["Brewfile.lock.json", "Cartfile.resolved", "composer.lock", "Gemfile.lock", "Package.resolved",
+             "package-lock.json", "Podfile.lock", "yarn.lock", "Pipfile.lock", "poetry.lock", "Cargo.lock",
+             "packages.lock.json", "a.py", "yarn.lock.bak", "YARN.LOCK", "x.json", "", "lock", "dir/"]
+    for name in names:
+        for path in (name, f"repo/sub/{name}", f"c:\\\\x\\\\{name}"):
+            assert _is_lock_file(path) == bool(path and is_lock_file(path)), path
