@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -306,7 +307,11 @@ class QualityFilter(Filter):
         cfg = self.config
         n = len(recs)
         mets = [r.metrics for r in recs]
-        size = np.array([m["size"] for m in mets], dtype=np.int64)  # type: ignore[index]
+
+        def column(name: str) -> np.ndarray:  # float64: exact for the integer metrics too (< 2**53)
+            return np.fromiter(map(itemgetter(name), mets), dtype=np.float64, count=n)
+
+        size = column("size")
         code = np.zeros(n, dtype=np.int8)
         alive = np.ones(n, dtype=bool)
 
@@ -319,9 +324,9 @@ class QualityFilter(Filter):
         if cfg.max_size is not None:
             fail(size > cfg.max_size, 2)
         alive &= size != 0  # min_size = 0 keeps empty files (ASCII: size = characters)
-        fail(np.array([m["max_line_length"] for m in mets]) > cfg.max_line_length, 3)  # type: ignore[index]
-        fail(np.array([m["mean_line_length"] for m in mets], dtype=np.float64) > cfg.max_mean_line_length, 4)  # type: ignore[index]
-        fail(np.array([m["alnum_fraction"] for m in mets], dtype=np.float64) < cfg.min_alnum_fraction, 5)  # type: ignore[index]
+        fail(column("max_line_length") > cfg.max_line_length, 3)
+        fail(column("mean_line_length") > cfg.max_mean_line_length, 4)
+        fail(column("alnum_fraction") < cfg.min_alnum_fraction, 5)
         if not alive.any():
             return code
         text = JoinedText.of([r.content for r in recs], lower=True)
