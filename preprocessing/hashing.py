@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import xxhash
 
 _U64 = float(1 << 64)
@@ -10,6 +12,17 @@ _U64 = float(1 << 64)
 def record_key(repo_name: str, path: str) -> bytes:
     """The identity of a file inside a dump."""
     return f"{repo_name}\x00{path}".encode("utf-8", "surrogatepass")
+
+
+def record_keys(names: Iterable[tuple[str, str]]) -> list[bytes]:
+    """``[record_key(repo_name, path) for repo_name, path in names]``, without a call per record."""
+    return [f"{repo}\x00{path}".encode("utf-8", "surrogatepass") for repo, path in names]
+
+
+def keyed_uniforms(keys: Iterable[bytes], salt: str, seed: int = 0) -> list[float]:
+    """``[keyed_uniform(key, salt, seed) for key in keys]``, without a call per key."""
+    prefix, digest = salt.encode() + b"\x00", xxhash.xxh3_64_intdigest
+    return [digest(prefix + key, seed=seed) / _U64 for key in keys]
 
 
 def keyed_uniform(key: bytes, salt: str, seed: int = 0) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -61,9 +62,9 @@ class Histograms:
             return
         weights = None if repeats is None else np.asarray(repeats, dtype=np.int64)
         for name, edges in _EDGES_NP.items():
-            values = np.fromiter([m[name] for m in batch], dtype=np.float64, count=len(batch))
-            idx = np.searchsorted(edges, values, side="right") - 1
-            np.clip(idx, 0, edges.size - 2, out=idx)
+            values = np.fromiter(map(itemgetter(name), batch), dtype=np.float64, count=len(batch))
+            idx = edges.searchsorted(values, side="right") - 1
+            np.minimum(np.maximum(idx, 0, out=idx), edges.size - 2, out=idx)  # (np.clip: 3x the time on small arrays)
             mine = self.counts[name]
             counts = np.bincount(idx, minlength=edges.size - 1) if weights is None else \
                 np.bincount(idx, weights=weights, minlength=edges.size - 1).astype(np.int64)

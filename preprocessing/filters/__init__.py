@@ -32,7 +32,9 @@ __all__ = [
     "QualityFilterConfig",
     "SecretsFilter",
     "SecretsFilterConfig",
+    "UNDECIDED",
     "apply_filters",
+    "apply_filters_batch",
     "build_filters",
 ]
 
@@ -93,3 +95,46 @@ def apply_filters(filters: list[Filter], record: CodeFile,
         if reason:
             return reason, f
     return None
+
+
+UNDECIDED = object()
+"""In :func:`apply_filters_batch`'s answer: a record it was told to leave to the caller."""
+
+
+def apply_filters_batch(filters: list[Filter], records: list[CodeFile], profile: CorpusProfile | None = None,
+                        only: list[bool] | None = None) -> list[tuple[str, Filter] | None | object]:
+    """``[apply_filters(filters, r, profile) for r in records]``, the same answers, rewrites and
+    edits, with each filter deciding the records still kept at once (:meth:`Filter.filter_batch`):
+    filter by filter rather than record by record. A rewriting step runs record by record.
+    With ``only``, the records where it is False are not looked at: their answer is UNDECIDED.
+
+    Filters are pure functions of the record, so the order in which the records meet them does
+    not change an answer; the edits of one step are counted in record order, as one by one.
+    """
+    out: list[tuple[str, Filter] | None | object] = [None] * len(records)
+    if only is None:
+        alive = list(range(len(records)))
+    else:
+        alive = [i for i, take in enumerate(only) if take]
+        for i, take in enumerate(only):
+            if not take:
+                out[i] = UNDECIDED
+    for f in filters:
+        if not alive:
+            break
+        kept: list[int] = []
+        if type(f).rewrite is Filter.rewrite:
+            for i, reason in zip(alive, f.filter_batch([records[i] for i in alive])):
+                if reason:
+                    out[i] = (reason, f)
+                else:
+                    kept.append(i)
+        else:
+            for i in alive:
+                dropped = apply_filters([f], records[i], profile)
+                if dropped:
+                    out[i] = dropped
+                else:
+                    kept.append(i)
+        alive = kept
+    return out

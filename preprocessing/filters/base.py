@@ -34,6 +34,11 @@ class Filter:
     def filter(self, record: CodeFile) -> str | None:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def filter_batch(self, records: list[CodeFile]) -> list[str | None]:
+        """``[self.filter(r) for r in records]``: a subclass may decide many records at once
+        (a vectorised pass over a work unit's records), giving exactly that answer."""
+        return [self.filter(r) for r in records]
+
     def explain(self, record: CodeFile) -> str | None:
         """One line saying what in ``record`` made it dropped, for the report's examples; None: the reason says it all."""
         return None

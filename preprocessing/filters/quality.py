@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from itertools import repeat
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from preprocessing.filters.base import Filter
-from preprocessing.hashing import keyed_uniform, record_key
+from preprocessing.filters.joined import BATCH_MAX_CHARS, JoinedText, PatternSet
+from preprocessing.hashing import keyed_uniform, keyed_uniforms, record_key, record_keys
 from preprocessing.record import CodeFile
 
 _ASCII_ALNUM = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -83,13 +84,14 @@ def _byte_classes() -> bytes:
 
 
 _CLASS_OF = _byte_classes()
+
 _BATCH_MIN = 16  # fewer ASCII records than this: file_metrics one by one
 
 
 def file_metrics_batch(contents: list[str]) -> list[dict[str, Any]]:
     """``[file_metrics(c) for c in contents]``, equal value for value, with the ASCII records
     (most code) done together over their concatenation: one ``bytes.translate`` gives each byte
-    its class (alphanumeric, line break), ``bytes.count`` counts the alphanumerics of each record, numpy finds the
+    its class (alphanumeric, line break), ``add.reduceat`` counts the alphanumerics of each record, numpy finds the
     line breaks as ``str.splitlines`` does (``\\r\\n`` one break; a record's last ``\\r`` and the next
     record's first ``\\n`` two), and the longest line per record by ``maximum.reduceat``. Counts
     are integers; the fractions one IEEE division of exact integers, as in Python."""
@@ -112,12 +114,12 @@ def file_metrics_batch(contents: list[str]) -> list[dict[str, Any]]:
     lens = np.fromiter(map(len, texts), dtype=np.int64, count=m)
     classes = joined.encode("ascii").translate(_CLASS_OF)
     cls = np.frombuffer(classes, dtype=np.uint8)
-    ends = np.cumsum(lens)
+    ends = lens.cumsum()
     starts = ends - lens
-    count = classes.count
-    alnum = np.fromiter(map(count, repeat(1), starts.tolist(), ends.tolist()), dtype=np.int64, count=m)
-    p = np.flatnonzero(cls >= 2)  # line-break characters
-    rid = np.searchsorted(ends, p, side="right")  # the record of each
+    # alphanumerics per record: one reduceat over the class bytes (every record is non-empty here)
+    alnum = np.add.reduceat((cls == 1).view(np.uint8), starts, dtype=np.int64)
+    p = (cls >= 2).nonzero()[0]  # line-break characters
+    rid = ends.searchsorted(p, side="right")  # the record of each
     # a "\n" right after a "\r" of the same record is the second character of one break
     second = np.zeros(p.size, dtype=bool)
     if p.size > 1:
@@ -144,7 +146,7 @@ def file_metrics_batch(contents: list[str]) -> list[dict[str, Any]]:
     if pos.size:
         with_breaks = rid[first]
         line_max = trailing.copy()
-        line_max[with_breaks] = np.maximum(np.maximum.reduceat(pos - line_start, np.flatnonzero(first)),
+        line_max[with_breaks] = np.maximum(np.maximum.reduceat(pos - line_start, first.nonzero()[0]),
                                            trailing[with_breaks])
     mean = (lens - n_breaks + n_second) / n_lines
     frac = alnum / lens
@@ -208,6 +210,14 @@ class QualityFilterConfig:
             raise ValueError("quality.max_line_length and max_mean_line_length must be positive")
 
 
+_QUALITY_REASONS = (None, "quality:min_size", "quality:max_size", "quality:max_line_length", "quality:mean_line_length",
+                    "quality:alnum_fraction", "quality:config_or_test", "quality:no_keywords", "quality:few_assignments",
+                    "quality:chars_per_token")
+
+
+_WORDS = PatternSet(("config", "test", *_CONFIG_TEST_PHRASES, *_KEYWORDS))
+
+
 def is_config_or_test(content: str, lower: str, head: list[str], coeff: float) -> bool:
     """CodeParrot's is_config_or_test: a phrase in the first lines, or many 'config'/'test' words."""
     low = "\n".join(head).lower()  # the phrases hold no line break: each can only match inside one line
@@ -268,6 +278,91 @@ class QualityFilter(Filter):
     def filter(self, record: CodeFile) -> str | None:
         # The pipeline computes file_metrics once per record (they feed the report too).
         return self.check(record, record.metrics)
+
+    def filter_batch(self, records: list[CodeFile]) -> list[str | None]:
+        """:meth:`filter` of each record, the rules decided together for the small ASCII records
+        with metrics (most code): the metric rules as numpy comparisons, the words counted over their
+        lowercased texts joined (:class:`JoinedText`), the keyed draws only for the records a
+        probabilistic rule applies to, the phrase rule and the token rule record by record for
+        the few records they can concern. The others: :meth:`check` one by one."""
+        batch = [i for i, r in enumerate(records)
+                 if r.metrics is not None and len(r.content) <= BATCH_MAX_CHARS and r.content.isascii()]
+        if len(batch) < _BATCH_MIN:
+            return [self.check(r, r.metrics) for r in records]
+        out: list[str | None] = [None] * len(records)
+        if len(batch) < len(records):
+            chosen = set(batch)
+            for i, r in enumerate(records):
+                if i not in chosen:
+                    out[i] = self.check(r, r.metrics)
+        recs = [records[i] for i in batch]
+        for i, code in zip(batch, self._codes(recs).tolist()):
+            if code:
+                out[i] = _QUALITY_REASONS[code]
+        return out
+
+    def _codes(self, recs: list[CodeFile]) -> np.ndarray:
+        """Per record (ASCII, with metrics), the index in _QUALITY_REASONS of the first rule it
+        fails (0: none), the rules in :meth:`check`'s order."""
+        cfg = self.config
+        n = len(recs)
+        mets = [r.metrics for r in recs]
+
+        def column(name: str) -> np.ndarray:  # float64: exact for the integer metrics too (< 2**53)
+            return np.fromiter(map(itemgetter(name), mets), dtype=np.float64, count=n)
+
+        size = column("size")
+        code = np.zeros(n, dtype=np.int8)
+        alive = np.ones(n, dtype=bool)
+
+        def fail(mask: np.ndarray, c: int) -> None:
+            hit = mask & alive
+            code[hit] = c
+            alive[hit] = False
+
+        fail(size < cfg.min_size, 1)
+        if cfg.max_size is not None:
+            fail(size > cfg.max_size, 2)
+        alive &= size != 0  # min_size = 0 keeps empty files (ASCII: size = characters)
+        fail(column("max_line_length") > cfg.max_line_length, 3)
+        fail(column("mean_line_length") > cfg.max_mean_line_length, 4)
+        fail(column("alnum_fraction") < cfg.min_alnum_fraction, 5)
+        if not alive.any():
+            return code
+        text = JoinedText.of([r.content for r in recs], lower=True)
+        found = _WORDS.search(text)
+        keys: dict[int, bytes] = {}
+        seed = cfg.seed
+        if cfg.config_or_test_drop_prob > 0:
+            threshold = (cfg.config_or_test_coeff * text.char_count("\n")).astype(np.int64)  # int(coeff * newlines)
+            flag = (found.count("config") > threshold) | (found.count("test") > threshold)
+            # a phrase in the first lines: checked record by record where it occurs at all
+            for j in (found.contains(_CONFIG_TEST_PHRASES) & alive & ~flag).nonzero()[0].tolist():
+                c = recs[j].content
+                flag[j] = is_config_or_test(c, c.lower(), head_lines(c, cfg.config_or_test_scan_lines),
+                                            cfg.config_or_test_coeff)
+            which = (flag & alive).nonzero()[0]
+            names = record_keys([(recs[j].repo_name, recs[j].path) for j in which.tolist()])
+            keys.update(zip(which.tolist(), names))
+            hit = which[np.array(keyed_uniforms(names, "config_or_test", seed)) <= cfg.config_or_test_drop_prob]
+            code[hit] = 6
+            alive[hit] = False
+        if cfg.no_keywords_drop_prob > 0:
+            which = (alive & ~found.contains(_KEYWORDS)).nonzero()[0]
+            rest = [j for j in which.tolist() if j not in keys]  # the keys not drawn for config_or_test
+            keys.update(zip(rest, record_keys([(recs[j].repo_name, recs[j].path) for j in rest])))
+            names = [keys[j] for j in which.tolist()]
+            hit = which[np.array(keyed_uniforms(names, "no_keywords", seed)) <= cfg.no_keywords_drop_prob]
+            code[hit] = 7
+            alive[hit] = False
+        fail(text.char_count("=") < cfg.min_equals, 8)
+        if self._tokenizer is not None:
+            for j in alive.nonzero()[0].tolist():
+                content = recs[j].content
+                n_tokens = len(self._tokenizer.encode(content, add_special_tokens=False).ids)
+                if n_tokens and len(content) / n_tokens < cfg.min_chars_per_token:
+                    code[j] = 9
+        return code
 
     def check(self, record: CodeFile, metrics: dict[str, Any] | None = None) -> str | None:
         """:meth:`filter` with ``metrics = file_metrics(record.content)`` given (computed here if None)."""

@@ -492,10 +492,17 @@ def _all_lines(content: str) -> list[tuple[int, int]]:
     return spans
 
 
+# Every name detect-secrets' is_lock_file knows ends with one of these: other paths need no call
+# (stream asks for each record's rewrite_key; the call imports and builds its set each time).
+_LOCK_FILE_SUFFIXES = (".lock", ".json", ".resolved")
+
+
 def _is_lock_file(path: str) -> bool:
+    if not path.endswith(_LOCK_FILE_SUFFIXES):
+        return False
     from detect_secrets.filters.heuristic import is_lock_file
 
-    return bool(path) and is_lock_file(path)
+    return is_lock_file(path)
 
 
 _GENERIC_KINDS = ("high_entropy_hex", "high_entropy_base64")

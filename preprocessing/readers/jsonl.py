@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import zlib
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -643,23 +643,18 @@ class JsonlReader(FileDumpReader):
             lines = data.split(b"\n")
             if lines and not lines[-1]:
                 lines.pop()
-            n = 0
-            for lineno, line in enumerate(lines, unit.first_line):
-                if line and not line.isspace():
-                    n += 1
-                    yield self.decode_line(source, lineno, line)
-            yield FileRead(source, n, True)
+            good = [pair for pair in enumerate(lines, unit.first_line) if pair[1] and not pair[1].isspace()]
+            yield from self.decode_lines(source, good)
+            yield FileRead(source, len(good), True)
             return
         nlines = 0  # a whole compressed file: as units() reads it, in the worker
         partial = b""
         cut = False
         try:
             for group, _raw, _frame_no, _skipped in iter_line_groups(source):
-                for lineno, line in group:
-                    if not line or line.isspace():
-                        continue
-                    nlines += 1
-                    yield self.decode_line(source, lineno, line)
+                good = [pair for pair in group if pair[1] and not pair[1].isspace()]  # blank lines are no records
+                nlines += len(good)
+                yield from self.decode_lines(source, good)
         except TruncatedInput as exc:
             partial = getattr(exc, "partial", b"")
             yield InputWarning(self._truncation_message(source, exc, nlines))
@@ -676,8 +671,7 @@ class JsonlReader(FileDumpReader):
         if isinstance(unit, JsonlRange):
             yield from self._decode_range(unit)  # type: ignore[misc]
             return
-        for lineno, line in unit.lines:
-            yield self.decode_line(unit.source, lineno, line)
+        yield from self.decode_lines(unit.source, unit.lines)
         yield from unit.rejected
 
     def _truncation_message(self, source: str, exc: TruncatedInput, nlines: int) -> str:
@@ -688,6 +682,45 @@ class JsonlReader(FileDumpReader):
         if self.strict:
             raise InputError(message) from None
         return message
+
+    def decode_lines(self, source: str, lines: Iterable[tuple[int, bytes]]) -> list[CodeFile | Rejected]:
+        """``[self.decode_line(source, n, line) for n, line in lines]``, the common row mapped in
+        one loop: a JSON object whose content, repo_name and path are strings, its license a
+        string or missing, its content fit to keep. Any other line takes :meth:`decode_line`'s
+        path (a row already decoded: :func:`row_to_record`), so the answers are the same."""
+        cols = self.columns
+        col, repo_col, path_col, lic_col = cols.content, cols.repo_name, cols.path, cols.license
+        if not (col and repo_col and path_col and lic_col and len({col, repo_col, path_col, lic_col}) == 4):
+            return [self.decode_line(source, n, line) for n, line in lines]
+        loads, decode_error, max_bytes = orjson.loads, orjson.JSONDecodeError, self.max_file_bytes
+        out: list[CodeFile | Rejected] = []
+        append = out.append
+        for lineno, line in lines:
+            if lineno == 1:  # a byte order mark may open the file
+                append(self.decode_line(source, lineno, line))
+                continue
+            try:
+                row = loads(line)
+            except decode_error:
+                append(self.decode_line(source, lineno, line))
+                continue
+            if type(row) is dict:
+                content, repo, path, lic = row.get(col), row.get(repo_col), row.get(path_col), row.get(lic_col)
+                if type(content) is str and type(repo) is str and type(path) is str and (lic is None or type(lic) is str):
+                    size = len(content) if content.isascii() else len(content.encode("utf-8", "surrogatepass"))
+                    if size <= max_bytes and content and not content.isspace() and "\x00" not in content:
+                        del row[col], row[repo_col], row[path_col]
+                        row.pop(lic_col, None)
+                        append(CodeFile(content, repo, path, lic or None, row, source, lineno))
+                        continue
+            append(self.decode_row(source, lineno, len(line) + 1, row))
+        return out
+
+    def decode_row(self, source: str, lineno: int, nbytes: int, row: Any) -> CodeFile | Rejected:
+        """The record (or rejection) of a raw line of ``nbytes`` (its newline counted) that decoded to ``row``."""
+        if type(row) is not dict:
+            return Rejected("invalid_json", source, lineno, nbytes, detail="not a JSON object")
+        return row_to_record(row, self.columns, source, lineno, nbytes, self.max_file_bytes, owned=True)
 
     def decode_line(self, source: str, lineno: int, line: bytes) -> CodeFile | Rejected:
         """The record (or rejection) of one raw line; :meth:`decode` is this for each line of a unit."""
@@ -705,6 +738,4 @@ class JsonlReader(FileDumpReader):
                 row = orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 return Rejected("invalid_json", source, lineno, nbytes, detail=str(exc)[:200])
-        if type(row) is not dict:
-            return Rejected("invalid_json", source, lineno, nbytes, detail="not a JSON object")
-        return row_to_record(row, self.columns, source, lineno, nbytes, self.max_file_bytes, owned=True)
+        return self.decode_row(source, lineno, nbytes, row)

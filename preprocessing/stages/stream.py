@@ -21,7 +21,7 @@ from preprocessing.dedup.exact_partitioned import PartitionedExactDedup
 from preprocessing.executors import Executor, LocalExecutor
 from preprocessing.executors.base import Shared
 from preprocessing.executors.pool import RECORDS_PER_TASK, Barrier
-from preprocessing.filters import FiltersConfig, apply_filters, build_filters
+from preprocessing.filters import UNDECIDED, FiltersConfig, apply_filters, apply_filters_batch, build_filters
 from preprocessing.filters.base import Filter
 from preprocessing.filters.quality import file_metrics_batch
 from preprocessing.hashing import record_key
@@ -231,8 +231,17 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
             fresh = [not (k in passed or (kh and k in memo)) for k, kh in zip(keys, known_hit)]
         else:
             keys = fresh = known_hit = [True] * len(records)
-        computed = iter(file_metrics_batch([r.content for r, f in zip(records, fresh) if f]))
-        for item, key, has_metrics, kh in zip(records, keys, fresh, known_hit):
+        computed = file_metrics_batch([r.content for r, f in zip(records, fresh) if f])
+        for r, m in zip([r for r, f in zip(records, fresh) if f], computed):
+            r.metrics = m
+        computed = iter(computed)
+        # the filters of the fresh records decided together, but for the known duplicates (they skip
+        # them); a key repeated in the chunk waits for its first
+        only = [f and not kh for f, kh in zip(_first_fresh(keys, fresh), known_hit)] if skip else None
+        originals = [r.content for r in records]  # the batch may redact them: what passed unchanged is shared
+        verdicts = apply_filters_batch(filters, records, profile, only)
+        for item, key, has_metrics, kh, verdict, content_in in zip(records, keys, fresh, known_hit, verdicts,
+                                                                    originals):
             if skip:
                 hit = passed.get(key)
                 if hit is None and kh:
@@ -258,13 +267,13 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                     bytes_out += after["size"]
                     append((h, KnownDuplicate(item.repo_name, item.path, content), after, item.license, item.repo_name))
                     continue
-            item.metrics = metrics = next(computed)
-            content_in = item.content
+            metrics = next(computed)  # item.metrics: the same, or recomputed after a rewrite
             nbytes = metrics["size"]  # bytes are counted as UTF-8 content bytes in every stage
             n_in += 1
             bytes_in += nbytes
             add_before(metrics)
-            dropped = apply_filters(filters, item, profile)  # may redact item.content (secrets)
+            # may redact item.content (secrets)
+            dropped = apply_filters(filters, item, profile) if verdict is UNDECIDED else verdict
             if dropped:
                 reason, f = dropped
                 dropped_n[reason] += 1
@@ -313,6 +322,19 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
         sketch = w.sketcher(rows) if rows else None
     keys = np.array(passed_keys, np.uint64) if skip else None
     return UnitResult(read, filt, profile, kept, sketch, warnings, files, keys, known_n, known_bytes)
+
+
+def _first_fresh(keys: list, fresh: list[bool]) -> list[bool]:
+    """Which records of a chunk are fresh and the first of their key in it: the others may
+    repeat a record of the chunk that passes, known only once its filters have run."""
+    if len(set(keys)) == len(keys):
+        return fresh
+    seen: set = set()
+    out = []
+    for key, f in zip(keys, fresh):
+        out.append(f and key not in seen)
+        seen.add(key)
+    return out
 
 
 def _process_unit_hashed(w: StreamWorker, ku: KnownUnit) -> tuple[tuple[np.ndarray, np.ndarray | None], UnitResult]:

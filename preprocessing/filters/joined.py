@@ -1,0 +1,159 @@
+"""Many records' texts as one string, searched at once, for the filters that decide a work unit's records together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SEP = "\x00"
+"""What separates the records in :class:`JoinedText`: no pattern searched holds it, so no match
+spans two records."""
+BATCH_MAX_CHARS = 4096
+"""The filters decide together the records up to this many characters; longer ones one by one:
+their cost is the scans of their text, which a joined search does not cut (one Aho-Corasick pass
+reads every byte, where ``in`` stops at the first hit and a file's head is all some rules read)."""
+
+
+@dataclass
+class JoinedText:
+    """``texts`` joined by :data:`SEP`; record ``i`` is ``text[starts[i]:ends[i]]``, ``text``
+    being bytes when all are ASCII and str otherwise."""
+
+    text: bytes | str
+    starts: np.ndarray
+    ends: np.ndarray
+
+    @classmethod
+    def of(cls, texts: list[str], lower: bool = False) -> JoinedText:
+        """The joined ``texts``; with ``lower``, each lowercased (``str.lower``, text by text, so
+        the offsets stay right whatever the text)."""
+        joined = SEP.join(texts)
+        pieces: list[str] = texts
+        text: bytes | str
+        if joined.isascii():  # ASCII: bytes, lowercased at once (as str.lower: no length changes)
+            text = joined.encode("ascii")
+            if lower:
+                text = text.lower()
+        elif lower:
+            pieces = [t.lower() for t in texts]
+            text = SEP.join(pieces)
+        else:
+            text = joined
+        lens = np.fromiter(map(len, pieces), dtype=np.int64, count=len(texts))
+        ends = (lens + 1).cumsum() - 1
+        return cls(text, ends - lens, ends)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def char_count(self, char: str) -> np.ndarray:
+        """Per record, ``text_i.count(char)`` for one ASCII character (numpy over the bytes)."""
+        if len(char) != 1 or char == SEP or not char.isascii():
+            raise ValueError(f"char_count counts one ASCII character other than {SEP!r}, not {char!r}")
+        if type(self.text) is bytes:
+            pos = (np.frombuffer(self.text, dtype=np.uint8) == ord(char)).nonzero()[0]
+        else:
+            pos = np.asarray(_positions(self.text, char, 1), dtype=np.int64)
+        return np.bincount(self.record_of(pos), minlength=len(self))[: len(self)]
+
+    def record_of(self, positions: np.ndarray) -> np.ndarray:
+        """The record of each position of ``text`` (not a separator's)."""
+        return self.ends.searchsorted(positions, side="right")
+
+
+class PatternSet:
+    """Literal patterns found all at once in a :class:`JoinedText`: one Aho-Corasick pass (the
+    ``aho-corasick`` crate, as the decontamination filter) over ASCII text, ``find`` per pattern
+    over other text. Answers per record equal ``p in text_i`` and ``text_i.count(p)``."""
+
+    def __init__(self, patterns: tuple[str, ...] | list[str]) -> None:
+        self.patterns = tuple(patterns)
+        for p in self.patterns:
+            if not searchable(p):
+                raise ValueError(f"cannot search joined records for {p!r}: a pattern must be non-empty and hold no {SEP!r}")
+        self._ascii = [i for i, p in enumerate(self.patterns) if p.isascii()]
+        self._automaton: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"patterns": self.patterns}  # the automaton is rebuilt where it is used
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["patterns"])  # type: ignore[misc]
+
+    def search(self, text: JoinedText) -> Matches:
+        """Where each pattern occurs in ``text`` (every occurrence, overlapping ones included)."""
+        n = len(self.patterns)
+        if type(text.text) is bytes:
+            if not self._ascii:
+                return Matches(self, text, [np.zeros(0, dtype=np.int64) for _ in range(n)])
+            if self._automaton is None:
+                from ahocorasick_rs import MATCHKIND_STANDARD, BytesAhoCorasick, Implementation
+
+                self._automaton = BytesAhoCorasick([self.patterns[i].encode("ascii") for i in self._ascii],
+                                                   matchkind=MATCHKIND_STANDARD, implementation=Implementation.DFA)
+            found = self._automaton.find_matches_as_indexes(text.text, overlapping=True)
+            if found:
+                arr = np.asarray(found, dtype=np.int64)
+                ids, starts = arr[:, 0], arr[:, 1]
+                # in the order of their ends: for one pattern (one length) the order of their starts
+                per = [np.zeros(0, dtype=np.int64) for _ in range(n)]
+                for k, i in enumerate(self._ascii):
+                    per[i] = starts[ids == k]
+            else:
+                per = [np.zeros(0, dtype=np.int64) for _ in range(n)]
+        else:
+            per = [np.asarray(_positions(text.text, p, 1), dtype=np.int64) for p in self.patterns]
+        return Matches(self, text, per)
+
+
+@dataclass
+class Matches:
+    """The occurrences of a :class:`PatternSet`'s patterns in a :class:`JoinedText`."""
+
+    patterns: PatternSet
+    text: JoinedText
+    starts: list[np.ndarray]  # per pattern, its occurrences' start offsets, ascending
+
+    def contains(self, which: tuple[str, ...] | list[str]) -> np.ndarray:
+        """Per record, whether any of the patterns ``which`` occurs in it."""
+        hit = np.zeros(len(self.text), dtype=bool)
+        for p in which:
+            hit[self.text.record_of(self.starts[self.patterns.patterns.index(p)])] = True
+        return hit
+
+    def count(self, pattern: str) -> np.ndarray:
+        """Per record, ``text_i.count(pattern)``: occurrences without overlaps, left to right."""
+        pos = self.starts[self.patterns.patterns.index(pattern)]
+        rec = self.text.record_of(pos)
+        counts = np.bincount(rec, minlength=len(self.text))[: len(self.text)]
+        if pos.size > 1 and _overlaps_itself(pattern):
+            # two occurrences of one record closer than the pattern's length overlap: str.count there
+            close = (np.diff(pos) < len(pattern)) & (rec[1:] == rec[:-1])
+            t = self.text
+            for i in (np.unique(rec[1:][close]).tolist() if close.any() else ()):
+                piece = t.text[t.starts[i]:t.ends[i]]
+                counts[i] = piece.count(pattern.encode("ascii") if type(piece) is bytes else pattern)  # type: ignore[arg-type]
+        return counts
+
+
+def _overlaps_itself(p: str) -> bool:
+    """Whether two occurrences of ``p`` can overlap (a proper prefix of it is also a suffix)."""
+    return any(p[:k] == p[-k:] for k in range(1, len(p)))
+
+
+def _positions(text: bytes | str, sub: Any, step: int) -> list[int]:
+    """The start of every occurrence of ``sub`` in ``text`` (``step`` 1: overlapping ones too)."""
+    out = []
+    find = text.find
+    pos = find(sub)
+    while pos >= 0:
+        out.append(pos)
+        pos = find(sub, pos + step)
+    return out
+
+
+def searchable(sub: str) -> bool:
+    """Whether a :class:`PatternSet` can hold ``sub``: non-empty and without SEP."""
+    return bool(sub) and SEP not in sub
