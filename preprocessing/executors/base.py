@@ -241,11 +241,9 @@ def share_in_file(value: Any) -> Shared:
     maps it read-only, so the page cache holds it once per machine), anything else pickled."""
     import tempfile
 
-    try:
-        import numpy as np
-    except ImportError:  # pragma: no cover - numpy is a dependency
-        np = None  # type: ignore[assignment]
-    if np is not None and isinstance(value, np.ndarray):
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
         fd, path = tempfile.mkstemp(prefix="cp-shared-", suffix=".npy")
         with os.fdopen(fd, "wb") as f:
             np.save(f, value, allow_pickle=False)

@@ -223,8 +223,6 @@ def _url_hash(url: str) -> str:
 
 def _pack_into(files: Sequence[Path], tok_path: Path, tmp: Path, cfg: PackConfig, executor: Executor) -> dict[str, Any]:
     """The map (:func:`encode_task`) on ``executor``, the packing and shard writing (reduce) here, into ``tmp``."""
-    from tokenizers import Tokenizer
-
     from shards import ShardWriter, tokenizer_hash
 
     workers = executor.workers

@@ -123,9 +123,9 @@ before it): units [0, 16) and [16, 32) see no keys of other units, [32, 64) thos
 before it, and the pipeline need not drain for it (the units a round waits for are a whole round
 behind, out of the window of pending tasks)."""
 
-KNOWN_EXAMPLES = 3
+KNOWN_EXAMPLES = EXAMPLES_PER_REASON
 """Known duplicates of a unit that carry their content: the reduce's exact_duplicate examples are
-the first three duplicates in order, so no later one of a unit can be one."""
+the first EXAMPLES_PER_REASON duplicates in order, so no later one of a unit can be one."""
 
 
 def content_keys(records: list[CodeFile], rewrite_keys: list[tuple] | None) -> np.ndarray:
@@ -224,13 +224,15 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                                                          "head": item.detail})
         if skip:
             rkeys = [tuple(f.rewrite_key(r) for f in rewriters) for r in records] if rewriters else None
-            keys = content_keys(records, rkeys).tolist()
-            hits = known_mask(known, np.array(keys, np.uint64)) if known and keys else None
+            ckeys = content_keys(records, rkeys)
+            keys = ckeys.tolist()
+            hits = known_mask(known, ckeys) if known and keys else None
             known_hit = hits.tolist() if hits is not None else [False] * len(keys)
             # no metrics needed for a repeat of the unit or of a known record whose metrics this process has
             fresh = [not (k in passed or (kh and k in memo)) for k, kh in zip(keys, known_hit)]
         else:
-            keys = fresh = known_hit = [True] * len(records)
+            keys = fresh = [True] * len(records)
+            known_hit = [False] * len(records)
         computed = file_metrics_batch([r.content for r, f in zip(records, fresh) if f])
         for r, m in zip([r for r, f in zip(records, fresh) if f], computed):
             r.metrics = m
@@ -449,6 +451,7 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
         read.merge(res.read)
         filt.merge(res.filter)
         profile.merge(res.profile)
+        n_dup, dup_bytes = res.known_repeats, res.known_repeat_bytes  # counted by the worker, not listed
         if res.kept:
             rows = [k for k in res.kept if type(k[1]) is bytes]  # the others: known duplicates
             if not cfg.exact_dedup.enabled:
@@ -463,7 +466,6 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
             flags = iter(new)
             written: list[dict[str, float]] = []  # metrics of the rows written, binned once per unit
             write_line, licenses, repos = writer.write_line, profile.licenses, profile.repos
-            n_dup = dup_bytes = 0
             for h, line, metrics, lic, repo in res.kept:
                 if type(line) is bytes and next(flags):
                     dedup.keep(metrics["size"])
@@ -474,7 +476,7 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
                 else:
                     n_dup += 1
                     dup_bytes += metrics["size"]
-                    if len(profile.examples.get("exact_duplicate", ())) < 3:
+                    if len(profile.examples.get("exact_duplicate", ())) < EXAMPLES_PER_REASON:
                         if type(line) is bytes:
                             row = orjson.loads(line)
                             name, path, content = row.get("repo_name", ""), row.get("path", ""), row.get("content", "")
@@ -482,14 +484,10 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
                             name, path, content = line.repo_name, line.path, line.content
                         profile.add_example("exact_duplicate", record_key(name, path), example_of(name, path, content))
             profile.after.add_batch(written)
-            if n_dup:
-                dedup.records_in += n_dup
-                dedup.bytes_in += dup_bytes
-                dedup.dropped["exact_duplicate"] += n_dup
-        if res.known_repeats:
-            dedup.records_in += res.known_repeats
-            dedup.bytes_in += res.known_repeat_bytes
-            dedup.dropped["exact_duplicate"] += res.known_repeats
+        if n_dup:
+            dedup.records_in += n_dup
+            dedup.bytes_in += dup_bytes
+            dedup.dropped["exact_duplicate"] += n_dup
         if bar is not None:
             bar.update(res.read.records_in)
 
