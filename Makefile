@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 .PHONY: demo evaluate test test-all test-deps bench clean-venv
 
-$(VENV)/.installed: setup.cfg pyproject.toml
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml preprocessing/dedup/_cminhash.c
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(if $(TORCH),$(PY) -m pip install -q "$(TORCH)")

@@ -13,9 +13,10 @@ by ``--dump``:
   of unknown size, as a streaming writer leaves it).
 
 Each method runs in a fresh process, end to end from the dump to the deduplicated shards, and
-the wall time includes the interpreter start and imports (numba's kernel cache warm: a directory
-of this run, written before timing). A cold run (``dedup`` on the smaller input with an empty
-``NUMBA_CACHE_DIR``: the first run on a machine, kernels compiled) and the start-up alone
+the wall time includes the interpreter start and imports (the toolkit's cache warm: the MinHash
+permutations in ``$CODEPARROT_CACHE_DIR``, a directory of this run, written before timing; the C
+kernels are compiled at install, nothing at run time). A cold run (``dedup`` on the smaller input
+with an empty ``CODEPARROT_CACHE_DIR``: the first run on a machine) and the start-up alone
 (process start to the first signature, cold and warm) are reported too:
 
 * datasketch recipe (CodeParrot's minhash_deduplication.py): tokens = set of NON_ALPHA-split
@@ -322,11 +323,11 @@ def child(method: str, inp: Path, out: Path, workers: int) -> None:
 # ----------------------------------------------------------------------------- parent
 
 
-def timed(method: str, inp: Path, out: Path, workers: int, numba_cache: Path) -> dict:
+def timed(method: str, inp: Path, out: Path, workers: int, cache: Path) -> dict:
     # Imports as a normal installation does them, from cached bytecode (a sandbox may set
     # PYTHONDONTWRITEBYTECODE, which makes every process compile this repo's modules: ~30 ms).
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["NUMBA_CACHE_DIR"] = str(numba_cache)
+    env["CODEPARROT_CACHE_DIR"] = str(cache)
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--child", method, "--input", str(inp), "--output", str(out),
                            "--workers", str(workers)], capture_output=True, text=True, cwd=ROOT, check=False, env=env)
@@ -348,11 +349,11 @@ print(r.ru_utime + r.ru_stime, time.perf_counter() - t)
 """
 
 
-def start_up(numba_cache: Path) -> tuple[float, float]:
+def start_up(cache: Path) -> tuple[float, float]:
     """(CPU s of the whole process, wall s from the first import) to the first signature and band
-    keys, in a fresh process with ``numba_cache`` as numba's cache directory."""
+    keys, in a fresh process with ``cache`` as the toolkit's cache directory."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["NUMBA_CACHE_DIR"] = str(numba_cache)
+    env["CODEPARROT_CACHE_DIR"] = str(cache)
     proc = subprocess.run([sys.executable, "-c", START_UP], capture_output=True, text=True, cwd=ROOT, env=env,
                           check=True)
     cpu, wall = proc.stdout.split()
@@ -412,8 +413,8 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cache = tmp / "numba"  # numba's kernel cache of this run: cold first, then warm
-        cold_cpu, cold_wall = start_up(tmp / "numba-cold-start")
+        cache = tmp / "cache"  # the toolkit's cache of this run: cold first, then warm
+        cold_cpu, cold_wall = start_up(tmp / "cache-cold-start")
         warm = tmp / "warm"
         make_dump(warm, 0.2, dump=args.dump)
         methods = [m for m in args.methods.split(",") if m != "rensa" or importlib.util.find_spec("rensa")]
@@ -421,12 +422,12 @@ def main() -> None:
             raise SystemExit(f"--methods: a comma-separated subset of datasketch,rensa,ours, got {args.methods!r}")
         if not args.big_mb and not {"datasketch", "ours"} <= set(methods):
             raise SystemExit("--methods without --big-mb: datasketch and ours are both needed (the table's ratios)")
-        for method in methods:  # numba kernel cache (native.py) and bytecode written before timing
+        for method in methods:  # the permutations and bytecode written before timing
             timed(method, warm, tmp / f"warm_{method}", args.workers, cache)
         warm_cpu, warm_wall = start_up(cache)
         print(f"dump: {args.dump}; workers={args.workers} (both methods); wall = process start to exit, imports "
-              f"included; fastest of {args.repeat} run(s) each; numba kernel cache warm")
-        print(f"start-up to the first signature: cold (empty numba cache) {cold_wall:.2f}s wall / {cold_cpu:.2f}s CPU; "
+              f"included; fastest of {args.repeat} run(s) each; cache warm")
+        print(f"start-up to the first signature: cold (empty cache) {cold_wall:.2f}s wall / {cold_cpu:.2f}s CPU; "
               f"warm {warm_wall:.2f}s wall / {warm_cpu:.2f}s CPU")
         if args.big_mb:
             big(tmp, args.big_mb, methods, args.workers, cache, args.keep)
@@ -452,15 +453,15 @@ def main() -> None:
                 print(f"{'':8s} ours vs the rensa recipe: {res['rensa']['wall_s'] / o['wall_s']:.1f}x wall, "
                       f"{res['rensa']['cpu_s'] / o['cpu_s']:.1f}x CPU")
             print(f"{'':8s} ours: pass1 {o['pass1_s']:.2f}s, cluster {o['cluster_s']:.2f}s, pass2 {o['pass2_s']:.2f}s")
-            if mb == args.mb:  # the first run on a machine: the kernels compile (an empty numba cache)
-                c = timed("ours", inp, tmp / f"out-cold-{mb}", args.workers, tmp / f"numba-cold-{mb}")
-                print(f"{'':8s} ours cold (empty numba cache): {c['wall_s']:.2f}s wall / {c['cpu_s']:.2f}s CPU; "
+            if mb == args.mb:  # the first run on a machine (an empty cache)
+                c = timed("ours", inp, tmp / f"out-cold-{mb}", args.workers, tmp / f"cache-cold-{mb}")
+                print(f"{'':8s} ours cold (empty cache): {c['wall_s']:.2f}s wall / {c['cpu_s']:.2f}s CPU; "
                       f"ratio to the recipe {res['datasketch']['wall_s'] / c['wall_s']:.1f}x wall / "
                       f"{res['datasketch']['cpu_s'] / c['cpu_s']:.1f}x CPU")
         mb, t_ds, t_ours, t_np = sketch_only(tmp / f"in{4 * args.mb}")
         print(f"dedup core only (in memory, 1 process, no I/O), {mb:.1f} MB: datasketch {t_ds:.2f}s "
               f"({mb / t_ds:.1f} MB/s), ours {t_ours:.2f}s ({mb / t_ours:.1f} MB/s): {t_ds / t_ours:.1f}x; "
-              f"ours with the numpy backend instead of numba {t_np:.2f}s ({mb / t_np:.1f} MB/s)")
+              f"ours with the numpy backend instead of the C kernels {t_np:.2f}s ({mb / t_np:.1f} MB/s)")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
     python benchmarks/profile_dedup_phases.py INPUT... -o OUT [--workers 1] [--cprofile FILE]
 
-Start-up is the process up to the stage's start (interpreter, imports); the kernels load (or
-compile, with an empty ``NUMBA_CACHE_DIR``) in pass 1, on first use, and are timed apart. The
+Start-up is the process up to the stage's start (interpreter, imports); the C kernels are
+imported in pass 1, on first use, and timed apart. The
 phases are found by wrapping the stage's own functions; nothing in the run changes.
 """
 
@@ -62,7 +62,7 @@ def main() -> None:
     loads: list[float] = []
     kernel = native.kernel
 
-    def timed_kernel(name):  # (lru_cached: only the first call of each name loads or compiles)
+    def timed_kernel(name):  # (the first call imports the extension; later ones cost nothing)
         t = cpu()
         out = kernel(name)
         loads.append(cpu() - t)

@@ -27,27 +27,52 @@ def stdlib_texts(n: int) -> list[bytes]:
     return [encode_content(f.read_text(encoding="utf-8", errors="surrogateescape")) for f in files]
 
 
-needs_numba = pytest.mark.skipif(not mh._HAVE_NUMBA, reason="numba not installed")
+needs_native = pytest.mark.skipif(not mh._HAVE_NATIVE, reason="the C kernels are not built (pip install -e .)")
 
 
-@needs_numba
-def test_numba_xxh64_matches_xxhash_package():
-    from preprocessing.dedup import _kernels
+@needs_native
+def test_native_xxh64_matches_xxhash_package():
+    from preprocessing.dedup import native
 
-    buf = np.frombuffer(bytes(range(256)) * 2, dtype=np.uint8)
+    buf = bytes(range(256)) * 2
     for n in range(80):
-        for seed in (0, 3):
-            assert _kernels.xxh64(buf, 5, 5 + n, seed) == xxhash.xxh64_intdigest(bytes(buf[5 : 5 + n]), seed=seed)
+        for seed in (0, 3, 2**64 - 1):
+            assert native.kernel("xxh64")(buf[5 : 5 + n], seed) == xxhash.xxh64_intdigest(buf[5 : 5 + n], seed=seed)
+
+
+@needs_native
+def test_native_kernels_check_their_arguments():
+    """A wrong call is a ValueError naming what is wrong, never a read or write out of bounds."""
+    h = MinHashSignature(NearDedupConfig(backend="native", num_perm=8))
+    sig_fn = __import__("preprocessing.dedup.native", fromlist=["kernel"]).kernel("signatures")
+    n = 1
+
+    def call(buf=b"abc def", starts=(0,), ends=(7,), scratch_words=64, sig_rows=n):
+        sig = np.empty((sig_rows, 8), np.uint32)
+        out = [np.empty(n, np.int64) for _ in range(3)]
+        sig_fn(buf, buf, np.array(starts, np.int64), np.array(ends, np.int64), 1, False, False, h.a, h.b, sig,
+               *out, np.empty(n, np.uint8), np.empty(scratch_words, np.uint64))
+        return sig
+
+    assert call().shape == (1, 8)
+    with pytest.raises(ValueError, match="outside buf"):
+        call(ends=(8,))
+    with pytest.raises(ValueError, match="scratch"):
+        call(scratch_words=4)
+    with pytest.raises(ValueError, match="sig is too small"):
+        call(sig_rows=0)
+    with pytest.raises(ValueError, match="outside buf"):
+        call(starts=(5,), ends=(4,))
 
 
 
 
-@needs_numba
+@needs_native
 @pytest.mark.parametrize("ngram,lowercase", [(1, False), (5, True), (3, False)])
-def test_numba_and_numpy_backends_give_identical_signatures(ngram, lowercase):
+def test_native_and_numpy_backends_give_identical_signatures(ngram, lowercase):
     texts = stdlib_texts(40) + [b"", b"x", "caf\u00e9 \udcff na\u00efve".encode("utf-8", "surrogatepass")]
     kw = {"ngram": ngram, "lowercase": lowercase, "num_perm": 64}
-    fast = MinHashSignature(NearDedupConfig(backend="numba", **kw))
+    fast = MinHashSignature(NearDedupConfig(backend="native", **kw))
     ref = MinHashSignature(NearDedupConfig(backend="numpy", **kw))
     a, b = fast.signatures(texts), ref.signatures(texts)
     np.testing.assert_array_equal(a.sig, b.sig)
@@ -73,7 +98,7 @@ ESCAPE_TEXTS = [
 ]
 
 
-@needs_numba
+@needs_native
 @pytest.mark.parametrize("ngram,lowercase", [(1, False), (5, False), (1, True)])
 def test_escaped_json_bodies_give_the_signatures_of_their_decoded_text(ngram, lowercase):
     r"""signatures_escaped reads a content's JSON string body in its line, undecoded: whatever the
@@ -87,7 +112,7 @@ def test_escaped_json_bodies_give_the_signatures_of_their_decoded_text(ngram, lo
     import orjson
 
     texts = [t.decode("utf-8") for t in stdlib_texts(12)] + ESCAPE_TEXTS
-    h = MinHashSignature(NearDedupConfig(backend="numba", ngram=ngram, num_perm=64, lowercase=lowercase))
+    h = MinHashSignature(NearDedupConfig(backend="native", ngram=ngram, num_perm=64, lowercase=lowercase))
     cases = []  # (body, text, canonical)
     for t in texts:
         mine = orjson.dumps(t)[1:-1]
@@ -216,7 +241,7 @@ def test_huge_file_signature_is_bounded_and_correct():
 
 
 def test_permutations_are_kept_in_the_cache_directory(tmp_path, monkeypatch):
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))  # where the permutations go too
+    monkeypatch.setenv("CODEPARROT_CACHE_DIR", str(tmp_path))  # where the permutations go
     rng = np.random.default_rng(7)
     want_a = rng.integers(0, 2**64 - 1, size=32, dtype=np.uint64, endpoint=True) | np.uint64(1)
     want_b = rng.integers(0, 2**64 - 1, size=32, dtype=np.uint64, endpoint=True)

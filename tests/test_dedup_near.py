@@ -326,7 +326,7 @@ def test_sketches_from_escaped_bodies_equal_those_of_decoded_contents(tmp_path, 
     d.mkdir()
     (d / "a.jsonl").write_bytes(b"".join(lines[:9] + odd + lines[9:]))
     outs, stats = {}, {}
-    for backend in ("numba", "numpy"):
+    for backend in ("native", "numpy"):
         inputs = InputConfig(paths=[str(d)], max_file_bytes=2_000_000)
         st = run_near_dedup(NearDedupConfig(backend=backend, **preset), inputs, tmp_path / backend)
         outs[backend] = outputs(tmp_path / backend)
@@ -334,8 +334,8 @@ def test_sketches_from_escaped_bodies_equal_those_of_decoded_contents(tmp_path, 
         assert st["near_dedup"]["removed"] == 6, backend
         assert st["totals"]["rejected"] == {"binary": 1, "empty_content": 2, "invalid_json": 2, "invalid_utf8": 1,
                                             "missing_field:repo_name": 1, "too_large": 1}
-    assert outs["numba"] == outs["numpy"]
-    assert stats["numba"] == stats["numpy"]
+    assert outs["native"] == outs["numpy"]
+    assert stats["native"] == stats["numpy"]
 
 
 def test_remove_tree_deletes_nested_work_files(tmp_path):
@@ -406,21 +406,21 @@ def test_foreign_jsonl_is_sketched_from_its_escaped_bodies_with_the_outputs_of_t
     calls = []
     real = JsonlReader.decode_line
     monkeypatch.setattr(JsonlReader, "decode_line", lambda self, *a: calls.append(a[1]) or real(self, *a))
-    hasher = MinHashSignature(NearDedupConfig(backend="numba"))
+    hasher = MinHashSignature(NearDedupConfig(backend="native"))
     res = _sketch_lines(reader, hasher, "a.jsonl", list(enumerate(lines, 1)))
     assert len(calls) == n_decoded, calls
     assert res.lines.count(0) == 0  # LINE_VERBATIM: none of them is byte for byte what pass 2 writes
     monkeypatch.undo()
     outs, stats = {}, {}
-    for backend in ("numba", "numpy"):
+    for backend in ("native", "numpy"):
         st = run_near_dedup(NearDedupConfig(backend=backend), inputs, tmp_path / backend)
         outs[backend] = outputs(tmp_path / backend)
         stats[backend] = (st["totals"], st["near_dedup"])
         assert st["near_dedup"]["removed"] == 6, backend
         assert st["totals"]["rejected"] == {"invalid_json": 2, "empty_content": 1,
                                             "missing_field:content": 1}, backend
-    assert outs["numba"] == outs["numpy"]
-    assert stats["numba"] == stats["numpy"]
+    assert outs["native"] == outs["numpy"]
+    assert stats["native"] == stats["numpy"]
 
 
 def test_rewritten_rows_equal_those_of_the_decoded_records():
@@ -464,7 +464,7 @@ def test_pass2_decodes_no_removed_line_and_names_members_from_pass_1(tmp_path, m
     calls: list[int] = []
     real = JsonlReader.decode_line
     monkeypatch.setattr(JsonlReader, "decode_line", lambda self, *a: calls.append(a[1]) or real(self, *a))
-    st = run_near_dedup(NearDedupConfig(backend="numba"), InputConfig(paths=[str(d)], batch_records=16),
+    st = run_near_dedup(NearDedupConfig(backend="native"), InputConfig(paths=[str(d)], batch_records=16),
                         tmp_path / "out")
     assert calls == []
     assert st["near_dedup"]["removed"] == 10 and st["totals"]["kept"] == 40

@@ -1,4 +1,4 @@
-"""Scratch space of the native MinHash kernels (kept apart from them: importing this needs no numba)."""
+"""Scratch space of the native MinHash kernels (the C extension checks the same formula)."""
 
 
 def scratch_words(max_bytes: int) -> int:

@@ -10,11 +10,11 @@ Permutation k maps a shingle hash h to ``((a_k * h + b_k) mod 2**64) >> 32`` (Di
 multiply-shift family, ``a_k`` odd, drawn from ``seed``); the signature is the minimum over the
 shingles, one uint32 per permutation (``4 * num_perm`` bytes per file).
 
-Two implementations give bit-identical results (tests check it): native kernels written for
-numba (the default: they tokenize, hash and min-reduce in one pass over the bytes, about 10x the
-numpy path, see docs/dedup.md; compiled once into numba's cache, see :mod:`preprocessing.dedup.native`)
-and a reference over ``re`` + the ``xxhash`` package + numpy, which is also the fallback (with a
-warning) where numba is missing or cannot compile.
+Two implementations give bit-identical results (tests check it): native kernels in C (the
+default: they tokenize, hash and min-reduce in one pass over the bytes, about 10x the numpy path,
+see docs/dedup.md; a C extension compiled when the package is installed, see
+:mod:`preprocessing.dedup.native`) and a reference over ``re`` + the ``xxhash`` package + numpy,
+which is also the fallback (with a warning) where the extension was not built.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ import xxhash
 from preprocessing.dedup import native
 from preprocessing.dedup._scratch import scratch_words
 
-# numba is a declared dependency; the numpy path is the reference and the fallback.
-_HAVE_NUMBA = native.available()
+# The C kernels are built at install (setup.py); the numpy path is the reference and the fallback.
+_HAVE_NATIVE = native.available()
 
 _KEEP_RULES = ("first", "longest", "license", "stars")
 _VERIFY_MODES = ("signature", "exact")
-_BACKENDS = ("auto", "numba", "numpy")
+_BACKENDS = ("auto", "native", "numpy")
 
 
 @dataclass
@@ -83,8 +83,8 @@ class NearDedupConfig:
     spill_partitions: int = 16
     """Number of key-range partitions per band when spilling (power of two)."""
     backend: str = "auto"
-    """'numba', 'numpy' or 'auto' (numba; where it cannot be imported or compile, a warning and numpy);
-    both give identical signatures."""
+    """'native' (the C kernels, built when the package is installed), 'numpy' or 'auto' (native;
+    where the extension was not built, a warning and numpy); both give identical signatures."""
     shard_max_bytes: int = 256 << 20
     """Output shards roll over at this many bytes."""
     compression_level: int = 3
@@ -113,10 +113,12 @@ class NearDedupConfig:
             raise ValueError(f"near_dedup.verify must be one of {_VERIFY_MODES}, got {self.verify!r}")
         if self.keep not in _KEEP_RULES:
             raise ValueError(f"near_dedup.keep must be one of {_KEEP_RULES}, got {self.keep!r}")
+        if self.backend == "numba":  # the former name of the native kernels (they were numba's)
+            self.backend = "native"
         if self.backend not in _BACKENDS:
             raise ValueError(f"near_dedup.backend must be one of {_BACKENDS}, got {self.backend!r}")
-        if self.backend == "numba" and not _HAVE_NUMBA:
-            raise ValueError("near_dedup.backend is 'numba' but numba is not installed: pip install numba")
+        if self.backend == "native" and not _HAVE_NATIVE:
+            raise ValueError(f"near_dedup.backend is 'native' but the C kernels are not built: {native.BUILD_HINT}")
         p = self.spill_partitions
         if p < 1 or p & (p - 1):
             raise ValueError(f"near_dedup.spill_partitions must be a power of two, got {p}")
@@ -131,9 +133,9 @@ class NearDedupConfig:
         return _optimal_lsh_params(self.threshold, self.num_perm, self.false_positive_weight, self.false_negative_weight)
 
     @property
-    def use_numba(self) -> bool:
+    def use_native(self) -> bool:
         """Whether the native kernels are asked for (whether they work here: MinHashSignature.native;
-        with ``auto`` and no working numba, a warning and the numpy reference)."""
+        with ``auto`` and no built extension, a warning and the numpy reference)."""
         return self.backend != "numpy"
 
 
@@ -190,10 +192,10 @@ def _optimal_lsh_params(threshold: float, num_perm: int, fp_weight: float, fn_we
 
 
 def cache_dir() -> Path:
-    """Where the permutations are kept: $NUMBA_CACHE_DIR if set (numba's cache of the kernels),
-    else beside this module (``__pycache__``) when writable, else the user's cache directory."""
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return Path(os.environ["NUMBA_CACHE_DIR"])
+    """Where the permutations are kept: $CODEPARROT_CACHE_DIR if set, else beside this module
+    (``__pycache__``) when writable, else the user's cache directory."""
+    if os.environ.get("CODEPARROT_CACHE_DIR"):
+        return Path(os.environ["CODEPARROT_CACHE_DIR"])
     here = Path(__file__).with_name("__pycache__")
     try:
         here.mkdir(exist_ok=True)
@@ -315,12 +317,11 @@ class MinHashSignature:
 
     @property
     def native(self) -> bool:
-        """Whether the native kernels are used: asked for (``cfg.use_numba``) and numba provides
-        them here. Found out (loading or compiling them) on first use; backend ``auto`` falls back
-        to the numpy reference with a warning, backend ``numba`` raises
-        :class:`~preprocessing.dedup.native.KernelsUnavailable`."""
+        """Whether the native kernels are used: asked for (``cfg.use_native``) and built here.
+        Found out on first use; backend ``auto`` falls back to the numpy reference with a warning,
+        backend ``native`` raises :class:`~preprocessing.dedup.native.KernelsUnavailable`."""
         if self._use_native is None:
-            self._use_native = self.cfg.use_numba and native.ready(strict=self.cfg.backend == "numba")
+            self._use_native = self.cfg.use_native and native.ready(strict=self.cfg.backend == "native")
         return self._use_native
 
     def _scratch_for(self, max_bytes: int) -> np.ndarray:
@@ -369,11 +370,9 @@ class MinHashSignature:
         size = np.empty(n, dtype=np.int64)
         close = np.empty(n, dtype=np.int64)
         canonical = np.empty(n, dtype=np.uint8)
-        buf = np.frombuffer(data or b"\0", dtype=np.uint8)  # read-only, as the kernel's signature says
-        lowbuf = buf if low is data else np.frombuffer(low or b"\0", dtype=np.uint8)
         scratch = self._scratch_for(int((ends - starts).max()) if n else 0)
-        native.kernel("signatures")(buf, lowbuf, starts, ends, cfg.ngram, int(escaped), int(cfg.lowercase), self.a,
-                                    self.b, sig, ntok, size, close, canonical, scratch)
+        native.kernel("signatures")(data, low, starts, ends, cfg.ngram, escaped, cfg.lowercase, self.a, self.b, sig,
+                                    ntok, size, close, canonical, scratch)
         return EscapedBatch(SignatureBatch(sig=sig, ntokens=ntok), size, close, canonical.view(np.bool_))
 
     def band_keys(self, sig: np.ndarray) -> np.ndarray:
@@ -382,16 +381,15 @@ class MinHashSignature:
             return band_keys_reference(sig, self.bands, self.rows)
         sig = np.ascontiguousarray(sig, dtype=np.uint32)
         keys = np.empty((sig.shape[0], self.bands), dtype=np.uint64)
-        native.kernel("band_keys")(sig, self.bands, self.rows, keys)
+        native.kernel("band_keys")(sig, sig.shape[1], self.bands, self.rows, keys)
         return keys
 
     def shingles(self, data: bytes) -> np.ndarray:
         """Sorted distinct shingle hashes of one file (used by ``verify: exact``)."""
         if data and self.native:
-            buf = np.frombuffer(data.lower() if self.cfg.lowercase else data, dtype=np.uint8)
             out = np.empty(len(data) // 2 + 2, dtype=np.uint64)
             scratch = self._scratch_for(len(data))
-            m = native.kernel("shingles")(buf, self.cfg.ngram, scratch, out)
+            m = native.kernel("shingles")(data.lower() if self.cfg.lowercase else data, self.cfg.ngram, scratch, out)
             return np.sort(out[:m])
         return shingle_hashes_reference(data, self.cfg.ngram, self.cfg.lowercase)[0]
 

@@ -1,93 +1,70 @@
-"""The MinHash kernels of :mod:`._kernels`, compiled by numba and kept in numba's on-disk cache.
+"""The native MinHash kernels: the C extension ``preprocessing.dedup._cminhash`` (source
+``_cminhash.c`` beside this file), compiled once when the package is installed (setup.py; ``pip
+install .`` or ``pip install -e .``), imported like any module.
 
-Each kernel is compiled with ``numba.njit(signature, cache=True)``, one explicit signature per
-kernel, the first time a process uses it (``shingles`` only for ``verify: exact``). numba writes
-the machine code to its cache directory (``$NUMBA_CACHE_DIR`` when set; else ``__pycache__`` beside
-``_kernels.py`` when writable, else a per-user cache folder: numba's documented rules) and later
-processes load it from there instead of compiling; numba keys the cache by the kernel's source file
-and the host CPU, and recompiles when either changes.
-
-What a process pays (docs/benchmarks.md has the measured numbers): importing numba, then loading
-the cached kernels (warm), or compiling them (cold: the first run on a machine, or after the
-source changed). When numba cannot be imported, cannot compile, or cannot use its cache, the
-caller gets a visible warning and the numpy reference (bit-identical signatures, slower), or
-compiled kernels without a cache.
+What a process pays: the import of a small shared library (about a millisecond); nothing is
+compiled at run time and there is no kernel cache (the numba kernels this replaces cost ~1 s of
+numba start-up per process warm and ~10 s cold, docs/benchmarks.md). When the extension is
+missing (installed without a C compiler: setup.py builds it as optional) the caller gets a visible
+RuntimeWarning and the numpy reference (bit-identical signatures, about 10x slower), or, with
+``backend: native``, an error saying how to build it. An editable install whose extension was
+built from another version of the source is a warning too (the kernels would be stale).
 """
 
 from __future__ import annotations
 
 import functools
-import importlib.util
-import os
-import tempfile
+import hashlib
+import importlib
 import warnings
+from pathlib import Path
 from typing import Any
+
+SOURCE = Path(__file__).with_name("_cminhash.c")
+BUILD_HINT = "build it with a C compiler: pip install -e . (or pip install .) in the toolkit's checkout"
 
 
 class KernelsUnavailable(RuntimeError):
-    """numba could not provide the kernels here (the reason is the message)."""
-
-
-def available() -> bool:
-    """Whether numba is installed (found without importing it)."""
-    return importlib.util.find_spec("numba") is not None
+    """The C kernels cannot be had here (the reason is the message)."""
 
 
 @functools.lru_cache(maxsize=1)
-def _check_cache_dir() -> None:
-    """Warn when $NUMBA_CACHE_DIR is set but is no writable folder: numba then silently keeps its
-    cache in its default place (or compiles in every process)."""
-    path = os.environ.get("NUMBA_CACHE_DIR")
-    if not path:
-        return
+def _module() -> Any:
+    """The extension module, checked against the source beside it (when there is one)."""
     try:
-        os.makedirs(path, exist_ok=True)
-        tempfile.TemporaryFile(dir=path).close()
-    except OSError as exc:
-        warnings.warn(f"NUMBA_CACHE_DIR={path} is not a writable folder ({exc.strerror or exc}): numba caches the "
-                      "MinHash kernels in its default place, or compiles them in every process", RuntimeWarning,
-                      stacklevel=3)
+        mod = importlib.import_module("preprocessing.dedup._cminhash")
+    except ImportError as exc:
+        raise KernelsUnavailable(f"the C MinHash kernels are not built ({exc}); {BUILD_HINT}") from None
+    built = getattr(mod, "SOURCE_SHA256", None)
+    if SOURCE.exists() and built is not None and built != hashlib.sha256(SOURCE.read_bytes()).hexdigest():
+        warnings.warn(f"the C MinHash kernels ({mod.__file__}) were built from another version of {SOURCE.name}: "
+                      f"using them as built; {BUILD_HINT}", RuntimeWarning, stacklevel=4)
+    return mod
 
 
-@functools.lru_cache(maxsize=None)
+def available() -> bool:
+    """Whether the C extension was built and imports here."""
+    try:
+        _module()
+    except KernelsUnavailable:
+        return False
+    return True
+
+
 def kernel(name: str) -> Any:
-    """The compiled kernel ``name`` of :data:`._kernels.KERNELS` (a numba dispatcher).
-
-    Loaded from numba's cache, else compiled (and cached). A cache numba cannot read is a warning,
-    and the kernel is compiled without it (correct, only slower to start); numba failing to
-    import or to compile raises :class:`KernelsUnavailable`."""
-    try:
-        import numba
-
-        from preprocessing.dedup import _kernels
-    except Exception as exc:  # noqa: BLE001 - a broken install: the caller falls back, visibly
-        raise KernelsUnavailable(f"numba cannot be imported ({type(exc).__name__}: {exc})") from exc
-    _check_cache_dir()
-    fn, signature = _kernels.KERNELS[name]
-    options = {"error_model": "numpy", "nogil": True}
-    try:
-        return numba.njit(signature, cache=True, **options)(fn)
-    except Exception as exc:  # noqa: BLE001 - a cut or stale cache file, or no cache locator
-        where = os.environ.get("NUMBA_CACHE_DIR") or "preprocessing/dedup/__pycache__ (numba's default)"
-        warnings.warn(f"numba's cache of the MinHash kernel {name!r} is unusable ({type(exc).__name__}: {exc}); "
-                      f"compiling it without the cache, in every process (delete the kernel's files in {where} "
-                      "to rebuild it)", RuntimeWarning, stacklevel=3)
-    try:
-        return numba.njit(signature, **options)(fn)
-    except Exception as exc:  # noqa: BLE001 - numba's compile errors have many types
-        raise KernelsUnavailable(f"numba failed to compile the MinHash kernel {name!r} ({exc})") from exc
+    """The C function ``name`` (signatures, band_keys, shingles, xxh64) of the extension."""
+    return getattr(_module(), name)
 
 
 @functools.lru_cache(maxsize=4)
 def ready(strict: bool) -> bool:
-    """Whether the signature and band-key kernels can be had here (loaded or compiled now).
+    """Whether the kernels can be had here.
 
-    Not ``strict`` (backend ``auto``): a failure is a RuntimeWarning naming the reason and False
-    (the caller uses the numpy reference). ``strict`` (backend ``numba``): a failure raises
+    Not ``strict`` (backend ``auto``): a missing extension is a RuntimeWarning naming the reason
+    and False (the caller uses the numpy reference). ``strict`` (backend ``native``): it raises
     :class:`KernelsUnavailable`."""
     try:
-        kernel("signatures")
-        kernel("band_keys")
+        _module()
         return True
     except KernelsUnavailable as exc:
         if strict:

@@ -1,0 +1,587 @@
+/* The MinHash kernels of `dedup`, in C: a CPython extension module built when the package is
+ * installed (setup.py; `pip install .` or `pip install -e .`), loaded by preprocessing/dedup/native.py.
+ *
+ * Results are bit-identical to the numpy reference in preprocessing/dedup/minhash.py (tests check
+ * it): a token is a maximal run of [A-Za-z_0-9] bytes, its hash xxh64(token), an n-gram's hash
+ * xxh64 of the little-endian bytes of its n token hashes, permutation k maps h to
+ * ((a_k * h + b_k) mod 2**64) >> 32.
+ *
+ * The signatures kernel also reads contents still escaped as JSON string bodies (`escaped`): the
+ * bytes after the opening quote of "content": "..." in a JSON line, up to the closing quote it
+ * finds, so that pass 1 of `dedup` need not decode, re-encode and copy each file. It decodes the
+ * escapes as it goes (every escape JSON has: the two-byte ones, \uXXXX in either case, surrogate
+ * pairs), so the tokens and hashes are those of the decoded text: a \u escape of a letter, digit or
+ * underscore is part of its token. It checks that the body is valid JSON (no raw control
+ * character, no malformed escape, no lone surrogate: the readers reject those lines) and
+ * well-formed UTF-8 without NUL (content no reader accepts), and reports the decoded size (-1 when
+ * a check fails: the caller then decodes the line as usual), where the body ends and whether every
+ * escape is one orjson.dumps writes (then the body is byte for byte orjson's).
+ *
+ * The kernels allocate nothing: the caller passes every buffer (scratch sized by
+ * preprocessing.dedup._scratch.scratch_words, checked here), and they run without the GIL. Every
+ * argument is checked at the boundary (buffer sizes, ranges), so a wrong call raises ValueError and
+ * never reads or writes out of bounds.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the kernels read little-endian words (the numpy reference's byte order for n-grams)"
+#endif
+
+typedef uint64_t u64;
+typedef uint32_t u32;
+typedef uint8_t u8;
+
+#define P1 0x9E3779B185EBCA87ULL
+#define P2 0xC2B2AE3D27D4EB4FULL
+#define P3 0x165667B19E3779F9ULL
+#define P4 0x85EBCA77C2B2AE63ULL
+#define P5 0x27D4EB2F165667C5ULL
+
+#if defined(__GNUC__) || defined(__clang__)
+#define INLINE static inline __attribute__((always_inline))
+#else
+#define INLINE static inline
+#endif
+
+/* The signature loops, compiled twice on x86-64 with GCC/clang: for AVX2 (the min-reduction of
+ * the permutations vectorises 4 wide) and for the baseline; the loader picks one for the CPU. */
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef CLONES
+#define CLONES
+#endif
+
+/* Byte classes of the scan: 1 token byte, 0 other byte, 2 (JSON string bodies only) a byte to
+ * look at: a backslash, a quote, a control character or a non-ASCII byte. */
+static u8 CLASS_RAW[256], CLASS_ESCAPED[256];
+/* JSON's two-byte escapes, by the byte after the backslash: the byte they stand for (0: none).
+ * orjson writes all of them but \/ (it leaves "/" as it is). */
+static u8 SHORT_ESCAPE[256];
+/* Hex digit values (either case; orjson writes lowercase), -1 for other bytes. */
+static int HEX[256];
+static u8 UPPER_HEX[256];
+/* Control characters orjson writes as a two-byte escape (all others below 0x20 as \u00xx). */
+static u8 U_SHORT[32];
+
+static void init_tables(void) {
+    const char *tok = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_";
+    memset(CLASS_RAW, 0, sizeof CLASS_RAW);
+    for (const char *p = tok; *p; p++) CLASS_RAW[(u8)*p] = 1;
+    memcpy(CLASS_ESCAPED, CLASS_RAW, sizeof CLASS_RAW);
+    for (int c = 0; c < 32; c++) CLASS_ESCAPED[c] = 2;
+    for (int c = 128; c < 256; c++) CLASS_ESCAPED[c] = 2;
+    CLASS_ESCAPED['\\'] = 2;
+    CLASS_ESCAPED['"'] = 2;
+    memset(SHORT_ESCAPE, 0, sizeof SHORT_ESCAPE);
+    SHORT_ESCAPE['"'] = '"';
+    SHORT_ESCAPE['\\'] = '\\';
+    SHORT_ESCAPE['/'] = '/';
+    SHORT_ESCAPE['b'] = '\b';
+    SHORT_ESCAPE['f'] = '\f';
+    SHORT_ESCAPE['n'] = '\n';
+    SHORT_ESCAPE['r'] = '\r';
+    SHORT_ESCAPE['t'] = '\t';
+    for (int c = 0; c < 256; c++) HEX[c] = -1;
+    for (int i = 0; i < 10; i++) HEX['0' + i] = i;
+    for (int i = 0; i < 6; i++) {
+        HEX['a' + i] = 10 + i;
+        HEX['A' + i] = 10 + i;
+    }
+    memset(UPPER_HEX, 0, sizeof UPPER_HEX);
+    for (int i = 0; i < 6; i++) UPPER_HEX['A' + i] = 1;
+    memset(U_SHORT, 0, sizeof U_SHORT);
+    U_SHORT[8] = U_SHORT[9] = U_SHORT[10] = U_SHORT[12] = U_SHORT[13] = 1;
+}
+
+/* ------------------------------------------------------------------------------------- xxh64 */
+
+INLINE u64 rotl(u64 x, int r) { return (x << r) | (x >> (64 - r)); }
+
+INLINE u64 xround(u64 acc, u64 lane) {
+    acc += lane * P2;
+    acc = rotl(acc, 31);
+    return acc * P1;
+}
+
+INLINE u64 lane8(const u8 *p) {
+    u64 v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+INLINE u64 lane4(const u8 *p) {
+    u32 v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* xxh64's last steps: the bytes buf[i:end] (under 32) into h, then the final mix. */
+INLINE u64 xxh64_tail(const u8 *buf, size_t i, size_t end, u64 h) {
+    while (i + 8 <= end) {
+        h ^= xround(0, lane8(buf + i));
+        h = rotl(h, 27) * P1 + P4;
+        i += 8;
+    }
+    if (i + 4 <= end) {
+        h ^= lane4(buf + i) * P1;
+        h = rotl(h, 23) * P2 + P3;
+        i += 4;
+    }
+    while (i < end) {
+        h ^= (u64)buf[i] * P5;
+        h = rotl(h, 11) * P1;
+        i++;
+    }
+    h ^= h >> 33;
+    h *= P2;
+    h ^= h >> 29;
+    h *= P3;
+    h ^= h >> 32;
+    return h;
+}
+
+/* xxh64 of buf[start:end], bit-identical to xxhash.xxh64_intdigest. */
+static u64 xxh64(const u8 *buf, size_t start, size_t end, u64 seed) {
+    size_t n = end - start, i = start;
+    u64 h;
+    if (n >= 32) {
+        u64 v[4] = {seed + P1 + P2, seed + P2, seed, seed - P1};
+        size_t limit = end - 32;
+        while (i <= limit) {
+            for (int k = 0; k < 4; k++) v[k] = xround(v[k], lane8(buf + i + 8 * k));
+            i += 32;
+        }
+        h = rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18);
+        for (int k = 0; k < 4; k++) {
+            h ^= xround(0, v[k]);
+            h = h * P1 + P4;
+        }
+    } else {
+        h = seed + P5;
+    }
+    return xxh64_tail(buf, i, end, h + n);
+}
+
+/* xxh64(buf[i:j], seed 0), the short case (most tokens) inlined into the scan loop. */
+INLINE u64 token_hash(const u8 *buf, size_t i, size_t j) {
+    if (j - i < 32) return xxh64_tail(buf, i, j, P5 + (j - i));
+    return xxh64(buf, i, j, 0);
+}
+
+/* ------------------------------------------------------------------------------ the shingles */
+
+/* Writes the distinct values of values[:n] to out in first-seen order; returns their number.
+ * Open addressing in table (zeroed here, the first power of two >= 2n slots used, at least 16). */
+INLINE size_t distinct(const u64 *values, size_t n, u64 *table, u64 *out) {
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    memset(table, 0, cap * sizeof(u64)); /* 0 marks an empty slot; the value 0 is tracked apart */
+    size_t mask = cap - 1, m = 0;
+    int seen_zero = 0;
+    for (size_t t = 0; t < n; t++) {
+        u64 h = values[t];
+        if (h == 0) {
+            if (!seen_zero) {
+                seen_zero = 1;
+                out[m++] = h;
+            }
+            continue;
+        }
+        size_t i = h & mask; /* xxh64 output is uniformly mixed: its low bits index the table */
+        for (;;) {
+            u64 v = table[i];
+            if (v == 0) {
+                table[i] = h;
+                out[m++] = h;
+                break;
+            }
+            if (v == h) break;
+            i = (i + 1) & mask;
+        }
+    }
+    return m;
+}
+
+/* The value of the four hex digits buf[i:i + 4] (-1 if they are not four hex digits); *upper:
+ * whether one is an uppercase letter (orjson writes lowercase). */
+INLINE long hex4(const u8 *buf, size_t i, size_t end, int *upper) {
+    *upper = 0;
+    if (i + 4 > end) return -1;
+    long v = 0;
+    for (int k = 0; k < 4; k++) {
+        int h = HEX[buf[i + k]];
+        if (h < 0) {
+            *upper = 0;
+            return -1;
+        }
+        v = v * 16 + h;
+        *upper |= UPPER_HEX[buf[i + k]];
+    }
+    return v;
+}
+
+/* The token byte that the escape at buf[i] (a backslash) stands for: a \uXXXX of an ASCII letter,
+ * digit or underscore, lowercased when `lower`; 0 for any other escape. */
+INLINE int token_escape(const u8 *buf, size_t i, size_t end, int lower) {
+    if (i + 6 > end || buf[i + 1] != 'u') return 0;
+    int upper;
+    long v = hex4(buf, i + 2, end, &upper);
+    if (v < 0 || v >= 128 || CLASS_RAW[v] != 1) return 0;
+    if (lower && v >= 'A' && v <= 'Z') v += 32;
+    return (int)v;
+}
+
+/* The length of the well-formed UTF-8 sequence of a non-ASCII character at buf[i] (Python's strict
+ * decoder: no overlong forms, no surrogates, nothing above U+10FFFF), 0 if there is none. */
+INLINE size_t utf8_length(const u8 *buf, size_t i, size_t end) {
+    u8 c = buf[i];
+    size_t n;
+    u8 lo, hi;
+    if (c < 0xC2 || c > 0xF4) return 0;
+    if (c < 0xE0) {
+        n = 2, lo = 0x80, hi = 0xBF;
+    } else if (c < 0xF0) {
+        n = 3;
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+    } else {
+        n = 4;
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+    }
+    if (i + n > end || buf[i + 1] < lo || buf[i + 1] > hi) return 0;
+    for (size_t k = 2; k < n; k++)
+        if (buf[i + k] < 0x80 || buf[i + k] > 0xBF) return 0;
+    return n;
+}
+
+typedef struct {
+    size_t m;        /* distinct shingles, in scratch[:m] */
+    int64_t ntok;    /* distinct tokens */
+    int64_t size;    /* decoded UTF-8 size, or -1 */
+    int64_t close;   /* escaped: the position of the closing quote, or -1 */
+    int canonical;   /* every escape is one orjson writes */
+} Shingles;
+
+/* Distinct shingle hashes of the text at buf[start:end], in first-seen order, in scratch[:m].
+ *
+ * Token bytes are read from `low` (buf itself, or its lowercased copy), everything else from buf.
+ * Not `escaped`: the text is buf[start:end] as it is. `escaped`: a JSON string body starts at
+ * buf[start] and ends at the first unescaped quote before `end` (its position is returned: the
+ * text's end); its escapes are decoded (a \uXXXX of a token character is part of the token,
+ * lowercased when `lower`; surrogate pairs are one character of four UTF-8 bytes) and the decoded
+ * UTF-8 size is returned, or -1 unless the body is valid JSON (closing quote, no raw control
+ * character, every escape well-formed, no lone surrogate), well-formed UTF-8 (Python's strict
+ * rules) and free of NUL (which the readers reject as binary). `canonical`: every escape is one
+ * orjson writes (the body is byte for byte orjson's). scratch holds scratch_words(end - start)
+ * words: out, token hashes, n-gram hashes (first the decoded bytes of a token with escapes), table. */
+INLINE Shingles shingles(const u8 *buf, const u8 *low, size_t start, size_t end, long ngram, int escaped,
+                         int lower, u64 *scratch) {
+    size_t n = (end - start) / 2 + 2;
+    u64 *out = scratch, *toks = scratch + n, *grams = scratch + 2 * n, *table = scratch + 3 * n;
+    u8 *tokbuf = (u8 *)grams;
+    const u8 *cls = escaped ? CLASS_ESCAPED : CLASS_RAW;
+    size_t nt = 0, i = start;
+    int64_t size = (int64_t)(end - start), close = -1;
+    int canonical = 1;
+    Shingles r;
+    while (i < end) {
+        u8 c = buf[i];
+        u8 k = cls[c];
+        if (k == 0) {
+            i++;
+        } else if (k == 1 || (c == '\\' && token_escape(buf, i, end, lower) != 0)) {
+            size_t j = i;
+            while (j < end && cls[buf[j]] == 1) j++;
+            if (j < end && buf[j] == '\\' && escaped && token_escape(buf, j, end, lower) != 0) {
+                /* a token with escaped characters: its decoded bytes, gathered in tokbuf */
+                size_t t = 0;
+                for (size_t p = i; p < j; p++) tokbuf[t++] = low[p];
+                while (j < end) {
+                    if (cls[buf[j]] == 1) {
+                        tokbuf[t] = low[j];
+                        j++;
+                    } else if (buf[j] == '\\') {
+                        int v = token_escape(buf, j, end, lower);
+                        if (v == 0) break;
+                        tokbuf[t] = (u8)v;
+                        j += 6;
+                        size -= 5;
+                        canonical = 0;
+                    } else {
+                        break;
+                    }
+                    t++;
+                }
+                toks[nt] = token_hash(tokbuf, 0, t);
+            } else {
+                toks[nt] = token_hash(low, i, j);
+            }
+            nt++;
+            i = j; /* the byte at j is not a token byte: the next round looks at it */
+        } else if (c == '\\') { /* a backslash: an escape of a non-token character */
+            u8 e = i + 1 < end ? SHORT_ESCAPE[buf[i + 1]] : 0;
+            if (e != 0) {
+                i += 2;
+                size -= 1;
+                canonical = canonical && e != '/'; /* orjson writes "/" unescaped */
+            } else if (i + 1 < end && buf[i + 1] == 'u') { /* \uXXXX */
+                int upper;
+                long v = hex4(buf, i + 2, end, &upper);
+                i += 6;
+                if (v < 0 || v == 0 || (v >= 0xDC00 && v <= 0xDFFF)) { /* malformed, NUL, a lone low surrogate */
+                    size = -1;
+                    break;
+                }
+                if (v >= 0xD800 && v <= 0xDBFF) { /* a high surrogate: a low one must follow */
+                    long lo = -1;
+                    int up2;
+                    if (i + 1 < end && buf[i] == '\\' && buf[i + 1] == 'u') lo = hex4(buf, i + 2, end, &up2);
+                    if (!(lo >= 0xDC00 && lo <= 0xDFFF)) {
+                        size = -1;
+                        break;
+                    }
+                    i += 6;
+                    size -= 8; /* twelve bytes for four */
+                    canonical = 0;
+                } else if (v < 0x20) {
+                    size -= 5;
+                    canonical = canonical && !upper && !U_SHORT[v];
+                } else { /* orjson writes these characters as their UTF-8 bytes */
+                    size -= v < 0x80 ? 5 : v < 0x800 ? 4 : 3;
+                    canonical = 0;
+                }
+            } else { /* not an escape JSON has, or cut */
+                size = -1;
+                break;
+            }
+        } else if (c >= 128) { /* a non-ASCII character (never a token byte): its bytes must be UTF-8 */
+            size_t nu = utf8_length(buf, i, end);
+            if (nu == 0) {
+                size = -1;
+                break;
+            }
+            i += nu;
+        } else if (c == '"') { /* the closing quote */
+            close = (int64_t)i;
+            break;
+        } else { /* a raw control character */
+            size = -1;
+            break;
+        }
+    }
+    if (escaped) {
+        if (close < 0)
+            size = -1;
+        else
+            size -= (int64_t)(end - (size_t)close);
+    }
+    r.size = size;
+    r.close = close;
+    r.canonical = canonical;
+    size_t nd = distinct(toks, nt, table, out);
+    r.ntok = (int64_t)nd;
+    if (ngram == 1) {
+        r.m = nd;
+        return r;
+    }
+    if (nt < (size_t)ngram) {
+        r.m = 0;
+        return r;
+    }
+    const u8 *raw = (const u8 *)toks; /* little-endian lanes of the token hashes */
+    size_t ng = nt - (size_t)ngram + 1;
+    for (size_t g = 0; g < ng; g++) grams[g] = xxh64(raw, 8 * g, 8 * (g + (size_t)ngram), 0);
+    r.m = distinct(grams, ng, table, out);
+    return r;
+}
+
+/* Permutation outside, shingles inside: the inner loop is a min-reduction over the shingles,
+ * which vectorises without loading and storing an accumulator row. */
+INLINE void minhash_into(const u64 *sh, size_t n, const u64 *a, const u64 *b, size_t nperm, u32 *out) {
+    for (size_t k = 0; k < nperm; k++) {
+        u64 ak = a[k], bk = b[k], m = ~(u64)0;
+        for (size_t i = 0; i < n; i++) {
+            u64 v = ak * sh[i] + bk;
+            m = v < m ? v : m;
+        }
+        out[k] = (u32)(m >> 32);
+    }
+}
+
+static size_t scratch_words(size_t max_bytes) { /* as preprocessing.dedup._scratch.scratch_words */
+    size_t n = max_bytes / 2 + 2, cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    return 3 * n + cap;
+}
+
+CLONES static void signatures_impl(const u8 *buf, const u8 *low, const int64_t *starts, const int64_t *ends,
+                                   size_t ndocs, long ngram, int escaped, int lower, const u64 *a, const u64 *b,
+                                   size_t nperm, u32 *sig, int64_t *ntok, int64_t *size, int64_t *close,
+                                   u8 *canonical, u64 *scratch) {
+    for (size_t d = 0; d < ndocs; d++) {
+        Shingles s = shingles(buf, low, (size_t)starts[d], (size_t)ends[d], ngram, escaped, lower, scratch);
+        ntok[d] = s.ntok;
+        size[d] = s.size;
+        close[d] = s.close;
+        canonical[d] = (u8)s.canonical;
+        if (s.size >= 0) minhash_into(scratch, s.m, a, b, nperm, sig + d * nperm);
+    }
+}
+
+CLONES static size_t shingles_impl(const u8 *buf, size_t len, long ngram, u64 *scratch) {
+    return shingles(buf, buf, 0, len, ngram, 0, 0, scratch).m;
+}
+
+/* ----------------------------------------------------------------------------- Python calls */
+
+static int check(int ok, const char *what) {
+    if (!ok) PyErr_Format(PyExc_ValueError, "MinHash kernel: %s", what);
+    return ok;
+}
+
+PyDoc_STRVAR(signatures_doc,
+"signatures(buf, low, starts, ends, ngram, escaped, lower, a, b, sig, ntok, size, close, canonical, scratch)\n\n"
+"Signatures of len(starts) files: file d is the text at buf[starts[d]:ends[d]] (a JSON string body\n"
+"when escaped; token bytes read from low, buf's lowercased copy or buf itself); its signature goes\n"
+"to sig[d] (uint32, len(a) permutations), its number of distinct tokens to ntok[d], its decoded size\n"
+"(or -1) to size[d], where the text ends to close[d] (escaped: its closing quote, or -1) and whether\n"
+"its escapes are orjson's to canonical[d]. A file whose size is -1 gets no signature (the caller\n"
+"decodes it). starts, ends, ntok, size, close: int64; a, b, scratch: uint64; canonical: uint8.");
+
+static PyObject *py_signatures(PyObject *self, PyObject *args) {
+    Py_buffer buf, low, starts, ends, a, b, sig, ntok, size, close, canon, scratch;
+    long ngram;
+    int escaped, lower;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*lppy*y*w*w*w*w*w*w*", &buf, &low, &starts, &ends, &ngram, &escaped, &lower,
+                          &a, &b, &sig, &ntok, &size, &close, &canon, &scratch))
+        return NULL;
+    size_t ndocs = (size_t)starts.len / 8, nperm = (size_t)a.len / 8, maxlen = 0;
+    const int64_t *s = starts.buf, *e = ends.buf;
+    int ok = check(ngram >= 1, "ngram must be >= 1") && check(low.len == buf.len, "low and buf differ in length") &&
+             check(ends.len == starts.len && starts.len % 8 == 0, "starts and ends: int64 arrays of one length") &&
+             check(a.len == b.len && a.len % 8 == 0 && nperm > 0, "a and b: uint64 arrays of one length") &&
+             check((size_t)sig.len >= ndocs * nperm * 4, "sig is too small") &&
+             check((size_t)ntok.len >= ndocs * 8 && (size_t)size.len >= ndocs * 8 && (size_t)close.len >= ndocs * 8 &&
+                       (size_t)canon.len >= ndocs, "an output array is too small");
+    for (size_t d = 0; ok && d < ndocs; d++) {
+        ok = check(s[d] >= 0 && s[d] <= e[d] && e[d] <= (int64_t)buf.len, "a range is outside buf");
+        if (ok && (size_t)(e[d] - s[d]) > maxlen) maxlen = (size_t)(e[d] - s[d]);
+    }
+    ok = ok && check((size_t)scratch.len / 8 >= scratch_words(maxlen), "scratch is smaller than scratch_words()");
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        signatures_impl(buf.buf, low.buf, s, e, ndocs, ngram, escaped, lower, a.buf, b.buf, nperm, sig.buf, ntok.buf,
+                        size.buf, close.buf, canon.buf, scratch.buf);
+        Py_END_ALLOW_THREADS
+    }
+    Py_buffer *all[] = {&buf, &low, &starts, &ends, &a, &b, &sig, &ntok, &size, &close, &canon, &scratch};
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) PyBuffer_Release(all[k]);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(band_keys_doc,
+"band_keys(sig, bands, rows, keys)\n\n"
+"keys[d, i] = xxh64(bytes of band i of signature d, seed=i): sig uint32 (n, bands * rows or more\n"
+"columns), keys uint64 (n, bands).");
+
+static PyObject *py_band_keys(PyObject *self, PyObject *args) {
+    Py_buffer sig, keys;
+    long bands, rows, nperm;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*lllw*", &sig, &nperm, &bands, &rows, &keys)) return NULL;
+    int ok = check(bands >= 1 && rows >= 1 && nperm >= bands * rows, "bands * rows must be in [1, num_perm]") &&
+             check(sig.len % (4 * nperm) == 0, "sig is not (n, num_perm) uint32");
+    size_t n = ok ? (size_t)sig.len / (4 * (size_t)nperm) : 0;
+    ok = ok && check((size_t)keys.len >= n * (size_t)bands * 8, "keys is too small");
+    if (ok) {
+        const u8 *raw = sig.buf;
+        u64 *out = keys.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (size_t d = 0; d < n; d++) {
+            const u8 *row = raw + d * 4 * (size_t)nperm;
+            for (long i = 0; i < bands; i++)
+                out[d * (size_t)bands + (size_t)i] =
+                    xxh64(row, 4 * (size_t)(i * rows), 4 * (size_t)((i + 1) * rows), (u64)i);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&sig);
+    PyBuffer_Release(&keys);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(shingles_doc,
+"shingles(buf, ngram, scratch, out) -> int\n\n"
+"The distinct shingle hashes of buf, in first-seen order, into out (uint64); returns how many.");
+
+static PyObject *py_shingles(PyObject *self, PyObject *args) {
+    Py_buffer buf, scratch, out;
+    long ngram;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*lw*w*", &buf, &ngram, &scratch, &out)) return NULL;
+    size_t len = (size_t)buf.len, m = 0;
+    int ok = check(ngram >= 1, "ngram must be >= 1") &&
+             check((size_t)scratch.len / 8 >= scratch_words(len), "scratch is smaller than scratch_words()") &&
+             check((size_t)out.len / 8 >= len / 2 + 2, "out is too small");
+    if (ok) {
+        Py_BEGIN_ALLOW_THREADS
+        m = shingles_impl(buf.buf, len, ngram, scratch.buf);
+        memcpy(out.buf, scratch.buf, m * sizeof(u64));
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&scratch);
+    PyBuffer_Release(&out);
+    if (!ok) return NULL;
+    return PyLong_FromSize_t(m);
+}
+
+PyDoc_STRVAR(xxh64_doc, "xxh64(data, seed) -> int\n\nxxh64 of data, as xxhash.xxh64_intdigest(data, seed).");
+
+static PyObject *py_xxh64(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    unsigned long long seed;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*K", &buf, &seed)) return NULL;
+    u64 h = xxh64(buf.buf, 0, (size_t)buf.len, (u64)seed);
+    PyBuffer_Release(&buf);
+    return PyLong_FromUnsignedLongLong(h);
+}
+
+static PyMethodDef methods[] = {
+    {"signatures", py_signatures, METH_VARARGS, signatures_doc},
+    {"band_keys", py_band_keys, METH_VARARGS, band_keys_doc},
+    {"shingles", py_shingles, METH_VARARGS, shingles_doc},
+    {"xxh64", py_xxh64, METH_VARARGS, xxh64_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_cminhash",
+    "The MinHash kernels of `dedup` in C (see preprocessing/dedup/native.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__cminhash(void) {
+    init_tables();
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+#ifdef CMINHASH_SOURCE_SHA256
+    if (PyModule_AddStringConstant(m, "SOURCE_SHA256", CMINHASH_SOURCE_SHA256) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
+    return m;
+}
