@@ -229,9 +229,9 @@ def test_dedup_pass1_workers_read_the_frames_themselves(tmp_path: Path, monkeypa
     reads = []
     iter_line_groups = jsonl_mod.iter_line_groups
 
-    def spy(path, skip=None):
+    def spy(path, skip=None, pieces=False):
         reads.append(skip)
-        return iter_line_groups(path, skip)
+        return iter_line_groups(path, skip, pieces)
 
     sketched = []
     sketch_frame = near._sketch_frame

@@ -99,6 +99,34 @@ def test_iter_lines_splits_like_bytes_split_for_any_chunk_size(tmp_path: Path, m
     assert list(jsonl.iter_lines(path)) == list(enumerate(data.split(b"\n"), 1))
 
 
+@pytest.mark.parametrize("chunk,batch", [(1, 3), (7, 5), (64, 256), (1 << 20, 4)])
+def test_units_of_pieces_are_the_non_blank_lines_in_batches(tmp_path: Path, monkeypatch, chunk: int, batch: int):
+    """A file read in pieces (plain, or a zstd frame too large to come whole) gives units of
+    ``batch`` non-blank lines, numbered as in the file, whatever the piece boundaries; pieces
+    without blank lines become units of one buffer (FrameLines), never split into lines."""
+    from preprocessing.readers import jsonl
+    from preprocessing.readers.jsonl import FrameLines
+
+    monkeypatch.setattr(jsonl, "_CHUNK", chunk)
+    lines = [f'{{"content": "line {i}", "path": "{"p" * (i % 9)}"}}'.encode() for i in range(60)]
+    lines[17] = lines[40] = b""
+    lines[41] = b"  \t"
+    data = b"\n".join(lines) + b"\nno newline at the end"
+    path = tmp_path / "pieces.jsonl"
+    path.write_bytes(data)
+    reader = JsonlReader([str(path)], batch_records=batch)
+    units = list(reader.units())
+    expected = [(n, line) for n, line in enumerate(data.split(b"\n"), 1) if line.strip()]
+    assert [pair for u in units for pair in u.lines] == expected
+    assert all(len(u.lines) == batch for u in units[:-1]) and 0 < len(units[-1].lines) <= batch
+    assert [pair for u in units for pair in u.lines] == [pair for u in reader.units(frames=True) for pair in u.lines]
+    path.write_bytes(b"\n".join(line for line in lines if line.strip()) + b"\nno newline at the end")
+    units = list(JsonlReader([str(path)], batch_records=batch).units())
+    assert [len(u.lines) for u in units] == [batch] * (58 // batch) + ([58 % batch] if 58 % batch else [])
+    # no blank line: every unit is one buffer, but the one that ends with the last line (no newline)
+    assert all(isinstance(u.lines, FrameLines) for u in units[:-1]) and isinstance(units[-1].lines, list)
+
+
 def test_iter_lines_is_linear_in_one_long_line(tmp_path: Path):
     from preprocessing.readers.jsonl import iter_lines
 

@@ -557,8 +557,18 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
             out.frame, out.frame_nbytes = w.compressor.compress(kept), len(kept)
         return out
     fast = checked and reader.columns == _DEFAULT_COLUMNS
-    for (lineno, line), st in zip(unit.lines, status):
+    # The lines of a FrameLines unit are sliced out of its buffer only when read (not a removed one)
+    spans = unit.lines.spans() if isinstance(unit.lines, FrameLines) else None
+    data = unit.lines.data if isinstance(unit.lines, FrameLines) else b""
+    line: bytes | None
+    for item, st in zip(spans if spans is not None else unit.lines, status):
+        if spans is None:
+            lineno, line = item
+        else:
+            lineno, start, end = item
+            line = None
         if st == LINE_REJECTED:
+            line = data[start:end] if line is None else line
             item = reader.decode_line(unit.source, lineno, line)
             if isinstance(item, CodeFile):
                 raise ValueError(CHANGED.format(f"{unit.source}:{lineno} was rejected, now it is not"))
@@ -566,11 +576,12 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
             continue
         f = flags[r]
         r += 1
-        if (f == 0 or checked) and st == LINE_VERBATIM:
-            records.append((None if f & _DROPPED else line + b"\n", "", ""))
-            continue
         if f & _DROPPED and checked:
             records.append((None, "", ""))
+            continue
+        line = data[start:end] if line is None else line
+        if (f == 0 or checked) and st == LINE_VERBATIM:
+            records.append((None if f & _DROPPED else line + b"\n", "", ""))
             continue
         text = _rewritten(line) if fast else None
         if text is None:

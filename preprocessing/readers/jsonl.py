@@ -299,13 +299,14 @@ class FrameLines(Sequence):
 LineGroup = tuple["list[tuple[int, bytes]] | FrameLines", "bytes | None", int, int]
 
 
-def iter_line_groups(path: Location, skip: dict[int, int] | None = None) -> Iterator[LineGroup]:
+def iter_line_groups(path: Location, skip: dict[int, int] | None = None, pieces: bool = False) -> Iterator[LineGroup]:
     """Groups of (line number, raw line without newline): the lines each decompressed piece completes.
 
     Each group is (lines, raw, frame number, skipped). A group that is exactly one whole zstd frame
     (the frame starts at a line start and ends with a newline) comes as :class:`FrameLines` (which
     hold the decompressed frame) with the frame's compressed bytes as ``raw``, so a writer can copy
-    the frame as it is; other groups are lists and come with None. A frame listed in ``skip``
+    the frame as it is; other groups are lists and come with None (with ``pieces``: as
+    :class:`FrameLines` of the piece's complete lines, never split, also with None). A frame listed in ``skip``
     ({frame number: its number of lines}, as an earlier read found them) is not decompressed: it
     comes as ([(its first line number, b"")], raw, its number, its number of lines); ``skipped`` is
     0 for other groups. Frame numbers count a .zst file's frames with content from 0 (-1: not zstd).
@@ -340,6 +341,18 @@ def iter_line_groups(path: Location, skip: dict[int, int] | None = None) -> Iter
                 if raw is not None and not pending and chunk.endswith(b"\n"):  # a whole frame of whole lines
                     group = FrameLines(chunk, lineno + 1)
                     yield group, raw, frame_no, 0
+                    lineno += len(group)
+                    continue
+                if pieces:  # the piece's complete lines in one buffer (one copy), not a bytes object each
+                    cut = chunk.rfind(b"\n") + 1
+                    if pending:
+                        pending.append(memoryview(chunk)[:cut])
+                        data = b"".join(pending)
+                    else:
+                        data = chunk if cut == len(chunk) else chunk[:cut]
+                    pending = [chunk[cut:]] if cut < len(chunk) else []
+                    group = FrameLines(data, lineno + 1)
+                    yield group, None, frame_no, 0
                     lineno += len(group)
                     continue
                 lines = chunk.split(b"\n")
@@ -536,9 +549,36 @@ class JsonlReader(FileDumpReader):
             unit = JsonlUnit(source)
             nlines = 0
             status = self._files[source] = {"file": source, "lines": 0, "clean": None}
+            # The unit being filled from pieces without blank lines: its lines as slices of the
+            # pieces (each line with its newline), joined into one FrameLines when it is full (one
+            # copy; a list of lines costs a bytes object per line). ``unit.lines`` is empty then.
+            parts: list[bytes | memoryview] = []
+            first = count = 0  # its first line number, its lines
+            batch = self.batch_records
             try:
-                for group, raw, frame_no, skipped in iter_line_groups(path, (skip or {}).get(source)):
-                    if skipped or (isinstance(group, FrameLines) and len(group) <= self.batch_records
+                for group, raw, frame_no, skipped in iter_line_groups(path, (skip or {}).get(source), pieces=True):
+                    if raw is None and isinstance(group, FrameLines) and not unit.lines and not group.has_blank():
+                        data, ends = group.data, group.ends()
+                        k = pos = 0
+                        while k < len(ends):
+                            if not parts:
+                                first = group.first + k
+                            take = min(len(ends) - k, batch - count)
+                            stop = ends[k + take - 1] + 1
+                            parts.append(data if stop - pos == len(data) else memoryview(data)[pos:stop])
+                            count += take
+                            nlines += take
+                            k += take
+                            pos = stop
+                            if count >= batch:
+                                status["lines"] = nlines
+                                yield JsonlUnit(source, FrameLines(b"".join(parts), first))
+                                parts, count = [], 0
+                        continue
+                    if parts:  # the unit goes on as a list (or ends, before a whole frame)
+                        unit.lines = list(FrameLines(b"".join(parts), first))
+                        parts, count = [], 0
+                    if skipped or (raw is not None and isinstance(group, FrameLines) and len(group) <= batch
                                    and not group.has_blank()):
                         if unit.lines:
                             yield unit
@@ -571,6 +611,8 @@ class JsonlReader(FileDumpReader):
                 raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
             else:
                 cut = False
+            if parts:
+                unit.lines = FrameLines(b"".join(parts), first)
             status["lines"], status["clean"] = nlines, not cut
             if nlines == 0 and not unit.rejected and not cut:
                 self._warnings.append(f"{source}: empty file (no records)")
