@@ -273,6 +273,20 @@ def _iter_plain_chunks(f: BinaryIO) -> Iterator[tuple[bytes, None, int]]:
         yield chunk, None, -1
 
 
+def split_lines(data: bytes) -> list[bytes]:
+    """``data.split(b"\\n")``, cut at each newline found by ``bytes.find`` (memchr) rather than by
+    CPython's byte-by-byte loop of ``split``: ~3x faster on lines of a kilobyte and more (code
+    files, `json.dumps` rows), the same on lines of a few hundred bytes."""
+    out: list[bytes] = []
+    append, find = out.append, data.find
+    start = 0
+    while (pos := find(b"\n", start)) >= 0:
+        append(data[start:pos])
+        start = pos + 1
+    append(data[start:])
+    return out
+
+
 _BOM = b"\xef\xbb\xbf"
 _BLANK_START = frozenset(b" \t\r\x0b\x0c\n")  # bytes a blank line (only whitespace) starts with
 
@@ -316,7 +330,11 @@ class FrameLines(Sequence):
 
     def _split(self) -> list[tuple[int, bytes]]:
         if self._lines is None:
-            self._lines = list(enumerate(self.data[:-1].split(b"\n"), self.first))
+            data, start, lines = self.data, 0, []
+            for end in self.ends():
+                lines.append(data[start:end])
+                start = end + 1
+            self._lines = list(enumerate(lines, self.first))
         return self._lines
 
     def __getitem__(self, i):  # type: ignore[override]
@@ -389,7 +407,7 @@ def iter_line_groups(path: Location, skip: dict[int, int] | None = None, whole_l
                     yield group, raw, frame_no, 0
                     lineno += len(group)
                     continue
-                lines = chunk.split(b"\n")
+                lines = split_lines(chunk)
                 if pending:
                     pending.append(lines[0])
                     lines[0] = b"".join(pending)
@@ -687,7 +705,7 @@ class JsonlReader(FileDumpReader):
                     data = f.read(unit.end - unit.start)
             except OSError as exc:
                 raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
-            lines = data.split(b"\n")
+            lines = split_lines(data)
             if lines and not lines[-1]:
                 lines.pop()
             good = [pair for pair in enumerate(lines, unit.first_line) if pair[1] and not pair[1].isspace()]
@@ -733,8 +751,8 @@ class JsonlReader(FileDumpReader):
     def decode_lines(self, source: str, lines: Iterable[tuple[int, bytes]]) -> list[CodeFile | Rejected]:
         """``[self.decode_line(source, n, line) for n, line in lines]``, the common row mapped in
         one loop: a JSON object whose content, repo_name and path are strings, its license a
-        string or missing, its content fit to keep. Any other line takes :meth:`decode_line`'s
-        path (a row already decoded: :func:`row_to_record`), so the answers are the same."""
+        string or missing, its content fit to keep (its fields popped, the rest its ``extra``).
+        Any other line is decoded again by :meth:`decode_line`, so the answers are the same."""
         cols = self.columns
         col, repo_col, path_col, lic_col = cols.content, cols.repo_name, cols.path, cols.license
         if not (col and repo_col and path_col and lic_col and len({col, repo_col, path_col, lic_col}) == 4):
@@ -751,16 +769,19 @@ class JsonlReader(FileDumpReader):
             except decode_error:
                 append(self.decode_line(source, lineno, line))
                 continue
-            if type(row) is dict:
-                content, repo, path, lic = row.get(col), row.get(repo_col), row.get(path_col), row.get(lic_col)
-                if type(content) is str and type(repo) is str and type(path) is str and (lic is None or type(lic) is str):
-                    size = len(content) if content.isascii() else len(content.encode("utf-8", "surrogatepass"))
-                    if size <= max_bytes and content and not content.isspace() and "\x00" not in content:
-                        del row[col], row[repo_col], row[path_col]
-                        row.pop(lic_col, None)
-                        append(CodeFile(content, repo, path, lic or None, row, source, lineno))
-                        continue
-            append(self.decode_row(source, lineno, len(line) + 1, row))
+            if type(row) is not dict:
+                append(self.decode_row(source, lineno, len(line) + 1, row))
+                continue
+            # the mapped fields taken out of the row (what is left is the record's extra); a row
+            # that is not the common one is decoded again, whole, by decode_line
+            pop = row.pop
+            content, repo, path, lic = pop(col, None), pop(repo_col, None), pop(path_col, None), pop(lic_col, None)
+            if type(content) is str and type(repo) is str and type(path) is str and (lic is None or type(lic) is str):
+                size = len(content) if content.isascii() else len(content.encode("utf-8", "surrogatepass"))
+                if size <= max_bytes and content and not content.isspace() and "\x00" not in content:
+                    append(CodeFile(content, repo, path, lic or None, row, source, lineno))
+                    continue
+            append(self.decode_line(source, lineno, line))
         return out
 
     def decode_row(self, source: str, lineno: int, nbytes: int, row: Any) -> CodeFile | Rejected:
