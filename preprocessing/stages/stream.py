@@ -7,6 +7,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from itertools import compress, islice
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from preprocessing.executors.pool import RECORDS_PER_TASK, Barrier
 from preprocessing.filters import UNDECIDED, FiltersConfig, apply_filters, apply_filters_batch, build_filters
 from preprocessing.filters.base import Filter
 from preprocessing.filters.quality import file_metrics_batch
-from preprocessing.hashing import record_key
+from preprocessing.hashing import record_key, record_keys
 from preprocessing.profile import EXAMPLES_PER_REASON, CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
 from preprocessing.record import CodeFile, FileRead, InputWarning
@@ -266,14 +267,27 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
         originals = [r.content for r in batch]  # the batch may redact them: what passed unchanged is shared
         verdicts: list[Any] = [None] * n
         contents_in: list[Any] = [None] * n
+        drops: list[tuple[str, Filter, int]] = []  # (reason, filter, record) of the chunk's dropped records
+        rest: list[int] = []  # the fresh records the batch did not drop
         for i, verdict, content_in in zip(fresh, apply_filters_batch(filters, batch, profile, only), originals):
-            verdicts[i], contents_in[i] = verdict, content_in
-        order: Any = range(n)
+            if type(verdict) is tuple:
+                drops.append((verdict[0], verdict[1], i))
+            else:
+                verdicts[i], contents_in[i] = verdict, content_in
+                rest.append(i)
+        if drops:  # the records the batch dropped: counted together
+            dropped_metrics = [metrics_in[i] for _, _, i in drops]
+            n_in += len(drops)
+            bytes_in += sum(map(itemgetter("size"), dropped_metrics))
+            before.extend(dropped_metrics)
+            dropped_n.update(map(itemgetter(0), drops))
+        order: Any = rest
         if n_known >= KNOWN_EXAMPLES and len(fresh) < n:
             # past the unit's first few known duplicates, the known ones are only counted
             counted.extend(compress(keys, known_now))
             n_known += n - len(fresh)
-            order = fresh
+        elif len(fresh) < n:
+            order = sorted(rest + [i for i, now in enumerate(known_now) if now])  # in record order
         for i in order:
             item, key = records[i], keys[i]
             if known_now[i] or (skip and key in passed):
@@ -300,13 +314,7 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
             if dropped:
                 reason, f = dropped
                 dropped_n[reason] += 1
-                rank = profile.example_rank(reason, record_key(item.repo_name, item.path))
-                if rank is not None:  # build the example only when it is kept (most never are)
-                    example = example_of(item.repo_name, item.path, item.content, item.where)
-                    why = f.explain(item)
-                    if why:
-                        example["why"] = why
-                    profile.offer_example(reason, rank, example)
+                drops.append((reason, f, i))
                 continue
             n_kept += 1
             bytes_out += item.metrics["size"]  # bytes out: after redaction
@@ -317,6 +325,18 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                 passed.setdefault(key, (h, metrics, item.metrics, item.content))
                 if item.content is contents_in[i]:
                     passed_keys.append(key)
+        if drops:  # the examples of the drops, built only for those the report keeps (most never are)
+            drops.sort(key=itemgetter(2))
+            ranks = list(map(xxhash.xxh3_64_intdigest,
+                             record_keys([(records[i].repo_name, records[i].path) for _, _, i in drops])))
+            for j in profile.chosen_examples([(reason, rank) for (reason, _, _), rank in zip(drops, ranks)]):
+                reason, f, i = drops[j]
+                item = records[i]
+                example = example_of(item.repo_name, item.path, item.content, item.where)
+                why = f.explain(item)
+                if why:
+                    example["why"] = why
+                profile.offer_example(reason, ranks[j], example)
     repeats = Counter(counted)  # content key -> known duplicates past the first KNOWN_EXAMPLES
     known_n = known_bytes = 0
     if repeats:
