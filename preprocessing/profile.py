@@ -129,6 +129,21 @@ class CorpusProfile:
             return rank
         return None
 
+    def chosen_examples(self, offers: Sequence[tuple[str, int]]) -> list[int]:
+        """The indices, in order, of the ``offers`` ((reason, rank), in the order they come) whose
+        examples the buckets hold once all of them were offered in that order: offering those
+        alone, in order (:meth:`offer_example`), leaves the same buckets, so a caller builds only
+        those examples. A bucket keeps the EXAMPLES_PER_REASON smallest by (rank, arrival)."""
+        by_reason: dict[str, list[tuple[int, int, int]]] = {}
+        for i, (reason, rank) in enumerate(offers):
+            by_reason.setdefault(reason, []).append((rank, 1, i))
+        chosen: list[int] = []
+        for reason, items in by_reason.items():
+            held = [(rank, 0, j) for j, (rank, _) in enumerate(self.examples.get(reason, ()))]
+            chosen.extend(i for _, new, i in sorted(held + items)[:EXAMPLES_PER_REASON] if new)
+        chosen.sort()
+        return chosen
+
     def offer_example(self, reason: str, rank: int, example: dict[str, Any]) -> None:
         """:meth:`add_example` with the rank :meth:`example_rank` gave."""
         self._offer(reason, rank, example)

@@ -229,9 +229,9 @@ def test_dedup_pass1_workers_read_the_frames_themselves(tmp_path: Path, monkeypa
     reads = []
     iter_line_groups = jsonl_mod.iter_line_groups
 
-    def spy(path, skip=None, pieces=False):
+    def spy(path, skip=None, *args, **kw):
         reads.append(skip)
-        return iter_line_groups(path, skip, pieces)
+        return iter_line_groups(path, skip, *args, **kw)
 
     sketched = []
     sketch_frame = near._sketch_frame
@@ -274,3 +274,39 @@ def test_dedup_pass1_decides_on_frames_from_their_headers_before_any_work(tmp_pa
     assert st["totals"] == ref["totals"]
     for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
         assert decompressed(tmp_path / "out" / name) == decompressed(tmp_path / "lines" / name)
+
+
+@pytest.mark.parametrize("copies", [2, 300])
+def test_a_highly_compressible_whole_frame_is_read_in_pieces_into_the_same_units(tmp_path: Path, monkeypatch,
+                                                                                copies: int):
+    """A whole frame of repeated files (`json.dumps` lines, one frame as the zstd CLI writes it)
+    that may decompress to over WHOLE_PIECED_MIN: read in pieces once it holds more lines than a
+    unit, the same units and records as read whole; a frame of fewer lines still comes whole."""
+    rows = stdlib_rows(12)
+    lines = [json.dumps(dict(rows[i % len(rows)], repo_name=f"fork{i}/x")).encode() + b"\n"
+             for i in range(copies * len(rows))]
+    path = tmp_path / "dump.jsonl.zst"
+    path.write_bytes(zstandard.ZstdCompressor(level=3).compress(b"".join(lines)))
+    assert path.stat().st_size < jsonl_mod.FRAME_RAW_MAX  # a whole frame
+    reader = JsonlReader([str(path)], batch_records=64)
+
+    def read() -> tuple[list, list]:
+        units = list(reader.units())
+        return [(type(u.lines).__name__, list(u.lines), u.raw is not None) for u in units], \
+            [r for u in units for r in reader.decode(u)]
+
+    whole_units, whole_records = read()
+    monkeypatch.setattr(jsonl_mod, "WHOLE_PIECED_MIN", 1000)
+    monkeypatch.setattr(jsonl_mod, "_STREAM_OUT", 5000)  # pieces of about 5 kB
+    pieced_units, pieced_records = read()
+    assert pieced_records == whole_records and len(whole_records) == len(lines)
+    if copies == 2:  # 24 lines: a unit of its own, as a whole frame
+        assert pieced_units == whole_units and pieced_units[0][0] == "FrameLines"
+    else:
+        assert [u[1] for u in pieced_units] == [u[1] for u in whole_units] and len(pieced_units) > 50
+        # units of pieces: one buffer each (FrameLines), without the frame's bytes
+        assert {(u[0], u[2]) for u in pieced_units} == {("FrameLines", False)}
+        with open(path, "rb") as f:  # the pieces: about _STREAM_OUT each, none with the frame's bytes
+            pieces = list(jsonl_mod._iter_zstd_frames(f, whole_lines=64))
+        assert len(pieces) > 10 and all(raw is None for _, raw, _ in pieces)
+        assert b"".join(p for p, _, _ in pieces) == b"".join(lines)

@@ -305,6 +305,9 @@ def test_random_shapes_read_like_zstd_dc(tmp_path: Path, monkeypatch, seed: int)
         data = data.replace(b"\n", b"\r\n")
     path = tmp_path / "r.jsonl.zst"
     path.write_bytes(random_zst(rng, tmp_path, data))
+    # whole frames may also be read in pieces (as a frame that decompresses to over WHOLE_PIECED_MIN is)
+    monkeypatch.setattr(jsonl_mod, "WHOLE_PIECED_MIN", rng.choice([0, 16 << 20]))
+    monkeypatch.setattr(jsonl_mod, "_STREAM_OUT", rng.choice([700, 1 << 20]))
     assert reference(path) == data
     assert_reads_whole(path)
 
@@ -381,10 +384,15 @@ def lying_content_size(frame: bytes, delta: int) -> bytes:
 @pytest.mark.parametrize("damage", ["cut_large_frame", "corrupt_block", "corrupt_large_frame", "lying_size",
                                     "lying_size_large", "garbage_after", "cut_header", "reserved_bit",
                                     "gzip_garbage_after", "gzip_corrupt"])
-def test_bad_input_is_a_named_warning_after_the_good_frames(tmp_path: Path, monkeypatch, damage: str):
+@pytest.mark.parametrize("pieced", [False, True])
+def test_bad_input_is_a_named_warning_after_the_good_frames(tmp_path: Path, monkeypatch, damage: str, pieced: bool):
     """A good frame, then damage: the good frame's rows are read, the damage is one warning naming
-    the file (never a traceback), the reference tool fails on it too, and no row is invented."""
+    the file (never a traceback), the reference tool fails on it too, and no row is invented.
+    ``pieced``: whole frames read in pieces (WHOLE_PIECED_MIN 0), as one that decompresses to more is."""
     monkeypatch.setattr(jsonl_mod, "FRAME_RAW_MAX", 30_000)
+    if pieced:
+        monkeypatch.setattr(jsonl_mod, "WHOLE_PIECED_MIN", 0)
+        monkeypatch.setattr(jsonl_mod, "_STREAM_OUT", 5000)
     good_data, bad_data = json_lines(20_000, 1, real=2), json_lines(100_000, 2, real=2)
     cctx = zstandard.ZstdCompressor(level=1, write_checksum=True)
     good, bad = cctx.compress(good_data), cctx.compress(bad_data)  # 4-byte content size fields

@@ -427,3 +427,49 @@ def test_owned_rows_become_the_records_extra_unchanged():
             assert owned == copied
             if hasattr(owned, "to_json_dict"):
                 assert orjson.dumps(owned.to_json_dict()) == orjson.dumps(copied.to_json_dict())
+
+
+def test_duplicate_heavy_foreign_dump_with_escapes_and_bad_lines(tmp_path, monkeypatch):
+    """A duplicate-heavy `json.dumps` dump in one zstd frame (as the zstd CLI writes it): files
+    with non-ASCII text (escaped as \\uXXXX, astral characters as surrogate pairs), quotes and
+    backslashes, repeated under other names, with truncated and invalid lines and blank lines
+    among the repeats, in many small units (the known duplicates past a unit's first few are
+    counted in bulk). The kept rows are those of filters then dedup; the bad lines are rejected
+    for their reason wherever they fall; 1 and 2 workers, and the frame read whole or in pieces,
+    give the same bytes and stats."""
+    from preprocessing.readers import jsonl as jsonl_mod
+
+    rows = stdlib_rows(10)
+    rows.append(dict(rows[0], path="Lib/unicode.py",
+                     content='s = "caf\u00e9 \u2014 \U0001F600"  # non-ASCII, an astral character\nt = "\\\\" + \'"\'\n' * 8))
+    rows.append(dict(rows[1], path="Lib/quotes.py", content='x = "a \\"quoted\\" \\\\ word"\ny = 1\nz = 2\n' * 6))
+    lines: list[bytes] = []
+    for i in range(900):
+        r = rows[i % len(rows)]
+        line = json.dumps(r if i < len(rows) else dict(r, repo_name=f"fork{i}/x")).encode()
+        if i % 97 == 50:
+            lines.append(line[: len(line) // 2])  # a cut copy: invalid JSON
+        elif i % 131 == 70:
+            lines.append(b"[1, 2]")  # not an object
+        elif i % 151 == 80:
+            lines.append(b"   ")  # blank: no record
+        lines.append(line)
+    path = tmp_path / "dump.jsonl.zst"
+    path.write_bytes(zstandard.ZstdCompressor(level=3).compress(b"\n".join(lines) + b"\n"))
+    cfg = StreamConfig(input=InputConfig(paths=[str(path)], batch_records=16))
+    stats = {"1": run_stream(cfg, tmp_path / "1", executor=1), "2": run_stream(cfg, tmp_path / "2", executor=2)}
+    monkeypatch.setattr(jsonl_mod, "WHOLE_PIECED_MIN", 0)
+    monkeypatch.setattr(jsonl_mod, "_STREAM_OUT", 20_000)
+    stats["pieced"] = run_stream(cfg, tmp_path / "pieced", executor=1)
+    s = stats["1"]
+    assert_accounted(s)
+    kept = [json.loads(line) for line in _filters_then_dedup(cfg)]
+    assert read_output(tmp_path / "1") == kept and len(kept) >= 8
+    assert any("\U0001F600" in r["content"] for r in kept)
+    assert s["totals"]["rejected"] == {"invalid_json": sum(1 for i in range(900) if i % 97 == 50 or i % 131 == 70)}
+    assert s["totals"]["records_read"] == 900 + s["totals"]["rejected"]["invalid_json"]
+    assert s["stages"]["exact_dedup"]["dropped"]["exact_duplicate"] > 600
+    for name in ("2", "pieced"):
+        assert shard_bytes(tmp_path / name) == shard_bytes(tmp_path / "1")
+        for key in ("stages", "totals", "examples", "histograms_before_filters", "histograms_kept", "exact_dedup_memory"):
+            assert stats[name][key] == s[key], (name, key)

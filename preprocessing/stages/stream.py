@@ -6,7 +6,8 @@ import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import compress, islice
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from preprocessing.executors.pool import RECORDS_PER_TASK, Barrier
 from preprocessing.filters import UNDECIDED, FiltersConfig, apply_filters, apply_filters_batch, build_filters
 from preprocessing.filters.base import Filter
 from preprocessing.filters.quality import file_metrics_batch
-from preprocessing.hashing import record_key
+from preprocessing.hashing import record_key, record_keys
 from preprocessing.profile import EXAMPLES_PER_REASON, CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
 from preprocessing.record import CodeFile, FileRead, InputWarning
@@ -194,7 +195,7 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     skip = w.exact.enabled
     known = [h.get() for h in ku.known] if skip else []
     passed_keys: list[int] = []  # content keys of the records passed unchanged
-    repeats: Counter = Counter()  # content key -> known duplicates past the first KNOWN_EXAMPLES
+    counted: list[int] = []  # content keys of the known duplicates past the first KNOWN_EXAMPLES
     n_known = 0  # known duplicates of the unit so far (the first KNOWN_EXAMPLES carry their content)
     filters = w.filters
     rewriters = [f for f in filters if type(f).rewrite is not Filter.rewrite]
@@ -209,7 +210,7 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     while chunk := list(islice(decoded, METRICS_BATCH)):
         records: list[CodeFile] = []
         for item in chunk:
-            if isinstance(item, CodeFile):
+            if type(item) is CodeFile or isinstance(item, CodeFile):
                 records.append(item)
             elif isinstance(item, InputWarning):
                 warnings.append(item.text)
@@ -222,70 +223,98 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                 if rank is not None:
                     profile.offer_example(reason, rank, {"repo_name": "", "path": "", "where": item.where,
                                                          "head": item.detail})
+        n = len(records)
         if skip:
             rkeys = [tuple(f.rewrite_key(r) for f in rewriters) for r in records] if rewriters else None
             ckeys = content_keys(records, rkeys)
             keys = ckeys.tolist()
             hits = known_mask(known, ckeys) if known and keys else None
-            known_hit = hits.tolist() if hits is not None else [False] * len(keys)
-            # no metrics needed for a repeat of the unit or of a known record whose metrics this process has
-            fresh = [not (k in passed or (kh and k in memo)) for k, kh in zip(keys, known_hit)]
+            # A key passed unchanged in an earlier round, met first in this unit: its entry, with the
+            # metrics this process has of it, else those computed below (its content is unchanged).
+            first_known: dict[int, int] = {}  # such a key -> its first record in the chunk
+            if hits is not None:
+                for i in hits.nonzero()[0].tolist():
+                    key = keys[i]
+                    if key not in passed and key not in first_known:
+                        m = memo.get(key)
+                        if m is None:
+                            first_known[key] = i
+                        else:
+                            passed[key] = (0, m, m, records[i].content)
+            # known now: repeats of the unit's passed records or of those of an earlier round
+            known_now = [k in passed for k in keys]
+            fresh = [i for i, now in enumerate(known_now) if not now]
         else:
-            keys = fresh = [True] * len(records)
-            known_hit = [False] * len(records)
-        computed = file_metrics_batch([r.content for r, f in zip(records, fresh) if f])
-        for r, m in zip([r for r, f in zip(records, fresh) if f], computed):
-            r.metrics = m
-        computed = iter(computed)
-        # the filters of the fresh records decided together, but for the known duplicates (they skip
-        # them); a key repeated in the chunk waits for its first
-        only = [f and not kh for f, kh in zip(_first_fresh(keys, fresh), known_hit)] if skip else None
-        originals = [r.content for r in records]  # the batch may redact them: what passed unchanged is shared
-        verdicts = apply_filters_batch(filters, records, profile, only)
-        for item, key, has_metrics, kh, verdict, content_in in zip(records, keys, fresh, known_hit, verdicts,
-                                                                    originals):
-            if skip:
-                hit = passed.get(key)
-                if hit is None and kh:
-                    # passed unchanged in an earlier round: its metrics (content unchanged) are this one's
-                    if has_metrics:
-                        metrics = memo[key] = next(computed)
-                        has_metrics = False
-                    else:
-                        metrics = memo[key]
-                    hit = passed[key] = (0, metrics, metrics, item.content)
-                if hit is not None:
-                    if has_metrics:
-                        next(computed)
-                    n_known += 1
-                    if n_known > KNOWN_EXAMPLES:  # no example: counted per key at the end of the unit
-                        repeats[key] += 1
-                        continue
-                    h, metrics, after, content = hit
-                    n_in += 1
-                    bytes_in += metrics["size"]
-                    add_before(metrics)
-                    n_kept += 1  # passed on unchecked: exact dedup drops it
-                    bytes_out += after["size"]
-                    append((h, KnownDuplicate(item.repo_name, item.path, content), after, item.license, item.repo_name))
+            keys = [None] * n
+            first_known = {}
+            known_now = [False] * n
+            fresh = list(range(n))
+        # the metrics of the fresh records (the first of a key in first_known among them) computed together
+        computed = file_metrics_batch([records[i].content for i in fresh])
+        metrics_in: list[Any] = [None] * n  # before the filters (a rewrite recomputes item.metrics)
+        for i, m in zip(fresh, computed):
+            records[i].metrics = metrics_in[i] = m
+        for key, i in first_known.items():
+            m = memo[key] = records[i].metrics
+            passed[key] = (0, m, m, records[i].content)
+        if first_known:
+            # the first of a newly known key waited for its entry: it is known too
+            fresh = [i for i in fresh if keys[i] not in first_known]
+            known_now = [k in passed for k in keys]
+        # the filters of the fresh records decided together; a key repeated in the chunk waits for its first
+        batch = [records[i] for i in fresh]
+        only = _first_fresh([keys[i] for i in fresh], [True] * len(fresh)) if skip else None
+        originals = [r.content for r in batch]  # the batch may redact them: what passed unchanged is shared
+        verdicts: list[Any] = [None] * n
+        contents_in: list[Any] = [None] * n
+        drops: list[tuple[str, Filter, int]] = []  # (reason, filter, record) of the chunk's dropped records
+        rest: list[int] = []  # the fresh records the batch did not drop
+        for i, verdict, content_in in zip(fresh, apply_filters_batch(filters, batch, profile, only), originals):
+            if type(verdict) is tuple:
+                drops.append((verdict[0], verdict[1], i))
+            else:
+                verdicts[i], contents_in[i] = verdict, content_in
+                rest.append(i)
+        if drops:  # the records the batch dropped: counted together
+            dropped_metrics = [metrics_in[i] for _, _, i in drops]
+            n_in += len(drops)
+            bytes_in += sum(map(itemgetter("size"), dropped_metrics))
+            before.extend(dropped_metrics)
+            dropped_n.update(map(itemgetter(0), drops))
+        order: Any = rest
+        if n_known >= KNOWN_EXAMPLES and len(fresh) < n:
+            # past the unit's first few known duplicates, the known ones are only counted
+            counted.extend(compress(keys, known_now))
+            n_known += n - len(fresh)
+        elif len(fresh) < n:
+            order = sorted(rest + [i for i, now in enumerate(known_now) if now])  # in record order
+        for i in order:
+            item, key = records[i], keys[i]
+            if known_now[i] or (skip and key in passed):
+                n_known += 1
+                if n_known > KNOWN_EXAMPLES:  # no example: counted per key at the end of the unit
+                    counted.append(key)
                     continue
-            metrics = next(computed)  # item.metrics: the same, or recomputed after a rewrite
+                h, metrics, after, content = passed[key]
+                n_in += 1
+                bytes_in += metrics["size"]
+                add_before(metrics)
+                n_kept += 1  # passed on unchecked: exact dedup drops it
+                bytes_out += after["size"]
+                append((h, KnownDuplicate(item.repo_name, item.path, content), after, item.license, item.repo_name))
+                continue
+            metrics = metrics_in[i]
             nbytes = metrics["size"]  # bytes are counted as UTF-8 content bytes in every stage
             n_in += 1
             bytes_in += nbytes
             add_before(metrics)
-            # may redact item.content (secrets)
+            verdict = verdicts[i]
+            # may redact item.content (secrets); item.metrics: the same, or recomputed after a rewrite
             dropped = apply_filters(filters, item, profile) if verdict is UNDECIDED else verdict
             if dropped:
                 reason, f = dropped
                 dropped_n[reason] += 1
-                rank = profile.example_rank(reason, record_key(item.repo_name, item.path))
-                if rank is not None:  # build the example only when it is kept (most never are)
-                    example = example_of(item.repo_name, item.path, item.content, item.where)
-                    why = f.explain(item)
-                    if why:
-                        example["why"] = why
-                    profile.offer_example(reason, rank, example)
+                drops.append((reason, f, i))
                 continue
             n_kept += 1
             bytes_out += item.metrics["size"]  # bytes out: after redaction
@@ -294,8 +323,21 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
             append((h, line, item.metrics, item.license, item.repo_name))
             if skip:
                 passed.setdefault(key, (h, metrics, item.metrics, item.content))
-                if item.content is content_in:
+                if item.content is contents_in[i]:
                     passed_keys.append(key)
+        if drops:  # the examples of the drops, built only for those the report keeps (most never are)
+            drops.sort(key=itemgetter(2))
+            ranks = list(map(xxhash.xxh3_64_intdigest,
+                             record_keys([(records[i].repo_name, records[i].path) for _, _, i in drops])))
+            for j in profile.chosen_examples([(reason, rank) for (reason, _, _), rank in zip(drops, ranks)]):
+                reason, f, i = drops[j]
+                item = records[i]
+                example = example_of(item.repo_name, item.path, item.content, item.where)
+                why = f.explain(item)
+                if why:
+                    example["why"] = why
+                profile.offer_example(reason, ranks[j], example)
+    repeats = Counter(counted)  # content key -> known duplicates past the first KNOWN_EXAMPLES
     known_n = known_bytes = 0
     if repeats:
         firsts = [passed[key] for key in repeats]
