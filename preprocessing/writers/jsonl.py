@@ -63,15 +63,18 @@ class ShardedJsonlWriter:
       worker, :func:`unit_frames`) ends the open frame and is appended as it is. A `stream` unit
       whose kept lines reach ``frame_bytes`` gets frames of its own, cut as the open frame would be
       but starting at the unit's first line and ending at its last; where exact dedup drops some of
-      a frame's lines, the surviving lines of that frame are one frame (:meth:`write_lines_frame`),
-      a frame none of whose lines survive is left out. So the frames are a pure function of the
+      a frame's lines, the surviving lines of that frame are one frame (compressed by
+      :func:`compress_frame`, as :meth:`write_lines_frame` does), a frame none of whose lines
+      survive is left out. So the frames are a pure function of the
       units and of which of their rows survive, whatever the executor or the number of workers.
 
     Every frame is compressed in one call by the same settings (:func:`compress_frame`), so the
-    bytes do not depend on which process compressed it. A shard is closed after the line or the
-    whole frame that brings it to ``max_bytes`` uncompressed bytes (the count of uncompressed
-    bytes makes the split points independent of the compressor; a shard may pass ``max_bytes``
-    by up to a frame). Each shard is written as ``.<name>.tmp`` and renamed when complete, so a
+    bytes do not depend on which process compressed it. A shard is closed after the line that
+    brings it to ``max_bytes`` uncompressed bytes (the count of uncompressed bytes makes the split
+    points independent of the compressor): a whole frame given with its lines' sizes is split
+    there, so a shard holds the same lines whether its frames came whole or line by line; one
+    given without (`dedup`'s copies) ends the shard after it, which then passes ``max_bytes`` by
+    up to a frame. Each shard is written as ``.<name>.tmp`` and renamed when complete, so a
     partial file is never visible under its final name.
     """
 
@@ -155,9 +158,9 @@ class ShardedJsonlWriter:
         self._count(nbytes, rows)
 
     def write_lines_frame(self, lines: list[bytes]) -> None:
-        """Append ``lines`` (whole JSON lines) as one frame of their own, compressed here (the
-        surviving lines of a worker's frame, :func:`unit_frames`), split at the shard's end as
-        :meth:`write_frame` with ``sizes``; nothing for no lines."""
+        """Append ``lines`` (whole JSON lines) as one frame of their own, compressed here (the same
+        bytes as :func:`unit_frames` gives for those lines as one frame), split at the shard's end
+        as :meth:`write_frame` with ``sizes``; nothing for no lines."""
         if lines:
             self._put(None, b"".join(lines), [len(x) for x in lines])
 
