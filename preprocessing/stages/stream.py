@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 import xxhash
+import zstandard
 
 from common.config import to_dict
 from common.io import join, remove_tree
@@ -32,6 +33,7 @@ from preprocessing.record import CodeFile, FileRead, InputWarning
 from preprocessing.runner import ExecutorSpec, Stage, run_fused, run_stage
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
+from preprocessing.writers.jsonl import compress_frame, unit_frames, zstd_compressor
 
 if TYPE_CHECKING:
     from preprocessing.dedup.minhash import NearDedupConfig
@@ -82,6 +84,31 @@ class UnitResult:
     passed_keys: np.ndarray | None = None  # content keys of the records the filters passed unchanged
     known_repeats: int = 0  # known duplicates not in ``kept`` (past the unit's first few): counted only
     known_repeat_bytes: int = 0
+    frames: UnitFrames | None = None  # the rows' lines compressed by the worker (then ``kept`` has b"" for them)
+
+
+@dataclass(slots=True)
+class UnitFrames:
+    """The JSON lines of a unit's rows (the ``kept`` entries that are not known duplicates, in
+    order) as zstd frames of their own (:func:`preprocessing.writers.jsonl.unit_frames`): what
+    travels to the driver instead of the lines. ``selected``: the frames are already those of the
+    rows that survive exact dedup (:func:`_surviving_frames`), to be written as they are."""
+
+    raw: list[bytes]  # compressed frames
+    rows: list[int]  # lines per frame
+    sizes: list[int]  # bytes of each row's line
+    level: int  # their zstd level (a frame that loses rows is compressed again)
+    selected: bool = False
+
+    def lines(self, f: int, start: int) -> list[bytes]:
+        """The lines of frame ``f``, whose first row is row ``start`` of the unit."""
+        data = zstandard.ZstdDecompressor().decompress(self.raw[f], max_output_size=sum(
+            self.sizes[start:start + self.rows[f]]))
+        out, pos = [], 0
+        for n in self.sizes[start:start + self.rows[f]]:
+            out.append(data[pos:pos + n])
+            pos += n
+        return out
 
 
 @dataclass(slots=True)
@@ -103,6 +130,10 @@ class StreamWorker:
     filters: list[Filter]
     exact: ExactDedupConfig
     sketcher: CleanRowSketcher | None = None
+    level: int = 3
+    """zstd level of the output, for the frames a unit's rows get of their own (:func:`_pack_lines`)."""
+    frame_bytes: int = 0
+    """The writer's frame size (0: the lines travel as they are, the driver compresses them)."""
 
 
 @dataclass(slots=True)
@@ -365,7 +396,70 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
         rows = [k[1] for k in kept if type(k[1]) is bytes]
         sketch = w.sketcher(rows) if rows else None
     keys = np.array(passed_keys, np.uint64) if skip else None
-    return UnitResult(read, filt, profile, kept, sketch, warnings, files, keys, known_n, known_bytes)
+    return UnitResult(read, filt, profile, kept, sketch, warnings, files, keys, known_n, known_bytes,
+                      _pack_lines(w, kept))
+
+
+def _pack_lines(w: StreamWorker, kept: list) -> UnitFrames | None:
+    """The frames of their own of a unit whose kept lines reach the writer's frame size,
+    compressed here, in the worker (:func:`preprocessing.writers.jsonl.unit_frames`); their lines
+    are emptied in ``kept`` (the rows stay in place). None (``kept`` unchanged) for a smaller
+    unit: its lines go to the driver's open frame."""
+    if not w.frame_bytes or not kept:
+        return None
+    idx = [i for i, k in enumerate(kept) if type(k[1]) is bytes]
+    lines = [kept[i][1] for i in idx]
+    frames = unit_frames(lines, zstd_compressor(w.level), w.frame_bytes)
+    if frames is None:
+        return None
+    for i in idx:
+        kept[i] = (kept[i][0], b"", *kept[i][2:])
+    return UnitFrames([raw for raw, _, _ in frames], [n for _, _, n in frames], [len(x) for x in lines], w.level)
+
+
+def _surviving_frames(res: UnitResult, new: Any) -> UnitResult:
+    """``res`` (with worker frames) with its frames reduced to the rows that survive exact dedup
+    (``new``: a flag per row): a frame whose rows all survive as it is, the surviving lines of a
+    frame that lost some as one frame (compressed here), a frame that lost all left out. The lines
+    of the first EXAMPLES_PER_REASON duplicates (the reduce's examples) are put back in ``kept``.
+    The same bytes wherever it runs: in the driver, or where a held result is (partitioned)."""
+    fr = res.frames
+    new = list(new)
+    cctx = None
+    raw, rows = [], []
+    want = set()  # rows whose line is an example
+    for i, f in enumerate(new):
+        if not f:
+            want.add(i)
+            if len(want) == EXAMPLES_PER_REASON:
+                break
+    lines_of: dict[int, bytes] = {}
+    start = 0
+    for f, n in enumerate(fr.rows):
+        flags = new[start:start + n]
+        if all(flags):
+            raw.append(fr.raw[f])
+            rows.append(n)
+        elif any(flags) or want.intersection(range(start, start + n)):
+            lines = fr.lines(f, start)
+            lines_of.update((start + j, lines[j]) for j in range(n) if start + j in want)
+            keep = [x for x, k in zip(lines, flags) if k]
+            if keep:
+                cctx = cctx or zstd_compressor(fr.level)
+                raw.append(compress_frame(cctx, b"".join(keep)))
+                rows.append(len(keep))
+        start += n
+    if lines_of:
+        r = 0
+        kept = res.kept
+        for i, k in enumerate(kept):
+            if type(k[1]) is bytes:
+                if r in lines_of:
+                    kept[i] = (k[0], lines_of[r], *k[2:])
+                r += 1
+    sizes = [sz for sz, k in zip(fr.sizes, new) if k]
+    res.frames = UnitFrames(raw, rows, sizes, fr.level, selected=True)
+    return res
 
 
 def _first_fresh(keys: list, fresh: list[bool]) -> list[bool]:
@@ -393,7 +487,10 @@ def _process_unit_hashed(w: StreamWorker, ku: KnownUnit) -> tuple[tuple[np.ndarr
 def _without_duplicate_lines(res: UnitResult, first: np.ndarray) -> UnitResult:
     """``res`` with the JSON lines of its exact duplicates emptied, but for the first
     EXAMPLES_PER_REASON of them (the reduce's examples come from the first duplicates in order):
-    what travels to the driver is the rows it writes. The rows stay in place (same alignment)."""
+    what travels to the driver is the rows it writes. The rows stay in place (same alignment).
+    With worker frames, the frames of the surviving rows (:func:`_surviving_frames`)."""
+    if res.frames is not None:
+        return _surviving_frames(res, first.tolist())
     flags = iter(first.tolist())
     shown = 0
     kept = []
@@ -451,7 +548,8 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
     # Without a limit, the workers read their own bytes (a unit names them); a limit needs units
     # that know their records, which the driver reads.
     units = reader.work_units() if limit is None else limit_units(reader.units(), limit)
-    context = StreamWorker(reader, filters, cfg.exact_dedup, near.sketcher if near is not None else None)
+    context = StreamWorker(reader, filters, cfg.exact_dedup, near.sketcher if near is not None else None,
+                           writer.level, writer.frame_bytes)
     known: list[Shared] = []  # the keys passed unchanged by each round, shared with the workers
     round_keys: deque[tuple[int, np.ndarray]] = deque()  # (unit, its passed keys) not shared yet, as reduced
     shared_keys = 0
@@ -505,13 +603,24 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
                 seen.add(len({h for h, *_ in rows}), int(first.sum()))  # type: ignore[union-attr]
             if near is not None and rows:
                 near.add(res.sketch, new)  # type: ignore[arg-type]
+            frames = res.frames
+            if frames is not None:  # compressed by the worker: written whole (the open frame ends first)
+                if not frames.selected:
+                    frames = _surviving_frames(res, new).frames
+                writer.end_frame()
+                sizes = iter(frames.sizes)
+                for raw, n in zip(frames.raw, frames.rows):
+                    part = list(islice(sizes, n))
+                    writer.write_frame(raw, sum(part), n, part)
             flags = iter(new)
             written: list[dict[str, float]] = []  # metrics of the rows written, binned once per unit
             write_line, licenses, repos = writer.write_line, profile.licenses, profile.repos
+            lines = frames is None  # else written above
             for h, line, metrics, lic, repo in res.kept:
                 if type(line) is bytes and next(flags):
                     dedup.keep(metrics["size"])
-                    write_line(line)
+                    if lines:
+                        write_line(line)
                     written.append(metrics)
                     licenses[lic or "unknown"] += 1
                     repos[repo] += 1

@@ -17,17 +17,65 @@ FRAME_BYTES = 256 << 10
 (measured on Python code at level 3), in return for frames that `dedup` can copy unchanged."""
 
 
+def zstd_compressor(level: int) -> zstandard.ZstdCompressor:
+    """The compressor of every frame of a shard: single-threaded, no content size in the header
+    (one object per writer or per unit: a compressor is not shared between threads)."""
+    return zstandard.ZstdCompressor(level=level, threads=0, write_content_size=False)
+
+
+def compress_frame(cctx: zstandard.ZstdCompressor, data: bytes) -> bytes:
+    """One zstd frame of ``data`` (whole JSON lines), compressed in one call: the same bytes for
+    the same lines whichever process compresses them (the writer, or a worker for
+    :func:`unit_frames`)."""
+    return cctx.compress(data)
+
+
+def unit_frames(lines: list[bytes], cctx: zstandard.ZstdCompressor, frame_bytes: int = FRAME_BYTES
+                ) -> list[tuple[bytes, int, int]] | None:
+    """The frames of their own of one work unit's ``lines`` (in order), as the writer's rule cuts
+    them (:class:`ShardedJsonlWriter`): None when the lines are fewer than ``frame_bytes`` bytes
+    (they join the writer's open frame), else (compressed frame, its uncompressed bytes, its
+    lines) per frame, a frame ending after the line that brings it to ``frame_bytes`` bytes and
+    at the last line. A pure function of the lines: a worker can compress its unit's output."""
+    total = sum(map(len, lines))
+    if total < frame_bytes:
+        return None
+    frames = []
+    start = size = 0
+    for i, line in enumerate(lines):
+        size += len(line)
+        if size >= frame_bytes or i == len(lines) - 1:
+            frames.append((compress_frame(cctx, b"".join(lines[start:i + 1])), size, i + 1 - start))
+            start, size = i + 1, 0
+    return frames
+
+
 class ShardedJsonlWriter:
     """Writes rows as JSON lines into ``out_dir/{prefix}-{NNNNN}.jsonl.zst``.
 
-    A shard is closed once ``max_bytes`` of uncompressed JSON went into it (the count of
-    uncompressed bytes makes the split points independent of the compressor). Inside a shard a
-    zstd frame ends after the line that brings it to ``frame_bytes`` uncompressed bytes, so every
-    frame holds whole lines: a reader can hand a frame's compressed bytes to another writer
-    (:meth:`write_frame`), which is how `dedup` copies the unchanged part of its input without
-    recompressing it. Each shard is written as ``.<name>.tmp`` and renamed when complete, so a
-    partial file is never visible under its final name. Output is byte-identical for identical
-    rows and frames (single-threaded zstd).
+    Every zstd frame holds whole lines: a reader can hand a frame's compressed bytes to another
+    writer (:meth:`write_frame`), which is how `dedup` copies the unchanged part of its input
+    without recompressing it. The frames:
+
+    - lines given one by one (:meth:`write_line`) go into the open frame, which ends after the line
+      that brings it to ``frame_bytes`` uncompressed bytes (or when the shard closes);
+    - a frame given whole (:meth:`write_frame`: copied by `dedup`, or compressed by a `stream`
+      worker, :func:`unit_frames`) ends the open frame and is appended as it is. A `stream` unit
+      whose kept lines reach ``frame_bytes`` gets frames of its own, cut as the open frame would be
+      but starting at the unit's first line and ending at its last; where exact dedup drops some of
+      a frame's lines, the surviving lines of that frame are one frame (compressed by
+      :func:`compress_frame`, as :meth:`write_lines_frame` does), a frame none of whose lines
+      survive is left out. So the frames are a pure function of the
+      units and of which of their rows survive, whatever the executor or the number of workers.
+
+    Every frame is compressed in one call by the same settings (:func:`compress_frame`), so the
+    bytes do not depend on which process compressed it. A shard is closed after the line that
+    brings it to ``max_bytes`` uncompressed bytes (the count of uncompressed bytes makes the split
+    points independent of the compressor): a whole frame given with its lines' sizes is split
+    there, so a shard holds the same lines whether its frames came whole or line by line; one
+    given without (`dedup`'s copies) ends the shard after it, which then passes ``max_bytes`` by
+    up to a frame. Each shard is written as ``.<name>.tmp`` and renamed when complete, so a
+    partial file is never visible under its final name.
     """
 
     def __init__(self, out_dir: str | Path, prefix: str = "part", max_bytes: int = 256 << 20, level: int = 3,
@@ -47,60 +95,99 @@ class ShardedJsonlWriter:
         self.bytes_written = 0  # uncompressed
         self._index = 0
         self._file = None
-        self._stream = None
+        self._cctx = zstd_compressor(level)
         self._tmp: Path | None = None
         self._shard_bytes = 0
-        self._frame_bytes = 0  # uncompressed bytes in the frame being written
+        self._frame: list[bytes] = []  # the lines of the open frame (compressed when it ends)
+        self._frame_bytes = 0  # uncompressed bytes in the open frame
 
     def _open(self) -> None:
         name = f"{self.prefix}-{self._index:05d}.jsonl.zst"
         self._final = self.out_dir / name
         self._tmp = self.out_dir / f".{name}.tmp"
         self._file = open(self._tmp, "wb")
-        cctx = zstandard.ZstdCompressor(level=self.level, threads=0, write_content_size=False)
-        self._stream = cctx.stream_writer(self._file, closefd=False)
         self._shard_bytes = 0
-        self._frame_bytes = 0
 
     def _close_shard(self) -> None:
-        if self._stream is None:
+        if self._file is None:
             return
-        self._end_frame()  # (closing the zstd writer would add an empty frame)
+        self.end_frame()
         if self._file.tell() == 0:
-            self._stream.flush(zstandard.FLUSH_FRAME)  # nothing but empty lines: one empty, valid frame
+            self._file.write(compress_frame(self._cctx, b""))  # nothing but empty lines: one empty, valid frame
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
         os.replace(self._tmp, self._final)
         self.paths.append(self._final)
-        self._stream = self._file = self._tmp = None
+        self._file = self._tmp = None
         self._index += 1
 
-    def _end_frame(self) -> None:
+    def end_frame(self) -> None:
+        """End the open frame (if it holds bytes): the next line starts a new one."""
         if self._frame_bytes:
-            self._stream.flush(zstandard.FLUSH_FRAME)
-            self._frame_bytes = 0
+            self._file.write(compress_frame(self._cctx, b"".join(self._frame)))
+        self._frame.clear()
+        self._frame_bytes = 0
 
     def write_row(self, row: dict[str, Any]) -> None:
         self.write_line(orjson.dumps(row) + b"\n")
 
     def write_line(self, line: bytes) -> None:
         """Write one already-serialised JSON line (ending in a newline)."""
-        if self._stream is None:
+        if self._file is None:
             self._open()
-        self._stream.write(line)
+        self._frame.append(line)
         self._frame_bytes += len(line)
         if not self._count(len(line), 1) and self._frame_bytes >= self.frame_bytes:
-            self._end_frame()
+            self.end_frame()
 
-    def write_frame(self, raw: bytes, nbytes: int, rows: int) -> None:
+    def write_frame(self, raw: bytes, nbytes: int, rows: int, sizes: list[int] | None = None) -> None:
         """Append one whole zstd frame as it is: ``raw`` decompresses to ``rows`` complete JSON
-        lines of ``nbytes`` bytes (as a frame from ``JsonlReader.units(frames=True)`` does)."""
-        if self._stream is None:
+        lines of ``nbytes`` bytes (as a frame from ``JsonlReader.units(frames=True)`` or from
+        :func:`unit_frames` does). With ``sizes`` (the bytes of each of its lines), a frame that
+        would take the shard past ``max_bytes`` is split after the line that reaches it (that frame
+        decompressed and its two parts compressed again, once per shard), so the shards end where
+        they would with the lines written one by one; without, the shard ends after the frame."""
+        if sizes is not None:
+            self._put(raw, None, sizes)
+            return
+        if self._file is None:
             self._open()
-        self._end_frame()
+        self.end_frame()
         self._file.write(raw)
         self._count(nbytes, rows)
+
+    def write_lines_frame(self, lines: list[bytes]) -> None:
+        """Append ``lines`` (whole JSON lines) as one frame of their own, compressed here (the same
+        bytes as :func:`unit_frames` gives for those lines as one frame), split at the shard's end
+        as :meth:`write_frame` with ``sizes``; nothing for no lines."""
+        if lines:
+            self._put(None, b"".join(lines), [len(x) for x in lines])
+
+    def _put(self, raw: bytes | None, data: bytes | None, sizes: list[int]) -> None:
+        """Append one frame, given compressed (``raw``) or not (``data``), of lines of ``sizes`` bytes."""
+        self.end_frame()
+        while True:
+            if self._file is None:
+                self._open()
+            nbytes = sum(sizes)
+            room = self.max_bytes - self._shard_bytes
+            if nbytes >= room and len(sizes) > 1:
+                cut = j = 0
+                for j, n in enumerate(sizes):
+                    cut += n
+                    if cut >= room:
+                        break
+                if j < len(sizes) - 1:  # the shard ends inside the frame: a frame for each part
+                    if data is None:
+                        data = zstandard.ZstdDecompressor().decompress(raw, max_output_size=nbytes)
+                    self._file.write(compress_frame(self._cctx, data[:cut]))
+                    self._count(cut, j + 1)  # (closes the shard)
+                    raw, data, sizes = None, data[cut:], sizes[j + 1:]
+                    continue
+            self._file.write(raw if raw is not None else compress_frame(self._cctx, data))
+            self._count(nbytes, len(sizes))
+            return
 
     def _count(self, nbytes: int, rows: int) -> bool:
         """Count what went into the shard; close it when full (then True)."""
@@ -120,14 +207,15 @@ class ShardedJsonlWriter:
 
     def abort(self) -> None:
         """Drop the shard in progress (its temporary file) after an error."""
-        if self._stream is not None:
+        if self._file is not None:
             try:
-                self._stream.close()
                 self._file.close()
             finally:
                 if self._tmp is not None:
                     self._tmp.unlink(missing_ok=True)
-            self._stream = self._file = self._tmp = None
+            self._file = self._tmp = None
+            self._frame.clear()
+            self._frame_bytes = 0
 
     def __enter__(self) -> ShardedJsonlWriter:
         return self
