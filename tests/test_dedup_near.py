@@ -56,6 +56,11 @@ def outputs(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.glob("*.jsonl.zst"))}
 
 
+def decompressed_outputs(out: Path) -> dict[str, bytes]:
+    d = zstandard.ZstdDecompressor()
+    return {name: d.stream_reader(data, read_across_frames=True).read() for name, data in outputs(out).items()}
+
+
 def test_stage_removes_near_duplicates_and_accounts_for_every_record(dump, tmp_path):
     stats = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(dump)]), tmp_path / "out")
     st = stats["stages"]["near_dedup"]
@@ -226,8 +231,8 @@ def test_pass2_writes_exactly_the_reserialised_rows_of_kept_records(mixed_dump, 
     from preprocessing.record import CodeFile
 
     records = [r for r in JsonlReader(str(mixed_dump)).records() if isinstance(r, CodeFile)]
-    for workers, batch in [(1, 256), (2, 5)]:
-        out = tmp_path / f"out{workers}"
+    for workers, batch in [(1, 256), (2, 256), (2, 5)]:
+        out = tmp_path / f"out{workers}-{batch}"
         st = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(mixed_dump)], batch_records=batch), out,
                             executor=workers)
         removed = {m["ordinal"] for c in read_rows(out / "clusters.jsonl.zst") for m in c["members"]
@@ -237,7 +242,9 @@ def test_pass2_writes_exactly_the_reserialised_rows_of_kept_records(mixed_dump, 
         with open(out / "part-00000.jsonl.zst", "rb") as f:
             assert zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read() == expected
         assert st["totals"]["rejected"] == {"empty_content": 1, "invalid_json": 1}
-    assert outputs(tmp_path / "out1") == outputs(tmp_path / "out2")
+    # the same bytes for any workers; the frames of units that fill one are cut by unit (batch_records)
+    assert outputs(tmp_path / "out1-256") == outputs(tmp_path / "out2-256")
+    assert decompressed_outputs(tmp_path / "out1-256") == decompressed_outputs(tmp_path / "out2-5")
     # All verbatim (RUN/clean): pass 2 runs in the main process whatever the workers, same outputs.
     clean = tmp_path / "clean"
     clean.mkdir()

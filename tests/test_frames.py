@@ -395,3 +395,40 @@ def test_stream_units_compress_their_frames_and_dedup_cuts_them(tmp_path: Path):
     assert [decompressed(p) for p in paths] == [decompressed(p) for p in ref.paths]
     frames = [f for p in paths for f in frames_of(p)]
     assert len(frames) > len(paths) and all(data.endswith(b"\n") for data, _ in frames)
+
+
+def test_dedup_pass2_workers_compress_the_frames_of_lines_the_driver_read(tmp_path: Path, monkeypatch):
+    """A one-frame `json.dumps` dump (streamed, so the driver splits it into units of lines): in
+    pass 2 a unit whose kept rows fill a frame comes back from its worker as compressed frames of
+    whole lines, which the driver appends; 1 and 2 workers give the same bytes, and the rows are
+    those written line by line (copy_frames off: every row through the writer's open frame)."""
+    rows = stdlib_rows(80)
+    for i in range(0, 80, 8):  # near-duplicates: a line added at the end
+        rows.insert(i + 1, dict(rows[i], repo_name=f"fork/{i}", content=rows[i]["content"] + "\n# patched\n"))
+    path = tmp_path / "in" / "dump.jsonl.zst"
+    path.parent.mkdir()
+    with open(path, "wb") as f, zstandard.ZstdCompressor(level=3).stream_writer(f) as out:
+        out.write(b"".join(json.dumps(r).encode() + b"\n" for r in rows))
+    # units of 8 files fill a frame of 8 kB (the workers are forked: they see the patched module)
+    monkeypatch.setattr(near, "unit_frames", lambda lines, cctx: writer_mod.unit_frames(lines, cctx, 8_000))
+    inputs = InputConfig(paths=[str(path)], batch_records=8)
+    runs = {w: run_near_dedup(NearDedupConfig(), inputs, tmp_path / f"w{w}", executor=w) for w in (1, 2)}
+    line_by_line = run_near_dedup(NearDedupConfig(copy_frames=False), inputs, tmp_path / "lines", executor=1)
+    assert runs[1]["near_dedup"]["removed"] >= 5 and runs[1]["totals"] == runs[2]["totals"] == line_by_line["totals"]
+    for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
+        assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
+        assert decompressed(tmp_path / "w1" / name) == decompressed(tmp_path / "lines" / name)
+
+    def frames(path: Path) -> list[bytes]:  # each frame's decompressed bytes
+        data, out = path.read_bytes(), []
+        while data:
+            obj = zstandard.ZstdDecompressor().decompressobj()
+            out.append(obj.decompress(data))
+            assert obj.eof
+            data = obj.unused_data
+        return out
+
+    mine = frames(tmp_path / "w1" / "part-00000.jsonl.zst")
+    assert all(data.endswith(b"\n") for data in mine)
+    # the units' own frames (~8 kB each, a unit of 8 files each), not the writer's open frame of 256 KiB
+    assert len(mine) >= runs[1]["totals"]["kept"] // 8 and max(map(len, mine)) < 256 << 10

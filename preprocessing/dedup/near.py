@@ -69,6 +69,7 @@ from preprocessing.readers.jsonl import (
 from preprocessing.record import CodeFile, Rejected
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
+from preprocessing.writers.jsonl import unit_frames
 
 STATS_FORMAT_VERSION = 1
 STAGE = "near_dedup"
@@ -105,6 +106,10 @@ class UnitRows:
     digest: int = 0
     frame: bytes | None = None  # the unit's zstd frame, to copy as it is (then no record is removed)
     frame_nbytes: int = 0  # its uncompressed size
+    frames: list[tuple[bytes, int, int, list[int]]] | None = None
+    """The frames of its own of a unit of lines the driver read whose kept lines fill a frame
+    (:func:`~preprocessing.writers.jsonl.unit_frames`: compressed by the worker): (frame, its
+    uncompressed bytes, its lines, each line's bytes); then ``records`` carry no line."""
 
 
 @dataclass
@@ -604,6 +609,17 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
         if data:
             out.frame, out.frame_nbytes = w.compressor.compress(data), len(data)
         out.records = [(None, a, b) for _, a, b in records]
+        return out
+    # Lines the driver read: their kept rows compressed here when they fill a frame (the writer's
+    # rule for a unit's own frames), so that the driver only appends them.
+    texts = [text for text, _, _ in records if text is not None]
+    packed = unit_frames(texts, w.compressor)  # type: ignore[arg-type]
+    if packed is not None:
+        out.frames, i = [], 0
+        for raw, nbytes, rows in packed:
+            out.frames.append((raw, nbytes, rows, [len(t) for t in texts[i:i + rows]]))
+            i += rows
+        out.records = [(None, a, b) for _, a, b in records]
     return out
 
 
@@ -775,17 +791,13 @@ def _filter_pass(
     if lines is None:
         results = executor.map(_rows_unit, units, context, batch=RECORDS_PER_TASK)
     else:
-        # Copying verbatim lines or untouched frames is no work for a worker: shipping them there
-        # and back would cost more than it saves. Workers help with frames, which they decompress
-        # and recompress themselves; lines that this process read (a file that is one big frame,
-        # a plain file) stay here even when they must be serialised again: shipping each line out
-        # and its row back costs this process more than the rewrite (797 MB one-frame json.dumps
-        # dump, 2 workers: pass 2 8.4 s wall shipped vs 6.4 s here).
+        # An untouched frame is copied here (no work for a worker). Workers decompress and
+        # recompress the other frames themselves; lines this process read (a file that is one big
+        # frame, a plain file) travel to them as one buffer per unit (FrameLines) and come back as
+        # the unit's compressed frames when its kept rows fill one (UnitRows.frames), else as lines.
         frames = bool(lines.frames)  # (none without copy_frames)
-        workers = executor.workers if frames else 1
-        results = executor.map(_rows_lines_unit, lines.jobs(units, result), context, workers=workers,
-                               window=4 * workers, inline=_untouched if frames else None, batch=RECORDS_PER_TASK,
-                               cost=_job_records)
+        results = executor.map(_rows_lines_unit, lines.jobs(units, result), context, window=4 * executor.workers,
+                               inline=_untouched if frames else None, batch=RECORDS_PER_TASK, cost=_job_records)
     for u, res in enumerate(results):
         if lines is not None and lines.digests is not None and res.digest != lines.digests[u]:
             raise ValueError(CHANGED.format(f"lines of work unit {u} differ"))
@@ -801,6 +813,8 @@ def _filter_pass(
         if res.frame is not None:
             nbytes = res.frame_nbytes if res.frame_nbytes >= 0 else lines.frames[u][2]  # type: ignore[union-attr]
             writer.write_frame(res.frame, nbytes, k - sum(dropped))
+        for raw, nbytes, rows, line_sizes in res.frames or ():
+            writer.write_frame(raw, nbytes, rows, line_sizes)
         names = lines.names(ordinal, k) if lines is not None and max(clusters, default=-1) >= 0 else None
         n_drop = sum(dropped)
         stats.records_in += k  # (StageStats.keep and .drop for each record, summed)
@@ -811,8 +825,8 @@ def _filter_pass(
             stats.dropped[DROP_REASON] += n_drop
         write_line = writer.write_line
         for i, (line, a, b) in enumerate(res.records):
-            if res.frame is None and not dropped[i]:
-                write_line(line)  # type: ignore[arg-type]
+            if line is not None and not dropped[i]:
+                write_line(line)
             c = clusters[i]
             if c >= 0:
                 if names is not None:

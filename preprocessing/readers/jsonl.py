@@ -623,7 +623,9 @@ class JsonlReader(FileDumpReader):
             try:
                 for group, raw, frame_no, skipped in iter_line_groups(path, (skip or {}).get(source), batch,
                                                                       pieces=True):
-                    if raw is None and isinstance(group, FrameLines) and not unit.lines and not group.has_blank():
+                    # (a piece's lines, or a whole frame's that are more than a unit)
+                    if isinstance(group, FrameLines) and (raw is None or len(group) > batch) and not unit.lines \
+                            and not group.has_blank():
                         data, ends = group.data, group.ends()
                         k = pos = 0
                         while k < len(ends):
