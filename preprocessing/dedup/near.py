@@ -69,7 +69,7 @@ from preprocessing.readers.jsonl import (
 from preprocessing.record import CodeFile, Rejected
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
-from preprocessing.writers.jsonl import unit_frames
+from preprocessing.writers.jsonl import compress_frame, unit_frames, zstd_compressor
 
 STATS_FORMAT_VERSION = 1
 STAGE = "near_dedup"
@@ -223,8 +223,10 @@ class DedupWorker:
 
     @property
     def compressor(self) -> zstandard.ZstdCompressor:
+        """The writer's frame compressor (:func:`~preprocessing.writers.jsonl.zstd_compressor`):
+        a frame compressed here is byte for byte the one the writer would make."""
         if self._compressor is None:
-            self._compressor = zstandard.ZstdCompressor(level=self.cfg.compression_level, write_content_size=False)
+            self._compressor = zstd_compressor(self.cfg.compression_level)
         return self._compressor
 
 
@@ -559,7 +561,7 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
             pieces.append(data[run:])
         kept = b"".join(pieces)
         if kept:
-            out.frame, out.frame_nbytes = w.compressor.compress(kept), len(kept)
+            out.frame, out.frame_nbytes = compress_frame(w.compressor, kept), len(kept)
         return out
     fast = checked and reader.columns == _DEFAULT_COLUMNS
     # The lines of a FrameLines unit are sliced out of its buffer only when read (not a removed one)
@@ -607,13 +609,13 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
     if unit.raw is not None:  # a frame that lost rows: its kept rows as one new frame
         data = b"".join(text for text, _, _ in records if text is not None)
         if data:
-            out.frame, out.frame_nbytes = w.compressor.compress(data), len(data)
+            out.frame, out.frame_nbytes = compress_frame(w.compressor, data), len(data)
         out.records = [(None, a, b) for _, a, b in records]
         return out
     # Lines the driver read: their kept rows compressed here when they fill a frame (the writer's
     # rule for a unit's own frames), so that the driver only appends them.
     texts = [text for text, _, _ in records if text is not None]
-    packed = unit_frames(texts, w.compressor)  # type: ignore[arg-type]
+    packed = unit_frames(texts, w.compressor)
     if packed is not None:
         out.frames, i = [], 0
         for raw, nbytes, rows in packed:

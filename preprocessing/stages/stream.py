@@ -241,7 +241,7 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     while chunk := list(islice(decoded, METRICS_BATCH)):
         records: list[CodeFile] = []
         for item in chunk:
-            if type(item) is CodeFile or isinstance(item, CodeFile):
+            if isinstance(item, CodeFile):
                 records.append(item)
             elif isinstance(item, InputWarning):
                 warnings.append(item.text)

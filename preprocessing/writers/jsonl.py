@@ -59,9 +59,9 @@ class ShardedJsonlWriter:
 
     - lines given one by one (:meth:`write_line`) go into the open frame, which ends after the line
       that brings it to ``frame_bytes`` uncompressed bytes (or when the shard closes);
-    - a frame given whole (:meth:`write_frame`: copied by `dedup`, or compressed by a `stream`
-      worker, :func:`unit_frames`) ends the open frame and is appended as it is. A `stream` unit
-      whose kept lines reach ``frame_bytes`` gets frames of its own, cut as the open frame would be
+    - a frame given whole (:meth:`write_frame`: copied by `dedup`, or compressed by a worker,
+      :func:`unit_frames`) ends the open frame and is appended as it is. A `stream` unit (and a
+      unit of lines in `dedup`'s pass 2) whose kept lines reach ``frame_bytes`` gets frames of its own, cut as the open frame would be
       but starting at the unit's first line and ending at its last; where exact dedup drops some of
       a frame's lines, the surviving lines of that frame are one frame (compressed by
       :func:`compress_frame`, as :meth:`write_lines_frame` does), a frame none of whose lines
