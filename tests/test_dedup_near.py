@@ -271,17 +271,28 @@ def test_bytes_are_utf8_content_bytes(mixed_dump, tmp_path):
 
 
 def test_input_changed_between_the_passes_is_an_error(mixed_dump, tmp_path, monkeypatch):
+    """Pass 2 reads pass 1's line units back from the work dir (linespool): an edit of the input
+    between the passes changes nothing then. Where pass 2 must read the input again (the spool
+    has no room), the edit is found and named."""
+    from preprocessing.dedup import linespool
     from preprocessing.dedup.index import NearDedupIndex
 
     cluster = NearDedupIndex.cluster
     plain = mixed_dump / "b.jsonl"
+    original = plain.read_bytes()
+    run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(mixed_dump)]), tmp_path / "ref")
 
     def edit_then_cluster(self):  # a same-length edit of one verbatim line between the passes
-        data = plain.read_bytes()
-        plain.write_bytes(data.replace(b"import", b"IMPORT", 1))
+        plain.write_bytes(original.replace(b"import", b"IMPORT", 1))
         return cluster(self)
 
     monkeypatch.setattr(NearDedupIndex, "cluster", edit_then_cluster)
+    st = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(mixed_dump)]), tmp_path / "replayed")
+    assert st["input_files"][1]["file"].endswith("b.jsonl") and st["totals"]["records_read"] > 0
+    for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
+        assert (tmp_path / "replayed" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    plain.write_bytes(original)
+    monkeypatch.setattr(linespool, "BUDGET", 0)
     with pytest.raises(ValueError, match=r"input changed between the two passes of near-dedup \(lines of work unit 1 differ"):
         run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(mixed_dump)]), tmp_path / "out")
 

@@ -36,6 +36,7 @@ import zstandard
 
 from common.config import to_dict
 from common.io import open_file
+from preprocessing.dedup.linespool import LineSpool
 from preprocessing.dedup.index import (
     ClusterResult,
     NearDedupIndex,
@@ -135,6 +136,13 @@ class LineNotes:
     spool_dir: Path | None = None  # where the spool is made (the work dir)
     spool: BinaryIO | None = None  # the records' names, in ordinal order (see :meth:`names`)
     name_ends: array = field(default_factory=lambda: array("q", [0]))  # ordinal -> where its names end
+    line_spool: LineSpool | None = None
+    """The lines pass 1 read in the driver, kept for the workers and pass 2 (:mod:`.linespool`)."""
+
+    @property
+    def replayed(self) -> bool:
+        """Whether pass 2 reads pass 1's units from :attr:`line_spool` (and not the input)."""
+        return self.line_spool is not None and self.line_spool.complete
 
     def add(self, status: bytes, digest: int | None = None, frame: tuple[str, int, int] | None = None,
             names: list[bytes] = ()) -> None:  # type: ignore[assignment]
@@ -172,6 +180,8 @@ class LineNotes:
         if self.spool is not None:
             self.spool.close()
             self.spool = None
+        if self.line_spool is not None:
+            self.line_spool.close()
 
     def frame_lines(self) -> dict[str, dict[int, int]]:
         """{file: {frame number: lines}} of pass 1's whole-frame units: pass 2 reads them without
@@ -751,8 +761,9 @@ def _cluster_and_write(
         },
         STAGE: result.stats,
         "outputs": [p.name for p in writer.paths] + ["clusters.jsonl.zst"],
-        "warnings": reader.warnings,
-        "input_files": reader.input_files,
+        # (pass 2 replayed pass 1's units: what the reader noted then)
+        "warnings": lines.line_spool.warnings if lines is not None and lines.replayed else reader.warnings,  # type: ignore[union-attr]
+        "input_files": lines.line_spool.input_files if lines is not None and lines.replayed else reader.input_files,  # type: ignore[union-attr]
         "workers": executor.workers,
         "wall_time_s": round(wall, 3),
         "pass1_s": round(t1 - t0, 3),
@@ -783,7 +794,9 @@ def _filter_pass(
     left = (np.bincount(cluster[cluster >= 0], minlength=result.n) if result.n else np.zeros(0, np.int64)).tolist()
     open_clusters: dict[int, list[dict[str, Any]]] = {}
     ordinal = 0
-    if lines is None or not cfg.copy_frames:
+    if lines is not None and lines.replayed:  # pass 1's units from the work dir: the input is not read again
+        units = lines.line_spool.replay()  # type: ignore[union-attr]
+    elif lines is None or not cfg.copy_frames:
         units = _units(reader, limit)
     elif limit is None and isinstance(reader, JsonlReader):
         units = reader.units(frames=True, skip=lines.frame_lines())
@@ -808,39 +821,47 @@ def _filter_pass(
         k = len(res.records)
         if ordinal + k > result.n:
             raise ValueError(CHANGED.format("more records"))
-        sizes = result.nbytes[ordinal : ordinal + k].tolist()
-        dropped = drop[ordinal : ordinal + k].tolist()
-        clusters = cluster[ordinal : ordinal + k].tolist()
-        sims = sim[ordinal : ordinal + k].tolist()
+        # (per unit in numpy; a Python step only per line written here and per cluster member)
+        sl = slice(ordinal, ordinal + k)
+        sizes, dropped = result.nbytes[sl], drop[sl]
+        n_drop = int(np.count_nonzero(dropped))
         if res.frame is not None:
             nbytes = res.frame_nbytes if res.frame_nbytes >= 0 else lines.frames[u][2]  # type: ignore[union-attr]
-            writer.write_frame(res.frame, nbytes, k - sum(dropped))
+            writer.write_frame(res.frame, nbytes, k - n_drop)
         for raw, nbytes, rows, line_sizes in res.frames or ():
             writer.write_frame(raw, nbytes, rows, line_sizes)
-        names = lines.names(ordinal, k) if lines is not None and max(clusters, default=-1) >= 0 else None
-        n_drop = sum(dropped)
         stats.records_in += k  # (StageStats.keep and .drop for each record, summed)
         stats.kept += k - n_drop
-        stats.bytes_in += sum(sizes)
-        stats.bytes_out += sum(size for size, d in zip(sizes, dropped) if not d)
+        stats.bytes_in += int(sizes.sum())
+        stats.bytes_out += int(sizes.sum() - sizes[dropped].sum()) if n_drop else int(sizes.sum())
         if n_drop:
             stats.dropped[DROP_REASON] += n_drop
-        write_line = writer.write_line
-        for i, (line, a, b) in enumerate(res.records):
-            if line is not None and not dropped[i]:
-                write_line(line)
-            c = clusters[i]
-            if c >= 0:
-                if names is not None:
-                    a, b = orjson.loads(names[i])
-                members = open_clusters.setdefault(c, [])
-                members.append({"ordinal": ordinal + i, "repo_name": a, "path": b,
-                                "similarity": round(sims[i], 4)})
-                left[c] -= 1
-                if left[c] == 0:
-                    cluster_writer.write_row({"cluster": c, "size": len(members), "kept": int(kept[ordinal + i]),
-                                              "members": members})
-                    del open_clusters[c]
+        if res.frame is None and not res.frames:  # (else no record carries a line)
+            write_line = writer.write_line
+            if n_drop:
+                for (line, _a, _b), d in zip(res.records, dropped.tolist()):
+                    if line is not None and not d:
+                        write_line(line)
+            else:
+                for line, _a, _b in res.records:
+                    if line is not None:
+                        write_line(line)
+        members_at = np.flatnonzero(cluster[sl] >= 0).tolist()
+        names = lines.names(ordinal, k) if lines is not None and members_at else None
+        for i in members_at:
+            c = int(cluster[ordinal + i])
+            if names is not None:
+                a, b = orjson.loads(names[i])
+            else:
+                _line, a, b = res.records[i]
+            members = open_clusters.setdefault(c, [])
+            members.append({"ordinal": ordinal + i, "repo_name": a, "path": b,
+                            "similarity": round(float(sim[ordinal + i]), 4)})
+            left[c] -= 1
+            if left[c] == 0:
+                cluster_writer.write_row({"cluster": c, "size": len(members), "kept": int(kept[ordinal + i]),
+                                          "members": members})
+                del open_clusters[c]
         ordinal += k
     if ordinal != result.n:
         raise ValueError(CHANGED.format("fewer records"))

@@ -68,6 +68,9 @@ class Executor:
     """The workers asked for (None: not given, each stage's default)."""
     partitions: int = 0
     """Partitions of the global state (exact dedup by hash prefix); 0: gathered in the driver."""
+    local_disk: bool = True
+    """Whether the workers run on this machine and read its local files (a unit may then name a
+    file the driver wrote, :mod:`preprocessing.dedup.linespool`); False on a Ray cluster."""
 
     def map(self, fn: Callable[[C, U], R], units: Iterable[U], context: C, *, batch: int = 0,
             cost: Callable[[U], int] = len, window: int | None = None,  # type: ignore[assignment]

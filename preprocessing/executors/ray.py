@@ -135,6 +135,7 @@ class RayExecutor(Executor):
     def __init__(self, workers: int | None = 1, address: str | None = None, max_retries: int = MAX_RETRIES):
         self._ray = _import_ray()
         self.workers, self.address, self.max_retries = workers or 1, address, max_retries
+        self.local_disk = address is None  # a local Ray for the run: its workers run here
         self._started = False
         self._task: Any = None
         if address is not None:

@@ -22,6 +22,7 @@ from common.config import to_dict
 from common.io import basename, join, published_files, remove_tree
 from preprocessing.dedup import near
 from preprocessing.dedup.index import NearDedupIndex
+from preprocessing.dedup.linespool import LineSpool
 from preprocessing.dedup.minhash import NearDedupConfig
 from preprocessing.executors import Executor
 from preprocessing.executors.pool import RECORDS_PER_TASK
@@ -86,14 +87,19 @@ class DedupStage(Stage):
             except near._NotFrames:
                 pass  # (nothing was written but the work dir, which _pass1 removed)
         units = near._units(reader, limit, frames=isinstance(reader, JsonlReader) and cfg.copy_frames)
+        spool = None
+        if isinstance(reader, JsonlReader):  # lines the driver reads: kept on disk for the workers and pass 2
+            spool = LineSpool(work_dir, refs=executor.workers > 1 and executor.local_disk)
+            units = spool.record(units, reader)
         index, lines, rejected = self._pass1(executor, work_dir, units,
-                                             near._sketch_lines_unit if isinstance(reader, JsonlReader) else near._sketch_unit)
+                                             near._sketch_lines_unit if isinstance(reader, JsonlReader) else near._sketch_unit,
+                                             spool=spool)
         return self._finish(executor, out, index, lines, rejected, t0)
 
-    def _pass1(self, executor: Executor, work_dir: Path, units: Iterator[Any], fn: Any, cost: Any = len
-               ) -> tuple[NearDedupIndex, near.LineNotes | None, Counter]:
+    def _pass1(self, executor: Executor, work_dir: Path, units: Iterator[Any], fn: Any, cost: Any = len,
+               spool: LineSpool | None = None) -> tuple[NearDedupIndex, near.LineNotes | None, Counter]:
         rejected: Counter = Counter()
-        lines = near.LineNotes(spool_dir=work_dir) if isinstance(self.reader, JsonlReader) else None
+        lines = near.LineNotes(spool_dir=work_dir, line_spool=spool) if isinstance(self.reader, JsonlReader) else None
         index = NearDedupIndex(self.cfg, work_dir, executor)
         try:
             for res in executor.map(fn, units, near.DedupWorker(self.reader, self.cfg), batch=RECORDS_PER_TASK, cost=cost):
@@ -107,6 +113,8 @@ class DedupStage(Stage):
         except BaseException:
             if lines is not None:
                 lines.close()
+            elif spool is not None:
+                spool.close()
             index.close()
             remove_tree(work_dir)
             raise
