@@ -276,3 +276,36 @@ def test_work_units_read_by_the_worker_give_what_the_driver_read(tmp_path: Path,
     assert [x for x in got if x[0] == "warning"] == [x for x in expected if x[0] == "warning"]
     assert list(files.values()) == driver.input_files
     assert any(x[0] == "rejected" and x[1] == "truncated_input" for x in got)
+
+
+def test_a_stage_output_directory_reads_as_its_shards(tmp_path: Path):
+    """`-i RUN/dedup` (a directory a stage wrote): its part-* shards are the input, not its stats.json
+    (which `.json` matches: ~1,000 lines of invalid JSON) nor clusters.jsonl.zst; on a local disk and
+    on memory://. Another folder's stats.json that is not a stage's stays an input."""
+    import uuid
+
+    import fsspec
+
+    from preprocessing.dedup.minhash import NearDedupConfig
+    from preprocessing.stages.dedup import run_near_dedup
+
+    rows = stdlib_rows(30)
+    rows += [dict(r, repo_name="fork/x", content=r["content"] + "\n# fork\n") for r in rows[:6]]
+    (tmp_path / "in").mkdir()
+    dump = write_jsonl(tmp_path / "in" / "dump.jsonl", rows)
+    out = tmp_path / "dedup"
+    st = run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(dump)]), out)
+    assert {p.name for p in out.iterdir()} >= {"stats.json", "clusters.jsonl.zst", "part-00000.jsonl.zst"}
+    fs = fsspec.filesystem("memory")
+    url = f"memory://stage-{uuid.uuid4().hex[:8]}"
+    for p in out.iterdir():
+        fs.put_file(str(p), f"{url[len('memory://'):]}/{p.name}")
+    for where in (str(out), url):
+        reader = open_reader(InputConfig(paths=[where]))
+        assert [str(p).rsplit("/", 1)[1] for p in reader.paths] == ["part-00000.jsonl.zst"]
+        items = list(reader.records())
+        assert len(items) == st["totals"]["kept"] and all(isinstance(i, CodeFile) for i in items)
+    other = tmp_path / "other"
+    other.mkdir()
+    write_jsonl(other / "stats.json", rows[:3])  # someone's JSON Lines that happen to be named so
+    assert len(list(open_reader(InputConfig(paths=[str(other)])).records())) == 3

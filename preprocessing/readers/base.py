@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.io import Location, basename, find_files, glob_files, is_dir, is_file, is_url, location
+from common.io import Location, basename, file_info, find_files, glob_files, is_dir, is_file, is_url, location, read_json
 from preprocessing.record import CodeFile, Rejected
 
 
@@ -90,6 +90,7 @@ def expand_paths(patterns: list[str], suffixes: tuple[str, ...] | None = None) -
                 p for p in Path(pattern).rglob("*")
                 if p.is_file() and not p.name.startswith(".") and (suffixes is None or p.name.endswith(suffixes))
             )
+            found = _stage_shards(found)
             if not found:
                 raise InputError(f"input directory {pattern!r} holds no readable input files")
             out.extend(found)
@@ -106,6 +107,29 @@ def expand_paths(patterns: list[str], suffixes: tuple[str, ...] | None = None) -
     return unique
 
 
+def _stage_shards(files: list[Location]) -> list[Location]:
+    """``files`` found in a directory, less the metadata of this toolkit's stage outputs: in a
+    folder that holds a stage's ``stats.json`` (RUN/clean, RUN/dedup), only the ``part-*`` shards
+    are records (not ``stats.json`` itself, which ``.json`` would match, nor ``clusters.jsonl.zst``)."""
+    def parent(f: Location) -> str:
+        return str(f)[: len(str(f)) - len(basename(f))]
+
+    stage_dirs = set()
+    for f in files:
+        if basename(f) == "stats.json":
+            try:
+                if file_info(f)[0] > 16 << 20:  # (a stage's stats are a few KB; this is someone's data)
+                    continue
+                stats = read_json(f)
+            except (OSError, ValueError):
+                continue  # (not ours: read as input, and rejected line by line if it is no JSONL)
+            if isinstance(stats, dict) and "stage" in stats:
+                stage_dirs.add(parent(f))
+    if not stage_dirs:
+        return files
+    return [f for f in files if parent(f) not in stage_dirs or basename(f).startswith("part-")]
+
+
 def _expand_url(pattern: str, suffixes: tuple[str, ...] | None) -> list[str]:
     """expand_paths for one URL (fsspec's glob, find, isfile)."""
     if any(ch in pattern.partition("://")[2] for ch in "*?["):
@@ -114,8 +138,8 @@ def _expand_url(pattern: str, suffixes: tuple[str, ...] | None) -> list[str]:
             raise InputError(f"no input files match {pattern!r}")
         return matches
     if is_dir(pattern):
-        found = [u for u in find_files(pattern)
-                 if not basename(u).startswith((".", "_")) and (suffixes is None or basename(u).endswith(suffixes))]
+        found = _stage_shards([u for u in find_files(pattern)
+                               if not basename(u).startswith((".", "_")) and (suffixes is None or basename(u).endswith(suffixes))])
         if not found:
             raise InputError(f"input directory {pattern!r} holds no readable input files")
         return found
