@@ -9,6 +9,7 @@ run are checked byte-identical. The machine may be shared: compare the ratios of
     python benchmarks/bench_executors.py                       # ~640 MB, local 1/2 workers, ray 2
     python benchmarks/bench_executors.py --copies 1 --no-ray    # quicker
     python benchmarks/bench_executors.py --code ../main         # + a checkout whose driver decompresses
+    python benchmarks/bench_executors.py --dedup-input BIG.jsonl.zst --code BASE --repeat 2   # `dedup -i` only
 """
 
 from __future__ import annotations
@@ -56,6 +57,56 @@ for name, fn in (("stream", stream), ("dedup", dedup)):
         out["mb"], out["records"] = stats["totals"]["bytes_read"] / 1e6, stats["totals"]["records_read"]
 print(json.dumps(out))
 """
+
+
+_DEDUP_INPUT = """
+import json, resource, sys, time
+sys.path.insert(0, {root!r})
+from preprocessing.dedup.minhash import NearDedupConfig
+from preprocessing.readers import InputConfig
+from preprocessing.stages.dedup import run_near_dedup
+
+def cpu():
+    own, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime
+
+c0, t0 = cpu(), time.perf_counter()
+stats = run_near_dedup(NearDedupConfig(), InputConfig(paths={paths!r}), {out!r}, executor={workers})
+c1, t1 = cpu(), time.perf_counter()
+print(json.dumps({{"dedup": {{"wall_s": t1 - t0, "driver_cpu_s": c1[0] - c0[0], "workers_cpu_s": c1[1] - c0[1],
+                             "pass1_s": stats["pass1_s"], "pass2_s": stats["pass2_s"]}},
+                  "mb": stats["totals"]["bytes_read"] / 1e6, "records": stats["totals"]["records_read"]}}))
+"""
+
+
+def dedup_input_runs(code_roots: list[tuple[str, Path]], paths: list[str], tmp: Path, repeat: int) -> None:
+    """`dedup -i` of a dump other tools wrote (e.g. one zstd frame: the driver must read it), 1 vs
+    2 workers per checkout, alternating, the fastest wall of ``repeat``; outputs checked identical."""
+    best: dict[tuple[str, int], dict] = {}
+    digests: dict[str, set] = {}
+    for _ in range(repeat):
+        for name, root in code_roots:
+            for workers in (1, 2):
+                out = tmp / f"dedup-{name}-{workers}"
+                code = _DEDUP_INPUT.format(root=str(root), paths=paths, out=str(out), workers=workers)
+                proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                digests.setdefault(name, set()).add(tree_digest(out))
+                digests.setdefault("plain", set()).add(tree_digest(out, True))
+                if (name, workers) not in best or r["dedup"]["wall_s"] < best[name, workers]["dedup"]["wall_s"]:
+                    best[name, workers] = r
+                subprocess.run(["rm", "-rf", str(out)], check=True)
+    for name, _root in code_roots:
+        one, two = best[name, 1], best[name, 2]
+        for workers, r in ((1, one), (2, two)):
+            s = r["dedup"]
+            share = s["driver_cpu_s"] / max(s["driver_cpu_s"] + s["workers_cpu_s"], 1e-9)
+            print(f"{name:8s} dedup -i ({r['records']:,} files, {r['mb']:.0f} MB) workers={workers}: {s['wall_s']:6.1f} s "
+                  f"wall (pass 1 {s['pass1_s']:.1f}, pass 2 {s['pass2_s']:.1f}), driver CPU {s['driver_cpu_s']:.1f} s, "
+                  f"workers CPU {s['workers_cpu_s']:.1f} s (driver's share {share:.0%})", flush=True)
+        print(f"{name}: dedup -i 2 vs 1 workers x{one['dedup']['wall_s'] / two['dedup']['wall_s']:.2f}; "
+              f"outputs byte-identical: {len(digests[name]) == 1}")
+    print("dedup -i: uncompressed outputs identical across checkouts:", len(digests["plain"]) == 1)
 
 
 def export_dump(out_dir: Path, shards: int, copies: int) -> list[str]:
@@ -117,7 +168,15 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--code", type=Path, help="also run another checkout (e.g. one whose driver decompresses "
                                               "every frame) with 1 and 2 workers, as a baseline")
+    ap.add_argument("--dedup-input", nargs="+", help="instead: `dedup -i` of these files (a dump other tools "
+                    "wrote, e.g. bench_dedup_speed.py --big-mb 800 --keep DIR), 1 vs 2 workers (and --code)")
+    ap.add_argument("--repeat", type=int, default=1, help="with --dedup-input: runs of each, the fastest wall kept")
     args = ap.parse_args()
+    if args.dedup_input:
+        with tempfile.TemporaryDirectory() as tmp:
+            roots = ([("baseline", args.code)] if args.code else []) + [("this", ROOT)]
+            dedup_input_runs(roots, args.dedup_input, Path(tmp), args.repeat)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         paths = export_dump(Path(tmp) / "dump", args.shards, args.copies)
         sides = [("this", "local", 1), ("this", "local", 2)] + ([] if args.no_ray else [("this", "ray", 2)])
