@@ -846,22 +846,21 @@ def _filter_pass(
                 for line, _a, _b in res.records:
                     if line is not None:
                         write_line(line)
-        members_at = np.flatnonzero(cluster[sl] >= 0).tolist()
-        names = lines.names(ordinal, k) if lines is not None and members_at else None
-        for i in members_at:
-            c = int(cluster[ordinal + i])
-            if names is not None:
-                a, b = orjson.loads(names[i])
-            else:
-                _line, a, b = res.records[i]
-            members = open_clusters.setdefault(c, [])
-            members.append({"ordinal": ordinal + i, "repo_name": a, "path": b,
-                            "similarity": round(float(sim[ordinal + i]), 4)})
-            left[c] -= 1
-            if left[c] == 0:
-                cluster_writer.write_row({"cluster": c, "size": len(members), "kept": int(kept[ordinal + i]),
-                                          "members": members})
-                del open_clusters[c]
+        clusters = cluster[sl]
+        at = np.flatnonzero(clusters >= 0)
+        if len(at):
+            names = lines.names(ordinal, k) if lines is not None else None
+            for i, c, s, kc in zip(at.tolist(), clusters[at].tolist(), sim[sl][at].tolist(), kept[sl][at].tolist()):
+                if names is not None:
+                    a, b = orjson.loads(names[i])
+                else:
+                    _line, a, b = res.records[i]
+                members = open_clusters.setdefault(c, [])
+                members.append({"ordinal": ordinal + i, "repo_name": a, "path": b, "similarity": round(s, 4)})
+                left[c] -= 1
+                if left[c] == 0:
+                    cluster_writer.write_row({"cluster": c, "size": len(members), "kept": kc, "members": members})
+                    del open_clusters[c]
         ordinal += k
     if ordinal != result.n:
         raise ValueError(CHANGED.format("fewer records"))
