@@ -25,6 +25,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Iterator
+from itertools import accumulate
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -156,10 +157,9 @@ class LineNotes:
         if self.spool is None:
             self.spool = tempfile.TemporaryFile(dir=self.spool_dir)  # (gone once closed, or with the process)
         self.spool.write(b"".join(names))
-        end = self.name_ends[-1]
-        for name in names:
-            end += len(name)
-            self.name_ends.append(end)
+        ends = accumulate(map(len, names), initial=self.name_ends[-1])
+        next(ends)  # (the initial end is there already)
+        self.name_ends.extend(ends)
 
     def names(self, ordinal: int, k: int) -> list[bytes]:
         """orjson's [repo_name, path] of records ``ordinal`` to ``ordinal + k`` (as pass 1 read them)."""
