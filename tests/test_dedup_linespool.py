@@ -13,6 +13,7 @@ import zstandard
 from preprocessing.dedup import linespool
 from preprocessing.dedup.linespool import LineSpool, SpooledUnit
 from preprocessing.dedup.minhash import NearDedupConfig
+from preprocessing.executors.local import LocalExecutor
 from preprocessing.readers import InputConfig, JsonlReader
 from preprocessing.stages.dedup import run_near_dedup
 from tests.conftest import stdlib_rows
@@ -93,6 +94,28 @@ def test_a_one_frame_dump_is_read_once_with_the_same_output(tmp_path: Path, monk
             outs[budget, w] = [(out / n).read_bytes() for n in ("part-00000.jsonl.zst", "clusters.jsonl.zst")]
             stats[budget, w] = {k: st[k] for k in ("totals", "near_dedup", "warnings", "input_files")}
             assert not list((out / ".work").glob("*")) if (out / ".work").exists() else True
+    # workers that do not share this disk (a Ray cluster): units carry their bytes, pass 2 still replays
+    monkeypatch.setattr(linespool, "BUDGET", None)
+    remote = LocalExecutor(2)
+    remote.local_disk = False
+    shipped = []
+    record = LineSpool.record
+
+    def watched(self, *a, **k):
+        for unit in record(self, *a, **k):
+            shipped.append(type(unit).__name__)
+            yield unit
+
+    monkeypatch.setattr(LineSpool, "record", watched)
+    reads.clear()
+    out = tmp_path / "out-remote"
+    st = run_near_dedup(NearDedupConfig(), inputs, out, executor=remote)
+    assert len(reads) == 1 and set(shipped) == {"JsonlUnit"}
+    shipped.clear()
+    run_near_dedup(NearDedupConfig(), inputs, tmp_path / "out-local", executor=LocalExecutor(2))
+    assert set(shipped) == {"SpooledUnit"}  # (the workers here read the spool)
+    outs["remote"] = [(out / n).read_bytes() for n in ("part-00000.jsonl.zst", "clusters.jsonl.zst")]
+    stats["remote"] = {k: st[k] for k in ("totals", "near_dedup", "warnings", "input_files")}
     first = next(iter(outs.values()))
     assert all(o == first for o in outs.values()) and all(s == stats[None, 1] for s in stats.values())
     assert stats[None, 1]["near_dedup"]["removed"] >= 8
