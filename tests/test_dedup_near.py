@@ -459,6 +459,58 @@ def test_rewritten_rows_equal_those_of_the_decoded_records():
     assert _rewritten(json.dumps({"repo_name": "r", "path": "p", "license": ["MIT"], "content": "x"}).encode()) is None
 
 
+def test_kept_lines_with_orjson_bodies_rewrite_only_their_heads():
+    """A kept line whose content body is already orjson's (json.dumps of ASCII code: no \\u
+    escape but control ones) is LINE_REWRITE_HEAD: pass 2 copies the body and re-serialises the
+    rest only, giving the bytes :func:`_rewritten` (and ``orjson.dumps(record.to_json_dict())``)
+    give; a body with other escapes stays LINE_REWRITE, a removed line is not looked at."""
+    from preprocessing.dedup.minhash import MinHashSignature
+    from preprocessing.dedup.near import (
+        _DROPPED,
+        LINE_REJECTED,
+        LINE_REWRITE,
+        LINE_REWRITE_HEAD,
+        _bodies,
+        _rewritten,
+        _rewritten_head,
+        _sketch_lines,
+    )
+    from preprocessing.readers import JsonlReader
+    from preprocessing.readers.jsonl import FrameLines
+    from preprocessing.record import CodeFile
+
+    lines, _ = _foreign_lines()
+    lines += [
+        json.dumps({"repo_name": "r", "path": "p", "size": "9", "content": 'tab\tq"\\ \x01 end', "license": "mit"}).encode(),
+        json.dumps({"content": "a = 1 / 2", "license": "", "repo_name": "r", "path": "p", "stars": 3}).encode(),
+        json.dumps({"repo_name": "r", "path": "p", "license": ["MIT"], "content": "c = 3"}).encode(),  # decoded
+    ]
+    reader = JsonlReader([])
+    frame = FrameLines(b"\n".join(lines) + b"\n", 1)
+    status = _sketch_lines(reader, MinHashSignature(NearDedupConfig(backend="native")), "a.jsonl", frame).lines
+    assert LINE_REWRITE_HEAD in status and LINE_REWRITE in status
+    records = [i for i, st in enumerate(status) if st != LINE_REJECTED]
+    heads = [i for i in records if status[i] == LINE_REWRITE_HEAD]
+    flags = bytearray(len(records))
+    flags[records.index(heads[0])] = _DROPPED  # a removed line: no body looked for
+    spans = frame.spans()
+    bodies = _bodies(frame.data, spans, status, bytes(flags))
+    assert sorted(bodies) == [records.index(i) for i in heads[1:]]
+    fast = 0
+    for i in heads[1:]:
+        _lineno, start, end = spans[i]
+        line = frame.data[start:end]
+        got = _rewritten_head(frame.data, start, end, *bodies[records.index(i)])
+        rec = reader.decode_line("a.jsonl", 1, line)
+        assert isinstance(rec, CodeFile)
+        if got is None:  # the license list: decoded, as _rewritten says
+            assert _rewritten(line) is None
+            continue
+        fast += 1
+        assert got == _rewritten(line) == orjson.dumps(rec.to_json_dict()) + b"\n", line
+    assert fast >= 6
+
+
 def test_pass2_decodes_no_removed_line_and_names_members_from_pass_1(tmp_path, monkeypatch):
     """A json.dumps dump with near-duplicates: pass 1 reads heads and escaped bodies, pass 2 parses
     only the kept lines (none through decode_line); the clusters file still names every member."""

@@ -547,6 +547,50 @@ static PyObject *py_shingles(PyObject *self, PyObject *args) {
     return PyLong_FromSize_t(m);
 }
 
+PyDoc_STRVAR(string_ends_doc,
+"string_ends(buf, starts, ends, close)\n\n"
+"Where JSON string bodies end: close[d] = the position in buf of the first unescaped quote in\n"
+"buf[starts[d]:ends[d]] (a backslash escapes the byte after it), -1 when there is none. Nothing\n"
+"else is checked (pass 2 of `dedup` finds bodies that the signatures kernel checked in pass 1).\n"
+"starts, ends, close: int64.");
+
+static PyObject *py_string_ends(PyObject *self, PyObject *args) {
+    Py_buffer buf, starts, ends, close;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &buf, &starts, &ends, &close)) return NULL;
+    size_t n = (size_t)starts.len / 8;
+    const int64_t *s = starts.buf, *e = ends.buf;
+    int64_t *out = close.buf;
+    int ok = check(ends.len == starts.len && starts.len % 8 == 0, "starts and ends: int64 arrays of one length") &&
+             check((size_t)close.len >= n * 8, "close is too small");
+    for (size_t d = 0; ok && d < n; d++)
+        ok = check(s[d] >= 0 && s[d] <= e[d] && e[d] <= (int64_t)buf.len, "a range is outside buf");
+    if (ok) {
+        const u8 *b = buf.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (size_t d = 0; d < n; d++) {
+            size_t i = (size_t)s[d], end = (size_t)e[d];
+            int64_t at = -1;
+            while (i < end) {
+                u8 c = b[i];
+                if (c == '"') {
+                    at = (int64_t)i;
+                    break;
+                }
+                i += c == '\\' ? 2 : 1;
+            }
+            out[d] = at;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&ends);
+    PyBuffer_Release(&close);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(xxh64_doc, "xxh64(data, seed) -> int\n\nxxh64 of data, as xxhash.xxh64_intdigest(data, seed).");
 
 static PyObject *py_xxh64(PyObject *self, PyObject *args) {
@@ -564,6 +608,7 @@ static PyMethodDef methods[] = {
     {"band_keys", py_band_keys, METH_VARARGS, band_keys_doc},
     {"shingles", py_shingles, METH_VARARGS, shingles_doc},
     {"xxh64", py_xxh64, METH_VARARGS, xxh64_doc},
+    {"string_ends", py_string_ends, METH_VARARGS, string_ends_doc},
     {NULL, NULL, 0, NULL},
 };
 
