@@ -403,10 +403,30 @@ INLINE Shingles shingles(const u8 *buf, const u8 *low, size_t start, size_t end,
     return r;
 }
 
-/* Permutation outside, shingles inside: the inner loop is a min-reduction over the shingles,
- * which vectorises without loading and storing an accumulator row. */
+/* Permutations outside, shingles inside: the inner loop is a min-reduction over the shingles,
+ * which vectorises without loading and storing an accumulator row. Four permutations per sweep:
+ * four independent minima (the compare-and-blend of one would be a chain of dependent
+ * instructions, latency-bound) that share each shingle's load and split. */
 INLINE void minhash_into(const u64 *sh, size_t n, const u64 *a, const u64 *b, size_t nperm, u32 *out) {
-    for (size_t k = 0; k < nperm; k++) {
+    size_t k0 = 0;
+    for (; k0 + 4 <= nperm; k0 += 4) {
+        u64 a0 = a[k0], a1 = a[k0 + 1], a2 = a[k0 + 2], a3 = a[k0 + 3];
+        u64 b0 = b[k0], b1 = b[k0 + 1], b2 = b[k0 + 2], b3 = b[k0 + 3];
+        u64 m0 = ~(u64)0, m1 = ~(u64)0, m2 = ~(u64)0, m3 = ~(u64)0;
+        for (size_t i = 0; i < n; i++) {
+            u64 h = sh[i];
+            u64 v0 = a0 * h + b0, v1 = a1 * h + b1, v2 = a2 * h + b2, v3 = a3 * h + b3;
+            m0 = v0 < m0 ? v0 : m0;
+            m1 = v1 < m1 ? v1 : m1;
+            m2 = v2 < m2 ? v2 : m2;
+            m3 = v3 < m3 ? v3 : m3;
+        }
+        out[k0] = (u32)(m0 >> 32);
+        out[k0 + 1] = (u32)(m1 >> 32);
+        out[k0 + 2] = (u32)(m2 >> 32);
+        out[k0 + 3] = (u32)(m3 >> 32);
+    }
+    for (size_t k = k0; k < nperm; k++) {
         u64 ak = a[k], bk = b[k], m = ~(u64)0;
         for (size_t i = 0; i < n; i++) {
             u64 v = ak * sh[i] + bk;
