@@ -589,15 +589,20 @@ static PyObject *py_string_ends(PyObject *self, PyObject *args) {
         const u8 *b = buf.buf;
         Py_BEGIN_ALLOW_THREADS
         for (size_t d = 0; d < n; d++) {
+            /* from quote to quote (memchr): a quote after an even run of backslashes (the run
+             * starts an escape: the byte before it is no backslash) is the closing one */
             size_t i = (size_t)s[d], end = (size_t)e[d];
             int64_t at = -1;
             while (i < end) {
-                u8 c = b[i];
-                if (c == '"') {
-                    at = (int64_t)i;
+                const u8 *q = memchr(b + i, '"', end - i);
+                if (q == NULL) break;
+                size_t j = (size_t)(q - b), k = j;
+                while (k > (size_t)s[d] && b[k - 1] == '\\') k--;
+                if ((j - k) % 2 == 0) {
+                    at = (int64_t)j;
                     break;
                 }
-                i += c == '\\' ? 2 : 1;
+                i = j + 1;
             }
             out[d] = at;
         }
