@@ -616,6 +616,118 @@ static PyObject *py_string_ends(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(orjson_body_doc,
+"orjson_body(buf, start, close) -> bytes | None\n\n"
+"The JSON string body buf[start:close] (escaped, without its quotes) as orjson.dumps writes the\n"
+"string it stands for: \\/ and every \\uXXXX but those of control characters become the\n"
+"character's UTF-8 bytes (a surrogate pair one character), control characters are written as\n"
+"orjson does (\\b \\t \\n \\f \\r, else \\u00xx), the other two-byte escapes and every raw byte\n"
+"are kept. None for a malformed escape or a lone surrogate (raw bytes are not checked: the\n"
+"signatures kernel checked the body in pass 1).");
+
+static PyObject *py_orjson_body(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t start, close;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nn", &buf, &start, &close)) return NULL;
+    if (!check(start >= 0 && start <= close && close <= buf.len, "the body is outside buf")) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    /* no escape grows: the output is at most the body's size */
+    PyObject *res = PyBytes_FromStringAndSize(NULL, close - start);
+    if (res == NULL) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    static const char hexdigits[] = "0123456789abcdef";
+    const u8 *b = buf.buf;
+    u8 *o = (u8 *)PyBytes_AS_STRING(res);
+    size_t i = (size_t)start, end = (size_t)close, w = 0;
+    int ok = 1;
+    while (i < end) {
+        const u8 *p = memchr(b + i, '\\', end - i);
+        size_t j = p == NULL ? end : (size_t)(p - b);
+        memcpy(o + w, b + i, j - i);
+        w += j - i;
+        i = j;
+        if (i >= end) break;
+        if (i + 1 >= end) {
+            ok = 0;
+            break;
+        }
+        u8 e = b[i + 1];
+        if (e == '/') {
+            o[w++] = '/';
+            i += 2;
+            continue;
+        }
+        if (e != 'u') {
+            if (SHORT_ESCAPE[e] == 0) {
+                ok = 0;
+                break;
+            }
+            o[w++] = '\\';
+            o[w++] = e;
+            i += 2;
+            continue;
+        }
+        int upper;
+        long v = hex4(b, i + 2, end, &upper);
+        i += 6;
+        if (v < 0 || (v >= 0xDC00 && v <= 0xDFFF)) {
+            ok = 0;
+            break;
+        }
+        if (v >= 0xD800 && v <= 0xDBFF) {
+            long lo = -1;
+            int up2;
+            if (i + 1 < end && b[i] == '\\' && b[i + 1] == 'u') lo = hex4(b, i + 2, end, &up2);
+            if (!(lo >= 0xDC00 && lo <= 0xDFFF)) {
+                ok = 0;
+                break;
+            }
+            i += 6;
+            long cp = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
+            o[w++] = (u8)(0xF0 | (cp >> 18));
+            o[w++] = (u8)(0x80 | ((cp >> 12) & 0x3F));
+            o[w++] = (u8)(0x80 | ((cp >> 6) & 0x3F));
+            o[w++] = (u8)(0x80 | (cp & 0x3F));
+        } else if (v < 0x20) {
+            static const char short_of[32] = {0, 0, 0, 0, 0, 0, 0, 0, 'b', 't', 'n', 0, 'f', 'r'};
+            o[w++] = '\\';
+            if (short_of[v]) {
+                o[w++] = (u8)short_of[v];
+            } else {
+                o[w++] = 'u';
+                o[w++] = '0';
+                o[w++] = '0';
+                o[w++] = (u8)hexdigits[v >> 4];
+                o[w++] = (u8)hexdigits[v & 15];
+            }
+        } else if (v == '"' || v == '\\') {
+            o[w++] = '\\';
+            o[w++] = (u8)v;
+        } else if (v < 0x80) {
+            o[w++] = (u8)v;
+        } else if (v < 0x800) {
+            o[w++] = (u8)(0xC0 | (v >> 6));
+            o[w++] = (u8)(0x80 | (v & 0x3F));
+        } else {
+            o[w++] = (u8)(0xE0 | (v >> 12));
+            o[w++] = (u8)(0x80 | ((v >> 6) & 0x3F));
+            o[w++] = (u8)(0x80 | (v & 0x3F));
+        }
+    }
+    PyBuffer_Release(&buf);
+    if (!ok) {
+        Py_DECREF(res);
+        Py_RETURN_NONE;
+    }
+    if (_PyBytes_Resize(&res, (Py_ssize_t)w) < 0) return NULL;
+    return res;
+}
+
 PyDoc_STRVAR(xxh64_doc, "xxh64(data, seed) -> int\n\nxxh64 of data, as xxhash.xxh64_intdigest(data, seed).");
 
 static PyObject *py_xxh64(PyObject *self, PyObject *args) {
@@ -634,6 +746,7 @@ static PyMethodDef methods[] = {
     {"shingles", py_shingles, METH_VARARGS, shingles_doc},
     {"xxh64", py_xxh64, METH_VARARGS, xxh64_doc},
     {"string_ends", py_string_ends, METH_VARARGS, string_ends_doc},
+    {"orjson_body", py_orjson_body, METH_VARARGS, orjson_body_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -82,6 +82,7 @@ LINE_VERBATIM = 0  # a record whose line is byte for byte the row pass 2 writes:
 LINE_REWRITE = 1  # a record whose row pass 2 serialises again (other key order, spacing, escapes)
 LINE_REJECTED = 2  # rejected by the reader (re-decoded in pass 2 for its reason)
 LINE_REWRITE_HEAD = 3  # LINE_REWRITE whose content body is byte for byte orjson's: pass 2 rewrites the rest only
+LINE_REWRITE_BODY = 4  # LINE_REWRITE whose content body pass 1 sketched (checked): pass 2 transcodes it in C
 # Per record, what pass 2 must know about it (1 byte per record of a unit).
 _MEMBER, _DROPPED = 1, 2
 
@@ -427,7 +428,7 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
                 continue
             records[i], head_canonical = split
             sketched[i] = 1
-            status[i] = (LINE_VERBATIM if head_canonical else LINE_REWRITE_HEAD) if canon[j] else LINE_REWRITE
+            status[i] = (LINE_VERBATIM if head_canonical else LINE_REWRITE_HEAD) if canon[j] else LINE_REWRITE_BODY
     # Lines decoded as a whole: rejected, or sketched from their decoded content.
     decoded: list[int] = []
     contents: list[bytes] = []
@@ -518,7 +519,7 @@ def _rewritten(line: bytes) -> bytes | None:
 
 def _bodies(data: bytes, spans: list[tuple[int, int, int]], status: bytes, flags: bytes) -> dict[int, tuple[int, int]]:
     """{record: (where its content body starts, its closing quote)} in ``data`` for the kept
-    LINE_REWRITE_HEAD lines of a unit (``spans``, ``status`` per line; ``flags`` per record),
+    LINE_REWRITE_HEAD and LINE_REWRITE_BODY lines of a unit (``spans``, ``status`` per line; ``flags`` per record),
     the closing quotes found in one kernel call (:func:`~preprocessing.dedup.native.kernel`
     ``string_ends``). Empty without the C kernels (then :func:`_rewritten` parses each line whole)."""
     want: list[tuple[int, int, int]] = []  # (record, body start, line end)
@@ -526,7 +527,7 @@ def _bodies(data: bytes, spans: list[tuple[int, int, int]], status: bytes, flags
     for (_lineno, start, end), st in zip(spans, status):
         if st == LINE_REJECTED:
             continue
-        if st == LINE_REWRITE_HEAD and not flags[r] & _DROPPED:
+        if st >= LINE_REWRITE_HEAD and not flags[r] & _DROPPED:
             m = _CONTENT_KEY.search(data, start, end)  # pass 1's match (the line is unchanged: digest)
             if m is not None:
                 want.append((r, m.end(), end))
@@ -535,7 +536,8 @@ def _bodies(data: bytes, spans: list[tuple[int, int, int]], status: bytes, flags
         return {}
     try:
         string_ends = native.kernel("string_ends")
-    except AttributeError:  # an extension built before string_ends (native.py warns it is stale)
+        native.kernel("orjson_body")
+    except AttributeError:  # an extension built before these calls (native.py warns it is stale)
         return {}
     rec, starts, ends = zip(*want)
     close = np.empty(len(want), dtype=np.int64)
@@ -543,12 +545,14 @@ def _bodies(data: bytes, spans: list[tuple[int, int, int]], status: bytes, flags
     return dict(zip(rec, zip(starts, close.tolist())))
 
 
-def _rewritten_head(data: bytes, start: int, end: int, body: int, close: int) -> bytes | None:
-    """:func:`_rewritten` of the LINE_REWRITE_HEAD line ``data[start:end]`` whose content body is
-    ``data[body:close]``: the body (orjson's bytes already, pass 1's kernel found) is copied, only
-    the rest of the line is parsed and serialised again; the same bytes as :func:`_rewritten`
-    (content is the last key it writes). None where that would be None, or without the body
-    (``close`` < 0)."""
+def _rewritten_head(data: bytes, start: int, end: int, body: int, close: int, canonical: bool = True
+                    ) -> bytes | None:
+    """:func:`_rewritten` of the LINE_REWRITE_HEAD (``canonical``) or LINE_REWRITE_BODY line
+    ``data[start:end]`` whose content body is ``data[body:close]``: a canonical body (orjson's
+    bytes already, pass 1's kernel found) is copied, another one transcoded to orjson's escaping
+    in C (``orjson_body``: ``\\uXXXX`` to UTF-8, ``\\/`` to ``/``); only the rest of the line is
+    parsed and serialised again. The same bytes as :func:`_rewritten` (content is the last key it
+    writes); None where that would be None, or without the body (``close`` < 0)."""
     if close < 0 or data[start:start + 1] != b"{":
         return None
     try:
@@ -561,9 +565,12 @@ def _rewritten_head(data: bytes, start: int, end: int, body: int, close: int) ->
         row.pop("license", None)
     if content != "" or type(repo) is not str or type(path) is not str or (lic is not None and type(lic) is not str):
         return None
+    text = memoryview(data)[body:close] if canonical else native.kernel("orjson_body")(data, body, close)
+    if text is None:
+        return None
     out = {"repo_name": repo, "path": path, "license": lic or None}
     out.update(row)
-    return b"".join((orjson.dumps(out)[:-1], b',"content":"', memoryview(data)[body:close], b'"}\n'))
+    return b"".join((orjson.dumps(out)[:-1], b',"content":"', text, b'"}\n'))
 
 
 def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) -> UnitRows:
@@ -640,8 +647,8 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
             records.append((None, "", ""))
             continue
         text = None
-        if st == LINE_REWRITE_HEAD and fast and line is None:
-            text = _rewritten_head(data, start, end, *bodies.get(r - 1, (-1, -1)))
+        if st >= LINE_REWRITE_HEAD and fast and line is None:
+            text = _rewritten_head(data, start, end, *bodies.get(r - 1, (-1, -1)), st == LINE_REWRITE_HEAD)
             if text is not None:
                 records.append((text, "", ""))
                 continue
