@@ -17,6 +17,10 @@
  * a check fails: the caller then decodes the line as usual), where the body ends and whether every
  * escape is one orjson.dumps writes (then the body is byte for byte orjson's).
  *
+ * Pass 2 of `dedup` rewrites such a line's other fields only: `string_ends` finds where the bodies
+ * end (their closing quotes) and `orjson_body` transcodes a body whose escapes are not orjson's
+ * into orjson's bytes (the one call here that allocates: the bytes it returns).
+ *
  * The kernels allocate nothing: the caller passes every buffer (scratch sized by
  * preprocessing.dedup._scratch.scratch_words, checked here), and they run without the GIL. Every
  * argument is checked at the boundary (buffer sizes, ranges), so a wrong call raises ValueError and

@@ -575,7 +575,8 @@ def _rewritten_head(data: bytes, start: int, end: int, body: int, close: int, ca
 
 def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) -> UnitRows:
     """Pass 2 over JSON lines: a verbatim line of a kept file is written as read, the other kept
-    lines are serialised again (:func:`_rewritten`), rejected lines decoded again for their reason.
+    lines are serialised again (:func:`_rewritten`; a line whose body pass 1 sketched only around
+    its body, :func:`_rewritten_head`), rejected lines decoded again for their reason.
     A removed record's line is not decoded when the unit's digest is checked (``checked``; the
     cluster members' names come from pass 1, :meth:`LineNotes.names`); unchecked (pass 1 fused
     into `stream`), every line but a kept verbatim one is decoded as :meth:`JsonlReader.decode_line`
