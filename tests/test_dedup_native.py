@@ -85,3 +85,38 @@ def test_without_the_extension_auto_uses_the_numpy_reference_with_a_warning():
     assert got["same"] and not got["native"]
     assert len(got["warnings"]) == 1 and "C MinHash kernels are not built" in got["warnings"][0]
     assert "using the numpy backend" in got["warnings"][0] and "pip install -e ." in got["warnings"][0]
+
+
+def test_string_ends_finds_the_first_unescaped_quote():
+    """``string_ends`` (pass 2's search for a content body's closing quote) agrees with a plain
+    left-to-right scan (a backslash escapes the byte after it) on random strings of quotes,
+    backslashes and letters, from any start; -1 without a closing quote; bad ranges raise."""
+    import random
+
+    import numpy as np
+
+    if not native.available():
+        pytest.skip("the C kernels are not built here")
+    string_ends = native.kernel("string_ends")
+
+    def scan(buf: bytes, i: int, end: int) -> int:
+        while i < end:
+            if buf[i] == 0x22:
+                return i
+            i += 2 if buf[i] == 0x5C else 1
+        return -1
+
+    rng = random.Random(7)
+    bufs = [bytes(rng.choice(b'ab\\"') for _ in range(rng.randint(0, 14))) for _ in range(3000)]
+    buf = b"".join(bufs)
+    starts, ends, pos = [], [], 0
+    for b in bufs:
+        starts.append(pos + rng.randint(0, len(b)))
+        ends.append(pos + len(b))
+        pos += len(b)
+    close = np.empty(len(bufs), dtype=np.int64)
+    string_ends(buf, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64), close)
+    assert close.tolist() == [scan(buf, s, e) for s, e in zip(starts, ends)]
+    assert -1 in close.tolist() and max(close.tolist()) >= 0
+    with pytest.raises(ValueError, match="outside buf"):
+        string_ends(b"abc", np.array([0], dtype=np.int64), np.array([4], dtype=np.int64), close)

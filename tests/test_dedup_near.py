@@ -470,6 +470,80 @@ def test_rewritten_rows_equal_those_of_the_decoded_records():
     assert _rewritten(json.dumps({"repo_name": "r", "path": "p", "license": ["MIT"], "content": "x"}).encode()) is None
 
 
+def test_kept_lines_sketched_from_their_bodies_rewrite_heads_and_transcode_bodies():
+    """A kept line whose content body pass 1 sketched is LINE_REWRITE_HEAD when the body is
+    already orjson's (json.dumps of ASCII code: no \\u escape but control ones; pass 2 copies
+    it) and LINE_REWRITE_BODY otherwise (pass 2 transcodes it in C); either way only the rest of
+    the line is parsed, and the bytes are those of :func:`_rewritten` and of
+    ``orjson.dumps(record.to_json_dict())``. A line decoded whole stays LINE_REWRITE; a removed
+    line is not looked at."""
+    from preprocessing.dedup.minhash import MinHashSignature
+    from preprocessing.dedup.near import (
+        _DROPPED,
+        LINE_REJECTED,
+        LINE_REWRITE,
+        LINE_REWRITE_BODY,
+        LINE_REWRITE_HEAD,
+        _bodies,
+        _rewritten,
+        _rewritten_head,
+        _sketch_lines,
+    )
+    from preprocessing.readers import JsonlReader
+    from preprocessing.readers.jsonl import FrameLines
+    from preprocessing.record import CodeFile
+
+    lines, _ = _foreign_lines()
+    lines += [
+        json.dumps({"repo_name": "r", "path": "p", "size": "9", "content": 'tab\tq"\\ \x01 end', "license": "mit"}).encode(),
+        json.dumps({"content": "a = 1 / 2", "license": "", "repo_name": "r", "path": "p", "stars": 3}).encode(),
+        json.dumps({"repo_name": "r", "path": "p", "license": ["MIT"], "content": "c = 3"}).encode(),  # decoded
+        b'{"repo_name": "r", "path": "p", "content": "\\u00E9\\u0041\\u0022\\u005c\\u000A\\u001F\\u007f\\/ x"}',
+    ]
+    reader = JsonlReader([])
+    frame = FrameLines(b"\n".join(lines) + b"\n", 1)
+    status = _sketch_lines(reader, MinHashSignature(NearDedupConfig(backend="native")), "a.jsonl", frame).lines
+    assert LINE_REWRITE_HEAD in status and LINE_REWRITE_BODY in status and LINE_REWRITE in status
+    records = [i for i, st in enumerate(status) if st != LINE_REJECTED]
+    heads = [i for i in records if status[i] in (LINE_REWRITE_HEAD, LINE_REWRITE_BODY)]
+    flags = bytearray(len(records))
+    flags[records.index(heads[0])] = _DROPPED  # a removed line: no body looked for
+    spans = frame.spans()
+    bodies = _bodies(frame.data, spans, status, bytes(flags))
+    assert sorted(bodies) == [records.index(i) for i in heads[1:]]
+    fast = set()
+    for i in heads[1:]:
+        _lineno, start, end = spans[i]
+        line = frame.data[start:end]
+        got = _rewritten_head(frame.data, start, end, *bodies[records.index(i)], status[i] == LINE_REWRITE_HEAD)
+        rec = reader.decode_line("a.jsonl", 1, line)
+        assert isinstance(rec, CodeFile)
+        if got is None:  # the license list: decoded, as _rewritten says
+            assert _rewritten(line) is None
+            continue
+        fast.add(status[i])
+        assert got == _rewritten(line) == orjson.dumps(rec.to_json_dict()) + b"\n", line
+    assert fast == {LINE_REWRITE_HEAD, LINE_REWRITE_BODY} and len(heads) >= 12
+
+
+def test_orjson_body_transcodes_every_escape_as_orjson_writes_it():
+    """The C transcoder of pass 2 gives orjson's bytes for every character json.dumps may escape
+    (all of Unicode, with and without ensure_ascii, upper-case hex, escaped slashes), and None for
+    a lone surrogate or a malformed escape."""
+    import re
+
+    from preprocessing.dedup import native
+
+    body = native.kernel("orjson_body")
+    text = "".join(chr(c) for c in range(1, 0x30000, 7) if not 0xD800 <= c <= 0xDFFF) + "\x7f\"\\/\b\f\n\r\t\x01"
+    for enc in (json.dumps(text), json.dumps(text, ensure_ascii=False), json.dumps(text).replace("/", "\\/"),
+                re.sub(r"\\u[0-9a-f]{4}", lambda m: "\\u" + m.group(0)[2:].upper(), json.dumps(text))):
+        raw = enc.encode()
+        assert body(raw, 1, len(raw) - 1) == orjson.dumps(text)[1:-1]
+    for bad in (b"\\ud800", b"\\udc00x", b"\\x", b"ab\\", b"\\u12"):
+        assert body(bad, 0, len(bad)) is None
+
+
 def test_pass2_decodes_no_removed_line_and_names_members_from_pass_1(tmp_path, monkeypatch):
     """A json.dumps dump with near-duplicates: pass 1 reads heads and escaped bodies, pass 2 parses
     only the kept lines (none through decode_line); the clusters file still names every member."""

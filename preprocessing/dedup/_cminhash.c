@@ -17,6 +17,10 @@
  * a check fails: the caller then decodes the line as usual), where the body ends and whether every
  * escape is one orjson.dumps writes (then the body is byte for byte orjson's).
  *
+ * Pass 2 of `dedup` rewrites such a line's other fields only: `string_ends` finds where the bodies
+ * end (their closing quotes) and `orjson_body` transcodes a body whose escapes are not orjson's
+ * into orjson's bytes (the one call here that allocates: the bytes it returns).
+ *
  * The kernels allocate nothing: the caller passes every buffer (scratch sized by
  * preprocessing.dedup._scratch.scratch_words, checked here), and they run without the GIL. Every
  * argument is checked at the boundary (buffer sizes, ranges), so a wrong call raises ValueError and
@@ -403,10 +407,30 @@ INLINE Shingles shingles(const u8 *buf, const u8 *low, size_t start, size_t end,
     return r;
 }
 
-/* Permutation outside, shingles inside: the inner loop is a min-reduction over the shingles,
- * which vectorises without loading and storing an accumulator row. */
+/* Permutations outside, shingles inside: the inner loop is a min-reduction over the shingles,
+ * which vectorises without loading and storing an accumulator row. Four permutations per sweep:
+ * four independent minima (the compare-and-blend of one would be a chain of dependent
+ * instructions, latency-bound) that share each shingle's load and split. */
 INLINE void minhash_into(const u64 *sh, size_t n, const u64 *a, const u64 *b, size_t nperm, u32 *out) {
-    for (size_t k = 0; k < nperm; k++) {
+    size_t k0 = 0;
+    for (; k0 + 4 <= nperm; k0 += 4) {
+        u64 a0 = a[k0], a1 = a[k0 + 1], a2 = a[k0 + 2], a3 = a[k0 + 3];
+        u64 b0 = b[k0], b1 = b[k0 + 1], b2 = b[k0 + 2], b3 = b[k0 + 3];
+        u64 m0 = ~(u64)0, m1 = ~(u64)0, m2 = ~(u64)0, m3 = ~(u64)0;
+        for (size_t i = 0; i < n; i++) {
+            u64 h = sh[i];
+            u64 v0 = a0 * h + b0, v1 = a1 * h + b1, v2 = a2 * h + b2, v3 = a3 * h + b3;
+            m0 = v0 < m0 ? v0 : m0;
+            m1 = v1 < m1 ? v1 : m1;
+            m2 = v2 < m2 ? v2 : m2;
+            m3 = v3 < m3 ? v3 : m3;
+        }
+        out[k0] = (u32)(m0 >> 32);
+        out[k0 + 1] = (u32)(m1 >> 32);
+        out[k0 + 2] = (u32)(m2 >> 32);
+        out[k0 + 3] = (u32)(m3 >> 32);
+    }
+    for (size_t k = k0; k < nperm; k++) {
         u64 ak = a[k], bk = b[k], m = ~(u64)0;
         for (size_t i = 0; i < n; i++) {
             u64 v = ak * sh[i] + bk;
@@ -547,6 +571,167 @@ static PyObject *py_shingles(PyObject *self, PyObject *args) {
     return PyLong_FromSize_t(m);
 }
 
+PyDoc_STRVAR(string_ends_doc,
+"string_ends(buf, starts, ends, close)\n\n"
+"Where JSON string bodies end: close[d] = the position in buf of the first unescaped quote in\n"
+"buf[starts[d]:ends[d]] (a backslash escapes the byte after it), -1 when there is none. Nothing\n"
+"else is checked (pass 2 of `dedup` finds bodies that the signatures kernel checked in pass 1).\n"
+"starts, ends, close: int64.");
+
+static PyObject *py_string_ends(PyObject *self, PyObject *args) {
+    Py_buffer buf, starts, ends, close;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*y*w*", &buf, &starts, &ends, &close)) return NULL;
+    size_t n = (size_t)starts.len / 8;
+    const int64_t *s = starts.buf, *e = ends.buf;
+    int64_t *out = close.buf;
+    int ok = check(ends.len == starts.len && starts.len % 8 == 0, "starts and ends: int64 arrays of one length") &&
+             check((size_t)close.len >= n * 8, "close is too small");
+    for (size_t d = 0; ok && d < n; d++)
+        ok = check(s[d] >= 0 && s[d] <= e[d] && e[d] <= (int64_t)buf.len, "a range is outside buf");
+    if (ok) {
+        const u8 *b = buf.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (size_t d = 0; d < n; d++) {
+            /* from quote to quote (memchr): a quote after an even run of backslashes (the run
+             * starts an escape: the byte before it is no backslash) is the closing one */
+            size_t i = (size_t)s[d], end = (size_t)e[d];
+            int64_t at = -1;
+            while (i < end) {
+                const u8 *q = memchr(b + i, '"', end - i);
+                if (q == NULL) break;
+                size_t j = (size_t)(q - b), k = j;
+                while (k > (size_t)s[d] && b[k - 1] == '\\') k--;
+                if ((j - k) % 2 == 0) {
+                    at = (int64_t)j;
+                    break;
+                }
+                i = j + 1;
+            }
+            out[d] = at;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&ends);
+    PyBuffer_Release(&close);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(orjson_body_doc,
+"orjson_body(buf, start, close) -> bytes | None\n\n"
+"The JSON string body buf[start:close] (escaped, without its quotes) as orjson.dumps writes the\n"
+"string it stands for: \\/ and every \\uXXXX but those of control characters become the\n"
+"character's UTF-8 bytes (a surrogate pair one character), control characters are written as\n"
+"orjson does (\\b \\t \\n \\f \\r, else \\u00xx), the other two-byte escapes and every raw byte\n"
+"are kept. None for a malformed escape or a lone surrogate (raw bytes are not checked: the\n"
+"signatures kernel checked the body in pass 1).");
+
+static PyObject *py_orjson_body(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t start, close;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nn", &buf, &start, &close)) return NULL;
+    if (!check(start >= 0 && start <= close && close <= buf.len, "the body is outside buf")) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    /* no escape grows: the output is at most the body's size */
+    PyObject *res = PyBytes_FromStringAndSize(NULL, close - start);
+    if (res == NULL) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    static const char hexdigits[] = "0123456789abcdef";
+    const u8 *b = buf.buf;
+    u8 *o = (u8 *)PyBytes_AS_STRING(res);
+    size_t i = (size_t)start, end = (size_t)close, w = 0;
+    int ok = 1;
+    while (i < end) {
+        const u8 *p = memchr(b + i, '\\', end - i);
+        size_t j = p == NULL ? end : (size_t)(p - b);
+        memcpy(o + w, b + i, j - i);
+        w += j - i;
+        i = j;
+        if (i >= end) break;
+        if (i + 1 >= end) {
+            ok = 0;
+            break;
+        }
+        u8 e = b[i + 1];
+        if (e == '/') {
+            o[w++] = '/';
+            i += 2;
+            continue;
+        }
+        if (e != 'u') {
+            if (SHORT_ESCAPE[e] == 0) {
+                ok = 0;
+                break;
+            }
+            o[w++] = '\\';
+            o[w++] = e;
+            i += 2;
+            continue;
+        }
+        int upper;
+        long v = hex4(b, i + 2, end, &upper);
+        i += 6;
+        if (v < 0 || (v >= 0xDC00 && v <= 0xDFFF)) {
+            ok = 0;
+            break;
+        }
+        if (v >= 0xD800 && v <= 0xDBFF) {
+            long lo = -1;
+            int up2;
+            if (i + 1 < end && b[i] == '\\' && b[i + 1] == 'u') lo = hex4(b, i + 2, end, &up2);
+            if (!(lo >= 0xDC00 && lo <= 0xDFFF)) {
+                ok = 0;
+                break;
+            }
+            i += 6;
+            long cp = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
+            o[w++] = (u8)(0xF0 | (cp >> 18));
+            o[w++] = (u8)(0x80 | ((cp >> 12) & 0x3F));
+            o[w++] = (u8)(0x80 | ((cp >> 6) & 0x3F));
+            o[w++] = (u8)(0x80 | (cp & 0x3F));
+        } else if (v < 0x20) {
+            static const char short_of[32] = {0, 0, 0, 0, 0, 0, 0, 0, 'b', 't', 'n', 0, 'f', 'r'};
+            o[w++] = '\\';
+            if (short_of[v]) {
+                o[w++] = (u8)short_of[v];
+            } else {
+                o[w++] = 'u';
+                o[w++] = '0';
+                o[w++] = '0';
+                o[w++] = (u8)hexdigits[v >> 4];
+                o[w++] = (u8)hexdigits[v & 15];
+            }
+        } else if (v == '"' || v == '\\') {
+            o[w++] = '\\';
+            o[w++] = (u8)v;
+        } else if (v < 0x80) {
+            o[w++] = (u8)v;
+        } else if (v < 0x800) {
+            o[w++] = (u8)(0xC0 | (v >> 6));
+            o[w++] = (u8)(0x80 | (v & 0x3F));
+        } else {
+            o[w++] = (u8)(0xE0 | (v >> 12));
+            o[w++] = (u8)(0x80 | ((v >> 6) & 0x3F));
+            o[w++] = (u8)(0x80 | (v & 0x3F));
+        }
+    }
+    PyBuffer_Release(&buf);
+    if (!ok) {
+        Py_DECREF(res);
+        Py_RETURN_NONE;
+    }
+    if (_PyBytes_Resize(&res, (Py_ssize_t)w) < 0) return NULL;
+    return res;
+}
+
 PyDoc_STRVAR(xxh64_doc, "xxh64(data, seed) -> int\n\nxxh64 of data, as xxhash.xxh64_intdigest(data, seed).");
 
 static PyObject *py_xxh64(PyObject *self, PyObject *args) {
@@ -564,6 +749,8 @@ static PyMethodDef methods[] = {
     {"band_keys", py_band_keys, METH_VARARGS, band_keys_doc},
     {"shingles", py_shingles, METH_VARARGS, shingles_doc},
     {"xxh64", py_xxh64, METH_VARARGS, xxh64_doc},
+    {"string_ends", py_string_ends, METH_VARARGS, string_ends_doc},
+    {"orjson_body", py_orjson_body, METH_VARARGS, orjson_body_doc},
     {NULL, NULL, 0, NULL},
 };
 

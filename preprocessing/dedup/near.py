@@ -37,6 +37,7 @@ import zstandard
 
 from common.config import to_dict
 from common.io import open_file
+from preprocessing.dedup import native
 from preprocessing.dedup.linespool import LineSpool
 from preprocessing.dedup.index import (
     ClusterResult,
@@ -82,6 +83,8 @@ CHANGED = "the input changed between the two passes of near-dedup ({}); re-run"
 LINE_VERBATIM = 0  # a record whose line is byte for byte the row pass 2 writes: copied unparsed
 LINE_REWRITE = 1  # a record whose row pass 2 serialises again (other key order, spacing, escapes)
 LINE_REJECTED = 2  # rejected by the reader (re-decoded in pass 2 for its reason)
+LINE_REWRITE_HEAD = 3  # LINE_REWRITE whose content body is byte for byte orjson's: pass 2 rewrites the rest only
+LINE_REWRITE_BODY = 4  # LINE_REWRITE whose content body pass 1 sketched (checked): pass 2 transcodes it in C
 # Per record, what pass 2 must know about it (1 byte per record of a unit).
 _MEMBER, _DROPPED = 1, 2
 
@@ -435,7 +438,7 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
                 continue
             records[i], head_canonical = split
             sketched[i] = 1
-            status[i] = LINE_VERBATIM if head_canonical and canon[j] else LINE_REWRITE
+            status[i] = (LINE_VERBATIM if head_canonical else LINE_REWRITE_HEAD) if canon[j] else LINE_REWRITE_BODY
     # Lines decoded as a whole: rejected, or sketched from their decoded content.
     decoded: list[int] = []
     contents: list[bytes] = []
@@ -524,9 +527,66 @@ def _rewritten(line: bytes) -> bytes | None:
     return orjson.dumps(out) + b"\n"
 
 
+def _bodies(data: bytes, spans: list[tuple[int, int, int]], status: bytes, flags: bytes) -> dict[int, tuple[int, int]]:
+    """{record: (where its content body starts, its closing quote)} in ``data`` for the kept
+    LINE_REWRITE_HEAD and LINE_REWRITE_BODY lines of a unit (``spans``, ``status`` per line; ``flags`` per record),
+    the closing quotes found in one kernel call (:func:`~preprocessing.dedup.native.kernel`
+    ``string_ends``). Empty without the C kernels (then :func:`_rewritten` parses each line whole)."""
+    want: list[tuple[int, int, int]] = []  # (record, body start, line end)
+    r = 0
+    for (_lineno, start, end), st in zip(spans, status):
+        if st == LINE_REJECTED:
+            continue
+        if st >= LINE_REWRITE_HEAD and not flags[r] & _DROPPED:
+            m = _CONTENT_KEY.search(data, start, end)  # pass 1's match (the line is unchanged: digest)
+            if m is not None:
+                want.append((r, m.end(), end))
+        r += 1
+    if not want or not native.available():
+        return {}
+    try:
+        string_ends = native.kernel("string_ends")
+        native.kernel("orjson_body")
+    except AttributeError:  # an extension built before these calls (native.py warns it is stale)
+        return {}
+    rec, starts, ends = zip(*want)
+    close = np.empty(len(want), dtype=np.int64)
+    string_ends(data, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64), close)
+    return dict(zip(rec, zip(starts, close.tolist())))
+
+
+def _rewritten_head(data: bytes, start: int, end: int, body: int, close: int, canonical: bool = True
+                    ) -> bytes | None:
+    """:func:`_rewritten` of the LINE_REWRITE_HEAD (``canonical``) or LINE_REWRITE_BODY line
+    ``data[start:end]`` whose content body is ``data[body:close]``: a canonical body (orjson's
+    bytes already, pass 1's kernel found) is copied, another one transcoded to orjson's escaping
+    in C (``orjson_body``: ``\\uXXXX`` to UTF-8, ``\\/`` to ``/``); only the rest of the line is
+    parsed and serialised again. The same bytes as :func:`_rewritten` (content is the last key it
+    writes); None where that would be None, or without the body (``close`` < 0)."""
+    if close < 0 or data[start:start + 1] != b"{":
+        return None
+    try:
+        row = orjson.loads(data[start:body] + data[close:end])
+    except orjson.JSONDecodeError:
+        return None
+    if type(row) is not dict:
+        return None
+    content, repo, path, lic = row.pop("content", None), row.pop("repo_name", None), row.pop("path", None), \
+        row.pop("license", None)
+    if content != "" or type(repo) is not str or type(path) is not str or (lic is not None and type(lic) is not str):
+        return None
+    text = memoryview(data)[body:close] if canonical else native.kernel("orjson_body")(data, body, close)
+    if text is None:
+        return None
+    out = {"repo_name": repo, "path": path, "license": lic or None}
+    out.update(row)
+    return b"".join((orjson.dumps(out)[:-1], b',"content":"', text, b'"}\n'))
+
+
 def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) -> UnitRows:
     """Pass 2 over JSON lines: a verbatim line of a kept file is written as read, the other kept
-    lines are serialised again (:func:`_rewritten`), rejected lines decoded again for their reason.
+    lines are serialised again (:func:`_rewritten`; a line whose body pass 1 sketched only around
+    its body, :func:`_rewritten_head`), rejected lines decoded again for their reason.
     A removed record's line is not decoded when the unit's digest is checked (``checked``; the
     cluster members' names come from pass 1, :meth:`LineNotes.names`); unchecked (pass 1 fused
     into `stream`), every line but a kept verbatim one is decoded as :meth:`JsonlReader.decode_line`
@@ -577,6 +637,7 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
     # The lines of a FrameLines unit are sliced out of its buffer only when read (not a removed one)
     spans = unit.lines.spans() if isinstance(unit.lines, FrameLines) else None
     data = unit.lines.data if isinstance(unit.lines, FrameLines) else b""
+    bodies = _bodies(data, spans, status, flags) if fast and spans is not None else {}
     line: bytes | None
     for item, st in zip(spans if spans is not None else unit.lines, status):
         if spans is None:
@@ -596,6 +657,12 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
         if f & _DROPPED and checked:
             records.append((None, "", ""))
             continue
+        text = None
+        if st >= LINE_REWRITE_HEAD and fast and line is None:
+            text = _rewritten_head(data, start, end, *bodies.get(r - 1, (-1, -1)), st == LINE_REWRITE_HEAD)
+            if text is not None:
+                records.append((text, "", ""))
+                continue
         line = data[start:end] if line is None else line
         if (f == 0 or checked) and st == LINE_VERBATIM:
             records.append((None if f & _DROPPED else line + b"\n", "", ""))
