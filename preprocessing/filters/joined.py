@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -94,8 +95,8 @@ class PatternSet:
                 self._automaton = BytesAhoCorasick([self.patterns[i].encode("ascii") for i in self._ascii],
                                                    matchkind=MATCHKIND_STANDARD, implementation=Implementation.DFA)
             found = self._automaton.find_matches_as_indexes(text.text, overlapping=True)
-            if found:
-                arr = np.asarray(found, dtype=np.int64)
+            if found:  # (pattern, start, end) tuples: flattened by fromiter (asarray's shape discovery costs 2x)
+                arr = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=3 * len(found)).reshape(-1, 3)
                 ids, starts = arr[:, 0], arr[:, 1]
                 # in the order of their ends: for one pattern (one length) the order of their starts
                 per = [np.zeros(0, dtype=np.int64) for _ in range(n)]
@@ -185,9 +186,9 @@ class Batch:
     kept); the answers are per record of the view, computed over the whole chunk once."""
 
     def __init__(self, contents: list[str], words: tuple[str, ...] = (), metrics: Any = None) -> None:
-        self.contents = contents
+        self._contents: list[str] | None = contents
         self.words = tuple(dict.fromkeys(w for w in words if searchable(w)))
-        self.metrics = metrics  # a MetricColumns aligned with contents, or None
+        self._metrics = metrics  # a MetricColumns aligned with contents, or None
         self._root = self
         self._rows: np.ndarray | None = None
         self._small: np.ndarray | None = None
@@ -196,12 +197,27 @@ class Batch:
         self._found: dict[tuple[str, ...], Matches] = {}
         self._cache: dict[tuple, np.ndarray] = {}
 
+    @property
+    def contents(self) -> list[str]:
+        """The records' texts (of a view: taken from the root's when first asked)."""
+        if self._contents is None:
+            root = self._root.contents
+            self._contents = [root[i] for i in self._rows.tolist()]  # type: ignore[union-attr]
+        return self._contents
+
+    @property
+    def metrics(self) -> Any:
+        """The records' metric columns (a MetricColumns), or None."""
+        if self._metrics is None and self._rows is not None and self._root._metrics is not None:
+            self._metrics = self._root._metrics.take(self._rows)
+        return self._metrics
+
     @classmethod
     def of(cls, records: list[Any], words: tuple[str, ...] = (), metrics: Any = None) -> Batch:
         return cls([r.content for r in records], words, metrics)
 
     def __len__(self) -> int:
-        return len(self.contents) if self._rows is None else len(self._rows)
+        return len(self._root.contents) if self._rows is None else len(self._rows)
 
     def view(self, rows: list[int] | np.ndarray) -> Batch:
         """The same chunk seen through ``rows`` (positions in this batch, in order)."""
@@ -209,9 +225,8 @@ class Batch:
         out = Batch.__new__(Batch)
         out._root = self._root
         out._rows = rows if self._rows is None else self._rows[rows]
-        out.contents = [self._root.contents[i] for i in out._rows.tolist()]
+        out._contents = out._metrics = None
         out.words = self._root.words
-        out.metrics = None if self._root.metrics is None else self._root.metrics.take(out._rows)
         return out
 
     def _pick(self, arr: np.ndarray) -> np.ndarray:

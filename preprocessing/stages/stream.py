@@ -273,8 +273,11 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                         else:
                             passed[key] = (0, m, m, records[i].content)
             # known now: repeats of the unit's passed records or of those of an earlier round
-            known_now = [k in passed for k in keys]
-            fresh = [i for i, now in enumerate(known_now) if not now]
+            if passed:
+                known_now = [k in passed for k in keys]
+                fresh = [i for i, now in enumerate(known_now) if not now]
+            else:
+                known_now, fresh = [False] * n, list(range(n))
         else:
             keys = [None] * n
             first_known = {}
@@ -282,7 +285,8 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
             fresh = list(range(n))
         # the metrics of the fresh records (the first of a key in first_known among them) computed
         # together, as columns: a dict only for the records the batch filters do not drop
-        cols = file_metrics_columns([records[i].content for i in fresh])
+        batch = records if len(fresh) == n else [records[i] for i in fresh]
+        cols = file_metrics_columns([r.content for r in batch])
         metrics_in: list[Any] = [None] * n  # before the filters (a rewrite recomputes item.metrics)
         if first_known:
             at = {i: p for p, i in enumerate(fresh)}
@@ -292,12 +296,13 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
             # the first of a newly known key waited for its entry: it is known too
             stay = [p for p, i in enumerate(fresh) if keys[i] not in first_known]
             fresh = [fresh[p] for p in stay]
+            batch = [records[i] for i in fresh]
             cols = cols.take(stay)
             known_now = [k in passed for k in keys]
         # the filters of the fresh records decided together; a key repeated in the chunk waits for its first
-        batch = [records[i] for i in fresh]
         only = _first_fresh([keys[i] for i in fresh], [True] * len(fresh)) if skip else None
-        originals = [r.content for r in batch]  # the batch may redact them: what passed unchanged is shared
+        # the batch may redact them (a rewriting step): what passed unchanged is shared
+        originals = [r.content for r in batch] if rewriters else None
         verdicts: list[Any] = [None] * n
         contents_in: list[Any] = [None] * n
         drops: list[tuple[str, Filter, int]] = []  # (reason, filter, record) of the chunk's dropped records
@@ -310,7 +315,7 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                 drop_at.append(p)
             else:
                 i = fresh[p]
-                verdicts[i], contents_in[i] = verdict, originals[p]
+                verdicts[i], contents_in[i] = verdict, originals[p] if originals is not None else records[i].content
                 rest.append(i)
                 rest_at.append(p)
         if drops:  # the records the batch dropped: counted together, from the columns
