@@ -230,6 +230,10 @@ def test_record_keys_and_keyed_uniforms_equal_one_by_one() -> None:
     names = [("org/repo", "a.py"), ("", ""), ("é/ü", "中\ud800.py"), ("x", "y\x00z")]
     keys = record_keys(names)
     assert keys == [record_key(r, p) for r, p in names]
+    import xxhash
+
+    from preprocessing.hashing import record_key_hashes
+    assert record_key_hashes([CodeFile("", r, p) for r, p in names]) == [xxhash.xxh3_64_intdigest(k) for k in keys]
     for seed in (0, 7):
         assert keyed_uniforms(keys, "no_keywords", seed) == [keyed_uniform(k, "no_keywords", seed) for k in keys]
 

@@ -134,11 +134,12 @@ def apply_filters_batch(filters: list[Filter], records: list[CodeFile], profile:
         kept: list[int] = []
         if type(f).rewrite is Filter.rewrite:
             view = batch if len(alive) == len(records) else batch.view(alive)
-            for i, reason in zip(alive, f.filter_batch([records[i] for i in alive], view)):
-                if reason:
-                    out[i] = (reason, f)
-                else:
-                    kept.append(i)
+            reasons = f.filter_batch(records if view is batch else [records[i] for i in alive], view)
+            kept = [i for i, reason in zip(alive, reasons) if not reason]
+            if len(kept) < len(alive):
+                for i, reason in zip(alive, reasons):
+                    if reason:
+                        out[i] = (reason, f)
         else:
             changed = False
             for i in alive:

@@ -26,7 +26,7 @@ from preprocessing.executors.pool import RECORDS_PER_TASK, Barrier
 from preprocessing.filters import UNDECIDED, FiltersConfig, apply_filters, apply_filters_batch, build_filters
 from preprocessing.filters.base import Filter
 from preprocessing.filters.quality import file_metrics_columns
-from preprocessing.hashing import record_key, record_keys
+from preprocessing.hashing import record_key, record_key_hashes
 from preprocessing.profile import EXAMPLES_PER_REASON, CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
 from preprocessing.record import CodeFile, FileRead, InputWarning
@@ -375,8 +375,7 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                     passed_keys.append(key)
         if drops:  # the examples of the drops, built only for those the report keeps (most never are)
             drops.sort(key=itemgetter(2))
-            ranks = list(map(xxhash.xxh3_64_intdigest,
-                             record_keys([(records[i].repo_name, records[i].path) for _, _, i in drops])))
+            ranks = record_key_hashes([records[i] for _, _, i in drops])
             for j in profile.chosen_examples([(reason, rank) for (reason, _, _), rank in zip(drops, ranks)]):
                 reason, f, i = drops[j]
                 item = records[i]
