@@ -142,10 +142,12 @@ def apply_filters_batch(filters: list[Filter], records: list[CodeFile], profile:
                         out[i] = (reason, f)
         else:
             changed = False
+            if metrics is not None:  # the step reads (and recomputes after a rewrite) the dicts
+                missing = [i for i in alive if records[i].metrics is None]
+                for i, m in zip(missing, metrics.rows(missing)):
+                    records[i].metrics = m
             for i in alive:
                 r = records[i]
-                if r.metrics is None and metrics is not None:
-                    r.metrics = metrics.rows([i])[0]
                 before = r.content
                 dropped = apply_filters([f], r, profile)
                 changed = changed or r.content is not before

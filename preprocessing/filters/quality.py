@@ -348,17 +348,16 @@ class QualityFilter(Filter):
             take = small
         n_take = int(take.sum())
         if n_take < _BATCH_MIN:
-            return [self.check(r, r.metrics if r.metrics is not None or cols is None else cols.rows([i])[0])
-                    for i, r in enumerate(records)]
+            return self._check_each(records, list(range(len(records))), cols)
         out: list[str | None] = [None] * len(records)
         if n_take == len(records):
             recs, sub = records, batch
             mets = cols if cols is not None else MetricColumns.of_rows([r.metrics for r in records])
         else:
             idx = take.nonzero()[0]
-            for i in (~take).nonzero()[0].tolist():
-                r = records[i]
-                out[i] = self.check(r, r.metrics if r.metrics is not None or cols is None else cols.rows([i])[0])
+            others = (~take).nonzero()[0].tolist()
+            for i, reason in zip(others, self._check_each(records, others, cols)):
+                out[i] = reason
             recs = [records[i] for i in idx.tolist()]
             sub = batch.view(idx)
             mets = cols.take(idx) if cols is not None else MetricColumns.of_rows([r.metrics for r in recs])
@@ -366,6 +365,13 @@ class QualityFilter(Filter):
         for i in codes.nonzero()[0].tolist():
             out[i if n_take == len(records) else int(idx[i])] = _QUALITY_REASONS[codes[i]]
         return out
+
+    def _check_each(self, records: list[CodeFile], which: list[int], cols: MetricColumns | None) -> list[str | None]:
+        """:meth:`check` of the records ``which``, with their dicts (from ``cols`` for those without one)."""
+        if cols is None:
+            return [self.check(records[i], records[i].metrics) for i in which]
+        return [self.check(records[i], records[i].metrics if records[i].metrics is not None else m)
+                for i, m in zip(which, cols.rows(which))]
 
     def _codes(self, recs: list[CodeFile], mets: MetricColumns, text: Batch) -> np.ndarray:
         """Per record (ASCII, small, metrics ``mets``; ``text``: their batch), the index in

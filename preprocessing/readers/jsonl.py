@@ -319,10 +319,16 @@ class FrameLines(Sequence):
     def ends(self) -> list[int]:
         """The position of each line's newline in ``data``."""
         if self._ends is None:
-            # numpy over blocks of 1 MiB (bounded scratch): ~2x a bytes.find loop on lines of ~400 bytes
-            buf, out = np.frombuffer(self.data, dtype=np.uint8), []
-            for start in range(0, buf.size, 1 << 20):
-                out.extend((np.flatnonzero(buf[start:start + (1 << 20)] == 10) + start).tolist())
+            data = self.data
+            if data.count(b"\n", 0, 1 << 16) < 32:  # long lines: memchr from newline to newline
+                out, find, pos, stop = [], data.find, -1, len(data) - 1
+                while pos < stop:
+                    pos = find(b"\n", pos + 1)
+                    out.append(pos)
+            else:  # short ones: numpy over blocks of 1 MiB (bounded scratch), ~2x the find loop at ~400 bytes
+                buf, out = np.frombuffer(data, dtype=np.uint8), []
+                for start in range(0, buf.size, 1 << 20):
+                    out.extend((np.flatnonzero(buf[start:start + (1 << 20)] == 10) + start).tolist())
             self._ends = out
         return self._ends
 
