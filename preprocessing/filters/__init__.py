@@ -127,14 +127,22 @@ def apply_filters_batch(filters: list[Filter], records: list[CodeFile], profile:
             if not take:
                 out[i] = UNDECIDED
     words = tuple(w for f in filters for w in f.batch_words)
-    batch = Batch.of(records, words, metrics)
+
+    def shared(held: list[int], cols: MetricColumns | None) -> tuple[Batch, dict[int, int] | None]:
+        """The Batch of the records ``held`` (those still to decide), and their positions in it."""
+        if len(held) == len(records):
+            return Batch.of(records, words, cols), None
+        return (Batch.of([records[i] for i in held], words, None if cols is None else cols.take(held)),
+                {i: p for p, i in enumerate(held)})
+
+    batch, at = shared(alive, metrics)
     for f in filters:
         if not alive:
             break
         kept: list[int] = []
         if type(f).rewrite is Filter.rewrite:
-            view = batch if len(alive) == len(records) else batch.view(alive)
-            reasons = f.filter_batch(records if view is batch else [records[i] for i in alive], view)
+            view = batch if len(alive) == len(batch) else batch.view(alive if at is None else [at[i] for i in alive])
+            reasons = f.filter_batch(records if len(alive) == len(records) else [records[i] for i in alive], view)
             kept = [i for i, reason in zip(alive, reasons) if not reason]
             if len(kept) < len(alive):
                 for i, reason in zip(alive, reasons):
@@ -156,7 +164,7 @@ def apply_filters_batch(filters: list[Filter], records: list[CodeFile], profile:
                 else:
                     kept.append(i)
             if changed:  # rewritten texts: what the next filters share is of the new ones
-                batch = Batch.of(records, words, None)
                 metrics = None
+                batch, at = shared(kept, None)
         alive = kept
     return out
