@@ -126,6 +126,8 @@ def apply_filters_batch(filters: list[Filter], records: list[CodeFile], profile:
         for i, take in enumerate(only):
             if not take:
                 out[i] = UNDECIDED
+    if not alive:
+        return out
     words = tuple(w for f in filters for w in f.batch_words)
 
     def shared(held: list[int], cols: MetricColumns | None) -> tuple[Batch, dict[int, int] | None]:

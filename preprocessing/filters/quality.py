@@ -146,6 +146,8 @@ def file_metrics_columns(contents: list[str]) -> MetricColumns:
     record's first ``\\n`` two), and the longest line per record by ``maximum.reduceat``. Counts
     are integers; the fractions one IEEE division of exact integers, as in Python. The others
     (non-ASCII or empty; all of a batch of fewer than 16 ASCII records) one by one."""
+    if not contents:
+        return MetricColumns(*(np.zeros(0, dtype=np.int64 if k < 3 else np.float64) for k in range(5)))
     joined = "".join(contents)
     if len(contents) >= _BATCH_MIN and joined.isascii() and all(contents):
         return _ascii_columns(contents, joined)
