@@ -18,6 +18,7 @@ from preprocessing.filters import (
     apply_filters_batch,
     build_filters,
 )
+from preprocessing.filters.base import Filter
 from preprocessing.filters.joined import JoinedText, PatternSet
 from preprocessing.filters.quality import file_metrics
 from preprocessing.profile import CorpusProfile
@@ -229,6 +230,10 @@ def test_record_keys_and_keyed_uniforms_equal_one_by_one() -> None:
     names = [("org/repo", "a.py"), ("", ""), ("é/ü", "中\ud800.py"), ("x", "y\x00z")]
     keys = record_keys(names)
     assert keys == [record_key(r, p) for r, p in names]
+    import xxhash
+
+    from preprocessing.hashing import record_key_hashes
+    assert record_key_hashes([CodeFile("", r, p) for r, p in names]) == [xxhash.xxh3_64_intdigest(k) for k in keys]
     for seed in (0, 7):
         assert keyed_uniforms(keys, "no_keywords", seed) == [keyed_uniform(k, "no_keywords", seed) for k in keys]
 
@@ -245,3 +250,82 @@ def test_lock_file_check_equals_detect_secrets() -> None:
     for name in names:
         for path in (name, f"repo/sub/{name}", f"c:\\\\x\\\\{name}"):
             assert _is_lock_file(path) == bool(path and is_lock_file(path)), path
+
+
+def test_metric_columns_equal_file_metrics(installation: list[CodeFile]) -> None:
+    """file_metrics_columns == file_metrics record by record, values and types (ints stay ints),
+    in chunks as stream takes them and in odd sizes (fewer than 16 ASCII texts: one by one), with
+    the non-ASCII and empty texts among them; rows/take of a subset; the histograms binned from
+    the columns (Histograms.add_columns) equal those of the dicts (add_batch)."""
+    from preprocessing.filters.quality import MetricColumns, file_metrics_batch, file_metrics_columns
+    from preprocessing.profile import Histograms
+
+    contents = [r.content for r in installation + _edge_records()]
+    assert any(not c.isascii() for c in contents) and "" in contents
+    for size in (256, 37, 15, 5):
+        for i in range(0, len(contents), size):
+            chunk = contents[i:i + size]
+            want = [file_metrics(c) for c in chunk]
+            cols = file_metrics_columns(chunk)
+            got = cols.rows()
+            assert got == want
+            assert [[type(v) for v in d.values()] for d in got] == [[type(v) for v in d.values()] for d in want]
+            assert file_metrics_batch(chunk) == want
+            odd = list(range(0, len(chunk), 3))
+            assert cols.rows(odd) == [want[j] for j in odd]
+            assert MetricColumns.of_rows(want).rows() == want
+            a, b = Histograms(), Histograms()
+            a.add_columns(cols.take(odd))
+            b.add_batch([want[j] for j in odd])
+            assert a.counts == b.counts
+
+
+@pytest.mark.parametrize("name", ["default", "codeparrot", "keep_all_probabilistic"])
+def test_shared_batch_and_metric_columns_equal_record_by_record(name: str, installation: list[CodeFile]) -> None:
+    """apply_filters_batch given the metrics as columns (records without dicts, as stream hands
+    them) == apply_filters with the dicts, edits and rewrites included; each filter's
+    filter_batch through a view of one shared Batch (one search for every filter's words) ==
+    filter; Batch's answers (views of views, a word outside the union) == str.lower's."""
+    from preprocessing.filters.joined import Batch
+    from preprocessing.filters.quality import file_metrics_columns
+
+    cfg = _config(name)
+    if name == "default":
+        cfg.secrets.mode = "redact"  # a rewriting step among the batch filters
+    filters = build_filters(cfg)
+    records = installation[:1500] + _edge_records()
+    for size in (256, 41):
+        a, b = copy.deepcopy(records), _with_metrics(records)
+        pa, pb = CorpusProfile(), CorpusProfile()
+        got = []
+        for i in range(0, len(a), size):
+            chunk = a[i:i + size]
+            got += apply_filters_batch(filters, chunk, pa, None, file_metrics_columns([r.content for r in chunk]))
+        want = [apply_filters(filters, r, pb) for r in b]
+        assert [(g[0], g[1].name) if g else None for g in got] == [(w[0], w[1].name) if w else None for w in want]
+        assert [r.content for r in a] == [r.content for r in b]
+        # the kept records' dicts: given to those a rewriting step saw (recomputed after a rewrite)
+        rewrites = any(type(f).rewrite is not Filter.rewrite for f in filters)
+        for ra, rb, g in zip(a, b, got):
+            if not g:
+                assert ra.metrics == rb.metrics if rewrites else ra.metrics is None
+        assert pa.to_dict() == pb.to_dict()
+    recs = _with_metrics(records)
+    words = tuple(w for f in filters for w in f.batch_words)
+    for i in range(0, len(recs), 256):
+        chunk = recs[i:i + 256]
+        batch = Batch.of(chunk, words, file_metrics_columns([r.content for r in chunk]))
+        rows = [j for j in range(len(chunk)) if j % 4]
+        view = batch.view(rows)
+        for f in filters:
+            if type(f).rewrite is Filter.rewrite:  # not a rewriting step
+                assert f.filter_batch(chunk, batch) == [f.filter(r) for r in chunk], f.name
+                assert f.filter_batch([chunk[j] for j in rows], view) == [f.filter(chunk[j]) for j in rows], f.name
+        sub = view.view(list(range(0, len(rows), 2)))
+        seen = [chunk[j].content for j in rows][::2]
+        small = [len(c) <= 4096 and c.isascii() for c in seen]
+        assert sub.small.tolist() == small
+        for word in ("test", "config", "def ", "licen", "zz", "for"):
+            assert sub.count(word).tolist() == [c.lower().count(word) if s else 0 for c, s in zip(seen, small)]
+            assert sub.contains((word,)).tolist() == [s and word in c.lower() for c, s in zip(seen, small)]
+        assert sub.char_count("=").tolist() == [c.count("=") if s else 0 for c, s in zip(seen, small)]

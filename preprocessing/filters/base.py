@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from preprocessing.record import CodeFile
+
+if TYPE_CHECKING:
+    from preprocessing.filters.joined import Batch
 
 
 @dataclass
@@ -34,9 +37,16 @@ class Filter:
     def filter(self, record: CodeFile) -> str | None:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def filter_batch(self, records: list[CodeFile]) -> list[str | None]:
+    batch_words: tuple[str, ...] = ()
+    """The words :meth:`filter_batch` looks for in the records' lowercased texts (through its
+    ``batch``): :func:`~preprocessing.filters.apply_filters_batch` searches the union of every
+    filter's words in one pass over a chunk."""
+
+    def filter_batch(self, records: list[CodeFile], batch: Batch | None = None) -> list[str | None]:
         """``[self.filter(r) for r in records]``: a subclass may decide many records at once
-        (a vectorised pass over a work unit's records), giving exactly that answer."""
+        (a vectorised pass over a work unit's records), giving exactly that answer. ``batch``:
+        what the filters of one chunk share about ``records`` (:class:`~preprocessing.filters.joined.Batch`,
+        a view aligned with ``records``), or None (the filter builds its own)."""
         return [self.filter(r) for r in records]
 
     def explain(self, record: CodeFile) -> str | None:

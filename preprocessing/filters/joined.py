@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -94,8 +95,8 @@ class PatternSet:
                 self._automaton = BytesAhoCorasick([self.patterns[i].encode("ascii") for i in self._ascii],
                                                    matchkind=MATCHKIND_STANDARD, implementation=Implementation.DFA)
             found = self._automaton.find_matches_as_indexes(text.text, overlapping=True)
-            if found:
-                arr = np.asarray(found, dtype=np.int64)
+            if found:  # (pattern, start, end) tuples: flattened by fromiter (asarray's shape discovery costs 2x)
+                arr = np.fromiter(chain.from_iterable(found), dtype=np.int64, count=3 * len(found)).reshape(-1, 3)
                 ids, starts = arr[:, 0], arr[:, 1]
                 # in the order of their ends: for one pattern (one length) the order of their starts
                 per = [np.zeros(0, dtype=np.int64) for _ in range(n)]
@@ -157,3 +158,122 @@ def _positions(text: bytes | str, sub: Any, step: int) -> list[int]:
 def searchable(sub: str) -> bool:
     """Whether a :class:`PatternSet` can hold ``sub``: non-empty and without SEP."""
     return bool(sub) and SEP not in sub
+
+
+_PATTERN_SETS: dict[tuple[str, ...], PatternSet] = {}
+
+
+def pattern_set(words: tuple[str, ...]) -> PatternSet:
+    """The :class:`PatternSet` of ``words``, one per process (its automaton built once)."""
+    found = _PATTERN_SETS.get(words)
+    if found is None:
+        if len(_PATTERN_SETS) >= 64:
+            _PATTERN_SETS.clear()
+        found = _PATTERN_SETS[words] = PatternSet(words)
+    return found
+
+
+class Batch:
+    """What the batch filters share about one chunk of records (``filter_batch(records, batch)``,
+    :func:`preprocessing.filters.apply_filters_batch`), each part computed once, when first asked:
+    which records are small ASCII texts (:attr:`small`: at most :data:`BATCH_MAX_CHARS` characters,
+    ASCII), their metric columns (``metrics``, given by the caller, or None), and the small texts
+    lowercased, joined (:class:`JoinedText`) and searched in one Aho-Corasick pass for ``words``,
+    the union of what the filters look for (:attr:`Filter.batch_words`). A word asked for that is
+    not in ``words`` is searched for on its own (same answers, one more pass).
+
+    A filter gets a view (:meth:`view`) on the records it decides (those the filters before it
+    kept); the answers are per record of the view, computed over the whole chunk once."""
+
+    def __init__(self, contents: list[str], words: tuple[str, ...] = (), metrics: Any = None) -> None:
+        self._contents: list[str] | None = contents
+        self.words = tuple(dict.fromkeys(w for w in words if searchable(w)))
+        self._metrics = metrics  # a MetricColumns aligned with contents, or None
+        self._root = self
+        self._rows: np.ndarray | None = None
+        self._small: np.ndarray | None = None
+        self._text: JoinedText | None = None
+        self._idx: np.ndarray | None = None  # the small records, in order (records of the joined text)
+        self._found: dict[tuple[str, ...], Matches] = {}
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    @property
+    def contents(self) -> list[str]:
+        """The records' texts (of a view: taken from the root's when first asked)."""
+        if self._contents is None:
+            root = self._root.contents
+            self._contents = [root[i] for i in self._rows.tolist()]  # type: ignore[union-attr]
+        return self._contents
+
+    @property
+    def metrics(self) -> Any:
+        """The records' metric columns (a MetricColumns), or None."""
+        if self._metrics is None and self._rows is not None and self._root._metrics is not None:
+            self._metrics = self._root._metrics.take(self._rows)
+        return self._metrics
+
+    @classmethod
+    def of(cls, records: list[Any], words: tuple[str, ...] = (), metrics: Any = None) -> Batch:
+        return cls([r.content for r in records], words, metrics)
+
+    def __len__(self) -> int:
+        return len(self._root.contents) if self._rows is None else len(self._rows)
+
+    def view(self, rows: list[int] | np.ndarray) -> Batch:
+        """The same chunk seen through ``rows`` (positions in this batch, in order)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = Batch.__new__(Batch)
+        out._root = self._root
+        out._rows = rows if self._rows is None else self._rows[rows]
+        out._contents = out._metrics = None
+        out.words = self._root.words
+        return out
+
+    def _pick(self, arr: np.ndarray) -> np.ndarray:
+        return arr if self._rows is None else arr[self._rows]
+
+    @property
+    def small(self) -> np.ndarray:
+        """Per record, whether its text is searched in the joined text (small and ASCII)."""
+        root = self._root
+        if root._small is None:
+            n = len(root.contents)
+            small = np.fromiter(map(len, root.contents), dtype=np.int64, count=n) <= BATCH_MAX_CHARS
+            small &= np.fromiter(map(str.isascii, root.contents), dtype=bool, count=n)
+            root._small = small
+        return self._pick(root._small)
+
+    def _matches(self, which: tuple[str, ...]) -> tuple[np.ndarray, Matches]:
+        root = self._root
+        if root._text is None:
+            root._idx = root.small.nonzero()[0]
+            root._text = JoinedText.of([root.contents[i] for i in root._idx.tolist()], lower=True)
+        words = root.words if all(w in root.words for w in which) else tuple(dict.fromkeys(which))
+        found = root._found.get(words)
+        if found is None:
+            found = root._found[words] = pattern_set(words).search(root._text)
+        return root._idx, found  # type: ignore[return-value]
+
+    def _per_record(self, key: tuple, dtype: Any, compute: Any) -> np.ndarray:
+        root = self._root
+        arr = root._cache.get(key)
+        if arr is None:
+            arr = np.zeros(len(root.contents), dtype=dtype)
+            if root.small.any():
+                idx, found = self._matches(key[1] if key[0] != "char" else ())
+                arr[idx] = compute(found)
+            root._cache[key] = arr
+        return self._pick(arr)
+
+    def contains(self, which: tuple[str, ...] | list[str]) -> np.ndarray:
+        """Per record, whether its lowercased text holds one of ``which`` (False where not :attr:`small`)."""
+        which = tuple(which)
+        return self._per_record(("contains", which), bool, lambda found: found.contains(which))
+
+    def count(self, word: str) -> np.ndarray:
+        """Per record, ``text.lower().count(word)`` (0 where not :attr:`small`)."""
+        return self._per_record(("count", (word,)), np.int64, lambda found: found.count(word))
+
+    def char_count(self, char: str) -> np.ndarray:
+        """Per record, ``text.lower().count(char)`` for one ASCII character (0 where not :attr:`small`)."""
+        return self._per_record(("char", char), np.int64, lambda found: found.text.char_count(char))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from preprocessing.filters.base import Filter
-from preprocessing.filters.joined import BATCH_MAX_CHARS, JoinedText, PatternSet
+from preprocessing.filters.joined import Batch, PatternSet
 from preprocessing.licenses import (
     PERMISSIVE_LICENSES,
     file_header_license,
@@ -63,23 +61,22 @@ class LicenseFilter(Filter):
         self.config = config or LicenseFilterConfig()
         self._allowed = frozenset(self.config.allowed)
 
-    def filter_batch(self, records: list[CodeFile]) -> list[str | None]:
+    @property
+    def batch_words(self) -> tuple[str, ...]:  # type: ignore[override]
+        return _HEADER_WORDS.patterns if self.config.check_file_headers else ()
+
+    def filter_batch(self, records: list[CodeFile], batch: Batch | None = None) -> list[str | None]:
         """:meth:`filter` of each record, equal answer for answer: a file header can only declare
         a license if the file's lowercased text holds ``licen`` (also in the SPDX tag),
         ``redistribut`` or ``permission`` (what :func:`file_header_license` needs); those words are
-        searched over the small ASCII texts joined (:class:`JoinedText`), and for the records
-        without one the answer is that of their ``license`` field alone (once per distinct value)."""
+        searched over the small ASCII texts joined (:class:`JoinedText`, through ``batch``, shared
+        with the other filters), and for the records without one the answer is that of their
+        ``license`` field alone (once per distinct value)."""
         if not self.config.check_file_headers or len(records) < 16:
             return [self.filter(r) for r in records]
-        n = len(records)
-        contents = [r.content for r in records]
-        small = np.fromiter(map(len, contents), dtype=np.int64, count=n) <= BATCH_MAX_CHARS
-        small &= np.fromiter(map(str.isascii, contents), dtype=bool, count=n)
-        plain = np.zeros(n, dtype=bool)  # no header license possible
-        idx = small.nonzero()[0]
-        if idx.size:
-            text = JoinedText.of([contents[i] for i in idx.tolist()], lower=True)
-            plain[idx] = ~_HEADER_WORDS.search(text).contains(_HEADER_WORDS.patterns)
+        if batch is None:
+            batch = Batch.of(records, _HEADER_WORDS.patterns)
+        plain = batch.small & ~batch.contains(_HEADER_WORDS.patterns)  # no header license possible
         by_license: dict[str | None, str | None] = {}
         out: list[str | None] = []
         for r, p in zip(records, plain.tolist()):

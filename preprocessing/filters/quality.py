@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from preprocessing.filters.base import Filter
-from preprocessing.filters.joined import BATCH_MAX_CHARS, JoinedText, PatternSet
+from preprocessing.filters.joined import Batch, PatternSet
 from preprocessing.hashing import keyed_uniform, keyed_uniforms, record_key, record_keys
 from preprocessing.record import CodeFile
 
@@ -88,28 +88,86 @@ _CLASS_OF = _byte_classes()
 _BATCH_MIN = 16  # fewer ASCII records than this: file_metrics one by one
 
 
+METRIC_NAMES = ("size", "lines", "max_line_length", "mean_line_length", "alnum_fraction")
+"""The metrics of :func:`file_metrics`, in its order (the first three integers, the others floats)."""
+
+
+@dataclass(slots=True)
+class MetricColumns:
+    """:func:`file_metrics` of many records as columns (numpy arrays, one value per record):
+    ``size``, ``lines``, ``max_line_length`` int64, ``mean_line_length``, ``alnum_fraction``
+    float64; a record's dict (:meth:`rows`) only where one is needed, the same values and types
+    as :func:`file_metrics`."""
+
+    size: np.ndarray
+    lines: np.ndarray
+    max_line_length: np.ndarray
+    mean_line_length: np.ndarray
+    alnum_fraction: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.size)
+
+    def column(self, name: str) -> np.ndarray:
+        return getattr(self, name)
+
+    def take(self, idx: Any) -> MetricColumns:
+        """The columns of the records ``idx`` (an index array or list), in that order."""
+        return MetricColumns(self.size[idx], self.lines[idx], self.max_line_length[idx], self.mean_line_length[idx],
+                             self.alnum_fraction[idx])
+
+    def rows(self, idx: Any = None) -> list[dict[str, Any]]:
+        """The :func:`file_metrics` dicts of the records ``idx`` (default: all), in that order."""
+        c = self if idx is None else self.take(idx)
+        return [{"size": size, "lines": n, "max_line_length": mx, "mean_line_length": mu, "alnum_fraction": fr}
+                for size, n, mx, mu, fr in zip(c.size.tolist(), c.lines.tolist(), c.max_line_length.tolist(),
+                                                c.mean_line_length.tolist(), c.alnum_fraction.tolist())]
+
+    @classmethod
+    def of_rows(cls, rows: list[dict[str, Any]]) -> MetricColumns:
+        """The columns of :func:`file_metrics` dicts."""
+        n = len(rows)
+        return cls(*(np.fromiter(map(itemgetter(name), rows), dtype=np.int64 if k < 3 else np.float64, count=n)
+                     for k, name in enumerate(METRIC_NAMES)))
+
+
 def file_metrics_batch(contents: list[str]) -> list[dict[str, Any]]:
-    """``[file_metrics(c) for c in contents]``, equal value for value, with the ASCII records
-    (most code) done together over their concatenation: one ``bytes.translate`` gives each byte
+    """``[file_metrics(c) for c in contents]``, equal value for value (:func:`file_metrics_columns`)."""
+    if len(contents) < _BATCH_MIN:
+        return [file_metrics(c) for c in contents]
+    return file_metrics_columns(contents).rows()
+
+
+def file_metrics_columns(contents: list[str]) -> MetricColumns:
+    """:func:`file_metrics` of each of ``contents`` as columns, equal value for value, with the ASCII
+    records (most code) done together over their concatenation: one ``bytes.translate`` gives each byte
     its class (alphanumeric, line break), ``add.reduceat`` counts the alphanumerics of each record, numpy finds the
     line breaks as ``str.splitlines`` does (``\\r\\n`` one break; a record's last ``\\r`` and the next
     record's first ``\\n`` two), and the longest line per record by ``maximum.reduceat``. Counts
-    are integers; the fractions one IEEE division of exact integers, as in Python."""
-    if len(contents) < _BATCH_MIN:
-        return [file_metrics(c) for c in contents]
+    are integers; the fractions one IEEE division of exact integers, as in Python. The others
+    (non-ASCII or empty; all of a batch of fewer than 16 ASCII records) one by one."""
+    if not contents:
+        return MetricColumns(*(np.zeros(0, dtype=np.int64 if k < 3 else np.float64) for k in range(5)))
     joined = "".join(contents)
-    if joined.isascii() and all(contents):
-        texts = contents
-    else:
-        idx = [i for i, c in enumerate(contents) if c and c.isascii()]
-        if len(idx) < _BATCH_MIN:
-            return [file_metrics(c) for c in contents]
-        out: list[dict[str, Any] | None] = [None] * len(contents)
-        for i, c in enumerate(contents):
-            if not (c and c.isascii()):
-                out[i] = file_metrics(c)
-        texts = [contents[i] for i in idx]
-        joined = "".join(texts)
+    if len(contents) >= _BATCH_MIN and joined.isascii() and all(contents):
+        return _ascii_columns(contents, joined)
+    idx = [i for i, c in enumerate(contents) if c and c.isascii()]
+    if len(idx) < _BATCH_MIN:
+        return MetricColumns.of_rows([file_metrics(c) for c in contents])
+    texts = [contents[i] for i in idx]
+    part = _ascii_columns(texts, "".join(texts))
+    others = [i for i, c in enumerate(contents) if not (c and c.isascii())]
+    rest = MetricColumns.of_rows([file_metrics(contents[i]) for i in others])
+    out = MetricColumns(*(np.empty(len(contents), dtype=np.int64 if k < 3 else np.float64) for k in range(5)))
+    for name in METRIC_NAMES:
+        col = out.column(name)
+        col[idx] = part.column(name)
+        col[others] = rest.column(name)
+    return out
+
+
+def _ascii_columns(texts: list[str], joined: str) -> MetricColumns:
+    """:func:`file_metrics_columns` of non-empty ASCII ``texts`` (``joined``: their concatenation)."""
     m = len(texts)
     lens = np.fromiter(map(len, texts), dtype=np.int64, count=m)
     classes = joined.encode("ascii").translate(_CLASS_OF)
@@ -150,14 +208,7 @@ def file_metrics_batch(contents: list[str]) -> list[dict[str, Any]]:
                                            trailing[with_breaks])
     mean = (lens - n_breaks + n_second) / n_lines
     frac = alnum / lens
-    rows = [{"size": size, "lines": n, "max_line_length": mx, "mean_line_length": mu, "alnum_fraction": fr}
-            for size, n, mx, mu, fr in zip(lens.tolist(), n_lines.tolist(), line_max.tolist(), mean.tolist(),
-                                           frac.tolist())]
-    if texts is contents:
-        return rows
-    for i, row in zip(idx, rows):
-        out[i] = row
-    return out  # type: ignore[return-value]
+    return MetricColumns(lens, n_lines.astype(np.int64), line_max.astype(np.int64), mean, frac)
 
 
 @dataclass
@@ -279,39 +330,57 @@ class QualityFilter(Filter):
         # The pipeline computes file_metrics once per record (they feed the report too).
         return self.check(record, record.metrics)
 
-    def filter_batch(self, records: list[CodeFile]) -> list[str | None]:
+    batch_words = _WORDS.patterns
+
+    def filter_batch(self, records: list[CodeFile], batch: Batch | None = None) -> list[str | None]:
         """:meth:`filter` of each record, the rules decided together for the small ASCII records
-        with metrics (most code): the metric rules as numpy comparisons, the words counted over their
-        lowercased texts joined (:class:`JoinedText`), the keyed draws only for the records a
-        probabilistic rule applies to, the phrase rule and the token rule record by record for
-        the few records they can concern. The others: :meth:`check` one by one."""
-        batch = [i for i, r in enumerate(records)
-                 if r.metrics is not None and len(r.content) <= BATCH_MAX_CHARS and r.content.isascii()]
-        if len(batch) < _BATCH_MIN:
-            return [self.check(r, r.metrics) for r in records]
+        with metrics (most code): the metric rules as numpy comparisons (over ``batch``'s metric
+        columns when it has them, else the records' dicts), the words counted over their
+        lowercased texts joined (:class:`JoinedText`, through ``batch``, shared with the other
+        filters), the keyed draws only for the records a probabilistic rule applies to, the phrase
+        rule and the token rule record by record for the few records they can concern. The
+        others: :meth:`check` one by one."""
+        if batch is None:
+            batch = Batch.of(records, _WORDS.patterns)
+        cols = batch.metrics
+        small = batch.small
+        if cols is None:
+            take = small & np.fromiter((r.metrics is not None for r in records), dtype=bool, count=len(records))
+        else:
+            take = small
+        n_take = int(take.sum())
+        if n_take < _BATCH_MIN:
+            return self._check_each(records, list(range(len(records))), cols)
         out: list[str | None] = [None] * len(records)
-        if len(batch) < len(records):
-            chosen = set(batch)
-            for i, r in enumerate(records):
-                if i not in chosen:
-                    out[i] = self.check(r, r.metrics)
-        recs = [records[i] for i in batch]
-        for i, code in zip(batch, self._codes(recs).tolist()):
-            if code:
-                out[i] = _QUALITY_REASONS[code]
+        if n_take == len(records):
+            recs, sub = records, batch
+            mets = cols if cols is not None else MetricColumns.of_rows([r.metrics for r in records])
+        else:
+            idx = take.nonzero()[0]
+            others = (~take).nonzero()[0].tolist()
+            for i, reason in zip(others, self._check_each(records, others, cols)):
+                out[i] = reason
+            recs = [records[i] for i in idx.tolist()]
+            sub = batch.view(idx)
+            mets = cols.take(idx) if cols is not None else MetricColumns.of_rows([r.metrics for r in recs])
+        codes = self._codes(recs, mets, sub)
+        for i in codes.nonzero()[0].tolist():
+            out[i if n_take == len(records) else int(idx[i])] = _QUALITY_REASONS[codes[i]]
         return out
 
-    def _codes(self, recs: list[CodeFile]) -> np.ndarray:
-        """Per record (ASCII, with metrics), the index in _QUALITY_REASONS of the first rule it
-        fails (0: none), the rules in :meth:`check`'s order."""
+    def _check_each(self, records: list[CodeFile], which: list[int], cols: MetricColumns | None) -> list[str | None]:
+        """:meth:`check` of the records ``which``, with their dicts (from ``cols`` for those without one)."""
+        if cols is None:
+            return [self.check(records[i], records[i].metrics) for i in which]
+        return [self.check(records[i], records[i].metrics if records[i].metrics is not None else m)
+                for i, m in zip(which, cols.rows(which))]
+
+    def _codes(self, recs: list[CodeFile], mets: MetricColumns, text: Batch) -> np.ndarray:
+        """Per record (ASCII, small, metrics ``mets``; ``text``: their batch), the index in
+        _QUALITY_REASONS of the first rule it fails (0: none), the rules in :meth:`check`'s order."""
         cfg = self.config
         n = len(recs)
-        mets = [r.metrics for r in recs]
-
-        def column(name: str) -> np.ndarray:  # float64: exact for the integer metrics too (< 2**53)
-            return np.fromiter(map(itemgetter(name), mets), dtype=np.float64, count=n)
-
-        size = column("size")
+        size = mets.size
         code = np.zeros(n, dtype=np.int8)
         alive = np.ones(n, dtype=bool)
 
@@ -324,20 +393,18 @@ class QualityFilter(Filter):
         if cfg.max_size is not None:
             fail(size > cfg.max_size, 2)
         alive &= size != 0  # min_size = 0 keeps empty files (ASCII: size = characters)
-        fail(column("max_line_length") > cfg.max_line_length, 3)
-        fail(column("mean_line_length") > cfg.max_mean_line_length, 4)
-        fail(column("alnum_fraction") < cfg.min_alnum_fraction, 5)
+        fail(mets.max_line_length > cfg.max_line_length, 3)
+        fail(mets.mean_line_length > cfg.max_mean_line_length, 4)
+        fail(mets.alnum_fraction < cfg.min_alnum_fraction, 5)
         if not alive.any():
             return code
-        text = JoinedText.of([r.content for r in recs], lower=True)
-        found = _WORDS.search(text)
         keys: dict[int, bytes] = {}
         seed = cfg.seed
         if cfg.config_or_test_drop_prob > 0:
             threshold = (cfg.config_or_test_coeff * text.char_count("\n")).astype(np.int64)  # int(coeff * newlines)
-            flag = (found.count("config") > threshold) | (found.count("test") > threshold)
+            flag = (text.count("config") > threshold) | (text.count("test") > threshold)
             # a phrase in the first lines: checked record by record where it occurs at all
-            for j in (found.contains(_CONFIG_TEST_PHRASES) & alive & ~flag).nonzero()[0].tolist():
+            for j in (text.contains(_CONFIG_TEST_PHRASES) & alive & ~flag).nonzero()[0].tolist():
                 c = recs[j].content
                 flag[j] = is_config_or_test(c, c.lower(), head_lines(c, cfg.config_or_test_scan_lines),
                                             cfg.config_or_test_coeff)
@@ -348,7 +415,7 @@ class QualityFilter(Filter):
             code[hit] = 6
             alive[hit] = False
         if cfg.no_keywords_drop_prob > 0:
-            which = (alive & ~found.contains(_KEYWORDS)).nonzero()[0]
+            which = (alive & ~text.contains(_KEYWORDS)).nonzero()[0]
             rest = [j for j in which.tolist() if j not in keys]  # the keys not drawn for config_or_test
             keys.update(zip(rest, record_keys([(recs[j].repo_name, recs[j].path) for j in rest])))
             names = [keys[j] for j in which.tolist()]

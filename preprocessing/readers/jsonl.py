@@ -8,6 +8,7 @@ from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
+import numpy as np
 import orjson
 import zstandard
 
@@ -318,10 +319,16 @@ class FrameLines(Sequence):
     def ends(self) -> list[int]:
         """The position of each line's newline in ``data``."""
         if self._ends is None:
-            out, find, pos, stop = [], self.data.find, -1, len(self.data) - 1
-            while pos < stop:  # memchr from newline to newline: a few lines per frame
-                pos = find(b"\n", pos + 1)
-                out.append(pos)
+            data = self.data
+            if data.count(b"\n", 0, 1 << 16) < 96:  # lines over ~700 bytes: memchr from newline to newline
+                out, find, pos, stop = [], data.find, -1, len(data) - 1
+                while pos < stop:
+                    pos = find(b"\n", pos + 1)
+                    out.append(pos)
+            else:  # shorter: numpy over blocks of 1 MiB (bounded scratch); ~2x the loop at ~400 bytes, even at ~700
+                buf, out = np.frombuffer(data, dtype=np.uint8), []
+                for start in range(0, buf.size, 1 << 20):
+                    out.extend((np.flatnonzero(buf[start:start + (1 << 20)] == 10) + start).tolist())
             self._ends = out
         return self._ends
 

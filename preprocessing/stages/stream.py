@@ -25,8 +25,8 @@ from preprocessing.executors.base import Shared
 from preprocessing.executors.pool import RECORDS_PER_TASK, Barrier
 from preprocessing.filters import UNDECIDED, FiltersConfig, apply_filters, apply_filters_batch, build_filters
 from preprocessing.filters.base import Filter
-from preprocessing.filters.quality import file_metrics_batch
-from preprocessing.hashing import record_key, record_keys
+from preprocessing.filters.quality import file_metrics_columns
+from preprocessing.hashing import record_key, record_key_hashes
 from preprocessing.profile import EXAMPLES_PER_REASON, CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
 from preprocessing.record import CodeFile, FileRead, InputWarning
@@ -273,45 +273,62 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                         else:
                             passed[key] = (0, m, m, records[i].content)
             # known now: repeats of the unit's passed records or of those of an earlier round
-            known_now = [k in passed for k in keys]
-            fresh = [i for i, now in enumerate(known_now) if not now]
+            if passed:
+                known_now = [k in passed for k in keys]
+                fresh = [i for i, now in enumerate(known_now) if not now]
+            else:
+                known_now, fresh = [False] * n, list(range(n))
         else:
             keys = [None] * n
             first_known = {}
             known_now = [False] * n
             fresh = list(range(n))
-        # the metrics of the fresh records (the first of a key in first_known among them) computed together
-        computed = file_metrics_batch([records[i].content for i in fresh])
+        # the metrics of the fresh records (the first of a key in first_known among them) computed
+        # together, as columns: a dict only for the records the batch filters do not drop
+        batch = records if len(fresh) == n else [records[i] for i in fresh]
+        cols = file_metrics_columns([r.content for r in batch])
         metrics_in: list[Any] = [None] * n  # before the filters (a rewrite recomputes item.metrics)
-        for i, m in zip(fresh, computed):
-            records[i].metrics = metrics_in[i] = m
-        for key, i in first_known.items():
-            m = memo[key] = records[i].metrics
-            passed[key] = (0, m, m, records[i].content)
         if first_known:
+            at = {i: p for p, i in enumerate(fresh)}
+            for key, i in first_known.items():
+                m = memo[key] = records[i].metrics = cols.rows([at[i]])[0]
+                passed[key] = (0, m, m, records[i].content)
             # the first of a newly known key waited for its entry: it is known too
-            fresh = [i for i in fresh if keys[i] not in first_known]
+            stay = [p for p, i in enumerate(fresh) if keys[i] not in first_known]
+            fresh = [fresh[p] for p in stay]
+            batch = [records[i] for i in fresh]
+            cols = cols.take(stay)
             known_now = [k in passed for k in keys]
         # the filters of the fresh records decided together; a key repeated in the chunk waits for its first
-        batch = [records[i] for i in fresh]
         only = _first_fresh([keys[i] for i in fresh], [True] * len(fresh)) if skip else None
-        originals = [r.content for r in batch]  # the batch may redact them: what passed unchanged is shared
+        # the batch may redact them (a rewriting step): what passed unchanged is shared
+        originals = [r.content for r in batch] if rewriters else None
         verdicts: list[Any] = [None] * n
         contents_in: list[Any] = [None] * n
         drops: list[tuple[str, Filter, int]] = []  # (reason, filter, record) of the chunk's dropped records
         rest: list[int] = []  # the fresh records the batch did not drop
-        for i, verdict, content_in in zip(fresh, apply_filters_batch(filters, batch, profile, only), originals):
+        drop_at: list[int] = []  # positions in fresh of the records the batch dropped
+        rest_at: list[int] = []  # ... of the others
+        for p, verdict in enumerate(apply_filters_batch(filters, batch, profile, only, cols)):
             if type(verdict) is tuple:
-                drops.append((verdict[0], verdict[1], i))
+                drops.append((verdict[0], verdict[1], fresh[p]))
+                drop_at.append(p)
             else:
-                verdicts[i], contents_in[i] = verdict, content_in
+                i = fresh[p]
+                verdicts[i], contents_in[i] = verdict, originals[p] if originals is not None else records[i].content
                 rest.append(i)
-        if drops:  # the records the batch dropped: counted together
-            dropped_metrics = [metrics_in[i] for _, _, i in drops]
+                rest_at.append(p)
+        if drops:  # the records the batch dropped: counted together, from the columns
+            dropped = cols.take(drop_at)
             n_in += len(drops)
-            bytes_in += sum(map(itemgetter("size"), dropped_metrics))
-            before.extend(dropped_metrics)
+            bytes_in += int(dropped.size.sum())
+            profile.before.add_columns(dropped)
             dropped_n.update(map(itemgetter(0), drops))
+        if rest:  # the others get their dicts (the record keeps one a rewriting step recomputed)
+            for i, m in zip(rest, cols.rows(rest_at)):
+                metrics_in[i] = m
+                if records[i].metrics is None:
+                    records[i].metrics = m
         order: Any = rest
         if n_known >= KNOWN_EXAMPLES and len(fresh) < n:
             # past the unit's first few known duplicates, the known ones are only counted
@@ -358,8 +375,7 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                     passed_keys.append(key)
         if drops:  # the examples of the drops, built only for those the report keeps (most never are)
             drops.sort(key=itemgetter(2))
-            ranks = list(map(xxhash.xxh3_64_intdigest,
-                             record_keys([(records[i].repo_name, records[i].path) for _, _, i in drops])))
+            ranks = record_key_hashes([records[i] for _, _, i in drops])
             for j in profile.chosen_examples([(reason, rank) for (reason, _, _), rank in zip(drops, ranks)]):
                 reason, f, i = drops[j]
                 item = records[i]
