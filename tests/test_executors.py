@@ -260,3 +260,20 @@ def _limit_preset(tmp_path: Path) -> Path:
     preset = tmp_path / "small.yaml"
     preset.write_text("stream: {input: {include_site_packages: false}}\n")
     return preset
+
+
+def test_dedup_of_lines_the_driver_reads_on_ray_with_a_worker_killed(local_ray, tmp_path):
+    """A one-frame `json.dumps` dump: the driver cuts it into line units kept in its spool
+    (dedup/linespool.py), which the workers of a local Ray read by name (they share this disk),
+    and pass 2 replays; a worker killed once (its task retried) changes nothing: the local bytes."""
+    from preprocessing.stages.dedup import run_near_dedup
+    from tests.test_dedup_linespool import near_dup_rows, one_frame_dump
+
+    dump = one_frame_dump(tmp_path / "in" / "dump.jsonl.zst", near_dup_rows(40))
+    inputs = InputConfig(paths=[str(dump)], batch_records=8)
+    ref = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "local", executor=2)
+    marker = tmp_path / "killed"
+    got = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "ray", executor=KillingExecutor(local_ray, marker))
+    assert marker.exists() and local_ray.local_disk
+    assert got["totals"] == ref["totals"] and ref["near_dedup"]["removed"] >= 5
+    assert tree_bytes(tmp_path / "ray") == tree_bytes(tmp_path / "local")

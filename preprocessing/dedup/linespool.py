@@ -105,7 +105,8 @@ class LineSpool:
 
     def __init__(self, directory: Path, refs: bool, budget: int | None = None):
         Path(directory).mkdir(parents=True, exist_ok=True)
-        fd, self.path = tempfile.mkstemp(prefix="lines-", suffix=".bin", dir=directory)
+        fd, path = tempfile.mkstemp(prefix="lines-", suffix=".bin", dir=directory)
+        self.path = os.path.abspath(path)  # (a Ray worker need not share the driver's working directory)
         self._fd: int | None = fd
         self.refs = refs
         budget = BUDGET if budget is None else budget
