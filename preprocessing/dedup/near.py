@@ -511,20 +511,29 @@ def _rewritten(line: bytes) -> bytes | None:
     if line[:1] != b"{":
         return None
     try:
-        row = orjson.loads(line)
+        head = _head(orjson.loads(line))
     except orjson.JSONDecodeError:
         return None
+    if head is None or type(head[0]) is not str:
+        return None
+    content, out = head
+    out["content"] = content
+    return orjson.dumps(out) + b"\n"
+
+
+def _head(row: Any) -> tuple[Any, dict[str, Any]] | None:
+    """A parsed line as pass 2 writes it, less its content: (the content as parsed, {repo_name,
+    path, license ("" as null), the other keys in their order}); None when the row is not that
+    simple (not an object, a field of another type, a list of licenses)."""
     if type(row) is not dict:
         return None
     content, repo, path, lic = row.pop("content", None), row.pop("repo_name", None), row.pop("path", None), \
         row.pop("license", None)
-    if type(content) is not str or type(repo) is not str or type(path) is not str or \
-            (lic is not None and type(lic) is not str):
+    if type(repo) is not str or type(path) is not str or (lic is not None and type(lic) is not str):
         return None
     out = {"repo_name": repo, "path": path, "license": lic or None}
     out.update(row)
-    out["content"] = content
-    return orjson.dumps(out) + b"\n"
+    return content, out
 
 
 def _bodies(data: bytes, spans: list[tuple[int, int, int]], status: bytes, flags: bytes) -> dict[int, tuple[int, int]]:
@@ -566,21 +575,15 @@ def _rewritten_head(data: bytes, start: int, end: int, body: int, close: int, ca
     if close < 0 or data[start:start + 1] != b"{":
         return None
     try:
-        row = orjson.loads(data[start:body] + data[close:end])
+        head = _head(orjson.loads(data[start:body] + data[close:end]))
     except orjson.JSONDecodeError:
         return None
-    if type(row) is not dict:
-        return None
-    content, repo, path, lic = row.pop("content", None), row.pop("repo_name", None), row.pop("path", None), \
-        row.pop("license", None)
-    if content != "" or type(repo) is not str or type(path) is not str or (lic is not None and type(lic) is not str):
+    if head is None or head[0] != "":
         return None
     text = memoryview(data)[body:close] if canonical else native.kernel("orjson_body")(data, body, close)
     if text is None:
         return None
-    out = {"repo_name": repo, "path": path, "license": lic or None}
-    out.update(row)
-    return b"".join((orjson.dumps(out)[:-1], b',"content":"', text, b'"}\n'))
+    return b"".join((orjson.dumps(head[1])[:-1], b',"content":"', text, b'"}\n'))
 
 
 def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) -> UnitRows:
