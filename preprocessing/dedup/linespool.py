@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from preprocessing.readers.jsonl import FrameLines, JsonlUnit
+from preprocessing.readers.jsonl import FrameLines, JsonlReader, JsonlUnit
 from preprocessing.record import Rejected
 
 
@@ -118,9 +118,9 @@ class LineSpool:
         self.warnings: list[str] = []
         self.input_files: list[dict] = []
 
-    def record(self, units: Iterator[JsonlUnit], notes: object = None) -> Iterator[JsonlUnit | SpooledUnit]:
-        """``units`` as they go to the workers, each appended to the file first; at their end,
-        ``notes`` (the reader)'s warnings and input files are kept for :meth:`replay`'s caller."""
+    def record(self, units: Iterator[JsonlUnit], reader: JsonlReader) -> Iterator[JsonlUnit | SpooledUnit]:
+        """``units`` (of ``reader``) as they go to the workers, each appended to the file first; at
+        their end, the reader's warnings and input files are kept for :meth:`replay`'s caller."""
         for unit in units:
             if self.complete:
                 entry = self._put(unit)
@@ -128,9 +128,8 @@ class LineSpool:
                     yield SpooledUnit(self.path, entry) if self.refs else unit
                     continue
             yield unit
-        if notes is not None:
-            self.warnings = list(notes.warnings)  # type: ignore[attr-defined]
-            self.input_files = [dict(f) for f in notes.input_files]  # type: ignore[attr-defined]
+        self.warnings = list(reader.warnings)
+        self.input_files = [dict(f) for f in reader.input_files]
 
     def _put(self, unit: JsonlUnit) -> _Entry | None:
         if unit.raw is not None or unit.skipped:

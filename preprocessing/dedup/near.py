@@ -817,6 +817,7 @@ def _cluster_and_write(
     (out_dir / "clusters-00000.jsonl.zst").replace(out_dir / "clusters.jsonl.zst")
     assert stats.balanced, f"accounting broken in {STAGE}: {stats.to_dict()}"
     wall = t3 - t0
+    notes: Any = lines.line_spool if lines is not None and lines.replayed else reader  # (replayed: what it noted in pass 1)
     out = {
         "format_version": STATS_FORMAT_VERSION,
         "stage": "dedup",
@@ -831,9 +832,8 @@ def _cluster_and_write(
         },
         STAGE: result.stats,
         "outputs": [p.name for p in writer.paths] + ["clusters.jsonl.zst"],
-        # (pass 2 replayed pass 1's units: what the reader noted then)
-        "warnings": lines.line_spool.warnings if lines is not None and lines.replayed else reader.warnings,  # type: ignore[union-attr]
-        "input_files": lines.line_spool.input_files if lines is not None and lines.replayed else reader.input_files,  # type: ignore[union-attr]
+        "warnings": notes.warnings,
+        "input_files": notes.input_files,
         "workers": executor.workers,
         "wall_time_s": round(wall, 3),
         "pass1_s": round(t1 - t0, 3),
@@ -903,20 +903,16 @@ def _filter_pass(
             writer.write_frame(raw, nbytes, rows, line_sizes)
         stats.records_in += k  # (StageStats.keep and .drop for each record, summed)
         stats.kept += k - n_drop
-        stats.bytes_in += int(sizes.sum())
-        stats.bytes_out += int(sizes.sum() - sizes[dropped].sum()) if n_drop else int(sizes.sum())
+        total = int(sizes.sum())
+        stats.bytes_in += total
+        stats.bytes_out += total - (int(sizes[dropped].sum()) if n_drop else 0)
         if n_drop:
             stats.dropped[DROP_REASON] += n_drop
         if res.frame is None and not res.frames:  # (else no record carries a line)
             write_line = writer.write_line
-            if n_drop:
-                for (line, _a, _b), d in zip(res.records, dropped.tolist()):
-                    if line is not None and not d:
-                        write_line(line)
-            else:
-                for line, _a, _b in res.records:
-                    if line is not None:
-                        write_line(line)
+            for (line, _a, _b), d in zip(res.records, dropped.tolist()):
+                if line is not None and not d:
+                    write_line(line)
         clusters = cluster[sl]
         at = np.flatnonzero(clusters >= 0)
         if len(at):
