@@ -138,7 +138,8 @@ def test_a_spool_without_disk_space_falls_back(tmp_path: Path, monkeypatch, work
         return real_write(self, data)
 
     monkeypatch.setattr(LineSpool, "_write", full)
-    st = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "full", executor=workers)
+    with pytest.warns(RuntimeWarning, match=r"line spool .* stops: writing it failed .*No space left"):
+        st = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "full", executor=workers)
     assert len(calls) == 3 and st["totals"] == ref["totals"]
     for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
         assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -144,12 +145,12 @@ class LineSpool:
             numbers = None if all(no == first + i for i, (no, _) in enumerate(lines)) else \
                 array("q", [no for no, _ in lines])
         if self.size + len(data) > self.budget:
-            self._stop()
+            self._stop(f"it would take over {self.budget:,} bytes (half the free disk)")
             return None
         try:
             self._write(data)
-        except OSError:  # (a full disk: the units travel as before and pass 2 reads the input)
-            self._stop()
+        except OSError as exc:  # (a full disk)
+            self._stop(f"writing it failed ({exc})")
             return None
         entry = _Entry(unit.source, self.size, len(data), first, n, numbers, isinstance(lines, FrameLines),
                        list(unit.rejected))
@@ -163,8 +164,13 @@ class LineSpool:
         while done < len(data):
             done += os.write(self._fd, view[done:])
 
-    def _stop(self) -> None:
-        """No more units go to the file (the units shipped before still read it, until :meth:`close`)."""
+    def _stop(self, why: str = "") -> None:
+        """No more units go to the file (the units shipped before still read it, until :meth:`close`);
+        ``why``: a fallback, which is said (a RuntimeWarning), not only a whole frame met."""
+        if why:
+            warnings.warn(f"dedup's line spool in {os.path.dirname(self.path)} stops: {why}; the units go "
+                          "through the pipes and pass 2 reads the input again (the same output)", RuntimeWarning,
+                          stacklevel=2)
         self.complete = False
         self.entries = []
 
