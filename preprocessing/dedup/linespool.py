@@ -145,7 +145,7 @@ class LineSpool:
             numbers = None if all(no == first + i for i, (no, _) in enumerate(lines)) else \
                 array("q", [no for no, _ in lines])
         if self.size + len(data) > self.budget:
-            self._stop(f"it would take over {self.budget:,} bytes (half the free disk)")
+            self._stop(f"it would take over its budget of {self.budget:,} bytes (BUDGET; default half the free disk)")
             return None
         try:
             self._write(data)
