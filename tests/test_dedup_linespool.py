@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from preprocessing.dedup import linespool
+from preprocessing.dedup import linespool, near
 from preprocessing.dedup.linespool import LineSpool, SpooledUnit
 from preprocessing.dedup.minhash import NearDedupConfig
 from preprocessing.executors.local import LocalExecutor
@@ -65,6 +65,36 @@ def test_spooled_units_arrive_as_the_units_they_stand_for(tmp_path: Path):
     assert kinds == {"FrameLines"}  # (the frame's units; the cut file's had gaps and a cut line:)
     assert any(u.rejected for u in JsonlReader(str(dump), batch_records=7).units())
     assert any(isinstance(u.lines, list) for u in JsonlReader(str(dump), batch_records=7).units())
+
+
+def test_units_cut_from_pieces_are_written_to_the_spool_unjoined(tmp_path: Path, monkeypatch):
+    """A unit that spans the decompressor's pieces holds them as parts (its length known, its bytes
+    not joined), the spool writes them one after the other (``writev``, a few at a time here), and
+    the unit read back, pickled or joined, is the same lines."""
+    from preprocessing.readers import jsonl as jsonl_mod
+    from preprocessing.readers.jsonl import FrameLines
+
+    monkeypatch.setattr(jsonl_mod, "FRAME_RAW_MAX", 1024)  # a streamed frame, in small pieces: many per unit
+    monkeypatch.setattr(jsonl_mod, "_STREAM_IN", 512)
+    monkeypatch.setattr(jsonl_mod, "_STREAM_OUT", 4096)
+    monkeypatch.setattr(linespool, "_IOV_MAX", 2)
+    rows = stdlib_rows(60)
+    path = one_frame_dump(tmp_path / "in" / "frame.jsonl.zst", rows)
+    reader = JsonlReader(str(path), batch_records=9)
+    units = list(reader.units())
+    many = [u for u in units if len(u.lines.parts()) > 2]
+    assert many and all(type(u.lines) is FrameLines for u in units)
+    assert sum(len(u.lines) for u in units) == len(rows)
+    assert all(len(u.lines.parts()) > 2 for u in many)  # (their lengths were known without joining them)
+    joined = [FrameLines(b"".join(u.lines.parts()), u.lines.first) for u in units]
+    spool = LineSpool(tmp_path / "work", refs=True)
+    shipped = list(spool.record(iter(JsonlReader(str(path), batch_records=9).units()), reader))
+    assert spool.complete and spool.size == sum(len(j.data) for j in joined)
+    back = [pickle.loads(pickle.dumps(u)) for u in shipped]
+    assert [u.lines for u in back] == joined == [u.lines for u in units]
+    assert [pickle.loads(pickle.dumps(u.lines)) for u in units] == joined
+    assert [line for u in back for _, line in u.lines] == [json.dumps(r).encode() for r in rows]
+    spool.close()
 
 
 def test_a_one_frame_dump_is_read_once_with_the_same_output(tmp_path: Path, monkeypatch):
@@ -143,3 +173,102 @@ def test_a_spool_without_disk_space_falls_back(tmp_path: Path, monkeypatch, work
     assert len(calls) == 3 and st["totals"] == ref["totals"]
     for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
         assert (tmp_path / "full" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+
+
+def compressed_dump(directory: Path, rows: list[dict], files: int = 5) -> list[str]:
+    """``rows`` as `json.dumps` lines over ``files`` files: gzip (one with blank lines, one cut
+    short in its last line) and one-frame zstd (by python-zstandard's stream_writer)."""
+    import gzip
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(files):
+        part = b"".join(json.dumps(r).encode() + b"\n" + (b"\n" if i == 1 and j % 5 == 0 else b"")
+                        for j, r in enumerate(rows[i::files]))
+        if i % 3 == 2:
+            path = one_frame_dump(directory / f"part-{i}.jsonl.zst", rows[i::files])
+        else:
+            path = directory / f"part-{i}.jsonl.gz"
+            data = gzip.compress(part)
+            path.write_bytes(data[:-40] if i == 3 else data)  # (part 3: cut in its last line)
+        paths.append(str(path))
+    return paths
+
+
+def test_a_dump_of_compressed_files_is_read_by_the_workers_with_the_same_output(tmp_path: Path, monkeypatch):
+    """Five .gz / .zst files: each worker reads and cuts its own file in both passes (the driver
+    decompresses nothing), and keeps the file's lines for pass 2 when it shares the driver's disk
+    (each file is then decompressed once); the output bytes and stats equal the driver's split of
+    the same files (the units are the same), for 1 and 2 workers, with or without the spools, and
+    with workers that do not share the disk."""
+    paths = compressed_dump(tmp_path / "in", near_dup_rows(80))
+    inputs = InputConfig(paths=paths, batch_records=8)
+    reads: list[int] = []
+    units = JsonlReader.units
+
+    def counted(self, *a, **k):
+        reads.append(len(self.paths))
+        return units(self, *a, **k)
+
+    monkeypatch.setattr(JsonlReader, "units", counted)
+    keys = ("totals", "near_dedup", "warnings", "input_files")
+    outs, stats = {}, {}
+
+    def run(name, executor):
+        out = tmp_path / f"out-{name}"
+        reads.clear()
+        st = run_near_dedup(NearDedupConfig(), inputs, out, executor=executor)
+        outs[name] = [(out / n).read_bytes() for n in ("part-00000.jsonl.zst", "clusters.jsonl.zst")]
+        stats[name] = {k: st[k] for k in keys}
+        assert not (out / ".work").exists()
+        return list(reads)
+
+    assert near.worker_files(JsonlReader(paths), None) and not near.worker_files(JsonlReader(paths), 10)
+    assert run("files-1", 1) == [1] * 5  # (inline: each file read once, by its own reader)
+    run("files-2", 2)
+    monkeypatch.setattr(linespool, "BUDGET", 0)  # no room for the spools: pass 2 reads each file again
+    with pytest.warns(RuntimeWarning, match="line spool"):
+        assert run("files-nospool", 1) == [1] * 10
+    monkeypatch.setattr(linespool, "BUDGET", None)
+    remote = LocalExecutor(1)
+    remote.local_disk = False  # (workers elsewhere: no spool, each file read again)
+    assert run("files-remote", remote) == [1] * 10
+    monkeypatch.setattr(near, "WORKER_FILES_MIN", 10**6)  # the driver's split, as before
+    assert run("driver-1", 1)[0] == 5
+    run("driver-2", 2)
+    first = outs["driver-1"]
+    assert all(o == first for o in outs.values()), {k: o == first for k, o in outs.items()}
+    assert all(s == stats["driver-1"] for s in stats.values())
+    st = stats["driver-1"]
+    assert st["near_dedup"]["removed"] >= 8 and st["totals"]["rejected"] == {"truncated_input": 1}
+    assert any("truncated" in w for w in st["warnings"]) and len(st["input_files"]) == 5
+
+
+def test_a_compressed_file_edited_between_the_passes(tmp_path: Path, monkeypatch):
+    """The workers' file mode: where a worker kept its file's lines, pass 2 writes what pass 1
+    read (an edit between the passes changes nothing); where it did not (no room), the edit is
+    found by the units' digests and named."""
+    import gzip
+
+    from preprocessing.dedup.index import NearDedupIndex
+
+    paths = compressed_dump(tmp_path / "in", near_dup_rows(40))
+    inputs = InputConfig(paths=paths, batch_records=8)
+    edited = Path(paths[0])
+    original = edited.read_bytes()
+    run_near_dedup(NearDedupConfig(), inputs, tmp_path / "ref", executor=1)
+    cluster = NearDedupIndex.cluster
+
+    def edit_then_cluster(self):
+        edited.write_bytes(gzip.compress(gzip.decompress(original).replace(b"import", b"IMPORT", 1)))
+        return cluster(self)
+
+    monkeypatch.setattr(NearDedupIndex, "cluster", edit_then_cluster)
+    run_near_dedup(NearDedupConfig(), inputs, tmp_path / "kept", executor=2)
+    for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
+        assert (tmp_path / "kept" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()
+    edited.write_bytes(original)
+    monkeypatch.setattr(linespool, "BUDGET", 0)
+    with pytest.warns(RuntimeWarning), pytest.raises(ValueError, match=r"input changed between the two passes of "
+                                                                        r"near-dedup \(lines of work unit \d+ differ"):
+        run_near_dedup(NearDedupConfig(), inputs, tmp_path / "out", executor=1)

@@ -277,3 +277,19 @@ def test_dedup_of_lines_the_driver_reads_on_ray_with_a_worker_killed(local_ray, 
     assert marker.exists() and local_ray.local_disk
     assert got["totals"] == ref["totals"] and ref["near_dedup"]["removed"] >= 5
     assert tree_bytes(tmp_path / "ray") == tree_bytes(tmp_path / "local")
+
+
+def test_dedup_of_compressed_files_the_workers_read_on_ray_with_a_worker_killed(local_ray, tmp_path):
+    """A dump of .gz / .zst files: the Ray workers read and cut their own files (each keeps its
+    file's lines in the run's work dir for pass 2), a worker killed once changes nothing: the
+    local bytes."""
+    from preprocessing.stages.dedup import run_near_dedup
+    from tests.test_dedup_linespool import compressed_dump, near_dup_rows
+
+    inputs = InputConfig(paths=compressed_dump(tmp_path / "in", near_dup_rows(60)), batch_records=8)
+    ref = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "local", executor=1)
+    marker = tmp_path / "killed"
+    got = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "ray", executor=KillingExecutor(local_ray, marker))
+    assert marker.exists()
+    assert got["totals"] == ref["totals"] and got["warnings"] == ref["warnings"] and ref["near_dedup"]["removed"] >= 5
+    assert tree_bytes(tmp_path / "ray") == tree_bytes(tmp_path / "local")

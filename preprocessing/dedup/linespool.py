@@ -35,6 +35,8 @@ from preprocessing.readers.jsonl import FrameLines, JsonlReader, JsonlUnit
 from preprocessing.record import Rejected
 
 
+_IOV_MAX = 1024  # buffers one writev takes (POSIX's least IOV_MAX; Linux's)
+
 BUDGET: int | None = None
 """Bytes the spool may take; None: half the free space of the work directory's disk when pass 1 starts."""
 
@@ -104,14 +106,14 @@ class LineSpool:
     """Pass 1's line units in one file under ``directory``, for the workers (``refs``: units leave
     as :class:`SpooledUnit`) and for pass 2 (:meth:`replay`, when :attr:`complete`)."""
 
-    def __init__(self, directory: Path, refs: bool, budget: int | None = None):
+    def __init__(self, directory: Path, refs: bool, budget: int | None = None, share: int = 2):
         Path(directory).mkdir(parents=True, exist_ok=True)
         fd, path = tempfile.mkstemp(prefix="lines-", suffix=".bin", dir=directory)
         self.path = os.path.abspath(path)  # (a Ray worker need not share the driver's working directory)
         self._fd: int | None = fd
         self.refs = refs
         budget = BUDGET if budget is None else budget
-        self.budget = shutil.disk_usage(directory).free // 2 if budget is None else budget
+        self.budget = shutil.disk_usage(directory).free // share if budget is None else budget
         self.size = 0
         self.entries: list[_Entry] = []
         self.complete = True
@@ -137,32 +139,38 @@ class LineSpool:
             self._stop()  # a whole frame: pass 2 copies it from the input, which it must then read
             return None
         lines = unit.lines
-        if isinstance(lines, FrameLines):
-            data, first, n, numbers = lines.data, lines.first, len(lines), None
+        if isinstance(lines, FrameLines):  # (its pieces as the reader cut them: written, never joined here)
+            parts, first, n, numbers = lines.parts(), lines.first, len(lines), None
         else:
-            data = b"".join(line + b"\n" for _, line in lines)
+            parts = [b"".join(line + b"\n" for _, line in lines)]
             first, n = (lines[0][0] if lines else 0), len(lines)
             numbers = None if all(no == first + i for i, (no, _) in enumerate(lines)) else \
                 array("q", [no for no, _ in lines])
-        if self.size + len(data) > self.budget:
+        size = sum(map(len, parts))
+        if self.size + size > self.budget:
             self._stop(f"it would take over its budget of {self.budget:,} bytes (BUDGET; default half the free disk)")
             return None
         try:
-            self._write(data)
+            self._write(parts)
         except OSError as exc:  # (a full disk)
             self._stop(f"writing it failed ({exc})")
             return None
-        entry = _Entry(unit.source, self.size, len(data), first, n, numbers, isinstance(lines, FrameLines),
+        entry = _Entry(unit.source, self.size, size, first, n, numbers, isinstance(lines, FrameLines),
                        list(unit.rejected))
-        self.size += len(data)
+        self.size += size
         self.entries.append(entry)
         return entry
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, parts: list[bytes | memoryview]) -> None:
+        """``parts`` appended, one after the other (``os.writev``: no joined copy of them)."""
         assert self._fd is not None, "units are recorded before the spool is closed"
-        view, done = memoryview(data), 0
-        while done < len(data):
-            done += os.write(self._fd, view[done:])
+        views = [memoryview(p) for p in parts if len(p)]
+        while views:
+            done = os.writev(self._fd, views[:_IOV_MAX])
+            while views and done >= len(views[0]):  # (a short write: go on from where it stopped)
+                done -= len(views.pop(0))
+            if done:
+                views[0] = views[0][done:]
 
     def _stop(self, why: str = "") -> None:
         """No more units go to the file (the units shipped before still read it, until :meth:`close`);
@@ -180,6 +188,18 @@ class LineSpool:
         for entry in self.entries:
             yield SpooledUnit(self.path, entry) if self.refs else entry.unit(self.path)
 
+    def detach(self) -> tuple[str, list[_Entry]] | None:
+        """Close the file and keep it for another process to :func:`replay` (the stage's work
+        directory goes at its end, with the file): its name and units; None (the file removed)
+        when the spool is not complete."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self.complete:
+            return self.path, self.entries
+        os.unlink(self.path)
+        return None
+
     def close(self) -> None:
         """Remove the file: at the stage's end (a retried worker task may read it until then)."""
         if self._fd is not None:
@@ -189,3 +209,10 @@ class LineSpool:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+
+
+def replay(kept: tuple[str, list[_Entry]]) -> Iterator[JsonlUnit]:
+    """The units of a spool that :meth:`LineSpool.detach` kept, read back from its file, in order."""
+    path, entries = kept
+    for entry in entries:
+        yield entry.unit(path)

@@ -18,6 +18,7 @@ Bytes are counted as UTF-8 content bytes, as in `stream` and `pack`.
 
 from __future__ import annotations
 
+import copy
 import re
 import resource
 import tempfile
@@ -36,8 +37,9 @@ import xxhash
 import zstandard
 
 from common.config import to_dict
-from common.io import open_file
+from common.io import basename, open_file
 from preprocessing.dedup import native
+from preprocessing.dedup import linespool
 from preprocessing.dedup.linespool import LineSpool
 from preprocessing.dedup.index import (
     ClusterResult,
@@ -63,10 +65,13 @@ from preprocessing.readers import (
 )
 from preprocessing.readers.jsonl import (
     MAX_WINDOW,
+    WORKER_FILE_MAX,
+    WORKER_FILES_MIN,
     FrameLines,
     JsonlUnit,
     TruncatedInput,
     _iter_zstd_frames,
+    _size,
     row_to_record,
 )
 from preprocessing.record import CodeFile, Rejected
@@ -142,6 +147,11 @@ class LineNotes:
     name_ends: array = field(default_factory=lambda: array("q", [0]))  # ordinal -> where its names end
     line_spool: LineSpool | None = None
     """The lines pass 1 read in the driver, kept for the workers and pass 2 (:mod:`.linespool`)."""
+    files: list[tuple[int, Any]] | None = None
+    """Per input file, its line units and the spool its worker kept of them (or None), when
+    workers read the files themselves (:func:`worker_files`)."""
+    warnings: list[str] = field(default_factory=list)  # (then) what the workers' readers noted
+    input_files: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def replayed(self) -> bool:
@@ -163,6 +173,22 @@ class LineNotes:
         ends = accumulate(map(len, names), initial=self.name_ends[-1])
         next(ends)  # (the initial end is there already)
         self.name_ends.extend(ends)
+
+    def add_file(self, sketch: FileSketch) -> None:
+        """Pass 1 of a file a worker read: its units, then what its reader noted (in input order)."""
+        for res in sketch.units:
+            self.add(res.lines, res.digest, res.frame, res.names)
+        assert self.files is not None, "files are added in the workers' file mode"
+        self.files.append((len(sketch.units), sketch.spool))
+        self.warnings += sketch.warnings
+        self.input_files += sketch.input_files
+
+    def notes(self, reader: Reader) -> Any:
+        """Where the warnings and input files of the stats come from: what pass 1 noted when pass 2
+        did not read the input in this process (replayed, or read by the workers), else ``reader``."""
+        if self.replayed:
+            return self.line_spool
+        return self if self.files is not None else reader
 
     def names(self, ordinal: int, k: int) -> list[bytes]:
         """orjson's [repo_name, path] of records ``ordinal`` to ``ordinal + k`` (as pass 1 read them)."""
@@ -215,18 +241,113 @@ class LineNotes:
         if pos != len(self.status):
             raise ValueError(CHANGED.format("fewer records"))
 
+    def file_jobs(self, result: ClusterResult) -> Iterator[FileJob]:
+        """Pass-2 work units of the workers' file mode: per input file, the LINE_* of its lines and
+        the _MEMBER/_DROPPED flags of its records (its units' slices of them, as :meth:`jobs` gives)."""
+        assert self.files is not None, "the workers' file mode"
+        u = ordinal = 0
+        for index, (n, spool) in enumerate(self.files):
+            start = self.starts[u] if u < len(self.starts) else len(self.status)
+            end = self.starts[u + n] if u + n < len(self.starts) else len(self.status)
+            status = bytes(self.status[start:end])
+            k = len(status) - status.count(LINE_REJECTED)
+            if ordinal + k > result.n:
+                raise ValueError(CHANGED.format("more records"))
+            sl = slice(ordinal, ordinal + k)
+            flags = (result.cluster[sl] >= 0).astype(np.uint8) | (result.drop[sl].astype(np.uint8) << 1)
+            yield FileJob(index, n, status, flags.tobytes(), self.digests is not None, spool)
+            u, ordinal = u + n, ordinal + k
+
+
+@dataclass
+class FileSketch:
+    """Pass-1 result of one input file a worker read itself: its line units' sketches, in order
+    (the units the driver would have cut), and what its reader noted."""
+
+    units: list[UnitSketch]
+    warnings: list[str]
+    input_files: list[dict[str, Any]]
+    spool: Any = None
+    """Where the worker kept the units' lines for pass 2 (:meth:`LineSpool.detach`), or None."""
+
+
+@dataclass
+class FileJob:
+    """Pass-2 work unit of one input file a worker reads itself (see :meth:`LineNotes.file_jobs`)."""
+
+    index: int  # the file's place in the reader's paths
+    units: int  # its pass-1 units
+    status: bytes
+    flags: bytes
+    checked: bool
+    spool: Any = None  # pass 1's spool of the file's units: read back instead of the file
+
+
+def worker_files(reader: Reader, limit: int | None) -> bool:
+    """Whether the workers read the input files themselves, a file per work unit, in both passes:
+    JSON Lines input of at least WORKER_FILES_MIN compressed files (.gz, or .zst that are not all
+    whole-line frames), each at most WORKER_FILE_MAX, and no ``limit``, as `stream` reads such a
+    dump. A worker cuts its file into the line units the driver would cut (units never span
+    files), so the output is the same as the driver's split; the choice depends on the input only."""
+    if not isinstance(reader, JsonlReader) or limit is not None or len(reader.paths) < WORKER_FILES_MIN:
+        return False
+    if not all(basename(p).endswith((".gz", ".zst")) for p in reader.paths):
+        return False
+    try:
+        return all(_size(p) <= WORKER_FILE_MAX for p in reader.paths)
+    except OSError:
+        return False  # (the driver-side units name the file that cannot be read)
+
+
+def _file_reader(w: DedupWorker, index: int) -> JsonlReader:
+    one = copy.copy(w.reader)  # (its columns and limits; one path)
+    one.paths = [w.reader.paths[index]]  # type: ignore[attr-defined]
+    return one  # type: ignore[return-value]
+
+
+def _sketch_file(w: DedupWorker, index: int) -> FileSketch:
+    """Pass 1 of input file ``index``, read and cut into line units here (in the worker). With a
+    spool directory (the workers share the driver's disk), the units' lines are kept there for
+    pass 2, which then does not decompress the file again: a file's spool may take a quarter of
+    the free space when it starts, else pass 2 reads the file again."""
+    reader = _file_reader(w, index)
+    spool = LineSpool(Path(w.spool_dir), refs=False, share=4) if w.spool_dir is not None else None
+    units = reader.units() if spool is None else spool.record(reader.units(), reader)
+    sketches = [_sketch_lines_unit(w, unit) for unit in units]
+    return FileSketch(sketches, list(reader.warnings), [dict(f) for f in reader.input_files],
+                      spool.detach() if spool is not None else None)
+
+
+def _rows_file(w: DedupWorker, job: FileJob) -> list[UnitRows]:
+    """Pass 2 of one input file read here: :func:`_rows_lines_unit` of each of its line units."""
+    out: list[UnitRows] = []
+    pos = r = 0
+    for unit in linespool.replay(job.spool) if job.spool is not None else _file_reader(w, job.index).units():
+        status = job.status[pos:pos + unit.nlines]
+        k = len(status) - status.count(LINE_REJECTED)
+        if len(out) == job.units or len(status) != unit.nlines:
+            raise ValueError(CHANGED.format("more records"))
+        out.append(_rows_lines_unit(w, (unit, status, job.flags[r:r + k], job.checked)))
+        pos, r = pos + unit.nlines, r + k
+    if len(out) != job.units or pos != len(job.status):
+        raise ValueError(CHANGED.format("fewer records"))
+    return out
+
 
 class DedupWorker:
     """The maps' context, shipped with the work: the reader and the config. The hasher and the
     compressor are built on first use in each process (they are not pickled)."""
 
-    def __init__(self, reader: Reader, cfg: NearDedupConfig):
+    def __init__(self, reader: Reader, cfg: NearDedupConfig, spool_dir: str | None = None):
         self.reader, self.cfg = reader, cfg
+        self.spool_dir = spool_dir
+        """Where a worker that reads a whole input file keeps its lines for pass 2 (:func:`_sketch_file`)."""
         self._hasher: MinHashSignature | None = None
         self._compressor: zstandard.ZstdCompressor | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"reader": self.reader, "cfg": self.cfg, "_hasher": None, "_compressor": None}
+        return {"reader": self.reader, "cfg": self.cfg, "spool_dir": self.spool_dir, "_hasher": None,
+                "_compressor": None}
 
     @property
     def hasher(self) -> MinHashSignature:
@@ -817,7 +938,7 @@ def _cluster_and_write(
     (out_dir / "clusters-00000.jsonl.zst").replace(out_dir / "clusters.jsonl.zst")
     assert stats.balanced, f"accounting broken in {STAGE}: {stats.to_dict()}"
     wall = t3 - t0
-    notes: Any = lines.line_spool if lines is not None and lines.replayed else reader  # (replayed: what it noted in pass 1)
+    notes: Any = lines.notes(reader) if lines is not None else reader
     out = {
         "format_version": STATS_FORMAT_VERSION,
         "stage": "dedup",
@@ -865,7 +986,9 @@ def _filter_pass(
     left = (np.bincount(cluster[cluster >= 0], minlength=result.n) if result.n else np.zeros(0, np.int64)).tolist()
     open_clusters: dict[int, list[dict[str, Any]]] = {}
     ordinal = 0
-    if lines is not None and lines.replayed:  # pass 1's units from the work dir: the input is not read again
+    if lines is not None and lines.files is not None:
+        units = iter(())  # (the workers read their files again, or their spools: see below)
+    elif lines is not None and lines.replayed:  # pass 1's units from the work dir: the input is not read again
         units = lines.line_spool.replay()  # type: ignore[union-attr]
     elif lines is None or not cfg.copy_frames:
         units = _units(reader, limit)
@@ -874,7 +997,10 @@ def _filter_pass(
     else:
         units = _units(reader, limit, frames=True)
     context = DedupWorker(reader, cfg)
-    if lines is None:
+    if lines is not None and lines.files is not None:  # the workers read their files (a file per task)
+        results = (res for rows in executor.map(_rows_file, lines.file_jobs(result), context)
+                   for res in rows)
+    elif lines is None:
         results = executor.map(_rows_unit, units, context, batch=RECORDS_PER_TASK)
     else:
         # An untouched frame is copied here (no work for a worker). Workers decompress and

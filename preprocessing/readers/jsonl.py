@@ -298,13 +298,37 @@ class FrameLines(Sequence):
     iterated: their number, positions and blank lines are found without copying them, and a
     worker receives ``data`` alone (this pickles as ``data`` and the first line number)."""
 
-    __slots__ = ("_ends", "_lines", "data", "first")
+    __slots__ = ("_count", "_data", "_ends", "_lines", "_parts", "first")
 
     def __init__(self, data: bytes, first: int):
         assert data.endswith(b"\n"), "a frame's lines each end with a newline"
-        self.data, self.first = data, first
+        self._data, self.first = data, first
+        self._parts: list[bytes | memoryview] | None = None
+        self._count: int | None = None
         self._lines: list[tuple[int, bytes]] | None = None
         self._ends: list[int] | None = None
+
+    @classmethod
+    def of_parts(cls, parts: list[bytes | memoryview], first: int, count: int) -> FrameLines:
+        """The ``count`` lines whose bytes are ``parts`` one after the other (slices of the pieces
+        a reader decompressed), joined into :attr:`data` only when that is first used: a driver
+        that writes them somewhere (dedup's line spool, with ``os.writev``) never copies them."""
+        assert parts and parts[-1][-1:] == b"\n", "a frame's lines each end with a newline"
+        lines = cls.__new__(cls)
+        lines._data, lines._parts, lines._count, lines.first = None, parts, count, first
+        lines._lines = lines._ends = None
+        return lines
+
+    @property
+    def data(self) -> bytes:
+        """The lines, each with its newline, in one buffer."""
+        if self._data is None:
+            self._data, self._parts = b"".join(self._parts), None  # type: ignore[arg-type]
+        return self._data
+
+    def parts(self) -> list[bytes | memoryview]:
+        """The buffers that hold :attr:`data` one after the other (not joined if they were not yet)."""
+        return [self._data] if self._data is not None else list(self._parts)  # type: ignore[arg-type]
 
     def __reduce__(self) -> tuple:
         return FrameLines, (self.data, self.first)
@@ -333,7 +357,7 @@ class FrameLines(Sequence):
         return self._ends
 
     def __len__(self) -> int:
-        return len(self.ends())
+        return self._count if self._count is not None else len(self.ends())
 
     def _split(self) -> list[tuple[int, bytes]]:
         if self._lines is None:
@@ -647,7 +671,7 @@ class JsonlReader(FileDumpReader):
                             pos = stop
                             if count >= batch:
                                 status["lines"] = nlines
-                                yield JsonlUnit(source, FrameLines(b"".join(parts), first))
+                                yield JsonlUnit(source, FrameLines.of_parts(parts, first, count))
                                 parts, count = [], 0
                         continue
                     if parts:  # the unit goes on as a list (or ends, before a whole frame)
@@ -687,7 +711,7 @@ class JsonlReader(FileDumpReader):
             else:
                 cut = False
             if parts:
-                unit.lines = FrameLines(b"".join(parts), first)
+                unit.lines = FrameLines.of_parts(parts, first, count)
             status["lines"], status["clean"] = nlines, not cut
             if nlines == 0 and not unit.rejected and not cut:
                 self._warnings.append(f"{source}: empty file (no records)")

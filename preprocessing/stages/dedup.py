@@ -86,6 +86,10 @@ class DedupStage(Stage):
                 return self._finish(executor, out, index, lines, rejected, t0)
             except near._NotFrames:
                 pass  # (nothing was written but the work dir, which _pass1 removed)
+        if near.worker_files(reader, limit):  # a dump of compressed files: each worker reads its own
+            index, lines, rejected = self._pass1(executor, work_dir, iter(range(len(reader.paths))), near._sketch_file,
+                                                 batch=0)
+            return self._finish(executor, out, index, lines, rejected, t0)
         units = near._units(reader, limit, frames=isinstance(reader, JsonlReader) and cfg.copy_frames)
         spool = None
         if isinstance(reader, JsonlReader):  # lines the driver reads: kept on disk for the workers and pass 2
@@ -97,19 +101,30 @@ class DedupStage(Stage):
         return self._finish(executor, out, index, lines, rejected, t0)
 
     def _pass1(self, executor: Executor, work_dir: Path, units: Iterator[Any], fn: Any, cost: Any = len,
-               spool: LineSpool | None = None) -> tuple[NearDedupIndex, near.LineNotes | None, Counter]:
+               spool: LineSpool | None = None, batch: int = RECORDS_PER_TASK
+               ) -> tuple[NearDedupIndex, near.LineNotes | None, Counter]:
         rejected: Counter = Counter()
         lines = near.LineNotes(spool_dir=work_dir, line_spool=spool) if isinstance(self.reader, JsonlReader) else None
+        if lines is not None and fn is near._sketch_file:
+            lines.files = []
         index = NearDedupIndex(self.cfg, work_dir, executor)
         try:
-            for res in executor.map(fn, units, near.DedupWorker(self.reader, self.cfg), batch=RECORDS_PER_TASK, cost=cost):
-                if res is None:
+            spool_dir = None
+            if lines is not None and fn is near._sketch_file and executor.local_disk:
+                spool_dir = str((work_dir / "files").resolve())
+                Path(spool_dir).mkdir(parents=True, exist_ok=True)
+            context = near.DedupWorker(self.reader, self.cfg, spool_dir)
+            for out in executor.map(fn, units, context, batch=batch, cost=cost):
+                if out is None:
                     raise near._NotFrames
-                for reason, _nbytes in res.rejected:
-                    rejected[reason] += 1
-                index.add(res.batch)
-                if lines is not None:
-                    lines.add(res.lines, res.digest, res.frame, res.names)
+                for res in out.units if isinstance(out, near.FileSketch) else (out,):
+                    for reason, _nbytes in res.rejected:
+                        rejected[reason] += 1
+                    index.add(res.batch)
+                if isinstance(out, near.FileSketch):
+                    lines.add_file(out)  # type: ignore[union-attr]
+                elif lines is not None:
+                    lines.add(out.lines, out.digest, out.frame, out.names)
         except BaseException:
             if lines is not None:
                 lines.close()
