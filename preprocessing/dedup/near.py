@@ -18,6 +18,7 @@ Bytes are counted as UTF-8 content bytes, as in `stream` and `pack`.
 
 from __future__ import annotations
 
+import gc
 import re
 import resource
 import tempfile
@@ -25,6 +26,7 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from itertools import accumulate
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +74,7 @@ from preprocessing.readers.jsonl import (
 from preprocessing.record import CodeFile, Rejected
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
-from preprocessing.writers.jsonl import compress_frame, unit_frames, zstd_compressor
+from preprocessing.writers.jsonl import compress_frame, joined_lines, unit_frames, zstd_compressor
 
 STATS_FORMAT_VERSION = 1
 STAGE = "near_dedup"
@@ -241,6 +243,23 @@ class DedupWorker:
         if self._compressor is None:
             self._compressor = zstd_compressor(self.cfg.compression_level)
         return self._compressor
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused for the passes (as it was after them; reference
+    counting frees every object as usual). Their per-line objects (spans, parsed heads, rows,
+    names) trigger a collection every ~700 of them that finds nothing: on the 80 MB `json.dumps`
+    set 38 collections took 0.03-0.05 s, and a collection after a whole run with the collector
+    off found 386 cyclic objects (docs/benchmarks.md, sixth pass). Process-wide while it lasts
+    (the passes run in the driver's thread; workers are processes)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def keep_score(record: CodeFile, nbytes: int, cfg: NearDedupConfig) -> int:
@@ -564,14 +583,20 @@ def _bodies(data: bytes, spans: list[tuple[int, int, int]], status: bytes, flags
     return dict(zip(rec, zip(starts, close.tolist())))
 
 
+_BODY_END = b'"}\n'
+
+
 def _rewritten_head(data: bytes, start: int, end: int, body: int, close: int, canonical: bool = True
-                    ) -> bytes | None:
+                    ) -> tuple[bytes, bytes | memoryview, bytes] | None:
     """:func:`_rewritten` of the LINE_REWRITE_HEAD (``canonical``) or LINE_REWRITE_BODY line
-    ``data[start:end]`` whose content body is ``data[body:close]``: a canonical body (orjson's
-    bytes already, pass 1's kernel found) is copied, another one transcoded to orjson's escaping
-    in C (``orjson_body``: ``\\uXXXX`` to UTF-8, ``\\/`` to ``/``); only the rest of the line is
-    parsed and serialised again. The same bytes as :func:`_rewritten` (content is the last key it
-    writes); None where that would be None, or without the body (``close`` < 0)."""
+    ``data[start:end]`` whose content body is ``data[body:close]``, as its three pieces (joined:
+    the line), so that the body is copied once, into the frame that holds it
+    (:func:`~preprocessing.writers.jsonl.unit_frames` joins a frame's pieces): a canonical body
+    (orjson's bytes already, pass 1's kernel found) is a view of ``data``, another one transcoded
+    to orjson's escaping in C (``orjson_body``: ``\\uXXXX`` to UTF-8, ``\\/`` to ``/``); only the
+    rest of the line is parsed and serialised again. The same bytes as :func:`_rewritten`
+    (content is the last key it writes); None where that would be None, or without the body
+    (``close`` < 0)."""
     if close < 0 or data[start:start + 1] != b"{":
         return None
     try:
@@ -583,7 +608,12 @@ def _rewritten_head(data: bytes, start: int, end: int, body: int, close: int, ca
     text = memoryview(data)[body:close] if canonical else native.kernel("orjson_body")(data, body, close)
     if text is None:
         return None
-    return b"".join((orjson.dumps(head[1])[:-1], b',"content":"', text, b'"}\n'))
+    return orjson.dumps(head[1])[:-1] + b',"content":"', text, _BODY_END
+
+
+def _joined(line: bytes | tuple[bytes | memoryview, ...]) -> bytes:
+    """A line given as bytes or as its pieces (:func:`_rewritten_head`), as bytes."""
+    return line if type(line) is bytes else b"".join(line)
 
 
 def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) -> UnitRows:
@@ -686,22 +716,26 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
                 continue
         records.append((text, "", ""))
     out.rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
+    texts = [text for text, _, _ in records if text is not None]  # (bytes, or a line's pieces)
     if unit.raw is not None:  # a frame that lost rows: its kept rows as one new frame
-        data = b"".join(text for text, _, _ in records if text is not None)
+        data = joined_lines(texts)
         if data:
             out.frame, out.frame_nbytes = compress_frame(w.compressor, data), len(data)
         out.records = [(None, a, b) for _, a, b in records]
         return out
     # Lines the driver read: their kept rows compressed here when they fill a frame (the writer's
-    # rule for a unit's own frames), so that the driver only appends them.
-    texts = [text for text, _, _ in records if text is not None]
+    # rule for a unit's own frames), so that the driver only appends them; a line given as its
+    # pieces is joined only there, into its frame.
     packed = unit_frames(texts, w.compressor)
     if packed is not None:
         out.frames, i = [], 0
+        sizes = [len(t) if type(t) is bytes else sum(map(len, t)) for t in texts]
         for raw, nbytes, rows in packed:
-            out.frames.append((raw, nbytes, rows, [len(t) for t in texts[i:i + rows]]))
+            out.frames.append((raw, nbytes, rows, sizes[i:i + rows]))
             i += rows
         out.records = [(None, a, b) for _, a, b in records]
+    elif len(texts) != sum(type(t) is bytes for t in texts):  # (the lines go to the driver's writer as bytes)
+        out.records = [(None if t is None else _joined(t), a, b) for t, a, b in records]
     return out
 
 
