@@ -356,49 +356,6 @@ def test_sketches_from_escaped_bodies_equal_those_of_decoded_contents(tmp_path, 
     assert stats["native"] == stats["numpy"]
 
 
-def test_the_passes_run_with_the_cyclic_collector_paused(dump, tmp_path, monkeypatch):
-    """No cyclic garbage collection during the stage (its per-line objects would trigger one every
-    ~700 allocations, finding nothing), the collector as it was after it, also after an error;
-    the outputs those of a run with the collector on throughout."""
-    import gc
-
-    from preprocessing.dedup import near
-    from preprocessing.dedup.index import NearDedupIndex
-
-    ref = tmp_path / "ref"
-    with near.collector_paused():  # (nested: the stage's pause leaves it off)
-        run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(dump)]), ref)
-        assert not gc.isenabled()
-    assert gc.isenabled()
-    seen = []
-    cluster = NearDedupIndex.cluster
-
-    def watched(self):
-        seen.append(gc.isenabled())
-        return cluster(self)
-
-    monkeypatch.setattr(NearDedupIndex, "cluster", watched)
-    collections = []
-    gc.callbacks.append(lambda phase, info: collections.append(phase))
-    try:
-        out = tmp_path / "out"
-        run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(dump)]), out)
-        in_stage = len(collections)
-    finally:
-        gc.callbacks.pop()
-    assert seen == [False] and gc.isenabled() and in_stage == 0
-    for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
-        assert (out / name).read_bytes() == (ref / name).read_bytes()
-
-    def broken(self):
-        raise RuntimeError("cluster failed")
-
-    monkeypatch.setattr(NearDedupIndex, "cluster", broken)
-    with pytest.raises(RuntimeError, match="cluster failed"):
-        run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(dump)]), tmp_path / "err")
-    assert gc.isenabled()
-
-
 def test_remove_tree_deletes_nested_work_files(tmp_path):
     from common.io import remove_tree
 

@@ -18,7 +18,6 @@ Bytes are counted as UTF-8 content bytes, as in `stream` and `pack`.
 
 from __future__ import annotations
 
-import gc
 import re
 import resource
 import tempfile
@@ -26,7 +25,6 @@ import time
 from array import array
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from itertools import accumulate
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,23 +241,6 @@ class DedupWorker:
         if self._compressor is None:
             self._compressor = zstd_compressor(self.cfg.compression_level)
         return self._compressor
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector paused for the passes (as it was after them; reference
-    counting frees every object as usual). Their per-line objects (spans, parsed heads, rows,
-    names) trigger a collection every ~700 of them that finds nothing: on the 80 MB `json.dumps`
-    set 38 collections took 0.03-0.05 s, and a collection after a whole run with the collector
-    off found 386 cyclic objects (docs/benchmarks.md, sixth pass). Process-wide while it lasts
-    (the passes run in the driver's thread; workers are processes)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def keep_score(record: CodeFile, nbytes: int, cfg: NearDedupConfig) -> int:

@@ -71,10 +71,6 @@ class DedupStage(Stage):
         return list(source.paths) if isinstance(source, InputConfig) else [str(p) for p in getattr(source, "paths", [])]
 
     def run(self, executor: Executor, out: Path) -> dict[str, Any]:
-        with near.collector_paused():
-            return self._run(executor, out)
-
-    def _run(self, executor: Executor, out: Path) -> dict[str, Any]:
         cfg, reader, limit = self.cfg, self.reader, self.limit
         work_dir = out / ".work"
         t0 = time.perf_counter()
