@@ -594,7 +594,7 @@ def _rewritten_head(data: bytes, start: int, end: int, body: int, close: int, ca
 
 def _joined(line: bytes | tuple[bytes | memoryview, ...]) -> bytes:
     """A line given as bytes or as its pieces (:func:`_rewritten_head`), as bytes."""
-    return line if type(line) is bytes else b"".join(line)
+    return b"".join(line) if type(line) is tuple else line
 
 
 def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) -> UnitRows:
@@ -710,12 +710,12 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
     packed = unit_frames(texts, w.compressor)
     if packed is not None:
         out.frames, i = [], 0
-        sizes = [len(t) if type(t) is bytes else sum(map(len, t)) for t in texts]
+        sizes = [sum(map(len, t)) if type(t) is tuple else len(t) for t in texts]
         for raw, nbytes, rows in packed:
             out.frames.append((raw, nbytes, rows, sizes[i:i + rows]))
             i += rows
         out.records = [(None, a, b) for _, a, b in records]
-    elif len(texts) != sum(type(t) is bytes for t in texts):  # (the lines go to the driver's writer as bytes)
+    elif any(type(t) is tuple for t in texts):  # (the lines go to the driver's writer as bytes)
         out.records = [(None if t is None else _joined(t), a, b) for t, a, b in records]
     return out
 
