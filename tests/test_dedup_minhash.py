@@ -70,7 +70,11 @@ def test_native_kernels_check_their_arguments():
 @needs_native
 @pytest.mark.parametrize("ngram,lowercase", [(1, False), (5, True), (3, False)])
 def test_native_and_numpy_backends_give_identical_signatures(ngram, lowercase):
-    texts = stdlib_texts(40) + [b"", b"x", "caf\u00e9 \udcff na\u00efve".encode("utf-8", "surrogatepass")]
+    # (with files whose tokens are all distinct, half, or few: the distinct-token table starts small
+    # and starts over with a large one when more than half its slots fill)
+    spread = [" ".join(f"t{i % k}" for i in range(n)).encode() for n, k in ((3000, 3000), (3000, 1500), (3000, 700),
+                                                                          (3000, 40), (200, 90), (60, 60))]
+    texts = stdlib_texts(40) + spread + [b"", b"x", "caf\u00e9 \udcff na\u00efve".encode("utf-8", "surrogatepass")]
     kw = {"ngram": ngram, "lowercase": lowercase, "num_perm": 64}
     fast = MinHashSignature(NearDedupConfig(backend="native", **kw))
     ref = MinHashSignature(NearDedupConfig(backend="numpy", **kw))

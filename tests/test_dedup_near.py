@@ -522,7 +522,7 @@ def test_kept_lines_sketched_from_their_bodies_rewrite_heads_and_transcode_bodie
             assert _rewritten(line) is None
             continue
         fast.add(status[i])
-        assert got == _rewritten(line) == orjson.dumps(rec.to_json_dict()) + b"\n", line
+        assert b"".join(got) == _rewritten(line) == orjson.dumps(rec.to_json_dict()) + b"\n", line
     assert fast == {LINE_REWRITE_HEAD, LINE_REWRITE_BODY} and len(heads) >= 12
 
 

@@ -328,6 +328,10 @@ def test_unit_frames_cut_whole_lines_and_only_for_units_that_fill_a_frame(tmp_pa
         start += n
     # the same bytes whoever compresses them: a worker, or the writer given those lines as a frame
     assert writer_mod.unit_frames(lines, writer_mod.zstd_compressor(3), frame_bytes=40_000) == frames
+    # lines given as their pieces (views of a buffer, as dedup's pass 2 assembles them): the same frames
+    pieces = [line if i % 3 == 0 else (line[:5], memoryview(line)[5:-2], line[-2:]) for i, line in enumerate(lines)]
+    assert writer_mod.unit_frames(pieces, writer_mod.zstd_compressor(3), frame_bytes=40_000) == frames
+    assert writer_mod.joined_lines(pieces) == b"".join(lines)
     n0 = frames[0][2]
     with ShardedJsonlWriter(tmp_path) as w:
         w.write_lines_frame(lines[:n0])

@@ -77,7 +77,7 @@ from preprocessing.readers.jsonl import (
 from preprocessing.record import CodeFile, Rejected
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
-from preprocessing.writers.jsonl import compress_frame, unit_frames, zstd_compressor
+from preprocessing.writers.jsonl import compress_frame, joined_lines, unit_frames, zstd_compressor
 
 STATS_FORMAT_VERSION = 1
 STAGE = "near_dedup"
@@ -685,14 +685,20 @@ def _bodies(data: bytes, spans: list[tuple[int, int, int]], status: bytes, flags
     return dict(zip(rec, zip(starts, close.tolist())))
 
 
+_BODY_END = b'"}\n'
+
+
 def _rewritten_head(data: bytes, start: int, end: int, body: int, close: int, canonical: bool = True
-                    ) -> bytes | None:
+                    ) -> tuple[bytes, bytes | memoryview, bytes] | None:
     """:func:`_rewritten` of the LINE_REWRITE_HEAD (``canonical``) or LINE_REWRITE_BODY line
-    ``data[start:end]`` whose content body is ``data[body:close]``: a canonical body (orjson's
-    bytes already, pass 1's kernel found) is copied, another one transcoded to orjson's escaping
-    in C (``orjson_body``: ``\\uXXXX`` to UTF-8, ``\\/`` to ``/``); only the rest of the line is
-    parsed and serialised again. The same bytes as :func:`_rewritten` (content is the last key it
-    writes); None where that would be None, or without the body (``close`` < 0)."""
+    ``data[start:end]`` whose content body is ``data[body:close]``, as its three pieces (joined:
+    the line), so that the body is copied once, into the frame that holds it
+    (:func:`~preprocessing.writers.jsonl.unit_frames` joins a frame's pieces): a canonical body
+    (orjson's bytes already, pass 1's kernel found) is a view of ``data``, another one transcoded
+    to orjson's escaping in C (``orjson_body``: ``\\uXXXX`` to UTF-8, ``\\/`` to ``/``); only the
+    rest of the line is parsed and serialised again. The same bytes as :func:`_rewritten`
+    (content is the last key it writes); None where that would be None, or without the body
+    (``close`` < 0)."""
     if close < 0 or data[start:start + 1] != b"{":
         return None
     try:
@@ -704,7 +710,12 @@ def _rewritten_head(data: bytes, start: int, end: int, body: int, close: int, ca
     text = memoryview(data)[body:close] if canonical else native.kernel("orjson_body")(data, body, close)
     if text is None:
         return None
-    return b"".join((orjson.dumps(head[1])[:-1], b',"content":"', text, b'"}\n'))
+    return orjson.dumps(head[1])[:-1] + b',"content":"', text, _BODY_END
+
+
+def _joined(line: bytes | tuple[bytes | memoryview, ...]) -> bytes:
+    """A line given as bytes or as its pieces (:func:`_rewritten_head`), as bytes."""
+    return b"".join(line) if type(line) is tuple else line
 
 
 def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) -> UnitRows:
@@ -807,22 +818,26 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
                 continue
         records.append((text, "", ""))
     out.rejected.extend((item.reason, item.nbytes) for item in unit.rejected)
+    texts = [text for text, _, _ in records if text is not None]  # (bytes, or a line's pieces)
     if unit.raw is not None:  # a frame that lost rows: its kept rows as one new frame
-        data = b"".join(text for text, _, _ in records if text is not None)
+        data = joined_lines(texts)
         if data:
             out.frame, out.frame_nbytes = compress_frame(w.compressor, data), len(data)
         out.records = [(None, a, b) for _, a, b in records]
         return out
     # Lines the driver read: their kept rows compressed here when they fill a frame (the writer's
-    # rule for a unit's own frames), so that the driver only appends them.
-    texts = [text for text, _, _ in records if text is not None]
+    # rule for a unit's own frames), so that the driver only appends them; a line given as its
+    # pieces is joined only there, into its frame.
     packed = unit_frames(texts, w.compressor)
     if packed is not None:
         out.frames, i = [], 0
+        sizes = [sum(map(len, t)) if type(t) is tuple else len(t) for t in texts]
         for raw, nbytes, rows in packed:
-            out.frames.append((raw, nbytes, rows, [len(t) for t in texts[i:i + rows]]))
+            out.frames.append((raw, nbytes, rows, sizes[i:i + rows]))
             i += rows
         out.records = [(None, a, b) for _, a, b in records]
+    elif any(type(t) is tuple for t in texts):  # (the lines go to the driver's writer as bytes)
+        out.records = [(None if t is None else _joined(t), a, b) for t, a, b in records]
     return out
 
 

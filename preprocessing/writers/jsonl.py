@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -30,22 +31,36 @@ def compress_frame(cctx: zstandard.ZstdCompressor, data: bytes) -> bytes:
     return cctx.compress(data)
 
 
-def unit_frames(lines: list[bytes], cctx: zstandard.ZstdCompressor, frame_bytes: int = FRAME_BYTES
-                ) -> list[tuple[bytes, int, int]] | None:
-    """The frames of their own of one work unit's ``lines`` (in order), as the writer's rule cuts
-    them (:class:`ShardedJsonlWriter`): None when the lines are fewer than ``frame_bytes`` bytes
-    (they join the writer's open frame), else (compressed frame, its uncompressed bytes, its
-    lines) per frame, a frame ending after the line that brings it to ``frame_bytes`` bytes and
-    at the last line. A pure function of the lines: a worker can compress its unit's output."""
-    total = sum(map(len, lines))
-    if total < frame_bytes:
+def joined_lines(lines: Sequence[bytes | tuple[bytes | memoryview, ...]]) -> bytes:
+    """``lines`` (each bytes, or a tuple of a line's pieces) as one buffer, in one copy."""
+    pieces: list[bytes | memoryview] = []
+    for line in lines:
+        if type(line) is tuple:
+            pieces.extend(line)
+        else:
+            pieces.append(line)
+    return b"".join(pieces)
+
+
+def unit_frames(lines: Sequence[bytes | tuple[bytes | memoryview, ...]], cctx: zstandard.ZstdCompressor,
+                frame_bytes: int = FRAME_BYTES) -> list[tuple[bytes, int, int]] | None:
+    """The frames of their own of one work unit's ``lines`` (in order; each bytes, or a tuple of
+    the pieces of a line assembled from parts of a buffer), as the writer's rule cuts them
+    (:class:`ShardedJsonlWriter`): None when the lines are fewer than ``frame_bytes`` bytes (they
+    join the writer's open frame), else (compressed frame, its uncompressed bytes, its lines) per
+    frame, a frame ending after the line that brings it to ``frame_bytes`` bytes and at the last
+    line. A pure function of the lines: a worker can compress its unit's output. Each frame is
+    compressed from one buffer of its lines (:func:`joined_lines`), the only copy of a line given
+    as pieces."""
+    sizes = [sum(map(len, line)) if type(line) is tuple else len(line) for line in lines]
+    if sum(sizes) < frame_bytes:
         return None
     frames = []
     start = size = 0
-    for i, line in enumerate(lines):
-        size += len(line)
-        if size >= frame_bytes or i == len(lines) - 1:
-            frames.append((compress_frame(cctx, b"".join(lines[start:i + 1])), size, i + 1 - start))
+    for i, n in enumerate(sizes):
+        size += n
+        if size >= frame_bytes or i == len(sizes) - 1:
+            frames.append((compress_frame(cctx, joined_lines(lines[start:i + 1])), size, i + 1 - start))
             start, size = i + 1, 0
     return frames
 
