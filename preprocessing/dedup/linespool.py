@@ -211,8 +211,9 @@ class LineSpool:
                 pass
 
 
-def replay(kept: tuple[str, list[_Entry]]) -> Iterator[JsonlUnit]:
-    """The units of a spool that :meth:`LineSpool.detach` kept, read back from its file, in order."""
+def replay(kept: tuple[str, list[_Entry]], refs: bool = False) -> Iterator[JsonlUnit | SpooledUnit]:
+    """The units of a spool that :meth:`LineSpool.detach` kept, read back from its file, in order
+    (with ``refs``: as :class:`SpooledUnit`, read where they arrive)."""
     path, entries = kept
     for entry in entries:
-        yield entry.unit(path)
+        yield SpooledUnit(path, entry) if refs else entry.unit(path)

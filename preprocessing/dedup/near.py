@@ -1001,8 +1001,12 @@ def _filter_pass(
     left = (np.bincount(cluster[cluster >= 0], minlength=result.n) if result.n else np.zeros(0, np.int64)).tolist()
     open_clusters: dict[int, list[dict[str, Any]]] = {}
     ordinal = 0
-    if lines is not None and lines.files is not None:
-        units = iter(())  # (the workers read their files again, or their spools: see below)
+    by_file = lines is not None and lines.files is not None and any(spool is None for _, spool in lines.files)
+    if by_file:
+        units = iter(())  # (the workers read their files again: see below)
+    elif lines is not None and lines.files is not None:  # every file's lines kept by its worker in pass 1
+        refs = executor.workers > 1  # (the workers share this disk, or there would be no spools)
+        units = (unit for _, spool in lines.files for unit in linespool.replay(spool, refs))
     elif lines is not None and lines.replayed:  # pass 1's units from the work dir: the input is not read again
         units = lines.line_spool.replay()  # type: ignore[union-attr]
     elif lines is None or not cfg.copy_frames:
@@ -1012,7 +1016,7 @@ def _filter_pass(
     else:
         units = _units(reader, limit, frames=True)
     context = DedupWorker(reader, cfg)
-    if lines is not None and lines.files is not None:  # the workers read their files (a file per task)
+    if by_file:  # the workers read their files again, a file per task
         results = (res for rows in executor.map(_rows_file, lines.file_jobs(result), context)
                    for res in rows)
     elif lines is None:
