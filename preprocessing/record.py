@@ -80,3 +80,12 @@ class FileRead:
     file: str
     lines: int
     clean: bool | None
+
+
+@dataclass(slots=True)
+class KnownLine:
+    """In place of a record the caller need not see: a line whose record is known to repeat one
+    already counted (`stream`'s :func:`~preprocessing.stages.stream._scanned_items`: a line whose raw
+    content string a decoded line had). ``token``: what the caller counts it by. Not a record."""
+
+    token: Any

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import functools
+import warnings
 import zlib
 from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -583,6 +585,33 @@ def row_to_record(row: dict[str, Any], columns: ColumnsConfig, source: str, line
     )
 
 
+@dataclass(slots=True)
+class ScannedLines:
+    """A unit's lines as :meth:`JsonlReader.scan` gives them: where they are in ``data`` ((line
+    number, start, end) each), the key of each line's raw content string (None: the line is not of
+    the simple form, decode it), and the unit's rejections (they come after its lines)."""
+
+    source: str
+    data: bytes
+    spans: list[tuple[int, int, int]]
+    keys: list[tuple[int, int] | None]
+    rejected: list[Rejected]
+
+
+@functools.lru_cache(maxsize=1)
+def _json_lines_scan() -> Any:
+    """The C ``json_lines_scan``, or None (a RuntimeWarning, once)."""
+    from preprocessing.dedup import native
+
+    try:
+        return native.kernel("json_lines_scan")
+    except (native.KernelsUnavailable, AttributeError) as exc:
+        warnings.warn(f"the C kernels have no json_lines_scan ({exc}): stream decodes every line, repeated "
+                      f"content strings too (the same output, slower); {native.BUILD_HINT}", RuntimeWarning,
+                      stacklevel=3)
+        return None
+
+
 class JsonlReader(FileDumpReader):
     """Streams JSON Lines files (plain, .gz, .zst); the main process only splits lines.
 
@@ -846,6 +875,36 @@ class JsonlReader(FileDumpReader):
         if type(row) is not dict:
             return Rejected("invalid_json", source, lineno, nbytes, detail="not a JSON object")
         return row_to_record(row, self.columns, source, lineno, nbytes, self.max_file_bytes, owned=True)
+
+    def scan(self, unit: Any) -> ScannedLines | None:
+        """The lines of a unit of lines (not a byte range, not a skipped frame) with, per line,
+        the key of its raw content string where the line is of the simple form the C scan checks
+        (``json_lines_scan`` in preprocessing/dedup/_cminhash.c): two such lines with the same
+        key give records of the same content (same raw bytes), whatever their other fields. None
+        where that cannot be had: such a unit, columns that are not four distinct names, or no C
+        extension (then a RuntimeWarning, once: the caller decodes as usual, the same records)."""
+        cols = self.columns
+        names = (cols.content, cols.repo_name, cols.path, cols.license)
+        if not isinstance(unit, JsonlUnit) or not unit.lines or not all(names) or len(set(names)) != 4:
+            return None
+        scan_fn = _json_lines_scan()
+        if scan_fn is None:
+            return None
+        lines = unit.lines
+        if isinstance(lines, FrameLines):
+            data, spans = lines.data, lines.spans()
+        else:
+            data = b"\n".join([line for _, line in lines])
+            spans, pos = [], 0
+            for lineno, line in lines:
+                spans.append((lineno, pos, pos + len(line)))
+                pos += len(line) + 1
+        n = len(spans)
+        status, h1, h2 = np.empty(n, np.uint8), np.empty(n, np.uint64), np.empty(n, np.uint64)
+        scan_fn(data, np.fromiter((s for _, s, _ in spans), np.int64, n), np.fromiter((e for _, _, e in spans), np.int64, n),
+                *(orjson.dumps(name)[1:-1] for name in names), status, h1, h2)
+        keys = [(a, b) if ok else None for ok, a, b in zip(status.tolist(), h1.tolist(), h2.tolist())]
+        return ScannedLines(unit.source, data, spans, keys, unit.rejected)
 
     def decode_line(self, source: str, lineno: int, line: bytes) -> CodeFile | Rejected:
         """The record (or rejection) of one raw line; :meth:`decode` is this for each line of a unit."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from itertools import compress, islice
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import orjson
@@ -29,7 +29,7 @@ from preprocessing.filters.quality import file_metrics_columns
 from preprocessing.hashing import record_key, record_key_hashes
 from preprocessing.profile import EXAMPLES_PER_REASON, CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
-from preprocessing.record import CodeFile, FileRead, InputWarning
+from preprocessing.record import CodeFile, FileRead, InputWarning, KnownLine
 from preprocessing.runner import ExecutorSpec, Stage, run_fused, run_stage
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
@@ -206,6 +206,96 @@ def _known_metrics() -> dict[int, dict[str, float]]:
     return _KNOWN_METRICS
 
 
+class RawBodyKeys:
+    """Per process: the content key of the record each raw content string (the key
+    :meth:`JsonlReader.scan` gives a simple line's) was decoded to, so that a line repeating it is
+    known without decoding (:func:`_scanned_items`); bounded. Units are scanned while repeats are
+    met: after SCAN_PROBE lines, when fewer than 1 in 16 had a key met before, the next SCAN_PAUSE
+    lines are not scanned (a dump of unique files pays the scan on ~6% of its lines)."""
+
+    SCAN_PROBE = 4096
+    SCAN_PAUSE = 1 << 16
+    KEYS_MAX = 1 << 18
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple[int, int], int] = {}
+        self.scanned = self.hits = self.pause = 0
+
+    def wanted(self, unit: Any) -> bool:
+        """Whether to scan ``unit`` (else it counts against the pause); emptied when full."""
+        if len(self.keys) >= self.KEYS_MAX:
+            self.keys.clear()
+        if self.pause > 0:
+            self.pause -= len(unit) if hasattr(unit, "__len__") else RECORDS_PER_TASK
+            return False
+        return True
+
+    def judged(self, n: int, hits: int) -> None:
+        """``n`` lines more were scanned, ``hits`` of them with a key met before."""
+        self.scanned += n
+        self.hits += hits
+        if self.scanned >= self.SCAN_PROBE:
+            if self.hits * 16 < self.scanned:
+                self.pause = self.SCAN_PAUSE
+            self.scanned = self.hits = 0
+
+
+_RAW_KEYS = RawBodyKeys()
+
+
+def _scanned_items(reader: Reader, scanned: Any, passed: dict[int, Any], known: list[np.ndarray],
+                   memo: dict[int, dict[str, float]]) -> Iterator[Any]:
+    """The items ``reader.decode`` gives for the unit ``scanned`` (:meth:`JsonlReader.scan`), in
+    line order, but a line the unit's loop would only count comes as a :class:`KnownLine` of its
+    content key, not decoded: a simple line whose raw content string this process decoded before
+    (:class:`RawBodyKeys`: same raw bytes, same content, and the line is a valid record), of a key
+    that is a known duplicate whatever comes before it in the unit (passed earlier in the unit, or
+    in an earlier round's keys with its metrics in ``memo``), with KNOWN_EXAMPLES such lines before
+    it: those are known duplicates by the time the loop reaches it, so it is past the examples.
+
+    Read as the loop reads it (a block of lines decided before the loop runs on it), which keys
+    are known only grows, so a line so decided is a known duplicate when its turn comes."""
+    raw = _RAW_KEYS
+    keys_of = raw.keys
+    data, source = scanned.data, scanned.source
+    digest = xxhash.xxh3_64_intdigest
+    answered = 0  # lines of the unit known to be known duplicates when generated
+    for c0 in range(0, len(scanned.spans), METRICS_BATCH):
+        spans = scanned.spans[c0:c0 + METRICS_BATCH]
+        rkeys = scanned.keys[c0:c0 + METRICS_BATCH]
+        ckeys = [keys_of.get(k) for k in rkeys]  # (None for a line that is not simple)
+        cand = [c for c in ckeys if c is not None and c not in passed]
+        from_rounds: set[int] = set()
+        if cand and known:
+            hit = known_mask(known, np.array(cand, np.uint64))
+            if hit is not None:
+                from_rounds = {c for c, h in zip(cand, hit.tolist()) if h and c in memo}
+        out: list[Any] = []  # a KnownLine, or None for the next decoded item
+        todo: list[tuple[int, bytes]] = []
+        todo_keys: list[tuple[int, int] | None] = []
+        hits = 0
+        for (lineno, start, end), rk, c in zip(spans, rkeys, ckeys):
+            if c is not None:
+                hits += 1
+                if lineno != 1 and (c in passed or c in from_rounds):  # (a byte order mark may open line 1)
+                    answered += 1
+                    if answered > KNOWN_EXAMPLES:
+                        out.append(KnownLine(c))
+                        continue
+            out.append(None)
+            todo.append((lineno, data[start:end]))
+            todo_keys.append(rk if c is None else None)
+        raw.judged(len(spans), hits)
+        decoded = reader.decode_lines(source, todo) if todo else []
+        for rk, item in zip(todo_keys, decoded):  # the content keys of the raw strings met first here
+            if rk is not None and type(item) is CodeFile:
+                keys_of[rk] = digest(item.content.encode("utf-8", "surrogatepass"))
+        it = iter(decoded)
+        for x in out:
+            yield next(it) if x is None else x
+    yield from scanned.rejected
+
+
 def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     """The map of `stream`: decode one unit, filter it, serialise the kept rows.
 
@@ -237,12 +327,18 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     dropped_n: Counter = Counter()
     n_in = bytes_in = n_kept = bytes_out = 0  # read (= the filter stage's input) and the filters' keeps
     dumps, append, add_before = orjson.dumps, kept.append, before.append
-    decoded = w.reader.decode(ku.unit)
+    scanned = None
+    if skip and not rewriters and hasattr(w.reader, "scan") and _RAW_KEYS.wanted(ku.unit):
+        scanned = w.reader.scan(ku.unit)
+    decoded = w.reader.decode(ku.unit) if scanned is None else _scanned_items(w.reader, scanned, passed, known, memo)
     while chunk := list(islice(decoded, METRICS_BATCH)):
         records: list[CodeFile] = []
         for item in chunk:
             if isinstance(item, CodeFile):
                 records.append(item)
+            elif type(item) is KnownLine:  # a repeat the loop would only count (_scanned_items)
+                counted.append(item.token)
+                n_known += 1
             elif isinstance(item, InputWarning):
                 warnings.append(item.text)
             elif isinstance(item, FileRead):
@@ -386,8 +482,8 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                 profile.offer_example(reason, ranks[j], example)
     repeats = Counter(counted)  # content key -> known duplicates past the first KNOWN_EXAMPLES
     known_n = known_bytes = 0
-    if repeats:
-        firsts = [passed[key] for key in repeats]
+    if repeats:  # (a key only counted, from an earlier round: its metrics from the process's cache)
+        firsts = [passed[key] if key in passed else (0, memo[key], memo[key], "") for key in repeats]
         profile.before.add_batch([metrics for _, metrics, _, _ in firsts], list(repeats.values()))
         for (_, metrics, after, _), n in zip(firsts, repeats.values()):
             n_in += n
