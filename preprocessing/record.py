@@ -83,9 +83,9 @@ class FileRead:
 
 
 @dataclass(slots=True)
-class KnownLine:
-    """In place of a record the caller need not see: a line whose record is known to repeat one
-    already counted (`stream`'s :func:`~preprocessing.stages.stream._scanned_items`: a line whose raw
-    content string a decoded line had). ``token``: what the caller counts it by. Not a record."""
+class KnownLines:
+    """In place of records the caller need not see: lines whose records are known to repeat ones
+    already counted (`stream`'s :func:`~preprocessing.stages.stream._scanned_items`: lines whose
+    raw content strings decoded lines had). ``tokens``: what the caller counts each by. Not a record."""
 
-    token: Any
+    tokens: list[Any]

@@ -179,13 +179,13 @@ def _dump(tmp_path: Path) -> tuple[Path, int]:
     return path, len(lines)
 
 
-class _CountedKnownLine(stream_mod.KnownLine):
+class _CountedKnownLines(stream_mod.KnownLines):
     __slots__ = ()
     made = 0
 
-    def __init__(self, token):
-        super().__init__(token)
-        _CountedKnownLine.made += 1
+    def __init__(self, tokens):
+        super().__init__(tokens)
+        _CountedKnownLines.made += len(tokens)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -197,11 +197,11 @@ def test_repeats_by_raw_content_string_equal_decoding_every_line(tmp_path, monke
     path, n_lines = _dump(tmp_path)
     cfg = StreamConfig(input=InputConfig(paths=[str(path)], batch_records=16))
     cfg.filters.secrets.mode = "off"  # a rewriting step turns the raw repeats off (its keys need the record)
-    monkeypatch.setattr(stream_mod, "KnownLine", _CountedKnownLine)
-    _CountedKnownLine.made = 0
+    monkeypatch.setattr(stream_mod, "KnownLines", _CountedKnownLines)
+    _CountedKnownLines.made = 0
     fast = run_stream(cfg, tmp_path / "fast", executor=workers)
     if workers == 1:
-        assert _CountedKnownLine.made > 500  # the raw path ran (in this process)
+        assert _CountedKnownLines.made > 500  # the raw path ran (in this process)
     monkeypatch.setattr(stream_mod.RawBodyKeys, "wanted", lambda self, unit: False)
     slow = run_stream(cfg, tmp_path / "slow", executor=workers)
     assert shard_bytes(tmp_path / "fast") == shard_bytes(tmp_path / "slow")

@@ -892,17 +892,20 @@ class JsonlReader(FileDumpReader):
             return None
         lines = unit.lines
         if isinstance(lines, FrameLines):
-            data, spans = lines.data, lines.spans()
+            data, first = lines.data, lines.first
+            ends = np.array(lines.ends(), np.int64)
+            linenos: Any = range(first, first + len(ends))
         else:
             data = b"\n".join([line for _, line in lines])
-            spans, pos = [], 0
-            for lineno, line in lines:
-                spans.append((lineno, pos, pos + len(line)))
-                pos += len(line) + 1
-        n = len(spans)
+            ends = np.cumsum(np.fromiter((len(line) + 1 for _, line in lines), np.int64, len(lines))) - 1
+            linenos = [lineno for lineno, _ in lines]
+        n = len(ends)
+        starts = np.empty(n, np.int64)
+        starts[:1] = 0
+        starts[1:] = ends[:-1] + 1
         status, h1, h2 = np.empty(n, np.uint8), np.empty(n, np.uint64), np.empty(n, np.uint64)
-        scan_fn(data, np.fromiter((s for _, s, _ in spans), np.int64, n), np.fromiter((e for _, _, e in spans), np.int64, n),
-                *(orjson.dumps(name)[1:-1] for name in names), status, h1, h2)
+        scan_fn(data, starts, ends, *(orjson.dumps(name)[1:-1] for name in names), status, h1, h2)
+        spans = list(zip(linenos, starts.tolist(), ends.tolist()))
         keys = [(a, b) if ok else None for ok, a, b in zip(status.tolist(), h1.tolist(), h2.tolist())]
         return ScannedLines(unit.source, data, spans, keys, unit.rejected)
 

@@ -29,7 +29,7 @@ from preprocessing.filters.quality import file_metrics_columns
 from preprocessing.hashing import record_key, record_key_hashes
 from preprocessing.profile import EXAMPLES_PER_REASON, CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
-from preprocessing.record import CodeFile, FileRead, InputWarning, KnownLine
+from preprocessing.record import CodeFile, FileRead, InputWarning, KnownLines
 from preprocessing.runner import ExecutorSpec, Stage, run_fused, run_stage
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
@@ -246,12 +246,14 @@ _RAW_KEYS = RawBodyKeys()
 def _scanned_items(reader: Reader, scanned: Any, passed: dict[int, Any], known: list[np.ndarray],
                    memo: dict[int, dict[str, float]]) -> Iterator[Any]:
     """The items ``reader.decode`` gives for the unit ``scanned`` (:meth:`JsonlReader.scan`), in
-    line order, but a line the unit's loop would only count comes as a :class:`KnownLine` of its
-    content key, not decoded: a simple line whose raw content string this process decoded before
-    (:class:`RawBodyKeys`: same raw bytes, same content, and the line is a valid record), of a key
-    that is a known duplicate whatever comes before it in the unit (passed earlier in the unit, or
-    in an earlier round's keys with its metrics in ``memo``), with KNOWN_EXAMPLES such lines before
-    it: those are known duplicates by the time the loop reaches it, so it is past the examples.
+    line order, but the lines the unit's loop would only count: they are not decoded, and come as
+    one :class:`KnownLines` of their content keys after each block's records. Such a line is a
+    simple line whose raw content string this process decoded before (:class:`RawBodyKeys`: same
+    raw bytes, same content, and the line is a valid record), of a key that is a known duplicate
+    whatever comes before it in the unit (passed earlier in the unit, or in an earlier round's
+    keys with its metrics in ``memo``), with KNOWN_EXAMPLES such lines before it: those are known
+    duplicates by the time the loop reaches it, so it is past the examples, and so is every record
+    after it (where it is counted does not matter: past the examples a known duplicate is only counted).
 
     Read as the loop reads it (a block of lines decided before the loop runs on it), which keys
     are known only grows, so a line so decided is a known duplicate when its turn comes."""
@@ -270,7 +272,7 @@ def _scanned_items(reader: Reader, scanned: Any, passed: dict[int, Any], known: 
             hit = known_mask(known, np.array(cand, np.uint64))
             if hit is not None:
                 from_rounds = {c for c, h in zip(cand, hit.tolist()) if h and c in memo}
-        out: list[Any] = []  # a KnownLine, or None for the next decoded item
+        counted: list[int] = []  # the content keys of the lines only counted
         todo: list[tuple[int, bytes]] = []
         todo_keys: list[tuple[int, int] | None] = []
         hits = 0
@@ -280,9 +282,8 @@ def _scanned_items(reader: Reader, scanned: Any, passed: dict[int, Any], known: 
                 if lineno != 1 and (c in passed or c in from_rounds):  # (a byte order mark may open line 1)
                     answered += 1
                     if answered > KNOWN_EXAMPLES:
-                        out.append(KnownLine(c))
+                        counted.append(c)
                         continue
-            out.append(None)
             todo.append((lineno, data[start:end]))
             todo_keys.append(rk if c is None else None)
         raw.judged(len(spans), hits)
@@ -290,9 +291,9 @@ def _scanned_items(reader: Reader, scanned: Any, passed: dict[int, Any], known: 
         for rk, item in zip(todo_keys, decoded):  # the content keys of the raw strings met first here
             if rk is not None and type(item) is CodeFile:
                 keys_of[rk] = digest(item.content.encode("utf-8", "surrogatepass"))
-        it = iter(decoded)
-        for x in out:
-            yield next(it) if x is None else x
+        yield from decoded
+        if counted:  # after the block's records: the loop counts them past its examples wherever they come
+            yield KnownLines(counted)
     yield from scanned.rejected
 
 
@@ -336,9 +337,9 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
         for item in chunk:
             if isinstance(item, CodeFile):
                 records.append(item)
-            elif type(item) is KnownLine:  # a repeat the loop would only count (_scanned_items)
-                counted.append(item.token)
-                n_known += 1
+            elif type(item) is KnownLines:  # repeats the loop would only count (_scanned_items)
+                counted.extend(item.tokens)
+                n_known += len(item.tokens)
             elif isinstance(item, InputWarning):
                 warnings.append(item.text)
             elif isinstance(item, FileRead):
