@@ -215,7 +215,7 @@ class RawBodyKeys:
 
     SCAN_PROBE = 4096
     SCAN_PAUSE = 1 << 16
-    KEYS_MAX = 1 << 18
+    KEYS_MAX = 1 << 17  # ~20 MB of (128-bit key, content key) entries at most
 
     def __init__(self) -> None:
         self.keys: dict[tuple[int, int], int] = {}
