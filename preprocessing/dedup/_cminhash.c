@@ -571,6 +571,22 @@ static PyObject *py_shingles(PyObject *self, PyObject *args) {
     return PyLong_FromSize_t(m);
 }
 
+/* The closing quote of the JSON string body that starts at i, before e: from quote to quote (memchr),
+ * a quote after an even run of backslashes (the run starts an escape: the byte before it is no
+ * backslash) is the closing one; -1 when there is none. (string_ends, json_lines_scan) */
+static int64_t string_end(const u8 *b, size_t i, size_t e) {
+    size_t start = i;
+    while (i < e) {
+        const u8 *q = memchr(b + i, '"', e - i);
+        if (q == NULL) break;
+        size_t j = (size_t)(q - b), k = j;
+        while (k > start && b[k - 1] == '\\') k--;
+        if ((j - k) % 2 == 0) return (int64_t)j;
+        i = j + 1;
+    }
+    return -1;
+}
+
 PyDoc_STRVAR(string_ends_doc,
 "string_ends(buf, starts, ends, close)\n\n"
 "Where JSON string bodies end: close[d] = the position in buf of the first unescaped quote in\n"
@@ -592,24 +608,7 @@ static PyObject *py_string_ends(PyObject *self, PyObject *args) {
     if (ok) {
         const u8 *b = buf.buf;
         Py_BEGIN_ALLOW_THREADS
-        for (size_t d = 0; d < n; d++) {
-            /* from quote to quote (memchr): a quote after an even run of backslashes (the run
-             * starts an escape: the byte before it is no backslash) is the closing one */
-            size_t i = (size_t)s[d], end = (size_t)e[d];
-            int64_t at = -1;
-            while (i < end) {
-                const u8 *q = memchr(b + i, '"', end - i);
-                if (q == NULL) break;
-                size_t j = (size_t)(q - b), k = j;
-                while (k > (size_t)s[d] && b[k - 1] == '\\') k--;
-                if ((j - k) % 2 == 0) {
-                    at = (int64_t)j;
-                    break;
-                }
-                i = j + 1;
-            }
-            out[d] = at;
-        }
+        for (size_t d = 0; d < n; d++) out[d] = string_end(b, (size_t)s[d], (size_t)e[d]);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&buf);
@@ -911,20 +910,6 @@ static int jc_value(JsonCursor *c, int depth) {
     return jc_number(c);
 }
 
-/* the closing quote of the body at i (the first quote after an even run of backslashes), or -1 */
-static int64_t jc_body_end(const u8 *b, size_t i, size_t e) {
-    size_t start = i;
-    while (i < e) {
-        const u8 *q = memchr(b + i, '"', e - i);
-        if (q == NULL) return -1;
-        size_t j = (size_t)(q - b), k = j;
-        while (k > start && b[k - 1] == '\\') k--;
-        if ((j - k) % 2 == 0) return (int64_t)j;
-        i = j + 1;
-    }
-    return -1;
-}
-
 /* 1 and the body's [*bs, *be) when line [s, e) is simple, else 0; names: content, repo, path, license */
 static int jc_line(const u8 *b, size_t s, size_t e, const Py_buffer *names, size_t *bs, size_t *be) {
     JsonCursor c = {b, s, e};
@@ -949,7 +934,7 @@ static int jc_line(const u8 *b, size_t s, size_t e, const Py_buffer *names, size
         }
         if (which == 0) {
             if (c.i >= c.e || b[c.i] != '"') return 0;
-            int64_t close = jc_body_end(b, c.i + 1, c.e);
+            int64_t close = string_end(b, c.i + 1, c.e);
             if (close < 0) return 0;
             *bs = c.i + 1;
             *be = (size_t)close;
