@@ -193,6 +193,22 @@ def known_mask(known: list[np.ndarray], keys: np.ndarray) -> np.ndarray | None:
     return hit
 
 
+_MERGED_KNOWN: list[Any] = [(), []]
+"""Per process: the rounds' key arrays a unit last saw (the arrays themselves, kept: their ids
+name them) and their union, as one sorted array."""
+
+
+def _merged_known(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """The rounds' sorted key arrays as one (one search per chunk, not one per round): a list of
+    the union, or [] when there is no key; cached for the next unit, which mostly sees the same."""
+    ids = tuple(id(a) for a in arrays)
+    if ids != tuple(id(a) for a in _MERGED_KNOWN[0]):
+        keys = [a for a in arrays if len(a)]
+        merged = [np.asarray(keys[0])] if len(keys) == 1 else [np.unique(np.concatenate(keys))] if keys else []
+        _MERGED_KNOWN[:] = [tuple(arrays), merged]
+    return _MERGED_KNOWN[1]
+
+
 _KNOWN_METRICS: dict[int, dict[str, float]] = {}
 """Per process: content key -> metrics of the known records this process has met (a cache of
 values that are a function of the content; bounded)."""
@@ -315,7 +331,7 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     files: list[FileRead] = []
     normalize = w.exact.normalize_whitespace
     skip = w.exact.enabled
-    known = [h.get() for h in ku.known] if skip else []
+    known = _merged_known([h.get() for h in ku.known]) if skip else []
     passed_keys: list[int] = []  # content keys of the records passed unchanged
     counted: list[int] = []  # content keys of the known duplicates past the first KNOWN_EXAMPLES
     n_known = 0  # known duplicates of the unit so far (the first KNOWN_EXAMPLES carry their content)
