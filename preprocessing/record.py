@@ -85,7 +85,7 @@ class FileRead:
 @dataclass(slots=True)
 class KnownLines:
     """In place of records the caller need not see: lines whose records are known to repeat ones
-    already counted (`stream`'s :func:`~preprocessing.stages.stream._scanned_items`: lines whose
+    already counted (`stream`'s :class:`~preprocessing.stages.stream._RawRepeats`: lines whose
     raw content strings decoded lines had). ``tokens``: what the caller counts each by. Not a record."""
 
     tokens: list[Any]

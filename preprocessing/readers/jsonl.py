@@ -587,15 +587,14 @@ def row_to_record(row: dict[str, Any], columns: ColumnsConfig, source: str, line
 
 @dataclass(slots=True)
 class ScannedLines:
-    """A unit's lines as :meth:`JsonlReader.scan` gives them: where they are in ``data`` ((line
-    number, start, end) each), the key of each line's raw content string (None: the line is not of
-    the simple form, decode it), and the unit's rejections (they come after its lines)."""
+    """Lines as :meth:`JsonlReader.scan` gives them: where they are in ``data`` ((line number,
+    start, end) each) and the key of each line's raw content string (None: the line is not of the
+    simple form, decode it)."""
 
     source: str
     data: bytes
     spans: list[tuple[int, int, int]]
     keys: list[tuple[int, int] | None]
-    rejected: list[Rejected]
 
 
 @functools.lru_cache(maxsize=1)
@@ -779,7 +778,8 @@ class JsonlReader(FileDumpReader):
         if not content:
             yield JsonlRange(source, start, start, line, notes=[InputWarning(f"{source}: empty file (no records)")])
 
-    def _decode_range(self, unit: JsonlRange) -> Iterator[CodeFile | Rejected | InputWarning | FileRead]:
+    def _decode_range(self, unit: JsonlRange, decode_lines: Callable[[str, Any], list]
+                      ) -> Iterator[CodeFile | Rejected | InputWarning | FileRead]:
         source = unit.source
         yield from unit.notes
         if not unit.read:
@@ -795,7 +795,7 @@ class JsonlReader(FileDumpReader):
             if lines and not lines[-1]:
                 lines.pop()
             good = [pair for pair in enumerate(lines, unit.first_line) if pair[1] and not pair[1].isspace()]
-            yield from self.decode_lines(source, good)
+            yield from decode_lines(source, good)
             yield FileRead(source, len(good), True)
             return
         nlines = 0  # a whole compressed file: as units() reads it, in the worker
@@ -805,7 +805,7 @@ class JsonlReader(FileDumpReader):
             for group, _raw, _frame_no, _skipped in iter_line_groups(source):
                 good = [pair for pair in group if pair[1] and not pair[1].isspace()]  # blank lines are no records
                 nlines += len(good)
-                yield from self.decode_lines(source, good)
+                yield from decode_lines(source, good)
         except TruncatedInput as exc:
             partial = getattr(exc, "partial", b"")
             yield InputWarning(self._truncation_message(source, exc, nlines))
@@ -818,11 +818,16 @@ class JsonlReader(FileDumpReader):
             yield InputWarning(f"{source}: empty file (no records)")
         yield FileRead(source, nlines, not cut)
 
-    def decode(self, unit: JsonlUnit | JsonlRange) -> Iterator[CodeFile | Rejected]:
+    def decode(self, unit: JsonlUnit | JsonlRange, lines: Callable[[str, Any], list] | None = None
+               ) -> Iterator[CodeFile | Rejected]:
+        """The unit's records (and rejections, warnings, what was read) in line order. ``lines``
+        (optional): what decodes each group of its lines instead of :meth:`decode_lines`, with the
+        same arguments (a unit's lines, or the lines a worker read of a range or a file in turn)."""
+        decode_lines = lines or self.decode_lines
         if isinstance(unit, JsonlRange):
-            yield from self._decode_range(unit)  # type: ignore[misc]
+            yield from self._decode_range(unit, decode_lines)  # type: ignore[misc]
             return
-        yield from self.decode_lines(unit.source, unit.lines)
+        yield from decode_lines(unit.source, unit.lines)
         yield from unit.rejected
 
     def _truncation_message(self, source: str, exc: TruncatedInput, nlines: int) -> str:
@@ -876,21 +881,20 @@ class JsonlReader(FileDumpReader):
             return Rejected("invalid_json", source, lineno, nbytes, detail="not a JSON object")
         return row_to_record(row, self.columns, source, lineno, nbytes, self.max_file_bytes, owned=True)
 
-    def scan(self, unit: Any) -> ScannedLines | None:
-        """The lines of a unit of lines (not a byte range, not a skipped frame) with, per line,
-        the key of its raw content string where the line is of the simple form the C scan checks
-        (``json_lines_scan`` in preprocessing/dedup/_cminhash.c): two such lines with the same
-        key give records of the same content (same raw bytes), whatever their other fields. None
-        where that cannot be had: such a unit, columns that are not four distinct names, or no C
-        extension (then a RuntimeWarning, once: the caller decodes as usual, the same records)."""
+    def scan(self, source: str, lines: list[tuple[int, bytes]] | FrameLines) -> ScannedLines | None:
+        """Lines (as :meth:`decode_lines` takes them) with, per line, the key of its raw content
+        string where the line is of the simple form the C scan checks (``json_lines_scan`` in
+        preprocessing/dedup/_cminhash.c): two such lines with the same key give records of the
+        same content (same raw bytes), whatever their other fields. None where that cannot be
+        had: no lines, columns that are not four distinct names, or no C extension (then a
+        RuntimeWarning, once: the caller decodes as usual, the same records)."""
         cols = self.columns
         names = (cols.content, cols.repo_name, cols.path, cols.license)
-        if not isinstance(unit, JsonlUnit) or not unit.lines or not all(names) or len(set(names)) != 4:
+        if not lines or not all(names) or len(set(names)) != 4:
             return None
         scan_fn = _json_lines_scan()
         if scan_fn is None:
             return None
-        lines = unit.lines
         if isinstance(lines, FrameLines):
             data, first = lines.data, lines.first
             ends = np.array(lines.ends(), np.int64)
@@ -907,7 +911,7 @@ class JsonlReader(FileDumpReader):
         scan_fn(data, starts, ends, *(orjson.dumps(name)[1:-1] for name in names), status, h1, h2)
         spans = list(zip(linenos, starts.tolist(), ends.tolist()))
         keys = [(a, b) if ok else None for ok, a, b in zip(status.tolist(), h1.tolist(), h2.tolist())]
-        return ScannedLines(unit.source, data, spans, keys, unit.rejected)
+        return ScannedLines(source, data, spans, keys)
 
     def decode_line(self, source: str, lineno: int, line: bytes) -> CodeFile | Rejected:
         """The record (or rejection) of one raw line; :meth:`decode` is this for each line of a unit."""

@@ -225,7 +225,7 @@ def _known_metrics() -> dict[int, dict[str, float]]:
 class RawBodyKeys:
     """Per process: the content key of the record each raw content string (the key
     :meth:`JsonlReader.scan` gives a simple line's) was decoded to, so that a line repeating it is
-    known without decoding (:func:`_scanned_items`); bounded. Units are scanned while repeats are
+    known without decoding (:class:`_RawRepeats`); bounded. Units are scanned while repeats are
     met: after SCAN_PROBE lines, when fewer than 1 in 16 had a key met before, the next SCAN_PAUSE
     lines are not scanned (a dump of unique files pays the scan on ~6% of its lines)."""
 
@@ -237,12 +237,12 @@ class RawBodyKeys:
         self.keys: dict[tuple[int, int], int] = {}
         self.scanned = self.hits = self.pause = 0
 
-    def wanted(self, unit: Any) -> bool:
-        """Whether to scan ``unit`` (else it counts against the pause); emptied when full."""
+    def wanted(self, n: int) -> bool:
+        """Whether to scan the next ``n`` lines (else they count against the pause); emptied when full."""
         if len(self.keys) >= self.KEYS_MAX:
             self.keys.clear()
         if self.pause > 0:
-            self.pause -= len(unit) if hasattr(unit, "__len__") else RECORDS_PER_TASK
+            self.pause -= n
             return False
         return True
 
@@ -259,58 +259,69 @@ class RawBodyKeys:
 _RAW_KEYS = RawBodyKeys()
 
 
-def _scanned_items(reader: Reader, scanned: Any, passed: dict[int, Any], known: list[np.ndarray],
-                   memo: dict[int, dict[str, float]]) -> Iterator[Any]:
-    """The items ``reader.decode`` gives for the unit ``scanned`` (:meth:`JsonlReader.scan`), in
-    line order, but the lines the unit's loop would only count: they are not decoded, and come as
-    one :class:`KnownLines` of their content keys after each block's records. Such a line is a
-    simple line whose raw content string this process decoded before (:class:`RawBodyKeys`: same
-    raw bytes, same content, and the line is a valid record), of a key that is a known duplicate
-    whatever comes before it in the unit (passed earlier in the unit, or in an earlier round's
-    keys with its metrics in ``memo``), with KNOWN_EXAMPLES such lines before it: those are known
-    duplicates by the time the loop reaches it, so it is past the examples, and so is every record
-    after it (where it is counted does not matter: past the examples a known duplicate is only counted).
+class _RawRepeats:
+    """What decodes a unit's lines for `stream` (:meth:`JsonlReader.decode`'s ``lines``), group
+    by group (the unit's lines, or those a worker reads of a range or a file in turn): the items
+    ``decode_lines`` gives, in line order, but the lines the unit's loop would only count are not
+    decoded and come as one :class:`KnownLines` of their content keys after each block's records.
 
-    Read as the loop reads it (a block of lines decided before the loop runs on it), which keys
-    are known only grows, so a line so decided is a known duplicate when its turn comes."""
-    raw = _RAW_KEYS
-    keys_of = raw.keys
-    data, source = scanned.data, scanned.source
-    digest = xxhash.xxh3_64_intdigest
-    answered = 0  # lines of the unit known to be known duplicates when generated
-    for c0 in range(0, len(scanned.spans), METRICS_BATCH):
-        spans = scanned.spans[c0:c0 + METRICS_BATCH]
-        rkeys = scanned.keys[c0:c0 + METRICS_BATCH]
-        ckeys = [keys_of.get(k) for k in rkeys]  # (None for a line that is not simple)
-        cand = [c for c in ckeys if c is not None and c not in passed]
-        from_rounds: set[int] = set()
-        if cand and known:
-            hit = known_mask(known, np.array(cand, np.uint64))
-            if hit is not None:
-                from_rounds = {c for c, h in zip(cand, hit.tolist()) if h and c in memo}
-        counted: list[int] = []  # the content keys of the lines only counted
-        todo: list[tuple[int, bytes]] = []
-        todo_keys: list[tuple[int, int] | None] = []
-        hits = 0
-        for (lineno, start, end), rk, c in zip(spans, rkeys, ckeys):
-            if c is not None:
-                hits += 1
-                if lineno != 1 and (c in passed or c in from_rounds):  # (a byte order mark may open line 1)
-                    answered += 1
-                    if answered > KNOWN_EXAMPLES:
-                        counted.append(c)
-                        continue
-            todo.append((lineno, data[start:end]))
-            todo_keys.append(rk if c is None else None)
-        raw.judged(len(spans), hits)
-        decoded = reader.decode_lines(source, todo) if todo else []
-        for rk, item in zip(todo_keys, decoded):  # the content keys of the raw strings met first here
-            if rk is not None and type(item) is CodeFile:
-                keys_of[rk] = digest(item.content.encode("utf-8", "surrogatepass"))
-        yield from decoded
-        if counted:  # after the block's records: the loop counts them past its examples wherever they come
-            yield KnownLines(counted)
-    yield from scanned.rejected
+    Such a line is a simple line (:meth:`JsonlReader.scan`) whose raw content string this process
+    decoded before (:class:`RawBodyKeys`: same raw bytes, same content, and the line is a valid
+    record), of a key that is a known duplicate whatever comes before it in the unit (passed
+    earlier in the unit, or in an earlier round's keys with its metrics in ``memo``), with
+    KNOWN_EXAMPLES such lines before it: those are known duplicates by the time the loop reaches
+    it, so it is past the examples, and so is every record after it (where it is counted does not
+    matter: past the examples a known duplicate is only counted). A block is decided when the
+    loop asks for it, before the loop runs on it; which keys are known only grows, so a line so
+    decided is a known duplicate when its turn comes."""
+
+    def __init__(self, reader: Reader, passed: dict[int, Any], known: list[np.ndarray],
+                 memo: dict[int, dict[str, float]]):
+        self.reader, self.passed, self.known, self.memo = reader, passed, known, memo
+        self.answered = 0  # lines of the unit known to be known duplicates when decided
+
+    def __call__(self, source: str, lines: Any) -> Iterator[Any]:
+        reader, raw = self.reader, _RAW_KEYS
+        scanned = reader.scan(source, lines) if raw.wanted(len(lines)) else None  # type: ignore[attr-defined]
+        if scanned is None:
+            yield from reader.decode_lines(source, lines)  # type: ignore[attr-defined]
+            return
+        passed, known, memo = self.passed, self.known, self.memo
+        keys_of = raw.keys
+        data = scanned.data
+        digest = xxhash.xxh3_64_intdigest
+        for c0 in range(0, len(scanned.spans), METRICS_BATCH):
+            spans = scanned.spans[c0:c0 + METRICS_BATCH]
+            rkeys = scanned.keys[c0:c0 + METRICS_BATCH]
+            ckeys = [keys_of.get(k) for k in rkeys]  # (None for a line that is not simple)
+            cand = [c for c in ckeys if c is not None and c not in passed]
+            from_rounds: set[int] = set()
+            if cand and known:
+                hit = known_mask(known, np.array(cand, np.uint64))
+                if hit is not None:
+                    from_rounds = {c for c, h in zip(cand, hit.tolist()) if h and c in memo}
+            counted: list[int] = []  # the content keys of the lines only counted
+            todo: list[tuple[int, bytes]] = []
+            todo_keys: list[tuple[int, int] | None] = []
+            hits = 0
+            for (lineno, start, end), rk, c in zip(spans, rkeys, ckeys):
+                if c is not None:
+                    hits += 1
+                    if lineno != 1 and (c in passed or c in from_rounds):  # (a byte order mark may open line 1)
+                        self.answered += 1
+                        if self.answered > KNOWN_EXAMPLES:
+                            counted.append(c)
+                            continue
+                todo.append((lineno, data[start:end]))
+                todo_keys.append(rk if c is None else None)
+            raw.judged(len(spans), hits)
+            decoded = reader.decode_lines(source, todo) if todo else []  # type: ignore[attr-defined]
+            for rk, item in zip(todo_keys, decoded):  # the content keys of the raw strings met first here
+                if rk is not None and type(item) is CodeFile:
+                    keys_of[rk] = digest(item.content.encode("utf-8", "surrogatepass"))
+            yield from decoded
+            if counted:  # after the block's records: the loop counts them past its examples wherever they come
+                yield KnownLines(counted)
 
 
 def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
@@ -344,16 +355,16 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     dropped_n: Counter = Counter()
     n_in = bytes_in = n_kept = bytes_out = 0  # read (= the filter stage's input) and the filters' keeps
     dumps, append, add_before = orjson.dumps, kept.append, before.append
-    scanned = None
-    if skip and not rewriters and hasattr(w.reader, "scan") and _RAW_KEYS.wanted(ku.unit):
-        scanned = w.reader.scan(ku.unit)
-    decoded = w.reader.decode(ku.unit) if scanned is None else _scanned_items(w.reader, scanned, passed, known, memo)
+    if skip and not rewriters and hasattr(w.reader, "scan"):  # repeats known by their raw line (_RawRepeats)
+        decoded = w.reader.decode(ku.unit, _RawRepeats(w.reader, passed, known, memo))
+    else:
+        decoded = w.reader.decode(ku.unit)
     while chunk := list(islice(decoded, METRICS_BATCH)):
         records: list[CodeFile] = []
         for item in chunk:
             if isinstance(item, CodeFile):
                 records.append(item)
-            elif type(item) is KnownLines:  # repeats the loop would only count (_scanned_items)
+            elif type(item) is KnownLines:  # repeats the loop would only count (_RawRepeats)
                 counted.extend(item.tokens)
                 n_known += len(item.tokens)
             elif isinstance(item, InputWarning):
