@@ -149,9 +149,14 @@ class CorpusProfile:
         examples the buckets hold once all of them were offered in that order: offering those
         alone, in order (:meth:`offer_example`), leaves the same buckets, so a caller builds only
         those examples. A bucket keeps the EXAMPLES_PER_REASON smallest by (rank, arrival)."""
+        # an offer ranked at or past a full bucket's last cannot get in (a tie goes to the one held)
+        limit = {reason: bucket[-1][0] for reason, bucket in self.examples.items()
+                 if len(bucket) >= EXAMPLES_PER_REASON}
+        unbounded = 1 << 64
         by_reason: dict[str, list[tuple[int, int, int]]] = {}
         for i, (reason, rank) in enumerate(offers):
-            by_reason.setdefault(reason, []).append((rank, 1, i))
+            if rank < limit.get(reason, unbounded):
+                by_reason.setdefault(reason, []).append((rank, 1, i))
         chosen: list[int] = []
         for reason, items in by_reason.items():
             held = [(rank, 0, j) for j, (rank, _) in enumerate(self.examples.get(reason, ()))]

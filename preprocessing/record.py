@@ -80,3 +80,12 @@ class FileRead:
     file: str
     lines: int
     clean: bool | None
+
+
+@dataclass(slots=True)
+class KnownLines:
+    """In place of records the caller need not see: lines whose records are known to repeat ones
+    already counted (`stream`'s :class:`~preprocessing.stages.stream._RawRepeats`: lines whose
+    raw content strings decoded lines had). ``tokens``: what the caller counts each by. Not a record."""
+
+    tokens: list[Any]

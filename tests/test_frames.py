@@ -14,6 +14,7 @@ from preprocessing.dedup import near
 from preprocessing.dedup.minhash import NearDedupConfig
 from preprocessing.readers import InputConfig, JsonlReader
 from preprocessing.readers import jsonl as jsonl_mod
+from preprocessing.readers.jsonl import FrameLines
 from preprocessing.record import CodeFile
 from preprocessing.stages.dedup import run_near_dedup
 from preprocessing.writers import ShardedJsonlWriter
@@ -304,8 +305,12 @@ def test_a_highly_compressible_whole_frame_is_read_in_pieces_into_the_same_units
         assert pieced_units == whole_units and pieced_units[0][0] == "FrameLines"
     else:
         assert [u[1] for u in pieced_units] == [u[1] for u in whole_units] and len(pieced_units) > 50
-        # units of pieces: one buffer each (FrameLines), without the frame's bytes
+        # units of pieces: one buffer each (FrameLines), without the frame's bytes, whose line ends
+        # (taken from the pieces, not searched again) are those a search of the buffer finds
         assert {(u[0], u[2]) for u in pieced_units} == {("FrameLines", False)}
+        units = list(reader.units())
+        assert all(u.lines._ends is not None for u in units)
+        assert [u.lines._ends for u in units] == [FrameLines(u.lines.data, u.lines.first).ends() for u in units]
         with open(path, "rb") as f:  # the pieces: about _STREAM_OUT each, none with the frame's bytes
             pieces = list(jsonl_mod._iter_zstd_frames(f, whole_lines=64))
         assert len(pieces) > 10 and all(raw is None for _, raw, _ in pieces)

@@ -579,6 +579,22 @@ static PyObject *py_shingles(PyObject *self, PyObject *args) {
     return PyLong_FromSize_t(m);
 }
 
+/* The closing quote of the JSON string body that starts at i, before e: from quote to quote (memchr),
+ * a quote after an even run of backslashes (the run starts an escape: the byte before it is no
+ * backslash) is the closing one; -1 when there is none. (string_ends, json_lines_scan) */
+static int64_t string_end(const u8 *b, size_t i, size_t e) {
+    size_t start = i;
+    while (i < e) {
+        const u8 *q = memchr(b + i, '"', e - i);
+        if (q == NULL) break;
+        size_t j = (size_t)(q - b), k = j;
+        while (k > start && b[k - 1] == '\\') k--;
+        if ((j - k) % 2 == 0) return (int64_t)j;
+        i = j + 1;
+    }
+    return -1;
+}
+
 PyDoc_STRVAR(string_ends_doc,
 "string_ends(buf, starts, ends, close)\n\n"
 "Where JSON string bodies end: close[d] = the position in buf of the first unescaped quote in\n"
@@ -600,24 +616,7 @@ static PyObject *py_string_ends(PyObject *self, PyObject *args) {
     if (ok) {
         const u8 *b = buf.buf;
         Py_BEGIN_ALLOW_THREADS
-        for (size_t d = 0; d < n; d++) {
-            /* from quote to quote (memchr): a quote after an even run of backslashes (the run
-             * starts an escape: the byte before it is no backslash) is the closing one */
-            size_t i = (size_t)s[d], end = (size_t)e[d];
-            int64_t at = -1;
-            while (i < end) {
-                const u8 *q = memchr(b + i, '"', end - i);
-                if (q == NULL) break;
-                size_t j = (size_t)(q - b), k = j;
-                while (k > (size_t)s[d] && b[k - 1] == '\\') k--;
-                if ((j - k) % 2 == 0) {
-                    at = (int64_t)j;
-                    break;
-                }
-                i = j + 1;
-            }
-            out[d] = at;
-        }
+        for (size_t d = 0; d < n; d++) out[d] = string_end(b, (size_t)s[d], (size_t)e[d]);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&buf);
@@ -752,6 +751,15 @@ static PyObject *py_xxh64(PyObject *self, PyObject *args) {
     return PyLong_FromUnsignedLongLong(h);
 }
 
+static PyObject *py_json_lines_scan(PyObject *self, PyObject *args); /* stream's, at the end of the file */
+PyDoc_STRVAR(json_lines_scan_doc,
+"json_lines_scan(buf, starts, ends, content, repo, path, license, status, h1, h2)\n\n"
+"For line d = buf[starts[d]:ends[d]]: status[d] = 1 when it is a JSON object of the simple form\n"
+"described in _cminhash.c (content, repo, path, license: the four mapped field names, bytes), with\n"
+"h1[d], h2[d] = xxh64 of its content string's raw body with seeds 0 and 1; else status[d] = 0.\n"
+"starts, ends: int64; status: uint8; h1, h2: uint64.");
+
+
 static PyMethodDef methods[] = {
     {"signatures", py_signatures, METH_VARARGS, signatures_doc},
     {"band_keys", py_band_keys, METH_VARARGS, band_keys_doc},
@@ -759,6 +767,7 @@ static PyMethodDef methods[] = {
     {"xxh64", py_xxh64, METH_VARARGS, xxh64_doc},
     {"string_ends", py_string_ends, METH_VARARGS, string_ends_doc},
     {"orjson_body", py_orjson_body, METH_VARARGS, orjson_body_doc},
+    {"json_lines_scan", py_json_lines_scan, METH_VARARGS, json_lines_scan_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -779,4 +788,224 @@ PyMODINIT_FUNC PyInit__cminhash(void) {
     }
 #endif
     return m;
+}
+
+/* ------------------------------------------- stream: JSON lines whose content string may be known
+ * `json_lines_scan` (preprocessing/readers/jsonl.py, `JsonlReader.scan_lines`) checks, for each line of
+ * a unit, that it is a JSON object of a simple form that any JSON parser accepts, and where its
+ * content string's body is, without decoding it: `stream` then counts a line whose body it met in a
+ * line it decoded (same raw bytes, same text) as the record that line gives, unparsed.
+ *
+ * Simple: whitespace as JSON has it; keys and the values other than the content's are strings of
+ * printable ASCII whose escapes are the two-byte ones (no \u: a surrogate must be checked; none in
+ * a top-level key: an escaped key could spell a mapped name another way), numbers
+ * of at most 15 digits and no exponent, true, false, null, and arrays or objects of those (nesting
+ * at most 8 deep); the four mapped fields once each at the top level, the repository's and the
+ * path's strings, the license's a string or null (or missing); nothing after the object but
+ * whitespace. The content's body is not checked (the caller knows it valid when it knows it): it
+ * ends at the first quote after an even run of backslashes. Anything else is not simple (status 0):
+ * the caller decodes that line as usual, so an unusual line is never misread, only decoded. */
+
+typedef struct {
+    const u8 *b;
+    size_t i, e;
+} JsonCursor;
+
+static void jc_ws(JsonCursor *c) {
+    while (c->i < c->e) {
+        u8 x = c->b[c->i];
+        if (x != ' ' && x != '\t' && x != '\n' && x != '\r') break;
+        c->i++;
+    }
+}
+
+/* a simple string at the cursor (on its opening quote); its body in [*bs, *be). ``escapes``: 0 for a
+ * top-level key (an escaped key could spell a mapped name another way) */
+static int jc_string(JsonCursor *c, size_t *bs, size_t *be, int escapes) {
+    size_t i = c->i;
+    if (i >= c->e || c->b[i] != '"') return 0;
+    *bs = ++i;
+    while (i < c->e) {
+        u8 x = c->b[i];
+        if (x == '"') {
+            *be = i;
+            c->i = i + 1;
+            return 1;
+        }
+        if (x == '\\') {
+            if (!escapes || i + 1 >= c->e) return 0;
+            u8 y = c->b[i + 1];
+            if (y != '"' && y != '\\' && y != '/' && y != 'b' && y != 'f' && y != 'n' && y != 'r' && y != 't') return 0;
+            i += 2;
+            continue;
+        }
+        if (x < 0x20 || x > 0x7e) return 0;
+        i++;
+    }
+    return 0;
+}
+
+static int jc_digits(JsonCursor *c, size_t *n) {
+    size_t start = c->i;
+    while (c->i < c->e && c->b[c->i] >= '0' && c->b[c->i] <= '9') c->i++;
+    *n += c->i - start;
+    return c->i > start;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)? with at most 15 digits in all */
+static int jc_number(JsonCursor *c) {
+    size_t n = 0;
+    if (c->i < c->e && c->b[c->i] == '-') c->i++;
+    if (c->i >= c->e) return 0;
+    if (c->b[c->i] == '0') {
+        c->i++;
+        n = 1;
+    } else if (!jc_digits(c, &n)) {
+        return 0;
+    }
+    if (c->i < c->e && c->b[c->i] == '.') {
+        c->i++;
+        if (!jc_digits(c, &n)) return 0;
+    }
+    if (c->i < c->e && (c->b[c->i] == 'e' || c->b[c->i] == 'E')) return 0;
+    return n <= 15;
+}
+
+static int jc_literal(JsonCursor *c, const char *word, size_t n) {
+    if (c->e - c->i < n || memcmp(c->b + c->i, word, n) != 0) return 0;
+    c->i += n;
+    return 1;
+}
+
+static int jc_value(JsonCursor *c, int depth) {
+    size_t bs, be;
+    if (c->i >= c->e) return 0;
+    u8 x = c->b[c->i];
+    if (x == '"') return jc_string(c, &bs, &be, 1);
+    if (x == 't') return jc_literal(c, "true", 4);
+    if (x == 'f') return jc_literal(c, "false", 5);
+    if (x == 'n') return jc_literal(c, "null", 4);
+    if (x == '[' || x == '{') {
+        u8 close = x == '[' ? ']' : '}';
+        if (depth >= 8) return 0;
+        c->i++;
+        jc_ws(c);
+        if (c->i < c->e && c->b[c->i] == close) {
+            c->i++;
+            return 1;
+        }
+        for (;;) {
+            if (x == '{') {
+                if (!jc_string(c, &bs, &be, 1)) return 0;
+                jc_ws(c);
+                if (c->i >= c->e || c->b[c->i] != ':') return 0;
+                c->i++;
+                jc_ws(c);
+            }
+            if (!jc_value(c, depth + 1)) return 0;
+            jc_ws(c);
+            if (c->i >= c->e) return 0;
+            if (c->b[c->i] == ',') {
+                c->i++;
+                jc_ws(c);
+                continue;
+            }
+            if (c->b[c->i] != close) return 0;
+            c->i++;
+            return 1;
+        }
+    }
+    return jc_number(c);
+}
+
+/* 1 and the body's [*bs, *be) when line [s, e) is simple, else 0; names: content, repo, path, license */
+static int jc_line(const u8 *b, size_t s, size_t e, const Py_buffer *names, size_t *bs, size_t *be) {
+    JsonCursor c = {b, s, e};
+    unsigned seen = 0;
+    jc_ws(&c);
+    if (c.i >= c.e || b[c.i] != '{') return 0;
+    c.i++;
+    jc_ws(&c);
+    for (;;) {
+        size_t ks, ke;
+        if (!jc_string(&c, &ks, &ke, 0)) return 0;
+        int which = -1;
+        for (int k = 0; k < 4; k++)
+            if ((size_t)names[k].len == ke - ks && memcmp(b + ks, names[k].buf, ke - ks) == 0) which = k;
+        jc_ws(&c);
+        if (c.i >= c.e || b[c.i] != ':') return 0;
+        c.i++;
+        jc_ws(&c);
+        if (which >= 0) {
+            if (seen & (1u << which)) return 0;
+            seen |= 1u << which;
+        }
+        if (which == 0) {
+            if (c.i >= c.e || b[c.i] != '"') return 0;
+            int64_t close = string_end(b, c.i + 1, c.e);
+            if (close < 0) return 0;
+            *bs = c.i + 1;
+            *be = (size_t)close;
+            c.i = (size_t)close + 1;
+        } else if (which == 1 || which == 2) {
+            size_t vs, ve;
+            if (!jc_string(&c, &vs, &ve, 1)) return 0;
+        } else if (which == 3 && c.i < c.e && b[c.i] == 'n') {
+            if (!jc_literal(&c, "null", 4)) return 0;
+        } else if (which == 3) {
+            size_t vs, ve;
+            if (!jc_string(&c, &vs, &ve, 1)) return 0;
+        } else if (!jc_value(&c, 1)) {
+            return 0;
+        }
+        jc_ws(&c);
+        if (c.i >= c.e) return 0;
+        if (b[c.i] == ',') {
+            c.i++;
+            jc_ws(&c);
+            continue;
+        }
+        if (b[c.i] != '}') return 0;
+        c.i++;
+        break;
+    }
+    jc_ws(&c);
+    return c.i == c.e && (seen & 7u) == 7u;
+}
+
+static PyObject *py_json_lines_scan(PyObject *self, PyObject *args) {
+    Py_buffer buf, starts, ends, names[4], status, h1, h2;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*y*y*y*y*y*w*w*w*", &buf, &starts, &ends, &names[0], &names[1], &names[2],
+                          &names[3], &status, &h1, &h2))
+        return NULL;
+    size_t n = (size_t)starts.len / 8;
+    const int64_t *s = starts.buf, *e = ends.buf;
+    int ok = check(ends.len == starts.len && starts.len % 8 == 0, "starts and ends: int64 arrays of one length") &&
+             check((size_t)status.len >= n && (size_t)h1.len >= n * 8 && (size_t)h2.len >= n * 8,
+                   "status, h1 or h2 is too small");
+    for (size_t d = 0; ok && d < n; d++)
+        ok = check(s[d] >= 0 && s[d] <= e[d] && e[d] <= (int64_t)buf.len, "a range is outside buf");
+    if (ok) {
+        const u8 *b = buf.buf;
+        u8 *st = status.buf;
+        u64 *o1 = h1.buf, *o2 = h2.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (size_t d = 0; d < n; d++) {
+            size_t bs = 0, be = 0;
+            st[d] = (u8)jc_line(b, (size_t)s[d], (size_t)e[d], names, &bs, &be);
+            o1[d] = st[d] ? xxh64(b, bs, be, 0) : 0;
+            o2[d] = st[d] ? xxh64(b, bs, be, 1) : 0;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&starts);
+    PyBuffer_Release(&ends);
+    for (int k = 0; k < 4; k++) PyBuffer_Release(&names[k]);
+    PyBuffer_Release(&status);
+    PyBuffer_Release(&h1);
+    PyBuffer_Release(&h2);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
 }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import functools
+import warnings
 import zlib
 from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -298,25 +300,27 @@ class FrameLines(Sequence):
     iterated: their number, positions and blank lines are found without copying them, and a
     worker receives ``data`` alone (this pickles as ``data`` and the first line number)."""
 
-    __slots__ = ("_count", "_data", "_ends", "_lines", "_parts", "first")
+    __slots__ = ("_data", "_ends", "_lines", "_parts", "first")
 
-    def __init__(self, data: bytes, first: int):
+    def __init__(self, data: bytes, first: int, ends: list[int] | None = None):
+        """``ends``: the position of each line's newline in ``data``, when the caller has them
+        (:meth:`ends` finds them otherwise)."""
         assert data.endswith(b"\n"), "a frame's lines each end with a newline"
         self._data, self.first = data, first
         self._parts: list[bytes | memoryview] | None = None
-        self._count: int | None = None
         self._lines: list[tuple[int, bytes]] | None = None
-        self._ends: list[int] | None = None
+        self._ends: list[int] | None = ends
 
     @classmethod
-    def of_parts(cls, parts: list[bytes | memoryview], first: int, count: int) -> FrameLines:
-        """The ``count`` lines whose bytes are ``parts`` one after the other (slices of the pieces
-        a reader decompressed), joined into :attr:`data` only when that is first used: a driver
-        that writes them somewhere (dedup's line spool, with ``os.writev``) never copies them."""
+    def of_parts(cls, parts: list[bytes | memoryview], first: int, ends: list[int]) -> FrameLines:
+        """The lines whose bytes are ``parts`` one after the other (slices of the pieces a reader
+        decompressed; ``ends``: each line's newline in their join), joined into :attr:`data` only
+        when that is first used: a driver that writes them somewhere (dedup's line spool, with
+        ``os.writev``) never copies them."""
         assert parts and parts[-1][-1:] == b"\n", "a frame's lines each end with a newline"
         lines = cls.__new__(cls)
-        lines._data, lines._parts, lines._count, lines.first = None, parts, count, first
-        lines._lines = lines._ends = None
+        lines._data, lines._parts, lines._ends, lines.first = None, parts, ends, first
+        lines._lines = None
         return lines
 
     @property
@@ -344,7 +348,7 @@ class FrameLines(Sequence):
         """The position of each line's newline in ``data``."""
         if self._ends is None:
             data = self.data
-            if data.count(b"\n", 0, 1 << 16) < 96:  # lines over ~700 bytes: memchr from newline to newline
+            if data.count(b"\n", 0, 1 << 13) < 12:  # lines over ~700 bytes: memchr from newline to newline
                 out, find, pos, stop = [], data.find, -1, len(data) - 1
                 while pos < stop:
                     pos = find(b"\n", pos + 1)
@@ -357,7 +361,7 @@ class FrameLines(Sequence):
         return self._ends
 
     def __len__(self) -> int:
-        return self._count if self._count is not None else len(self.ends())
+        return len(self.ends())
 
     def _split(self) -> list[tuple[int, bytes]]:
         if self._lines is None:
@@ -605,6 +609,32 @@ def row_to_record(row: dict[str, Any], columns: ColumnsConfig, source: str, line
     )
 
 
+@dataclass(slots=True)
+class ScannedLines:
+    """Lines as :meth:`JsonlReader.scan` gives them: where they are in ``data`` ((line number,
+    start, end) each) and the key of each line's raw content string (None: the line is not of the
+    simple form, decode it)."""
+
+    source: str
+    data: bytes
+    spans: list[tuple[int, int, int]]
+    keys: list[tuple[int, int] | None]
+
+
+@functools.lru_cache(maxsize=1)
+def _json_lines_scan() -> Any:
+    """The C ``json_lines_scan``, or None (a RuntimeWarning, once)."""
+    from preprocessing.dedup import native
+
+    try:
+        return native.kernel("json_lines_scan")
+    except (native.KernelsUnavailable, AttributeError) as exc:
+        warnings.warn(f"the C kernels have no json_lines_scan ({exc}): stream decodes every line, repeated "
+                      f"content strings too (the same output, slower); {native.BUILD_HINT}", RuntimeWarning,
+                      stacklevel=3)
+        return None
+
+
 class JsonlReader(FileDumpReader):
     """Streams JSON Lines files (plain, .gz, .zst); the main process only splits lines.
 
@@ -649,7 +679,8 @@ class JsonlReader(FileDumpReader):
             # pieces (each line with its newline), joined into one FrameLines when it is full (one
             # copy; a list of lines costs a bytes object per line). ``unit.lines`` is empty then.
             parts: list[bytes | memoryview] = []
-            first = count = 0  # its first line number, its lines
+            part_ends: list[int] = []  # the newlines of its lines in the joined parts (no search again)
+            first = count = size = 0  # its first line number, its lines, its bytes
             batch = self.batch_records
             try:
                 for group, raw, frame_no, skipped in iter_line_groups(path, (skip or {}).get(source), batch,
@@ -665,18 +696,21 @@ class JsonlReader(FileDumpReader):
                             take = min(len(ends) - k, batch - count)
                             stop = ends[k + take - 1] + 1
                             parts.append(data if stop - pos == len(data) else memoryview(data)[pos:stop])
+                            shift = size - pos
+                            part_ends.extend([e + shift for e in ends[k:k + take]] if shift else ends[k:k + take])
+                            size += stop - pos
                             count += take
                             nlines += take
                             k += take
                             pos = stop
                             if count >= batch:
                                 status["lines"] = nlines
-                                yield JsonlUnit(source, FrameLines.of_parts(parts, first, count))
-                                parts, count = [], 0
+                                yield JsonlUnit(source, FrameLines.of_parts(parts, first, part_ends))
+                                parts, part_ends, count, size = [], [], 0, 0
                         continue
                     if parts:  # the unit goes on as a list (or ends, before a whole frame)
-                        unit.lines = list(FrameLines(b"".join(parts), first))
-                        parts, count = [], 0
+                        unit.lines = list(FrameLines(b"".join(parts), first, part_ends))
+                        parts, part_ends, count, size = [], [], 0, 0
                     if skipped or (raw is not None and isinstance(group, FrameLines) and len(group) <= batch
                                    and not group.has_blank()):
                         if unit.lines:
@@ -711,7 +745,7 @@ class JsonlReader(FileDumpReader):
             else:
                 cut = False
             if parts:
-                unit.lines = FrameLines.of_parts(parts, first, count)
+                unit.lines = FrameLines.of_parts(parts, first, part_ends)
             status["lines"], status["clean"] = nlines, not cut
             if nlines == 0 and not unit.rejected and not cut:
                 self._warnings.append(f"{source}: empty file (no records)")
@@ -768,7 +802,8 @@ class JsonlReader(FileDumpReader):
         if not content:
             yield JsonlRange(source, start, start, line, notes=[InputWarning(f"{source}: empty file (no records)")])
 
-    def _decode_range(self, unit: JsonlRange) -> Iterator[CodeFile | Rejected | InputWarning | FileRead]:
+    def _decode_range(self, unit: JsonlRange, decode_lines: Callable[[str, Any], list]
+                      ) -> Iterator[CodeFile | Rejected | InputWarning | FileRead]:
         source = unit.source
         yield from unit.notes
         if not unit.read:
@@ -784,7 +819,7 @@ class JsonlReader(FileDumpReader):
             if lines and not lines[-1]:
                 lines.pop()
             good = [pair for pair in enumerate(lines, unit.first_line) if pair[1] and not pair[1].isspace()]
-            yield from self.decode_lines(source, good)
+            yield from decode_lines(source, good)
             yield FileRead(source, len(good), True)
             return
         nlines = 0  # a whole compressed file: as units() reads it, in the worker
@@ -794,7 +829,7 @@ class JsonlReader(FileDumpReader):
             for group, _raw, _frame_no, _skipped in iter_line_groups(source):
                 good = [pair for pair in group if pair[1] and not pair[1].isspace()]  # blank lines are no records
                 nlines += len(good)
-                yield from self.decode_lines(source, good)
+                yield from decode_lines(source, good)
         except TruncatedInput as exc:
             partial = getattr(exc, "partial", b"")
             yield InputWarning(self._truncation_message(source, exc, nlines))
@@ -807,11 +842,16 @@ class JsonlReader(FileDumpReader):
             yield InputWarning(f"{source}: empty file (no records)")
         yield FileRead(source, nlines, not cut)
 
-    def decode(self, unit: JsonlUnit | JsonlRange) -> Iterator[CodeFile | Rejected]:
+    def decode(self, unit: JsonlUnit | JsonlRange, lines: Callable[[str, Any], list] | None = None
+               ) -> Iterator[CodeFile | Rejected]:
+        """The unit's records (and rejections, warnings, what was read) in line order. ``lines``
+        (optional): what decodes each group of its lines instead of :meth:`decode_lines`, with the
+        same arguments (a unit's lines, or the lines a worker read of a range or a file in turn)."""
+        decode_lines = lines or self.decode_lines
         if isinstance(unit, JsonlRange):
-            yield from self._decode_range(unit)  # type: ignore[misc]
+            yield from self._decode_range(unit, decode_lines)  # type: ignore[misc]
             return
-        yield from self.decode_lines(unit.source, unit.lines)
+        yield from decode_lines(unit.source, unit.lines)
         yield from unit.rejected
 
     def _truncation_message(self, source: str, exc: TruncatedInput, nlines: int) -> str:
@@ -864,6 +904,38 @@ class JsonlReader(FileDumpReader):
         if type(row) is not dict:
             return Rejected("invalid_json", source, lineno, nbytes, detail="not a JSON object")
         return row_to_record(row, self.columns, source, lineno, nbytes, self.max_file_bytes, owned=True)
+
+    def scan(self, source: str, lines: list[tuple[int, bytes]] | FrameLines) -> ScannedLines | None:
+        """Lines (as :meth:`decode_lines` takes them) with, per line, the key of its raw content
+        string where the line is of the simple form the C scan checks (``json_lines_scan`` in
+        preprocessing/dedup/_cminhash.c): two such lines with the same key give records of the
+        same content (same raw bytes), whatever their other fields. None where that cannot be
+        had: no lines, columns that are not four distinct names, or no C extension (then a
+        RuntimeWarning, once: the caller decodes as usual, the same records)."""
+        cols = self.columns
+        names = (cols.content, cols.repo_name, cols.path, cols.license)
+        if not lines or not all(names) or len(set(names)) != 4:
+            return None
+        scan_fn = _json_lines_scan()
+        if scan_fn is None:
+            return None
+        if isinstance(lines, FrameLines):
+            data, first = lines.data, lines.first
+            ends = np.array(lines.ends(), np.int64)
+            linenos: Any = range(first, first + len(ends))
+        else:
+            data = b"\n".join([line for _, line in lines])
+            ends = np.cumsum(np.fromiter((len(line) + 1 for _, line in lines), np.int64, len(lines))) - 1
+            linenos = [lineno for lineno, _ in lines]
+        n = len(ends)
+        starts = np.empty(n, np.int64)
+        starts[:1] = 0
+        starts[1:] = ends[:-1] + 1
+        status, h1, h2 = np.empty(n, np.uint8), np.empty(n, np.uint64), np.empty(n, np.uint64)
+        scan_fn(data, starts, ends, *(orjson.dumps(name)[1:-1] for name in names), status, h1, h2)
+        spans = list(zip(linenos, starts.tolist(), ends.tolist()))
+        keys = [(a, b) if ok else None for ok, a, b in zip(status.tolist(), h1.tolist(), h2.tolist())]
+        return ScannedLines(source, data, spans, keys)
 
     def decode_line(self, source: str, lineno: int, line: bytes) -> CodeFile | Rejected:
         """The record (or rejection) of one raw line; :meth:`decode` is this for each line of a unit."""

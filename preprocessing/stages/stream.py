@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from itertools import compress, islice
 from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import orjson
@@ -29,7 +29,7 @@ from preprocessing.filters.quality import file_metrics_columns
 from preprocessing.hashing import record_key, record_key_hashes
 from preprocessing.profile import EXAMPLES_PER_REASON, CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
-from preprocessing.record import CodeFile, FileRead, InputWarning
+from preprocessing.record import CodeFile, FileRead, InputWarning, KnownLines
 from preprocessing.runner import ExecutorSpec, Stage, run_fused, run_stage
 from preprocessing.stats import StageStats
 from preprocessing.writers import ShardedJsonlWriter
@@ -193,6 +193,22 @@ def known_mask(known: list[np.ndarray], keys: np.ndarray) -> np.ndarray | None:
     return hit
 
 
+_MERGED_KNOWN: list[Any] = [(), []]
+"""Per process: the rounds' key arrays a unit last saw (the arrays themselves, kept: their ids
+name them) and their union, as one sorted array."""
+
+
+def _merged_known(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """The rounds' sorted key arrays as one (one search per chunk, not one per round): a list of
+    the union, or [] when there is no key; cached for the next unit, which mostly sees the same."""
+    ids = tuple(id(a) for a in arrays)
+    if ids != tuple(id(a) for a in _MERGED_KNOWN[0]):
+        keys = [a for a in arrays if len(a)]
+        merged = [np.asarray(keys[0])] if len(keys) == 1 else [np.unique(np.concatenate(keys))] if keys else []
+        _MERGED_KNOWN[:] = [tuple(arrays), merged]
+    return _MERGED_KNOWN[1]
+
+
 _KNOWN_METRICS: dict[int, dict[str, float]] = {}
 """Per process: content key -> metrics of the known records this process has met (a cache of
 values that are a function of the content; bounded)."""
@@ -204,6 +220,108 @@ def _known_metrics() -> dict[int, dict[str, float]]:
     if len(_KNOWN_METRICS) >= _KNOWN_METRICS_MAX:
         _KNOWN_METRICS.clear()
     return _KNOWN_METRICS
+
+
+class RawBodyKeys:
+    """Per process: the content key of the record each raw content string (the key
+    :meth:`JsonlReader.scan` gives a simple line's) was decoded to, so that a line repeating it is
+    known without decoding (:class:`_RawRepeats`); bounded. Units are scanned while repeats are
+    met: after SCAN_PROBE lines, when fewer than 1 in 16 had a key met before, the next SCAN_PAUSE
+    lines are not scanned (a dump of unique files pays the scan on ~6% of its lines)."""
+
+    SCAN_PROBE = 4096
+    SCAN_PAUSE = 1 << 16
+    KEYS_MAX = 1 << 17  # ~20 MB of (128-bit key, content key) entries at most
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple[int, int], int] = {}
+        self.scanned = self.hits = self.pause = 0
+
+    def wanted(self, n: int) -> bool:
+        """Whether to scan the next ``n`` lines (else they count against the pause); emptied when full."""
+        if len(self.keys) >= self.KEYS_MAX:
+            self.keys.clear()
+        if self.pause > 0:
+            self.pause -= n
+            return False
+        return True
+
+    def judged(self, n: int, hits: int) -> None:
+        """``n`` lines more were scanned, ``hits`` of them with a key met before."""
+        self.scanned += n
+        self.hits += hits
+        if self.scanned >= self.SCAN_PROBE:
+            if self.hits * 16 < self.scanned:
+                self.pause = self.SCAN_PAUSE
+            self.scanned = self.hits = 0
+
+
+_RAW_KEYS = RawBodyKeys()
+
+
+class _RawRepeats:
+    """What decodes a unit's lines for `stream` (:meth:`JsonlReader.decode`'s ``lines``), group
+    by group (the unit's lines, or those a worker reads of a range or a file in turn): the items
+    ``decode_lines`` gives, in line order, but the lines the unit's loop would only count are not
+    decoded and come as one :class:`KnownLines` of their content keys after each block's records.
+
+    Such a line is a simple line (:meth:`JsonlReader.scan`) whose raw content string this process
+    decoded before (:class:`RawBodyKeys`: same raw bytes, same content, and the line is a valid
+    record), of a key that is a known duplicate whatever comes before it in the unit (passed
+    earlier in the unit, or in an earlier round's keys with its metrics in ``memo``), with
+    KNOWN_EXAMPLES such lines before it: those are known duplicates by the time the loop reaches
+    it, so it is past the examples, and so is every record after it (where it is counted does not
+    matter: past the examples a known duplicate is only counted). A block is decided when the
+    loop asks for it, before the loop runs on it; which keys are known only grows, so a line so
+    decided is a known duplicate when its turn comes."""
+
+    def __init__(self, reader: Reader, passed: dict[int, Any], known: list[np.ndarray],
+                 memo: dict[int, dict[str, float]]):
+        self.reader, self.passed, self.known, self.memo = reader, passed, known, memo
+        self.answered = 0  # lines of the unit known to be known duplicates when decided
+
+    def __call__(self, source: str, lines: Any) -> Iterator[Any]:
+        reader, raw = self.reader, _RAW_KEYS
+        scanned = reader.scan(source, lines) if raw.wanted(len(lines)) else None  # type: ignore[attr-defined]
+        if scanned is None:
+            yield from reader.decode_lines(source, lines)  # type: ignore[attr-defined]
+            return
+        passed, known, memo = self.passed, self.known, self.memo
+        keys_of = raw.keys
+        data = scanned.data
+        digest = xxhash.xxh3_64_intdigest
+        for c0 in range(0, len(scanned.spans), METRICS_BATCH):
+            spans = scanned.spans[c0:c0 + METRICS_BATCH]
+            rkeys = scanned.keys[c0:c0 + METRICS_BATCH]
+            ckeys = [keys_of.get(k) for k in rkeys]  # (None for a line that is not simple)
+            cand = [c for c in ckeys if c is not None and c not in passed]
+            from_rounds: set[int] = set()
+            if cand and known:
+                hit = known_mask(known, np.array(cand, np.uint64))
+                if hit is not None:
+                    from_rounds = {c for c, h in zip(cand, hit.tolist()) if h and c in memo}
+            counted: list[int] = []  # the content keys of the lines only counted
+            todo: list[tuple[int, bytes]] = []
+            todo_keys: list[tuple[int, int] | None] = []
+            hits = 0
+            for (lineno, start, end), rk, c in zip(spans, rkeys, ckeys):
+                if c is not None:
+                    hits += 1
+                    if lineno != 1 and (c in passed or c in from_rounds):  # (a byte order mark may open line 1)
+                        self.answered += 1
+                        if self.answered > KNOWN_EXAMPLES:
+                            counted.append(c)
+                            continue
+                todo.append((lineno, data[start:end]))
+                todo_keys.append(rk if c is None else None)
+            raw.judged(len(spans), hits)
+            decoded = reader.decode_lines(source, todo) if todo else []  # type: ignore[attr-defined]
+            for rk, item in zip(todo_keys, decoded):  # the content keys of the raw strings met first here
+                if rk is not None and type(item) is CodeFile:
+                    keys_of[rk] = digest(item.content.encode("utf-8", "surrogatepass"))
+            yield from decoded
+            if counted:  # after the block's records: the loop counts them past its examples wherever they come
+                yield KnownLines(counted)
 
 
 def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
@@ -224,7 +342,7 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     files: list[FileRead] = []
     normalize = w.exact.normalize_whitespace
     skip = w.exact.enabled
-    known = [h.get() for h in ku.known] if skip else []
+    known = _merged_known([h.get() for h in ku.known]) if skip else []
     passed_keys: list[int] = []  # content keys of the records passed unchanged
     counted: list[int] = []  # content keys of the known duplicates past the first KNOWN_EXAMPLES
     n_known = 0  # known duplicates of the unit so far (the first KNOWN_EXAMPLES carry their content)
@@ -237,12 +355,18 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     dropped_n: Counter = Counter()
     n_in = bytes_in = n_kept = bytes_out = 0  # read (= the filter stage's input) and the filters' keeps
     dumps, append, add_before = orjson.dumps, kept.append, before.append
-    decoded = w.reader.decode(ku.unit)
+    if skip and not rewriters and hasattr(w.reader, "scan"):  # repeats known by their raw line (_RawRepeats)
+        decoded = w.reader.decode(ku.unit, _RawRepeats(w.reader, passed, known, memo))
+    else:
+        decoded = w.reader.decode(ku.unit)
     while chunk := list(islice(decoded, METRICS_BATCH)):
         records: list[CodeFile] = []
         for item in chunk:
             if isinstance(item, CodeFile):
                 records.append(item)
+            elif type(item) is KnownLines:  # repeats the loop would only count (_RawRepeats)
+                counted.extend(item.tokens)
+                n_known += len(item.tokens)
             elif isinstance(item, InputWarning):
                 warnings.append(item.text)
             elif isinstance(item, FileRead):
@@ -386,8 +510,8 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                 profile.offer_example(reason, ranks[j], example)
     repeats = Counter(counted)  # content key -> known duplicates past the first KNOWN_EXAMPLES
     known_n = known_bytes = 0
-    if repeats:
-        firsts = [passed[key] for key in repeats]
+    if repeats:  # (a key only counted, from an earlier round: its metrics from the process's cache)
+        firsts = [passed[key] if key in passed else (0, memo[key], memo[key], "") for key in repeats]
         profile.before.add_batch([metrics for _, metrics, _, _ in firsts], list(repeats.values()))
         for (_, metrics, after, _), n in zip(firsts, repeats.values()):
             n_in += n
