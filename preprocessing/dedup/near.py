@@ -65,13 +65,11 @@ from preprocessing.readers import (
 )
 from preprocessing.readers.jsonl import (
     MAX_WINDOW,
-    WORKER_FILE_MAX,
     WORKER_FILES_MIN,
     FrameLines,
     JsonlUnit,
     TruncatedInput,
     _iter_zstd_frames,
-    _size,
     row_to_record,
 )
 from preprocessing.record import CodeFile, Rejected
@@ -234,10 +232,9 @@ class LineNotes:
             k = len(status) - status.count(LINE_REJECTED)
             if (self.digests is not None and u >= len(self.digests)) or len(status) != unit.nlines or ordinal + k > result.n:
                 raise ValueError(CHANGED.format("more records"))
-            sl = slice(ordinal, ordinal + k)
-            flags = (result.cluster[sl] >= 0).astype(np.uint8) | (result.drop[sl].astype(np.uint8) << 1)
+            flags = _flags(result, ordinal, k)
             pos, ordinal = pos + unit.nlines, ordinal + k
-            yield unit, status, flags.tobytes(), self.digests is not None
+            yield unit, status, flags, self.digests is not None
         if pos != len(self.status):
             raise ValueError(CHANGED.format("fewer records"))
 
@@ -253,10 +250,14 @@ class LineNotes:
             k = len(status) - status.count(LINE_REJECTED)
             if ordinal + k > result.n:
                 raise ValueError(CHANGED.format("more records"))
-            sl = slice(ordinal, ordinal + k)
-            flags = (result.cluster[sl] >= 0).astype(np.uint8) | (result.drop[sl].astype(np.uint8) << 1)
-            yield FileJob(index, n, status, flags.tobytes(), self.digests is not None, spool)
+            yield FileJob(index, n, status, _flags(result, ordinal, k), self.digests is not None, spool)
             u, ordinal = u + n, ordinal + k
+
+
+def _flags(result: ClusterResult, ordinal: int, k: int) -> bytes:
+    """The _MEMBER/_DROPPED flags of records ``ordinal`` to ``ordinal + k``, a byte each."""
+    sl = slice(ordinal, ordinal + k)
+    return ((result.cluster[sl] >= 0).astype(np.uint8) | (result.drop[sl].astype(np.uint8) << 1)).tobytes()
 
 
 @dataclass
@@ -285,16 +286,16 @@ class FileJob:
 
 def worker_files(reader: Reader, limit: int | None) -> bool:
     """Whether the workers read the input files themselves, a file per work unit, in both passes:
-    JSON Lines input of at least WORKER_FILES_MIN compressed files (.gz, or .zst that are not all
-    whole-line frames), each at most WORKER_FILE_MAX, and no ``limit``, as `stream` reads such a
-    dump. A worker cuts its file into the line units the driver would cut (units never span
+    JSON Lines input of compressed files only (.gz, or .zst that are not all whole-line frames),
+    each of which :meth:`JsonlReader.read_whole` gives to a worker, and no ``limit``, as `stream`
+    reads such a dump. A worker cuts its file into the line units the driver would cut (units never span
     files), so the output is the same as the driver's split; the choice depends on the input only."""
     if not isinstance(reader, JsonlReader) or limit is not None or len(reader.paths) < WORKER_FILES_MIN:
         return False
     if not all(basename(p).endswith((".gz", ".zst")) for p in reader.paths):
         return False
     try:
-        return all(_size(p) <= WORKER_FILE_MAX for p in reader.paths)
+        return all(reader.read_whole(p, len(reader.paths)) for p in reader.paths)
     except OSError:
         return False  # (the driver-side units name the file that cannot be read)
 

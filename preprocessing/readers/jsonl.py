@@ -769,7 +769,7 @@ class JsonlReader(FileDumpReader):
                     yield from self._plain_ranges(path, source)
                 except OSError as exc:
                     raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
-            elif len(compressed) >= WORKER_FILES_MIN and _size(path) <= WORKER_FILE_MAX:
+            elif self.read_whole(path, len(compressed)):
                 yield JsonlRange(source)
             else:
                 one = copy.copy(self)  # the driver-side units of this file
@@ -777,6 +777,11 @@ class JsonlReader(FileDumpReader):
                 yield from one.units()
                 notes = [InputWarning(w) for w in one.warnings] + [FileRead(**f) for f in one.input_files]
                 yield JsonlRange(source, notes=notes, read=False)
+
+    def read_whole(self, path: Location, compressed: int) -> bool:
+        """Whether a worker reads the compressed file ``path`` whole (one work unit), in an input
+        of ``compressed`` compressed files: WORKER_FILES_MIN of them, each at most WORKER_FILE_MAX."""
+        return compressed >= WORKER_FILES_MIN and _size(path) <= WORKER_FILE_MAX
 
     def _plain_ranges(self, path: Location, source: str) -> Iterator[JsonlRange]:
         start, line, carry, content = 0, 1, b"", False

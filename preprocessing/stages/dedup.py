@@ -88,7 +88,7 @@ class DedupStage(Stage):
                 pass  # (nothing was written but the work dir, which _pass1 removed)
         if near.worker_files(reader, limit):  # a dump of compressed files: each worker reads its own
             index, lines, rejected = self._pass1(executor, work_dir, iter(range(len(reader.paths))), near._sketch_file,
-                                                 batch=0)
+                                                 files=True)
             return self._finish(executor, out, index, lines, rejected, t0)
         units = near._units(reader, limit, frames=isinstance(reader, JsonlReader) and cfg.copy_frames)
         spool = None
@@ -101,20 +101,21 @@ class DedupStage(Stage):
         return self._finish(executor, out, index, lines, rejected, t0)
 
     def _pass1(self, executor: Executor, work_dir: Path, units: Iterator[Any], fn: Any, cost: Any = len,
-               spool: LineSpool | None = None, batch: int = RECORDS_PER_TASK
+               spool: LineSpool | None = None, files: bool = False
                ) -> tuple[NearDedupIndex, near.LineNotes | None, Counter]:
+        """``files``: the units are input files the workers read whole (one task each)."""
         rejected: Counter = Counter()
         lines = near.LineNotes(spool_dir=work_dir, line_spool=spool) if isinstance(self.reader, JsonlReader) else None
-        if lines is not None and fn is near._sketch_file:
-            lines.files = []
+        if files:
+            lines.files = []  # type: ignore[union-attr]
         index = NearDedupIndex(self.cfg, work_dir, executor)
         try:
             spool_dir = None
-            if lines is not None and fn is near._sketch_file and executor.local_disk:
+            if files and executor.local_disk:
                 spool_dir = str((work_dir / "files").resolve())
                 Path(spool_dir).mkdir(parents=True, exist_ok=True)
             context = near.DedupWorker(self.reader, self.cfg, spool_dir)
-            for out in executor.map(fn, units, context, batch=batch, cost=cost):
+            for out in executor.map(fn, units, context, batch=0 if files else RECORDS_PER_TASK, cost=cost):
                 if out is None:
                     raise near._NotFrames
                 for res in out.units if isinstance(out, near.FileSketch) else (out,):
