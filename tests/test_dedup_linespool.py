@@ -223,9 +223,20 @@ def test_a_dump_of_compressed_files_is_read_by_the_workers_with_the_same_output(
         assert not (out / ".work").exists()
         return list(reads)
 
+    removed: list[str] = []
+    remove = linespool.remove
+
+    def removing(kept):  # (each spool goes as its file's last unit passes pass 2, not at the stage's end)
+        assert Path(kept[0]).exists()
+        removed.append(kept[0])
+        remove(kept)
+
+    monkeypatch.setattr(linespool, "remove", removing)
     assert near.worker_files(JsonlReader(paths), None) and not near.worker_files(JsonlReader(paths), 10)
     assert run("files-1", 1) == [1] * 5  # (inline: each file read once, by its own reader)
+    assert len(removed) == len(set(removed)) == 5
     run("files-2", 2)
+    assert len(set(removed)) == 10
     monkeypatch.setattr(linespool, "BUDGET", 0)  # no room for the spools: pass 2 reads each file again
     with pytest.warns(RuntimeWarning, match="line spool"):
         assert run("files-nospool", 1) == [1] * 10

@@ -4,6 +4,7 @@ and hands whole-frame units their compressed bytes, and `dedup` copies untouched
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import orjson
@@ -57,6 +58,36 @@ def test_writer_ends_frames_after_whole_lines_and_copies_frames(tmp_path: Path):
     with ShardedJsonlWriter(tmp_path / "c") as w3:
         w3.write_line(b"")
     assert decompressed(w3.paths[0]) == b"" and w3.paths[0].stat().st_size > 0
+
+
+def test_shards_are_flushed_and_published_in_the_background_with_the_same_bytes(tmp_path: Path, monkeypatch):
+    """The writer's disk thread (a flush every SYNC_BYTES, a full shard fsynced and renamed while the
+    next is written): the same shards, byte for byte, as with a flush only at each shard's end;
+    when close() returns every shard has its final name and no temporary file is left; an error of
+    that thread is raised by close(), and a shard it could not complete keeps no final name."""
+    lines = [orjson.dumps(r) + b"\n" for r in stdlib_rows(60)]
+
+    def shards(out: Path) -> dict[str, bytes]:
+        with ShardedJsonlWriter(out, max_bytes=150_000, frame_bytes=30_000) as w:
+            for line in lines:
+                w.write_line(line)
+        assert sorted(p.name for p in out.iterdir()) == [p.name for p in w.paths]  # (no .tmp left)
+        return {p.name: p.read_bytes() for p in w.paths}
+
+    monkeypatch.setattr(writer_mod, "SYNC_BYTES", 1 << 40)  # a flush at each shard's end only
+    ref = shards(tmp_path / "ref")
+    assert len(ref) > 3
+    monkeypatch.setattr(writer_mod, "SYNC_BYTES", 5_000)  # a flush after every frame or two
+    assert shards(tmp_path / "w") == ref
+
+    def full_disk(fd: int, tmp: Path, final: Path) -> None:
+        os.close(fd)
+        raise OSError(28, "No space left on device", str(tmp))
+
+    monkeypatch.setattr(writer_mod, "_publish", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        shards(tmp_path / "full")
+    assert not list((tmp_path / "full").glob("part-*"))
 
 
 def test_units_of_whole_frames_carry_their_bytes_and_split_the_same_way(tmp_path: Path):

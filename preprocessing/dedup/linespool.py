@@ -211,6 +211,15 @@ class LineSpool:
                 pass
 
 
+def remove(kept: tuple[str, list[_Entry]]) -> None:
+    """Remove the file of a spool that :meth:`LineSpool.detach` kept, once every unit read from it
+    is done (else it goes with the stage's work directory)."""
+    try:
+        os.unlink(kept[0])
+    except FileNotFoundError:
+        pass
+
+
 def replay(kept: tuple[str, list[_Entry]], refs: bool = False) -> Iterator[JsonlUnit | SpooledUnit]:
     """The units of a spool that :meth:`LineSpool.detach` kept, read back from its file, in order
     (with ``refs``: as :class:`SpooledUnit`, read where they arrive)."""

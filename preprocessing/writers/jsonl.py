@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -12,6 +13,10 @@ import orjson
 import zstandard
 
 from preprocessing.record import CodeFile
+
+SYNC_BYTES = 32 << 20
+"""Compressed bytes written to a shard between two flushes of it to disk in the background
+(:class:`ShardedJsonlWriter`): its closing ``fsync`` then has at most this much left to write."""
 
 FRAME_BYTES = 256 << 10
 """Uncompressed bytes per zstd frame of a shard: about 6% larger files than one frame per shard
@@ -65,6 +70,15 @@ def unit_frames(lines: Sequence[bytes | tuple[bytes | memoryview, ...]], cctx: z
     return frames
 
 
+def _publish(fd: int, tmp: Path, final: Path) -> None:
+    """A complete shard: to disk (``fsync`` of a duplicate of its descriptor), then its final name."""
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, final)
+
+
 class ShardedJsonlWriter:
     """Writes rows as JSON lines into ``out_dir/{prefix}-{NNNNN}.jsonl.zst``.
 
@@ -91,6 +105,13 @@ class ShardedJsonlWriter:
     given without (`dedup`'s copies) ends the shard after it, which then passes ``max_bytes`` by
     up to a frame. Each shard is written as ``.<name>.tmp`` and renamed when complete, so a
     partial file is never visible under its final name.
+
+    The disk's part runs in one background thread of the writer, in order: every
+    :data:`SYNC_BYTES` compressed bytes the open shard is flushed (``fdatasync`` on a duplicate of
+    its descriptor), and a full shard is ``fsync``-ed and renamed there while the next one is
+    written, so the caller does not wait for the disk at a roll-over and its last ``fsync`` has
+    little left to write. :meth:`close` waits for that thread: when it returns, every shard is on
+    disk under its final name (an error of the thread is raised there).
     """
 
     def __init__(self, out_dir: str | Path, prefix: str = "part", max_bytes: int = 256 << 20, level: int = 3,
@@ -115,13 +136,33 @@ class ShardedJsonlWriter:
         self._shard_bytes = 0
         self._frame: list[bytes] = []  # the lines of the open frame (compressed when it ends)
         self._frame_bytes = 0  # uncompressed bytes in the open frame
+        self._disk: ThreadPoolExecutor | None = None  # the background thread (see the class doc)
+        self._jobs: list[Future] = []  # its jobs not yet waited for
+        self._fd = -1  # the open shard's descriptor, duplicated for that thread
+        self._unsynced = 0  # compressed bytes written to the open shard since its last flush
 
     def _open(self) -> None:
         name = f"{self.prefix}-{self._index:05d}.jsonl.zst"
         self._final = self.out_dir / name
         self._tmp = self.out_dir / f".{name}.tmp"
         self._file = open(self._tmp, "wb")
-        self._shard_bytes = 0
+        self._fd = os.dup(self._file.fileno())
+        self._shard_bytes = self._unsynced = 0
+
+    def _write(self, raw: bytes) -> None:
+        """Append compressed bytes to the open shard; flush it in the background every :data:`SYNC_BYTES`."""
+        self._file.write(raw)
+        self._unsynced += len(raw)
+        if self._unsynced >= SYNC_BYTES:
+            self._file.flush()
+            self._unsynced = 0
+            self._background(os.fdatasync, self._fd)
+
+    def _background(self, fn: Any, *args: Any) -> None:
+        if self._disk is None:
+            self._disk = ThreadPoolExecutor(1, thread_name_prefix="shard-disk")
+        self._jobs = [job for job in self._jobs if not job.done() or job.exception() is not None]
+        self._jobs.append(self._disk.submit(fn, *args))
 
     def _close_shard(self) -> None:
         if self._file is None:
@@ -129,18 +170,28 @@ class ShardedJsonlWriter:
         self.end_frame()
         if self._file.tell() == 0:
             self._file.write(compress_frame(self._cctx, b""))  # nothing but empty lines: one empty, valid frame
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self._final)
+        self._file.close()  # (flushed: what is left to write to disk, the background thread's fsync writes)
+        self._background(_publish, self._fd, self._tmp, self._final)
         self.paths.append(self._final)
         self._file = self._tmp = None
+        self._fd = -1
         self._index += 1
+
+    def _wait(self) -> None:
+        """Wait for the background thread's jobs; raise the first error among them."""
+        jobs, self._jobs = self._jobs, []
+        errors = [job.exception() for job in jobs]  # (waits for each)
+        if self._disk is not None:
+            self._disk.shutdown()
+            self._disk = None
+        for error in errors:
+            if error is not None:
+                raise error
 
     def end_frame(self) -> None:
         """End the open frame (if it holds bytes): the next line starts a new one."""
         if self._frame_bytes:
-            self._file.write(compress_frame(self._cctx, b"".join(self._frame)))
+            self._write(compress_frame(self._cctx, b"".join(self._frame)))
         self._frame.clear()
         self._frame_bytes = 0
 
@@ -169,7 +220,7 @@ class ShardedJsonlWriter:
         if self._file is None:
             self._open()
         self.end_frame()
-        self._file.write(raw)
+        self._write(raw)
         self._count(nbytes, rows)
 
     def write_lines_frame(self, lines: list[bytes]) -> None:
@@ -196,11 +247,11 @@ class ShardedJsonlWriter:
                 if j < len(sizes) - 1:  # the shard ends inside the frame: a frame for each part
                     if data is None:
                         data = zstandard.ZstdDecompressor().decompress(raw, max_output_size=nbytes)
-                    self._file.write(compress_frame(self._cctx, data[:cut]))
+                    self._write(compress_frame(self._cctx, data[:cut]))
                     self._count(cut, j + 1)  # (closes the shard)
                     raw, data, sizes = None, data[cut:], sizes[j + 1:]
                     continue
-            self._file.write(raw if raw is not None else compress_frame(self._cctx, data))
+            self._write(raw if raw is not None else compress_frame(self._cctx, data))
             self._count(nbytes, len(sizes))
             return
 
@@ -218,19 +269,32 @@ class ShardedJsonlWriter:
         self.write_row(record.to_json_dict())
 
     def close(self) -> None:
-        self._close_shard()
+        """Close the open shard; return when every shard is on disk under its final name."""
+        try:
+            self._close_shard()
+        finally:
+            self._wait()
 
     def abort(self) -> None:
-        """Drop the shard in progress (its temporary file) after an error."""
-        if self._file is not None:
+        """Drop the shard in progress (its temporary file) after an error (the shards closed
+        before it are still completed)."""
+        try:
+            if self._file is not None:
+                try:
+                    self._file.close()
+                finally:
+                    os.close(self._fd)
+                    if self._tmp is not None:
+                        self._tmp.unlink(missing_ok=True)
+                self._file = self._tmp = None
+                self._fd = -1
+                self._frame.clear()
+                self._frame_bytes = 0
+        finally:
             try:
-                self._file.close()
-            finally:
-                if self._tmp is not None:
-                    self._tmp.unlink(missing_ok=True)
-            self._file = self._tmp = None
-            self._frame.clear()
-            self._frame_bytes = 0
+                self._wait()
+            except OSError:
+                pass  # (the error that aborted the writer is the one raised)
 
     def __enter__(self) -> ShardedJsonlWriter:
         return self
