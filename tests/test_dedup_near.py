@@ -550,6 +550,9 @@ def test_pass2_decodes_no_removed_line_and_names_members_from_pass_1(tmp_path, m
     from preprocessing.readers import JsonlReader
 
     rows = dump_rows()[:-3]  # 40 files and 10 near-duplicate copies
+    odd = ['say "hi"\\', "ünï/cödé", "emoji/\U0001f600", 'a\\"b', "tab\there", "/\u2028/"]
+    for i, name in enumerate(odd):  # names a row's bytes must escape as orjson does
+        rows[40 + i]["repo_name"], rows[40 + i]["path"] = name, odd[-1 - i] + ".py"
     d = tmp_path / "in"
     d.mkdir()
     (d / "a.jsonl").write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in rows))
@@ -561,8 +564,11 @@ def test_pass2_decodes_no_removed_line_and_names_members_from_pass_1(tmp_path, m
     assert calls == []
     assert st["near_dedup"]["removed"] == 10 and st["totals"]["kept"] == 40
     clusters = read_rows(tmp_path / "out" / "clusters.jsonl.zst")
+    with open(tmp_path / "out" / "clusters.jsonl.zst", "rb") as f:  # (rows assembled from bytes: orjson's)
+        raw = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True).read()
+    assert raw == b"".join(orjson.dumps(c) + b"\n" for c in clusters)
     members = [m for c in clusters for m in c["members"]]
-    assert len(members) >= 20
+    assert len(members) >= 20 and {m["repo_name"] for m in members} >= set(odd)
     for m in members:
         assert (m["repo_name"], m["path"]) == (rows[m["ordinal"]]["repo_name"], rows[m["ordinal"]]["path"])
     kept = {m["ordinal"] for c in clusters for m in c["members"] if m["ordinal"] == c["kept"]}

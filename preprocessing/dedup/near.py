@@ -102,7 +102,7 @@ class UnitSketch:
     lines: bytes = b""  # JSON Lines input: LINE_* of each line of the unit
     digest: int | None = 0  # JSON Lines input: hash of the unit's lines or frame (pass 2 checks it)
     frame: tuple[str, int, int] | None = None  # a whole-frame unit: (file, frame number, bytes)
-    names: list[bytes] = field(default_factory=list)  # JSON Lines input: per record orjson of [repo_name, path]
+    names: list[bytes] = field(default_factory=list)  # JSON Lines input: per record its member_names()
 
 
 @dataclass
@@ -132,9 +132,10 @@ class LineNotes:
     `stream`, :class:`StreamNearDedup`): pass 2 then checks the line and record counts only, and
     decompresses every frame.
 
-    The records' (repo_name, path) go to ``spool`` (a file, ~60 bytes per record; 8 bytes per
-    record in RAM say where each ends): the clusters file's members take their names from there,
-    by record ordinal, so pass 2 never decodes a removed record's line.
+    The records' (repo_name, path) go to ``spool`` as the clusters file writes them
+    (:func:`member_names`; a file, ~80 bytes per record; 8 bytes per record in RAM say where each
+    ends): the clusters file's members take their names from there, by record ordinal, so pass 2
+    never decodes a removed record's line.
     """
 
     status: bytearray = field(default_factory=bytearray)
@@ -190,7 +191,7 @@ class LineNotes:
         return self if self.files is not None else reader
 
     def names(self, ordinal: int, k: int) -> list[bytes]:
-        """orjson's [repo_name, path] of records ``ordinal`` to ``ordinal + k`` (as pass 1 read them)."""
+        """:func:`member_names` of records ``ordinal`` to ``ordinal + k`` (as pass 1 read them)."""
         if ordinal + k >= len(self.name_ends):
             raise ValueError(CHANGED.format("more records"))
         start, ends = self.name_ends[ordinal], self.name_ends[ordinal + 1 : ordinal + k + 1]
@@ -594,7 +595,7 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
     scores = [keep_score(records[i], size, cfg) for i, size in zip(keep, sizes_kept.tolist())]  # type: ignore[arg-type]
     batch = sketch_of(SignatureBatch(sig=sig[idx], ntokens=ntok[idx]), sizes_kept, scores, hasher,
                       contents if cfg.verify == "exact" else None)
-    names = [orjson.dumps([records[i].repo_name, records[i].path]) for i in keep]  # type: ignore[union-attr]
+    names = [member_names(records[i].repo_name, records[i].path) for i in keep]  # type: ignore[union-attr]
     joined = digest and data is not None and not isinstance(lines, FrameLines)
     return UnitSketch(rejected, batch, bytes(status), xxhash.xxh3_64_intdigest(data) if joined else None,  # type: ignore[arg-type]
                       names=names)
@@ -1088,17 +1089,13 @@ def _reduce_rows(results: Iterator[UnitRows], lines: LineNotes | None, result: C
         clusters = cluster[sl]
         at = np.flatnonzero(clusters >= 0)
         if len(at):
-            names = lines.names(ordinal, k) if lines is not None else None
-            for i, c, s, kc in zip(at.tolist(), clusters[at].tolist(), sim[sl][at].tolist(), kept[sl][at].tolist()):
-                if names is not None:
-                    a, b = orjson.loads(names[i])
-                else:
-                    _line, a, b = res.records[i]
+            for c, kc, member in zip(clusters[at].tolist(), kept[sl][at].tolist(),
+                                     _members(res, lines, ordinal, k, at, sim[sl][at])):
                 members = open_clusters.setdefault(c, [])
-                members.append({"ordinal": ordinal + i, "repo_name": a, "path": b, "similarity": round(s, 4)})
+                members.append(member)
                 left[c] -= 1
                 if left[c] == 0:
-                    cluster_writer.write_row({"cluster": c, "size": len(members), "kept": kc, "members": members})
+                    cluster_writer.write_line(_CLUSTER_ROW % (c, len(members), kc, b",".join(members)))
                     del open_clusters[c]
         ordinal += k
         if f < len(spools) and spool_ends[f] == u + 1:
@@ -1108,6 +1105,32 @@ def _reduce_rows(results: Iterator[UnitRows], lines: LineNotes | None, result: C
         raise ValueError(CHANGED.format("fewer records"))
     if cluster_writer.rows == 0:
         cluster_writer.write_line(b"")  # an empty (but valid) clusters file
+
+
+def member_names(repo_name: str, path: str) -> bytes:
+    """A cluster member's names as its clusters.jsonl row holds them: ``"repo_name":…,"path":…``
+    (orjson's bytes, what pass 1 keeps of each record)."""
+    return orjson.dumps({"repo_name": repo_name, "path": path})[1:-1]
+
+
+_MEMBER = b'{"ordinal":%d,%s,"similarity":%s}'
+_CLUSTER_ROW = b'{"cluster":%d,"size":%d,"kept":%d,"members":[%s]}\n'
+"""A clusters.jsonl row and its members, as ``orjson.dumps`` writes the dicts ``{"cluster", "size",
+"kept", "members": [{"ordinal", "repo_name", "path", "similarity"}, ...]}`` (compact, keys in this
+order), assembled from bytes: no dict per member in the driver."""
+
+
+def _members(res: UnitRows, lines: LineNotes | None, ordinal: int, k: int, at: np.ndarray,
+             similarity: np.ndarray) -> list[bytes]:
+    """The clusters.jsonl members of a unit's records ``at`` (records ``ordinal`` to ``ordinal + k``)."""
+    if lines is not None:
+        names = lines.names(ordinal, k)
+        picked = [names[i] for i in at.tolist()]
+    else:
+        picked = [member_names(res.records[i][1], res.records[i][2]) for i in at.tolist()]
+    # (each similarity rounded as before, written by orjson as in the row's dict; a float has no comma)
+    sims = orjson.dumps([round(s, 4) for s in similarity.tolist()])[1:-1].split(b",")
+    return [_MEMBER % (ordinal + i, name, s) for i, name, s in zip(at.tolist(), picked, sims)]
 
 
 class CleanRowSketcher:
