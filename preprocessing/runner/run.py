@@ -8,6 +8,7 @@ from typing import Any
 
 from common.config import to_dict
 from preprocessing.executors import Executor, ExecutorConfig, make_executor
+from preprocessing.executors.base import keep_freed_memory
 from common.io import (
     check_visible,
     is_complete,
@@ -98,6 +99,7 @@ def run_stage(stage: Stage, run_dir: str | Path | None = None, executor: Executo
     final name, and its re-run builds the same bytes again. The executor (``--executor``,
     ``--workers``) changes how fast, never what.
     """
+    keep_freed_memory()  # (in this process, the driver; the workers as their first task arrives)
     ex, owned = make_executor(executor)
     try:
         check_visible(stage.worker_inputs(), ex.workers, ex.name)
@@ -124,6 +126,7 @@ def run_fused(first: Stage, second: Stage, follower: Follower, run_dir: str | Pa
     """``first`` then ``second`` with ONE pass over the input: ``follower`` (``second``'s fused form)
     sees ``first``'s pass and finishes after ``first`` is published; both are recorded as if run
     one after the other, with the same bytes. If ``first`` is already done, ``second`` runs alone."""
+    keep_freed_memory()  # (in this process, the driver; the workers as their first task arrives)
     ex, owned = make_executor(executor)
     try:
         check_visible([*first.worker_inputs(), *second.worker_inputs()], ex.workers, ex.name)
