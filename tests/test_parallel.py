@@ -119,3 +119,33 @@ def test_a_barrier_on_older_units_waits_only_for_them(workers):
     assert seen == list(range(200))
     if workers > 1:
         assert max(ahead) > 0  # the barrier did not drain the window
+
+
+def dies_at_seven(x: int) -> int:
+    if x == 7:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)  # (a worker killed by the OOM killer or a user)
+    return x
+
+
+def test_a_worker_that_dies_stops_the_map_with_one_line(tmp_path):
+    """A local worker killed in a task: the map raises WorkerDied (it does not wait forever for the
+    lost task), and a stage command says so in one line, exit code 2."""
+    from click.testing import CliRunner
+
+    from preprocessing.cli.common import clean_errors
+    from preprocessing.executors.pool import WorkerDied
+
+    with pytest.raises(WorkerDied, match="a worker process died"):
+        list(ordered_map(dies_at_seven, range(40), workers=2, window=4))
+
+    import click
+
+    @click.command()
+    @clean_errors
+    def command() -> None:
+        list(ordered_map(dies_at_seven, range(40), workers=2, window=4))
+
+    res = CliRunner().invoke(command, [])
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "a worker process died" in res.output

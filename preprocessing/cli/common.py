@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from preprocessing.executors.pool import WorkerDied
+
 # The commands never multiply matrices, so numpy's OpenBLAS need not start a thread per core when
 # numpy is imported: that costs every process ~0.1 s of CPU on 2 cores (more on big machines).
 # Set before any command module imports numpy; a value the user set wins.
@@ -25,7 +27,7 @@ def clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (ValueError, OSError) as exc:  # ConfigError, InputError, ShardError are ValueErrors
+        except (ValueError, OSError, WorkerDied) as exc:  # ConfigError, InputError, ShardError are ValueErrors
             if isinstance(exc, OSError) and not getattr(exc, "filename", None):
                 raise
             click.echo(f"error: {exc}", err=True)
