@@ -52,6 +52,47 @@ def test_commands_keep_openblas_to_one_thread_unless_told(tmp_path):
     assert out.stdout.strip() == "3"
 
 
+def test_a_command_leaves_the_shutdown_no_cyclic_collection_to_run(tmp_path):
+    """After a command the process exits: its objects are frozen at exit (gc.freeze), so the
+    interpreter's shutdown does not traverse them all in a full collection; the output is unchanged."""
+    import subprocess
+    import sys
+
+    rows = write_jsonl(tmp_path / "in.jsonl", stdlib_rows(20))
+    code = ("import atexit, gc, sys\n"
+            "atexit.register(lambda: print('frozen', gc.get_freeze_count()))  # (runs after the CLI's own)\n"
+            "from preprocessing.cli import main\n"
+            "main(sys.argv[1:])\n")
+    out = subprocess.run([sys.executable, "-c", code, "dedup", "-i", str(rows), "-o", str(tmp_path / "o"), "--workers", "1"],
+                         capture_output=True, text=True, check=True)
+    frozen = int(out.stdout.strip().splitlines()[-1].split()[1])
+    assert frozen > 1000 and "dedup: read 20 records" in out.stdout
+    assert (tmp_path / "o" / "part-00000.jsonl.zst").exists() and json.loads((tmp_path / "o" / "stats.json").read_text())
+
+
+def test_a_commands_imports_are_frozen_until_it_ends_and_the_collector_stays_on(tmp_path):
+    """frozen_imports: no collection during a command's imports, their objects in the permanent
+    generation while the command runs, given back when it ends (a process running several
+    commands, as this one does, frees them as usual)."""
+    import gc
+
+    import click
+
+    from preprocessing.cli.common import frozen_imports
+
+    before = gc.get_freeze_count()
+    with click.Context(click.Command("x")):
+        with frozen_imports():
+            assert not gc.isenabled()
+            made = [[i] for i in range(1000)]
+        assert gc.isenabled() and gc.get_freeze_count() >= before + len(made)
+    assert gc.get_freeze_count() == before and gc.isenabled()
+    rows = write_jsonl(tmp_path / "in.jsonl", stdlib_rows(20))
+    result = CliRunner().invoke(main, ["dedup", "-i", str(rows), "-o", str(tmp_path / "o"), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert gc.get_freeze_count() == before and gc.isenabled()
+
+
 def test_strict_makes_a_truncated_input_a_one_line_error_in_every_command_that_reads_jsonl(tmp_path):
     """Without --strict a cut .zst is a warning after the lines before the cut (exit 0); with it,
     `stream`, `dedup`, `tokenizer` and `pack` stop with one line naming the file, exit code 2."""

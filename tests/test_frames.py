@@ -367,6 +367,8 @@ def test_unit_frames_cut_whole_lines_and_only_for_units_that_fill_a_frame(tmp_pa
     # lines given as their pieces (views of a buffer, as dedup's pass 2 assembles them): the same frames
     pieces = [line if i % 3 == 0 else (line[:5], memoryview(line)[5:-2], line[-2:]) for i, line in enumerate(lines)]
     assert writer_mod.unit_frames(pieces, writer_mod.zstd_compressor(3), frame_bytes=40_000) == frames
+    assert writer_mod.unit_frames(pieces, writer_mod.zstd_compressor(3), frame_bytes=40_000,
+                                  sizes=[len(line) for line in lines]) == frames  # (the caller's sizes)
     assert writer_mod.joined_lines(pieces) == b"".join(lines)
     n0 = frames[0][2]
     with ShardedJsonlWriter(tmp_path) as w:
@@ -450,7 +452,8 @@ def test_dedup_pass2_workers_compress_the_frames_of_lines_the_driver_read(tmp_pa
     with open(path, "wb") as f, zstandard.ZstdCompressor(level=3).stream_writer(f) as out:
         out.write(b"".join(json.dumps(r).encode() + b"\n" for r in rows))
     # units of 8 files fill a frame of 8 kB (the workers are forked: they see the patched module)
-    monkeypatch.setattr(near, "unit_frames", lambda lines, cctx: writer_mod.unit_frames(lines, cctx, 8_000))
+    monkeypatch.setattr(near, "unit_frames",
+                        lambda lines, cctx, sizes=None: writer_mod.unit_frames(lines, cctx, 8_000, sizes))
     inputs = InputConfig(paths=[str(path)], batch_records=8)
     runs = {w: run_near_dedup(NearDedupConfig(), inputs, tmp_path / f"w{w}", executor=w) for w in (1, 2)}
     line_by_line = run_near_dedup(NearDedupConfig(copy_frames=False), inputs, tmp_path / "lines", executor=1)

@@ -104,6 +104,24 @@ def test_one_frame_larger_than_frame_raw_max(tmp_path: Path):
     assert_reads_whole(path)
 
 
+@needs_zstd
+def test_a_streamed_frame_is_fed_to_the_decompressor_a_slice_at_a_time_from_its_start(tmp_path: Path, monkeypatch):
+    """The first FRAME_RAW_MAX compressed bytes of a streamed frame (read to find that it is too
+    large to come whole) go to the decompressor _STREAM_IN bytes at a time, as the rest does: its
+    pieces are each about a zstd block (128 KiB) at most, not one piece of FRAME_RAW_MAX's output."""
+    data = json_lines(2 * MiB, seed=5)
+    path = tmp_path / "one.jsonl.zst"
+    path.write_bytes(zstandard.ZstdCompressor(level=1).compress(data) + zstandard.ZstdCompressor().compress(tail := json_lines(2000, seed=6)))
+    monkeypatch.setattr(jsonl_mod, "FRAME_RAW_MAX", 600_000)
+    monkeypatch.setattr(jsonl_mod, "_STREAM_IN", 4096)
+    with open(path, "rb") as f:
+        pieces = list(jsonl_mod._iter_zstd_frames(f))
+    assert b"".join(p for p, _raw, n in pieces if n == 0) == data
+    assert pieces[-1][::2] == (tail, 1)  # the next frame, from the bytes read past the first
+    assert path.stat().st_size > 600_000 and max(len(p) for p, _raw, n in pieces if n == 0) <= 2 * 128 * 1024
+    assert_reads_whole(path)
+
+
 @pytest.mark.slow
 @needs_zstd
 def test_one_frame_larger_than_64_mib_compressed(tmp_path: Path):

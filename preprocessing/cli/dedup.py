@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from preprocessing.cli.common import clean_errors, executor_config, executor_options, resolve_run_dir, stage_config
+from preprocessing.cli.common import (clean_errors, executor_config, executor_options, frozen_imports, resolve_run_dir,
+                                      stage_config)
 from common.io import join
 
 
@@ -42,9 +43,10 @@ def dedup_command(run_dir: str | None, inputs: tuple[str, ...], output: str | No
                   verify: str | None, strict: bool | None, workers: int | None, executor: str | None,
                   ray_address: str | None, partitions: int | None, force: bool, dry_run: bool) -> None:
     """MinHash LSH near-dedup of RUN/clean (or --input files) into RUN/dedup (or --output)."""
-    from preprocessing.dedup.minhash import NearDedupConfig
-    from preprocessing.stages.dedup import run_dedup
-    from preprocessing.readers import InputConfig
+    with frozen_imports():
+        from preprocessing.dedup.minhash import NearDedupConfig
+        from preprocessing.readers import InputConfig
+        from preprocessing.stages.dedup import run_dedup
 
     overrides = {"threshold": threshold, "num_perm": num_perm, "memory_budget_mb": memory_budget,
                  "keep": keep, "verify": verify}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,12 @@ from common.io import join
 @click.version_option(package_name="codeparrot-toolkit")
 def main() -> None:
     """Turn raw GitHub code dumps into a clean, deduplicated, tokenized corpus."""
+    # The process exits after the command: at exit, every object goes to the collector's
+    # permanent generation (gc.freeze), so the interpreter's shutdown does not run a full cyclic
+    # collection over all the modules' objects (~40 ms of a 2 s `dedup` run, docs/benchmarks.md).
+    # Nothing is left unwritten: every output is closed by the command. Registered once.
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 @main.command("stream")

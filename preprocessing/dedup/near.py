@@ -831,10 +831,10 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
     # Lines the driver read: their kept rows compressed here when they fill a frame (the writer's
     # rule for a unit's own frames), so that the driver only appends them; a line given as its
     # pieces is joined only there, into its frame.
-    packed = unit_frames(texts, w.compressor)
+    sizes = [sum(map(len, t)) if type(t) is tuple else len(t) for t in texts]  # (once: unit_frames too)
+    packed = unit_frames(texts, w.compressor, sizes=sizes)
     if packed is not None:
         out.frames, i = [], 0
-        sizes = [sum(map(len, t)) if type(t) is tuple else len(t) for t in texts]
         for raw, nbytes, rows in packed:
             out.frames.append((raw, nbytes, rows, sizes[i:i + rows]))
             i += rows

@@ -228,17 +228,23 @@ def _iter_zstd_frames(f: BinaryIO, skip: Container[int] = (), whole_only: bool =
                     raise TruncatedInput("corrupt zstd data (the frame did not end at its last block)")
                 yield out, raw, frame_no
                 continue
-            data = raw  # a frame too large to come whole: streamed
+            # A frame too large to come whole: streamed, _STREAM_IN compressed bytes at a time, its
+            # first FRAME_RAW_MAX bytes (read to find that it is large) too: pieces of a few
+            # hundred kB, not one of ~20 MB grown by resizing (fresh pages, copied).
+            view, pos = memoryview(raw), 0
             while True:
+                if pos < len(view):
+                    data, pos = view[pos:pos + _STREAM_IN], pos + _STREAM_IN
+                else:
+                    data = src.read(_STREAM_IN)
+                    if not data:
+                        raise TruncatedInput("zstd frame ended before its end marker")
                 out = obj.decompress(data)
                 if out:
                     yield out, None, frame_no
                 if obj.eof:
-                    src.unread(obj.unused_data)
+                    src.unread(obj.unused_data + view[pos:].tobytes())
                     break
-                data = src.read(_STREAM_IN)
-                if not data:
-                    raise TruncatedInput("zstd frame ended before its end marker")
         except zstandard.ZstdError as exc:
             raise TruncatedInput(f"corrupt zstd data ({exc})") from None
 

@@ -48,7 +48,7 @@ def joined_lines(lines: Sequence[bytes | tuple[bytes | memoryview, ...]]) -> byt
 
 
 def unit_frames(lines: Sequence[bytes | tuple[bytes | memoryview, ...]], cctx: zstandard.ZstdCompressor,
-                frame_bytes: int = FRAME_BYTES) -> list[tuple[bytes, int, int]] | None:
+                frame_bytes: int = FRAME_BYTES, sizes: Sequence[int] | None = None) -> list[tuple[bytes, int, int]] | None:
     """The frames of their own of one work unit's ``lines`` (in order; each bytes, or a tuple of
     the pieces of a line assembled from parts of a buffer), as the writer's rule cuts them
     (:class:`ShardedJsonlWriter`): None when the lines are fewer than ``frame_bytes`` bytes (they
@@ -56,8 +56,9 @@ def unit_frames(lines: Sequence[bytes | tuple[bytes | memoryview, ...]], cctx: z
     frame, a frame ending after the line that brings it to ``frame_bytes`` bytes and at the last
     line. A pure function of the lines: a worker can compress its unit's output. Each frame is
     compressed from one buffer of its lines (:func:`joined_lines`), the only copy of a line given
-    as pieces."""
-    sizes = [sum(map(len, line)) if type(line) is tuple else len(line) for line in lines]
+    as pieces. ``sizes``: each line's bytes, when the caller has them (found here otherwise)."""
+    if sizes is None:
+        sizes = [sum(map(len, line)) if type(line) is tuple else len(line) for line in lines]
     if sum(sizes) < frame_bytes:
         return None
     frames = []
