@@ -18,6 +18,7 @@ import argparse
 import gzip
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -79,6 +80,11 @@ print(json.dumps({{"dedup": {{"wall_s": t1 - t0, "driver_cpu_s": c1[0] - c0[0], 
 """
 
 
+# as `cp-preprocess` sets it before numpy is imported (preprocessing/cli/common.py): the runs call the
+# library, not the CLI, and would otherwise start OpenBLAS's threads in every process
+_ENV = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
+
+
 def dedup_input_runs(code_roots: list[tuple[str, Path]], paths: list[str], tmp: Path, repeat: int) -> None:
     """`dedup -i` of a dump other tools wrote (e.g. one zstd frame: the driver must read it), 1 vs
     2 workers per checkout, alternating, the fastest wall of ``repeat``; outputs checked identical."""
@@ -89,7 +95,7 @@ def dedup_input_runs(code_roots: list[tuple[str, Path]], paths: list[str], tmp: 
             for workers in (1, 2):
                 out = tmp / f"dedup-{name}-{workers}"
                 code = _DEDUP_INPUT.format(root=str(root), paths=paths, out=str(out), workers=workers)
-                proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+                proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_ENV)
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
                 digests.setdefault(name, set()).add(tree_digest(out))
                 digests.setdefault("plain", set()).add(tree_digest(out, True))
@@ -149,7 +155,7 @@ def tree_digest(path: Path, plain: bool = False) -> str:
 def run_program(code: str, run: Path) -> dict:
     """Run a child program that fills RUN/clean and RUN/dedup and prints its JSON last: that JSON plus
     the digest of both outputs (for the byte-identity check)."""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_ENV)
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res["digest"] = tree_digest(run / "clean") + "/" + tree_digest(run / "dedup")
     res["plain"] = tree_digest(run / "clean", True) + "/" + tree_digest(run / "dedup", True)
