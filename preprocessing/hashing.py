@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from operator import attrgetter, methodcaller
 from typing import Any
 
 import xxhash
 
 _U64 = float(1 << 64)
-_ENCODE = methodcaller("encode", "utf-8", "surrogatepass")
-_REPO, _PATH = attrgetter("repo_name"), attrgetter("path")
 
 
 def record_key(repo_name: str, path: str) -> bytes:
@@ -24,13 +21,8 @@ def record_keys(names: Iterable[tuple[str, str]]) -> list[bytes]:
 
 
 def record_keys_of(records: Iterable[Any]) -> list[bytes]:
-    """``[record_key(r.repo_name, r.path) for r in records]`` in one pass (C-level maps; names that
-    are not strings as record_key formats them)."""
-    records = list(records)
-    try:
-        return list(map(_ENCODE, map("\x00".join, zip(map(_REPO, records), map(_PATH, records)))))
-    except TypeError:
-        return [f"{r.repo_name}\x00{r.path}".encode("utf-8", "surrogatepass") for r in records]
+    """``[record_key(r.repo_name, r.path) for r in records]`` in one pass."""
+    return [f"{r.repo_name}\x00{r.path}".encode("utf-8", "surrogatepass") for r in records]
 
 
 def record_key_hashes(records: Iterable[Any]) -> list[int]:

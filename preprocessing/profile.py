@@ -9,6 +9,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -90,8 +91,8 @@ class Histograms:
     def merge(self, other: Histograms) -> None:
         for name, counts in other.counts.items():
             mine = self.counts[name]
-            for i, c in enumerate(counts):
-                mine[i] += c
+            for i in compress(range(len(counts)), counts):  # (the bins counted)
+                mine[i] += counts[i]
 
     def to_dict(self) -> dict[str, Any]:
         return {name: histogram_dict(HISTOGRAM_EDGES[name], c) for name, c in self.counts.items()}

@@ -1,8 +1,9 @@
 """The per-record paths of `stream` (issue 16, seventh pass) give what the code before them gave:
 the C pass over a chunk's ASCII texts (``ascii_text_stats``) = the numpy reference and
-``file_metrics``; ``decode_lines`` group-wise = ``decode_line`` line by line; the drop examples'
-choice by numpy = ``chosen_examples``; ``has_blank`` by numpy = the line loop; the shared record
-keys = the quality filter's own. On the installation's files (the toolkit's own reader), cut into
+``file_metrics``, its newline and "=" counts = ``str.count``, and without the kernel a warning and
+the same answers; the record keys shared with the quality filter = its own; the drop examples'
+choice by numpy = ``chosen_examples``; ``has_blank`` by numpy = the line loop; ``decode_lines`` =
+``decode_line`` line by line. On the installation's files (the toolkit's own reader), cut into
 small files, and on generated edge cases."""
 
 from __future__ import annotations

@@ -8,8 +8,6 @@ import warnings
 import zlib
 from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
-from operator import itemgetter, methodcaller
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -294,8 +292,6 @@ def split_lines(data: bytes) -> list[bytes]:
 
 _BOM = b"\xef\xbb\xbf"
 _BLANK_START = frozenset(b" \t\r\x0b\x0c\n")  # bytes a blank line (only whitespace) starts with
-_STR = {str}
-_LICENSE_TYPES = {str, type(None)}  # a row's license: a string or missing
 _BLANK_TABLE = np.zeros(256, dtype=bool)
 _BLANK_TABLE[list(_BLANK_START)] = True
 
@@ -886,65 +882,21 @@ class JsonlReader(FileDumpReader):
         return message
 
     def decode_lines(self, source: str, lines: Iterable[tuple[int, bytes]]) -> list[CodeFile | Rejected]:
-        """``[self.decode_line(source, n, line) for n, line in lines]``, the common row mapped
-        group-wise: a JSON object whose content, repo_name and path are strings, its license a
+        """``[self.decode_line(source, n, line) for n, line in lines]``, the common row mapped in
+        one loop: a JSON object whose content, repo_name and path are strings, its license a
         string or missing, its content fit to keep (its fields popped, the rest its ``extra``).
-        The lines are parsed, their fields popped and checked for the whole group at once (C-level
-        maps; one ``CodeFile`` per row, by ``map``) when every row is that common one with an ASCII
-        content; else row by row, the same checks. Any other line is decoded again by
-        :meth:`decode_line`, so the answers are the same."""
+        Any other line is decoded again by :meth:`decode_line`, so the answers are the same."""
         cols = self.columns
         col, repo_col, path_col, lic_col = cols.content, cols.repo_name, cols.path, cols.license
         if not (col and repo_col and path_col and lic_col and len({col, repo_col, path_col, lic_col}) == 4):
             return [self.decode_line(source, n, line) for n, line in lines]
-        if type(lines) is not list:
-            lines = list(lines)
-        out: list[CodeFile | Rejected] = []
-        if lines and lines[0][0] == 1:  # a byte order mark may open the file
-            out.append(self.decode_line(source, 1, lines[0][1]))
-            lines = lines[1:]
-        if not lines:
-            return out
-        try:
-            rows = list(map(orjson.loads, map(itemgetter(1), lines)))
-        except orjson.JSONDecodeError:
-            out += self._decode_each(source, lines)
-            return out
-        if len(set(map(type, rows))) != 1 or type(rows[0]) is not dict:
-            out += self._decode_each(source, lines)
-            return out
-        # the mapped fields taken out of each row (what is left is the record's extra)
-        contents = list(map(methodcaller("pop", col, None), rows))
-        repos = list(map(methodcaller("pop", repo_col, None), rows))
-        paths = list(map(methodcaller("pop", path_col, None), rows))
-        lics = list(map(methodcaller("pop", lic_col, None), rows))
-        if (set(map(type, contents)) == _STR and set(map(type, repos)) == _STR and set(map(type, paths)) == _STR
-                and set(map(type, lics)) <= _LICENSE_TYPES):
-            joined = "".join(contents)  # ASCII: its size is its length
-            if (joined.isascii() and all(contents) and max(map(len, contents)) <= self.max_file_bytes
-                    and "\x00" not in joined and not any(map(str.isspace, contents))):
-                if "" in lics:
-                    lics = [lic or None for lic in lics]
-                out += map(CodeFile, contents, repos, paths, lics, rows, repeat(source), map(itemgetter(0), lines))
-                return out
-        max_bytes, append = self.max_file_bytes, out.append
-        for (lineno, line), row, content, repo, path, lic in zip(lines, rows, contents, repos, paths, lics):
-            if type(content) is str and type(repo) is str and type(path) is str and (lic is None or type(lic) is str):
-                size = len(content) if content.isascii() else len(content.encode("utf-8", "surrogatepass"))
-                if size <= max_bytes and content and not content.isspace() and "\x00" not in content:
-                    append(CodeFile(content, repo, path, lic or None, row, source, lineno))
-                    continue
-            append(self.decode_line(source, lineno, line))  # not the common row: decoded again, whole
-        return out
-
-    def _decode_each(self, source: str, lines: list[tuple[int, bytes]]) -> list[CodeFile | Rejected]:
-        """:meth:`decode_lines` line by line (a group with a line that is not a JSON object)."""
-        cols = self.columns
-        col, repo_col, path_col, lic_col = cols.content, cols.repo_name, cols.path, cols.license
         loads, decode_error, max_bytes = orjson.loads, orjson.JSONDecodeError, self.max_file_bytes
         out: list[CodeFile | Rejected] = []
         append = out.append
         for lineno, line in lines:
+            if lineno == 1:  # a byte order mark may open the file
+                append(self.decode_line(source, lineno, line))
+                continue
             try:
                 row = loads(line)
             except decode_error:
@@ -953,6 +905,8 @@ class JsonlReader(FileDumpReader):
             if type(row) is not dict:
                 append(self.decode_row(source, lineno, len(line) + 1, row))
                 continue
+            # the mapped fields taken out of the row (what is left is the record's extra); a row
+            # that is not the common one is decoded again, whole, by decode_line
             pop = row.pop
             content, repo, path, lic = pop(col, None), pop(repo_col, None), pop(path_col, None), pop(lic_col, None)
             if type(content) is str and type(repo) is str and type(path) is str and (lic is None or type(lic) is str):

@@ -7,7 +7,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from itertools import compress, islice, repeat
-from operator import attrgetter, is_, itemgetter, methodcaller, not_
+from operator import is_, itemgetter, not_
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -160,10 +160,6 @@ KNOWN_EXAMPLES = EXAMPLES_PER_REASON
 the first EXAMPLES_PER_REASON duplicates in order, so no later one of a unit can be one."""
 
 
-_CONTENT = attrgetter("content")
-_ENCODE = methodcaller("encode", "utf-8", "surrogatepass")
-
-
 def content_keys(records: list[CodeFile], rewrite_keys: list[tuple] | None) -> np.ndarray:
     """The content key of each record: xxh3-64 of its UTF-8 content, seeded by a digest of its
     :meth:`Filter.rewrite_key`s (records with equal keys get the same rewritten content). 64 bits,
@@ -171,7 +167,8 @@ def content_keys(records: list[CodeFile], rewrite_keys: list[tuple] | None) -> n
     duplicate of another."""
     digest = xxhash.xxh3_64_intdigest
     if rewrite_keys is None:
-        return np.fromiter(map(digest, map(_ENCODE, map(_CONTENT, records))), np.uint64, len(records))
+        return np.fromiter((digest(r.content.encode("utf-8", "surrogatepass")) for r in records),
+                           np.uint64, len(records))
     seeds: dict[tuple, int] = {}
     out = np.empty(len(records), np.uint64)
     for i, (r, k) in enumerate(zip(records, rewrite_keys)):
@@ -413,7 +410,7 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
         # the metrics of the fresh records (the first of a key in first_known among them) computed
         # together, as columns: a dict only for the records the batch filters do not drop
         batch = records if len(fresh) == n else [records[i] for i in fresh]
-        cols = file_metrics_columns(list(map(_CONTENT, batch)))
+        cols = file_metrics_columns([r.content for r in batch])
         metrics_in: list[Any] = [None] * n  # before the filters (a rewrite recomputes item.metrics)
         if first_known:
             at = {i: p for p, i in enumerate(fresh)}
