@@ -20,6 +20,11 @@ def record_keys(names: Iterable[tuple[str, str]]) -> list[bytes]:
     return [f"{repo}\x00{path}".encode("utf-8", "surrogatepass") for repo, path in names]
 
 
+def record_keys_of(records: Iterable[Any]) -> list[bytes]:
+    """``[record_key(r.repo_name, r.path) for r in records]`` in one pass."""
+    return [f"{r.repo_name}\x00{r.path}".encode("utf-8", "surrogatepass") for r in records]
+
+
 def record_key_hashes(records: Iterable[Any]) -> list[int]:
     """``[xxh3_64_intdigest(record_key(r.repo_name, r.path)) for r in records]`` in one pass (the
     ranks of report examples)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import compress
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -90,8 +91,8 @@ class Histograms:
     def merge(self, other: Histograms) -> None:
         for name, counts in other.counts.items():
             mine = self.counts[name]
-            for i, c in enumerate(counts):
-                mine[i] += c
+            for i in compress(range(len(counts)), counts):  # (the bins counted)
+                mine[i] += counts[i]
 
     def to_dict(self) -> dict[str, Any]:
         return {name: histogram_dict(HISTOGRAM_EDGES[name], c) for name, c in self.counts.items()}
@@ -159,6 +160,27 @@ class CorpusProfile:
                 by_reason.setdefault(reason, []).append((rank, 1, i))
         chosen: list[int] = []
         for reason, items in by_reason.items():
+            held = [(rank, 0, j) for j, (rank, _) in enumerate(self.examples.get(reason, ()))]
+            chosen.extend(i for _, new, i in sorted(held + items)[:EXAMPLES_PER_REASON] if new)
+        chosen.sort()
+        return chosen
+
+    def chosen_of(self, reasons: Sequence[str], ranks: Sequence[int]) -> list[int]:
+        """:meth:`chosen_examples` of the offers ``zip(reasons, ranks)``, the same indices, with
+        numpy for many offers: per reason, its EXAMPLES_PER_REASON first offers by (rank,
+        arrival) (a stable argsort) are the only ones that can get in; those meet the bucket."""
+        n = len(ranks)
+        if n < 64:
+            return self.chosen_examples(list(zip(reasons, ranks)))
+        ranked = np.fromiter(ranks, dtype=np.uint64, count=n)
+        ids = {reason: k for k, reason in enumerate(dict.fromkeys(reasons))}
+        code = np.fromiter(map(ids.__getitem__, reasons), dtype=np.int64, count=n) if len(ids) > 1 else None
+        chosen: list[int] = []
+        for reason, k in ids.items():
+            idx = np.arange(n) if code is None else (code == k).nonzero()[0]  # in arrival order
+            if idx.size > EXAMPLES_PER_REASON:
+                idx = idx[np.argsort(ranked[idx], kind="stable")[:EXAMPLES_PER_REASON]]
+            items = [(ranks[i], 1, i) for i in idx.tolist()]
             held = [(rank, 0, j) for j, (rank, _) in enumerate(self.examples.get(reason, ()))]
             chosen.extend(i for _, new, i in sorted(held + items)[:EXAMPLES_PER_REASON] if new)
         chosen.sort()

@@ -752,6 +752,12 @@ static PyObject *py_xxh64(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_json_lines_scan(PyObject *self, PyObject *args); /* stream's, at the end of the file */
+static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args); /* stream's metrics, at the end of the file */
+PyDoc_STRVAR(ascii_text_stats_doc,
+"ascii_text_stats(buf, ends, alnum, lines, max_line, line_chars, newlines, equals)\n\n"
+"Text d = buf[ends[d-1]:ends[d]] (ends[-1] = 0), ASCII: alnum[d] its [0-9A-Za-z] characters, lines[d]\n"
+"len(text.splitlines()), max_line[d] the longest of them (0: none), line_chars[d] their characters,\n"
+"newlines[d] text.count('\\n'), equals[d] text.count('='). ends and the outputs: int64 arrays.");
 PyDoc_STRVAR(json_lines_scan_doc,
 "json_lines_scan(buf, starts, ends, content, repo, path, license, status, h1, h2)\n\n"
 "For line d = buf[starts[d]:ends[d]]: status[d] = 1 when it is a JSON object of the simple form\n"
@@ -768,6 +774,7 @@ static PyMethodDef methods[] = {
     {"string_ends", py_string_ends, METH_VARARGS, string_ends_doc},
     {"orjson_body", py_orjson_body, METH_VARARGS, orjson_body_doc},
     {"json_lines_scan", py_json_lines_scan, METH_VARARGS, json_lines_scan_doc},
+    {"ascii_text_stats", py_ascii_text_stats, METH_VARARGS, ascii_text_stats_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1006,6 +1013,93 @@ static PyObject *py_json_lines_scan(PyObject *self, PyObject *args) {
     PyBuffer_Release(&status);
     PyBuffer_Release(&h1);
     PyBuffer_Release(&h2);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------- stream: the metrics of a chunk's ASCII texts in one pass
+ * `ascii_text_stats` (preprocessing/filters/quality.py, `_ascii_columns`) reads the concatenation of a
+ * chunk's non-empty ASCII texts once and gives, per text, what `file_metrics` and the quality rules
+ * count of it: its alphanumeric characters (str.isalnum on ASCII: [0-9A-Za-z]), its lines as
+ * str.splitlines cuts ASCII text (breaks \n, \r, \r\n as one, \v, \f, \x1c, \x1d, \x1e; a last line
+ * without a break counts when not empty), the longest line and the characters of all lines (breaks
+ * left out), and how many "\n" and "=" it holds (str.count). The numpy code beside it is the
+ * reference (the same integers). */
+
+static u8 ats_alnum[256];   /* 1 for [0-9A-Za-z] */
+static u8 ats_special[256]; /* 2 "=", 3 "\n", 4 "\r", 5 another break, 0 the rest */
+
+static void ats_init(void) {
+    if (ats_alnum['a']) return;
+    for (int c = '0'; c <= '9'; c++) ats_alnum[c] = 1;
+    for (int c = 'A'; c <= 'Z'; c++) ats_alnum[c] = 1;
+    for (int c = 'a'; c <= 'z'; c++) ats_alnum[c] = 1;
+    ats_special['='] = 2;
+    ats_special['\n'] = 3;
+    ats_special['\r'] = 4;
+    ats_special[0x0B] = ats_special[0x0C] = ats_special[0x1C] = ats_special[0x1D] = ats_special[0x1E] = 5;
+}
+
+static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args) {
+    Py_buffer buf, ends, out[6];
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*w*w*w*w*", &buf, &ends, &out[0], &out[1], &out[2], &out[3], &out[4],
+                          &out[5]))
+        return NULL;
+    size_t n = (size_t)ends.len / 8;
+    const int64_t *e = ends.buf;
+    int ok = check(ends.len % 8 == 0, "ends: an int64 array");
+    for (int k = 0; ok && k < 6; k++) ok = check((size_t)out[k].len >= n * 8, "an output array is too small");
+    for (size_t d = 0; ok && d < n; d++)
+        ok = check(e[d] >= (d ? e[d - 1] : 0) && e[d] <= (int64_t)buf.len, "ends: not ascending within buf");
+    if (ok) {
+        const u8 *b = buf.buf;
+        int64_t *o_alnum = out[0].buf, *o_lines = out[1].buf, *o_max = out[2].buf, *o_chars = out[3].buf,
+                *o_nl = out[4].buf, *o_eq = out[5].buf;
+        ats_init();
+        Py_BEGIN_ALLOW_THREADS
+        int64_t s = 0;
+        for (size_t d = 0; d < n; d++) {
+            int64_t end = e[d], line_start = s, alnum = 0, lines = 0, mx = 0, chars = 0, nl = 0, eq = 0;
+            for (int64_t i = s; i < end; i++) {
+                u8 c = b[i];
+                alnum += ats_alnum[c]; /* (no branch: letters and the rest alternate unpredictably) */
+                u8 k = ats_special[c];
+                if (k == 0) continue;
+                if (k == 2) {
+                    eq++;
+                    continue;
+                }
+                int64_t len = i - line_start;
+                lines++;
+                chars += len;
+                if (len > mx) mx = len;
+                if (k == 3) nl++;
+                else if (k == 4 && i + 1 < end && b[i + 1] == '\n') {
+                    i++;
+                    nl++;
+                }
+                line_start = i + 1;
+            }
+            if (line_start < end) {
+                int64_t len = end - line_start;
+                lines++;
+                chars += len;
+                if (len > mx) mx = len;
+            }
+            o_alnum[d] = alnum;
+            o_lines[d] = lines;
+            o_max[d] = mx;
+            o_chars[d] = chars;
+            o_nl[d] = nl;
+            o_eq[d] = eq;
+            s = end;
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&ends);
+    for (int k = 0; k < 6; k++) PyBuffer_Release(&out[k]);
     if (!ok) return NULL;
     Py_RETURN_NONE;
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -185,10 +186,12 @@ class Batch:
     A filter gets a view (:meth:`view`) on the records it decides (those the filters before it
     kept); the answers are per record of the view, computed over the whole chunk once."""
 
-    def __init__(self, contents: list[str], words: tuple[str, ...] = (), metrics: Any = None) -> None:
+    def __init__(self, contents: list[str], words: tuple[str, ...] = (), metrics: Any = None,
+                 keys: list[bytes] | None = None) -> None:
         self._contents: list[str] | None = contents
         self.words = tuple(dict.fromkeys(w for w in words if searchable(w)))
         self._metrics = metrics  # a MetricColumns aligned with contents, or None
+        self._keys = keys  # the records' record_key (repo_name, path), aligned with contents, or None
         self._root = self
         self._rows: np.ndarray | None = None
         self._small: np.ndarray | None = None
@@ -212,16 +215,27 @@ class Batch:
             self._metrics = self._root._metrics.take(self._rows)
         return self._metrics
 
+    def keys_of(self, positions: list[int]) -> list[bytes] | None:
+        """The :func:`~preprocessing.hashing.record_key` of the records at ``positions`` (of this
+        batch or view), when the batch was given them (else None)."""
+        keys = self._root._keys
+        if keys is None:
+            return None
+        rows = self._rows
+        return [keys[i] for i in (positions if rows is None else rows[positions].tolist())]
+
     @classmethod
-    def of(cls, records: list[Any], words: tuple[str, ...] = (), metrics: Any = None) -> Batch:
-        return cls([r.content for r in records], words, metrics)
+    def of(cls, records: list[Any], words: tuple[str, ...] = (), metrics: Any = None,
+           keys: list[bytes] | None = None) -> Batch:
+        return cls(list(map(attrgetter("content"), records)), words, metrics, keys)
 
     def __len__(self) -> int:
         return len(self._root.contents) if self._rows is None else len(self._rows)
 
     def view(self, rows: list[int] | np.ndarray) -> Batch:
         """The same chunk seen through ``rows`` (positions in this batch, in order)."""
-        rows = np.asarray(rows, dtype=np.int64)
+        rows = np.fromiter(rows, dtype=np.int64, count=len(rows)) if type(rows) is list else \
+            np.asarray(rows, dtype=np.int64)
         out = Batch.__new__(Batch)
         out._root = self._root
         out._rows = rows if self._rows is None else self._rows[rows]
@@ -247,7 +261,9 @@ class Batch:
         root = self._root
         if root._text is None:
             root._idx = root.small.nonzero()[0]
-            root._text = JoinedText.of([root.contents[i] for i in root._idx.tolist()], lower=True)
+            contents = root.contents
+            root._text = JoinedText.of(contents if len(root._idx) == len(contents) else
+                                       [contents[i] for i in root._idx.tolist()], lower=True)
         words = root.words if all(w in root.words for w in which) else tuple(dict.fromkeys(which))
         found = root._found.get(words)
         if found is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -104,6 +105,11 @@ class MetricColumns:
     max_line_length: np.ndarray
     mean_line_length: np.ndarray
     alnum_fraction: np.ndarray
+    newlines: np.ndarray | None = None
+    """Per record ``content.count("\\n")`` (int64), where the columns were counted with it (the C
+    pass of :func:`file_metrics_columns`), else None; not a metric of the report."""
+    equals: np.ndarray | None = None
+    """Per record ``content.count("=")`` (int64), likewise."""
 
     def __len__(self) -> int:
         return len(self.size)
@@ -113,8 +119,11 @@ class MetricColumns:
 
     def take(self, idx: Any) -> MetricColumns:
         """The columns of the records ``idx`` (an index array or list), in that order."""
+        if type(idx) is list:  # one conversion for all the columns
+            idx = np.fromiter(idx, dtype=np.int64, count=len(idx))
         return MetricColumns(self.size[idx], self.lines[idx], self.max_line_length[idx], self.mean_line_length[idx],
-                             self.alnum_fraction[idx])
+                             self.alnum_fraction[idx], None if self.newlines is None else self.newlines[idx],
+                             None if self.equals is None else self.equals[idx])
 
     def rows(self, idx: Any = None) -> list[dict[str, Any]]:
         """The :func:`file_metrics` dicts of the records ``idx`` (default: all), in that order."""
@@ -163,13 +172,53 @@ def file_metrics_columns(contents: list[str]) -> MetricColumns:
         col = out.column(name)
         col[idx] = part.column(name)
         col[others] = rest.column(name)
+    if part.newlines is not None and part.equals is not None:
+        for name, char in (("newlines", "\n"), ("equals", "=")):
+            col = np.empty(len(contents), dtype=np.int64)
+            col[idx] = part.column(name)
+            col[others] = np.fromiter((contents[i].count(char) for i in others), dtype=np.int64, count=len(others))
+            setattr(out, name, col)
     return out
 
 
+_TEXT_STATS: list[Any] = []
+
+
+def _text_stats_kernel() -> Any:
+    """The C ``ascii_text_stats`` (preprocessing/dedup/_cminhash.c), or None: then a RuntimeWarning,
+    once, and the numpy reference (the same columns, slower)."""
+    if not _TEXT_STATS:
+        from preprocessing.dedup import native
+
+        try:
+            fn = native.kernel("ascii_text_stats")
+        except (native.KernelsUnavailable, AttributeError) as exc:
+            warnings.warn(f"the C kernels have no ascii_text_stats ({exc}): the file metrics are counted by numpy "
+                          f"(the same values, slower); {native.BUILD_HINT}", RuntimeWarning, stacklevel=3)
+            fn = None
+        _TEXT_STATS.append(fn)
+    return _TEXT_STATS[0]
+
+
 def _ascii_columns(texts: list[str], joined: str) -> MetricColumns:
-    """:func:`file_metrics_columns` of non-empty ASCII ``texts`` (``joined``: their concatenation)."""
+    """:func:`file_metrics_columns` of non-empty ASCII ``texts`` (``joined``: their concatenation):
+    one pass of the C ``ascii_text_stats`` (with the newline and "=" counts), else
+    :func:`_ascii_columns_numpy` (without them)."""
     m = len(texts)
     lens = np.fromiter(map(len, texts), dtype=np.int64, count=m)
+    stats = _text_stats_kernel()
+    if stats is None:
+        return _ascii_columns_numpy(texts, joined, lens)
+    ends = lens.cumsum()
+    alnum, n_lines, line_max, chars, newlines, equals = (np.empty(m, dtype=np.int64) for _ in range(6))
+    stats(joined.encode("ascii"), ends, alnum, n_lines, line_max, chars, newlines, equals)
+    # (every text is non-empty: at least one line) one IEEE division of exact integers each, as in Python
+    return MetricColumns(lens, n_lines, line_max, chars / n_lines, alnum / lens, newlines, equals)
+
+
+def _ascii_columns_numpy(texts: list[str], joined: str, lens: np.ndarray) -> MetricColumns:
+    """:func:`_ascii_columns` by numpy (the reference of the C pass)."""
+    m = len(texts)
     classes = joined.encode("ascii").translate(_CLASS_OF)
     cls = np.frombuffer(classes, dtype=np.uint8)
     ends = lens.cumsum()
@@ -364,8 +413,11 @@ class QualityFilter(Filter):
             sub = batch.view(idx)
             mets = cols.take(idx) if cols is not None else MetricColumns.of_rows([r.metrics for r in recs])
         codes = self._codes(recs, mets, sub)
-        for i in codes.nonzero()[0].tolist():
-            out[i if n_take == len(records) else int(idx[i])] = _QUALITY_REASONS[codes[i]]
+        if n_take == len(records):
+            return list(map(_QUALITY_REASONS.__getitem__, codes.tolist()))
+        for i, c in zip(idx.tolist(), codes.tolist()):
+            if c:
+                out[i] = _QUALITY_REASONS[c]
         return out
 
     def _check_each(self, records: list[CodeFile], which: list[int], cols: MetricColumns | None) -> list[str | None]:
@@ -400,8 +452,14 @@ class QualityFilter(Filter):
             return code
         keys: dict[int, bytes] = {}
         seed = cfg.seed
+
+        def names_of(js: list[int]) -> list[bytes]:
+            """The record keys of the records ``js`` (the batch's when it has them)."""
+            got = text.keys_of(js)
+            return got if got is not None else record_keys([(recs[j].repo_name, recs[j].path) for j in js])
         if cfg.config_or_test_drop_prob > 0:
-            threshold = (cfg.config_or_test_coeff * text.char_count("\n")).astype(np.int64)  # int(coeff * newlines)
+            newlines = mets.newlines if mets.newlines is not None else text.char_count("\n")
+            threshold = (cfg.config_or_test_coeff * newlines).astype(np.int64)  # int(coeff * newlines)
             flag = (text.count("config") > threshold) | (text.count("test") > threshold)
             # a phrase in the first lines: checked record by record where it occurs at all
             for j in (text.contains(_CONFIG_TEST_PHRASES) & alive & ~flag).nonzero()[0].tolist():
@@ -409,20 +467,22 @@ class QualityFilter(Filter):
                 flag[j] = is_config_or_test(c, c.lower(), head_lines(c, cfg.config_or_test_scan_lines),
                                             cfg.config_or_test_coeff)
             which = (flag & alive).nonzero()[0]
-            names = record_keys([(recs[j].repo_name, recs[j].path) for j in which.tolist()])
+            names = names_of(which.tolist())
             keys.update(zip(which.tolist(), names))
-            hit = which[np.array(keyed_uniforms(names, "config_or_test", seed)) <= cfg.config_or_test_drop_prob]
+            draws = np.fromiter(keyed_uniforms(names, "config_or_test", seed), dtype=np.float64, count=len(names))
+            hit = which[draws <= cfg.config_or_test_drop_prob]
             code[hit] = 6
             alive[hit] = False
         if cfg.no_keywords_drop_prob > 0:
             which = (alive & ~text.contains(_KEYWORDS)).nonzero()[0]
             rest = [j for j in which.tolist() if j not in keys]  # the keys not drawn for config_or_test
-            keys.update(zip(rest, record_keys([(recs[j].repo_name, recs[j].path) for j in rest])))
+            keys.update(zip(rest, names_of(rest)))
             names = [keys[j] for j in which.tolist()]
-            hit = which[np.array(keyed_uniforms(names, "no_keywords", seed)) <= cfg.no_keywords_drop_prob]
+            draws = np.fromiter(keyed_uniforms(names, "no_keywords", seed), dtype=np.float64, count=len(names))
+            hit = which[draws <= cfg.no_keywords_drop_prob]
             code[hit] = 7
             alive[hit] = False
-        fail(text.char_count("=") < cfg.min_equals, 8)
+        fail((mets.equals if mets.equals is not None else text.char_count("=")) < cfg.min_equals, 8)
         if self._tokenizer is not None:
             for j in alive.nonzero()[0].tolist():
                 content = recs[j].content

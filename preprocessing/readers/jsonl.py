@@ -298,6 +298,8 @@ def split_lines(data: bytes) -> list[bytes]:
 
 _BOM = b"\xef\xbb\xbf"
 _BLANK_START = frozenset(b" \t\r\x0b\x0c\n")  # bytes a blank line (only whitespace) starts with
+_BLANK_TABLE = np.zeros(256, dtype=bool)
+_BLANK_TABLE[list(_BLANK_START)] = True
 
 
 class FrameLines(Sequence):
@@ -390,12 +392,23 @@ class FrameLines(Sequence):
         return list(zip(range(self.first, self.first + len(starts)), starts, self.ends()))
 
     def has_blank(self) -> bool:
-        """Whether a line is empty or only whitespace."""
-        data, start = self.data, 0
-        for end in self.ends():
-            if end == start or (data[start] in _BLANK_START and data[start:end].isspace()):
+        """Whether a line is empty or only whitespace (the lines' first bytes looked at together,
+        by numpy; ``isspace`` only for the lines that start with a blank byte)."""
+        ends = self.ends()
+        n = len(ends)
+        if n == 0:
+            return False
+        data = self.data
+        e = np.fromiter(ends, dtype=np.int64, count=n)
+        s = np.empty(n, dtype=np.int64)
+        s[0] = 0
+        s[1:] = e[:-1] + 1
+        if (e == s).any():
+            return True
+        first = np.frombuffer(data, dtype=np.uint8)[s]
+        for i in _BLANK_TABLE[first].nonzero()[0].tolist():
+            if data[s[i]:e[i]].isspace():
                 return True
-            start = end + 1
         return False
 
 

@@ -6,8 +6,8 @@ import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from itertools import compress, islice
-from operator import itemgetter
+from itertools import compress, islice, repeat
+from operator import is_, itemgetter, not_
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -26,7 +26,7 @@ from preprocessing.executors.pool import RECORDS_PER_TASK, Barrier
 from preprocessing.filters import UNDECIDED, FiltersConfig, apply_filters, apply_filters_batch, build_filters
 from preprocessing.filters.base import Filter
 from preprocessing.filters.quality import file_metrics_columns
-from preprocessing.hashing import record_key, record_key_hashes
+from preprocessing.hashing import record_key, record_key_hashes, record_keys_of
 from preprocessing.profile import EXAMPLES_PER_REASON, CorpusProfile, example_of
 from preprocessing.readers import InputConfig, Reader, limit_units, open_reader
 from preprocessing.record import CodeFile, FileRead, InputWarning, KnownLines
@@ -360,8 +360,8 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     else:
         decoded = w.reader.decode(ku.unit)
     while chunk := list(islice(decoded, METRICS_BATCH)):
-        records: list[CodeFile] = []
-        for item in chunk:
+        records: list[CodeFile] = chunk if all(map(is_, map(type, chunk), repeat(CodeFile))) else []
+        for item in chunk if not records else ():  # not only records: each item in order
             if isinstance(item, CodeFile):
                 records.append(item)
             elif type(item) is KnownLines:  # repeats the loop would only count (_RawRepeats)
@@ -398,8 +398,8 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                             passed[key] = (0, m, m, records[i].content)
             # known now: repeats of the unit's passed records or of those of an earlier round
             if passed:
-                known_now = [k in passed for k in keys]
-                fresh = [i for i, now in enumerate(known_now) if not now]
+                fresh = [i for i, k in enumerate(keys) if k not in passed]
+                known_now = [k in passed for k in keys] if len(fresh) < n else [False] * n
             else:
                 known_now, fresh = [False] * n, list(range(n))
         else:
@@ -424,24 +424,27 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
             cols = cols.take(stay)
             known_now = [k in passed for k in keys]
         # the filters of the fresh records decided together; a key repeated in the chunk waits for its first
-        only = _first_fresh([keys[i] for i in fresh], [True] * len(fresh)) if skip else None
+        only = _first_fresh(keys if len(fresh) == n else [keys[i] for i in fresh], [True] * len(fresh)) \
+            if skip else None
         # the batch may redact them (a rewriting step): what passed unchanged is shared
         originals = [r.content for r in batch] if rewriters else None
         verdicts: list[Any] = [None] * n
         contents_in: list[Any] = [None] * n
         drops: list[tuple[str, Filter, int]] = []  # (reason, filter, record) of the chunk's dropped records
         rest: list[int] = []  # the fresh records the batch did not drop
-        drop_at: list[int] = []  # positions in fresh of the records the batch dropped
-        rest_at: list[int] = []  # ... of the others
-        for p, verdict in enumerate(apply_filters_batch(filters, batch, profile, only, cols)):
-            if type(verdict) is tuple:
-                drops.append((verdict[0], verdict[1], fresh[p]))
-                drop_at.append(p)
-            else:
-                i = fresh[p]
-                verdicts[i], contents_in[i] = verdict, originals[p] if originals is not None else records[i].content
-                rest.append(i)
-                rest_at.append(p)
+        # record keys: the quality filter's keyed draws and the drop examples' ranks share them
+        names = record_keys_of(batch)
+        answers = apply_filters_batch(filters, batch, profile, only, cols, names)
+        dropped_here = list(map(is_, map(type, answers), repeat(tuple)))
+        drop_at = list(compress(range(len(answers)), dropped_here))  # positions in fresh of the batch's drops
+        rest_at = list(compress(range(len(answers)), map(not_, dropped_here)))  # ... of the others
+        if drop_at:
+            taken = list(map(answers.__getitem__, drop_at))
+            drops += zip(map(itemgetter(0), taken), map(itemgetter(1), taken), map(fresh.__getitem__, drop_at))
+        for p in rest_at:
+            i = fresh[p]
+            verdicts[i], contents_in[i] = answers[p], originals[p] if originals is not None else records[i].content
+            rest.append(i)
         if drops:  # the records the batch dropped: counted together, from the columns
             dropped = cols.take(drop_at)
             n_in += len(drops)
@@ -498,9 +501,13 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                 if item.content is contents_in[i]:
                     passed_keys.append(key)
         if drops:  # the examples of the drops, built only for those the report keeps (most never are)
-            drops.sort(key=itemgetter(2))
-            ranks = record_key_hashes([records[i] for _, _, i in drops])
-            for j in profile.chosen_examples([(reason, rank) for (reason, _, _), rank in zip(drops, ranks)]):
+            digest = xxhash.xxh3_64_intdigest
+            ranks = list(map(digest, map(names.__getitem__, drop_at)))  # the batch's drops come first, in order
+            if len(drops) > len(drop_at):  # then those of the records it left undecided
+                ranks += record_key_hashes(records[i] for _, _, i in drops[len(drop_at):])
+                order = sorted(range(len(drops)), key=lambda j: drops[j][2])
+                drops, ranks = [drops[j] for j in order], [ranks[j] for j in order]
+            for j in profile.chosen_of(list(map(itemgetter(0), drops)), ranks):
                 reason, f, i = drops[j]
                 item = records[i]
                 example = example_of(item.repo_name, item.path, item.content, item.where)
