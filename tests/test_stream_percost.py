@@ -21,31 +21,15 @@ from preprocessing.filters import quality as quality_mod
 from preprocessing.filters.quality import METRIC_NAMES, file_metrics, file_metrics_columns
 from preprocessing.hashing import record_keys_of
 from preprocessing.profile import CorpusProfile
-from preprocessing.readers import PythonEnvReader
 from preprocessing.readers.jsonl import FrameLines, JsonlReader
 from preprocessing.record import CodeFile
+from tests.test_filters_batch import _installation_records
 
 
 @pytest.fixture(scope="module")
 def installation() -> list[CodeFile]:
     """Real files of the running installation, whole, then cut into runs of ~200 characters."""
-    reader = PythonEnvReader()
-    whole: list[CodeFile] = []
-    for unit in reader.units():
-        whole += [r for r in reader.decode(unit) if isinstance(r, CodeFile)]
-        if len(whole) >= 400:
-            break
-    small: list[CodeFile] = []
-    for r in whole:
-        piece: list[str] = []
-        for line in r.content.splitlines(keepends=True):
-            piece.append(line)
-            if sum(map(len, piece)) >= 200:
-                small.append(CodeFile("".join(piece), r.repo_name, f"{r.path}/{len(small)}.py", r.license))
-                piece = []
-        if len(small) >= 3000:
-            break
-    return whole + small
+    return _installation_records(400, 3000)
 
 
 def _edge_texts() -> list[str]:
