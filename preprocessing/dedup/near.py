@@ -999,10 +999,6 @@ def _filter_pass(
     lines: LineNotes | None = None,
 ) -> None:
     """Write the kept records and, as each cluster's last member passes, its clusters.jsonl row."""
-    cluster = result.cluster
-    nbytes_of = np.asarray(result.nbytes)  # (a plain view of the memmap: slicing a memmap costs ~20 µs)
-    left = (np.bincount(cluster[cluster >= 0], minlength=result.n) if result.n else np.zeros(0, np.int64)).tolist()
-    open_clusters: dict[int, list[dict[str, Any]]] = {}
     by_file = lines is not None and lines.files is not None and any(spool is None for _, spool in lines.files)
     if by_file:
         units = iter(())  # (the workers read their files again: see below)
@@ -1033,31 +1029,31 @@ def _filter_pass(
                                inline=_untouched if frames else None, batch=RECORDS_PER_TASK, cost=_job_records)
     # A file's spool is removed as the results of its last unit arrive (no task reads it again), in
     # a background thread: ~5 ms per 40 MB file that the stage's end would otherwise wait for.
-    spools = [(n, spool) for n, spool in lines.files] if lines is not None and lines.files is not None \
-        and not by_file else []
-    spool_ends = list(accumulate(n for n, _ in spools))
-    removal = ThreadPoolExecutor(1, thread_name_prefix="spool-removal") if spools else None
-    try:
-        _reduce_rows(results, lines, result, stats, writer, cluster_writer, nbytes_of, left, open_clusters,
-                     spools, spool_ends, removal)
-    finally:
-        if removal is not None:
-            removal.shutdown()
+    last_units: dict[int, Any] = {}  # unit -> the spool of the file it ends
+    if lines is not None and lines.files is not None and not by_file:
+        for end, (n, spool) in zip(accumulate(n for n, _ in lines.files), lines.files):
+            if n:
+                last_units[end - 1] = spool
+    with ThreadPoolExecutor(1, thread_name_prefix="spool-removal") as removal:  # (no thread until a submit)
+        def unit_done(u: int) -> None:
+            spool = last_units.pop(u, None)
+            if spool is not None:
+                removal.submit(linespool.remove, spool)
+
+        _reduce_rows(results, lines, result, stats, writer, cluster_writer, unit_done)
 
 
 def _reduce_rows(results: Iterator[UnitRows], lines: LineNotes | None, result: ClusterResult, stats: StageStats,
-                 writer: ShardedJsonlWriter, cluster_writer: ShardedJsonlWriter, nbytes_of: np.ndarray,
-                 left: list[int], open_clusters: dict[int, list[dict[str, Any]]], spools: list, spool_ends: list[int],
-                 removal: ThreadPoolExecutor | None) -> None:
+                 writer: ShardedJsonlWriter, cluster_writer: ShardedJsonlWriter, unit_done: Any) -> None:
     """Pass 2's reduce, in unit order: the kept lines and frames to ``writer``, the counts to
-    ``stats``, each cluster's row to ``cluster_writer`` as its last member passes."""
+    ``stats``, each cluster's row to ``cluster_writer`` as its last member passes; ``unit_done(u)``
+    after unit ``u``."""
+    nbytes_of = np.asarray(result.nbytes)  # (a plain view of the memmap: slicing a memmap costs ~20 µs)
     cluster, kept, sim, drop = result.cluster, result.kept, result.similarity, result.drop
+    left = (np.bincount(cluster[cluster >= 0], minlength=result.n) if result.n else np.zeros(0, np.int64)).tolist()
+    open_clusters: dict[int, list[bytes]] = {}  # cluster -> its members so far (clusters.jsonl bytes)
     ordinal = 0
-    f = 0  # the file whose spool is replayed
     for u, res in enumerate(results):
-        while f < len(spools) and spool_ends[f] <= u:  # (a file of no units)
-            removal.submit(linespool.remove, spools[f][1])  # type: ignore[union-attr]
-            f += 1
         if lines is not None and lines.digests is not None and res.digest != lines.digests[u]:
             raise ValueError(CHANGED.format(f"lines of work unit {u} differ"))
         for reason, nbytes in res.rejected:
@@ -1098,9 +1094,7 @@ def _reduce_rows(results: Iterator[UnitRows], lines: LineNotes | None, result: C
                     cluster_writer.write_line(_CLUSTER_ROW % (c, len(members), kc, b",".join(members)))
                     del open_clusters[c]
         ordinal += k
-        if f < len(spools) and spool_ends[f] == u + 1:
-            removal.submit(linespool.remove, spools[f][1])  # type: ignore[union-attr]
-            f += 1
+        unit_done(u)
     if ordinal != result.n:
         raise ValueError(CHANGED.format("fewer records"))
     if cluster_writer.rows == 0:

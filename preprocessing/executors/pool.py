@@ -30,6 +30,7 @@ class Barrier:
 BARRIER = Barrier()
 """A barrier on every unit before it."""
 
+
 class WorkerDied(RuntimeError):
     """A worker process of the local pool died in a task (killed, out of memory): the map stops."""
 
@@ -77,14 +78,12 @@ def ordered_map(
                 yield fn(item)
         return
     window = window or 2 * workers
-    import multiprocessing as mp  # here: a run with one worker never needs it (5 ms to import)
-    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing as mp  # here: a run with one worker never needs them (5 ms to import)
+    from concurrent.futures.process import BrokenProcessPool, ProcessPoolExecutor
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     if inline is not None and initializer is not None:
         initializer(*initargs)  # inline items run here, with the workers' state
-    from concurrent.futures.process import BrokenProcessPool
-
     # (concurrent.futures' pool, not multiprocessing.Pool: the latter's worker-handler thread wakes
     # whenever the results pipe is readable and spins while a large result is read from it, ~0.5 s
     # of the driver's CPU per 70 MB of results, taking the GIL from the thread that reads them)

@@ -280,22 +280,20 @@ class ShardedJsonlWriter:
         """Drop the shard in progress (its temporary file) after an error (the shards closed
         before it are still completed)."""
         try:
-            if self._file is not None:
-                try:
-                    self._file.close()
-                finally:
-                    os.close(self._fd)
-                    if self._tmp is not None:
-                        self._tmp.unlink(missing_ok=True)
-                self._file = self._tmp = None
-                self._fd = -1
-                self._frame.clear()
-                self._frame_bytes = 0
-        finally:
+            self._wait()  # (first: a flush of the open shard may be queued on its descriptor)
+        except OSError:
+            pass  # (the error that aborted the writer is the one raised)
+        if self._file is not None:
             try:
-                self._wait()
-            except OSError:
-                pass  # (the error that aborted the writer is the one raised)
+                self._file.close()
+            finally:
+                os.close(self._fd)
+                if self._tmp is not None:
+                    self._tmp.unlink(missing_ok=True)
+            self._file = self._tmp = None
+            self._fd = -1
+            self._frame.clear()
+            self._frame_bytes = 0
 
     def __enter__(self) -> ShardedJsonlWriter:
         return self
