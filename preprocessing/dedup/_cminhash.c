@@ -51,17 +51,17 @@ typedef uint8_t u8;
 #define INLINE static inline
 #endif
 
-/* The signature loops, compiled three times on x86-64 with GCC/clang: for x86-64-v4 (AVX-512:
- * the min-reduction of the permutations vectorises 8 wide with a native 64-bit multiply, vpmullq,
- * and unsigned 64-bit minimum, vpminuq), for AVX2 (4 wide; the 64-bit multiply and compare
- * emulated) and for the baseline; the loader picks one for the CPU. Compilers that do not know
- * x86-64-v4 (GCC < 11, clang < 12) build the last two. */
+/* The signature loops, compiled twice on x86-64 with GCC/clang: for AVX2 and for the baseline;
+ * the loader picks one for the CPU. The min-reduction of the permutations (minhash_into) once more
+ * for x86-64-v4 (minhash_v4, chosen at import where the CPU has it): AVX-512 has a 64-bit multiply
+ * (vpmullq) and an unsigned 64-bit minimum (vpminuq), which AVX2 emulates in several instructions
+ * each (the permutations' part of the kernel ~3x faster on the benchmark's files, AMD EPYC). GCC 12
+ * or later only (clang and older GCC build the two clones). */
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-#if (defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11)
-#define CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
-#else
 #define CLONES __attribute__((target_clones("avx2", "default")))
+#if !defined(__clang__) && __GNUC__ >= 12 /* (__builtin_cpu_supports("x86-64-v4"): GCC 12) */
+#define MINHASH_V4 __attribute__((target("arch=x86-64-v4")))
 #endif
 #endif
 #endif
@@ -455,6 +455,24 @@ INLINE void minhash_into(const u64 *sh, size_t n, const u64 *a, const u64 *b, si
     }
 }
 
+typedef void (*minhash_fn)(const u64 *, size_t, const u64 *, const u64 *, size_t, u32 *);
+#ifdef MINHASH_V4
+MINHASH_V4 static void minhash_v4(const u64 *sh, size_t n, const u64 *a, const u64 *b, size_t nperm, u32 *out) {
+    minhash_into(sh, n, a, b, nperm, out);
+}
+#endif
+/* minhash_v4 where the CPU has x86-64-v4 (set at import), else NULL: signatures_impl inlines its
+ * own clone's minhash_into. */
+static minhash_fn MINHASH = NULL;
+
+static int have_v4(void) {
+#ifdef MINHASH_V4
+    return __builtin_cpu_supports("x86-64-v4");
+#else
+    return 0;
+#endif
+}
+
 static size_t scratch_words(size_t max_bytes) { /* as preprocessing.dedup._scratch.scratch_words */
     size_t n = max_bytes / 2 + 2, cap = 16;
     while (cap < 2 * n) cap *= 2;
@@ -471,7 +489,11 @@ CLONES static void signatures_impl(const u8 *buf, const u8 *low, const int64_t *
         size[d] = s.size;
         close[d] = s.close;
         canonical[d] = (u8)s.canonical;
-        if (s.size >= 0) minhash_into(scratch, s.m, a, b, nperm, sig + d * nperm);
+        if (s.size < 0) continue;
+        if (MINHASH != NULL)
+            MINHASH(scratch, s.m, a, b, nperm, sig + d * nperm);
+        else
+            minhash_into(scratch, s.m, a, b, nperm, sig + d * nperm);
     }
 }
 
@@ -526,6 +548,22 @@ static PyObject *py_signatures(PyObject *self, PyObject *args) {
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) PyBuffer_Release(all[k]);
     if (!ok) return NULL;
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(minhash_v4_doc,
+"minhash_v4(on) -> bool\n\n"
+"Whether signatures() uses the permutations' x86-64-v4 loop (AVX-512), which it does from import\n"
+"where the CPU has it and the compiler built it; on=False turns it off (the AVX2 or baseline clone's\n"
+"loop), True back on where it exists. Returns whether it is on now. For tests: both give the same bits.");
+
+static PyObject *py_minhash_v4(PyObject *self, PyObject *args) {
+    int on;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "p", &on)) return NULL;
+#ifdef MINHASH_V4
+    MINHASH = on && have_v4() ? minhash_v4 : NULL;
+#endif
+    return PyBool_FromLong(MINHASH != NULL);
 }
 
 PyDoc_STRVAR(band_keys_doc,
@@ -776,6 +814,7 @@ PyDoc_STRVAR(json_lines_scan_doc,
 static PyMethodDef methods[] = {
     {"signatures", py_signatures, METH_VARARGS, signatures_doc},
     {"band_keys", py_band_keys, METH_VARARGS, band_keys_doc},
+    {"minhash_v4", py_minhash_v4, METH_VARARGS, minhash_v4_doc},
     {"shingles", py_shingles, METH_VARARGS, shingles_doc},
     {"xxh64", py_xxh64, METH_VARARGS, xxh64_doc},
     {"string_ends", py_string_ends, METH_VARARGS, string_ends_doc},
@@ -793,6 +832,9 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__cminhash(void) {
     init_tables();
+#ifdef MINHASH_V4
+    if (have_v4()) MINHASH = minhash_v4;
+#endif
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
 #ifdef CMINHASH_SOURCE_SHA256
