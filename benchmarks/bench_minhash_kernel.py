@@ -4,6 +4,7 @@ same with 8 permutations (shingling alone, nearly), so that the permutations' pa
 difference. Run it with one tree's code first on the path, alternating trees for an A/B:
 
     python benchmarks/bench_minhash_kernel.py DUMP.jsonl.zst --repeat 5
+    python benchmarks/bench_minhash_kernel.py DUMP.jsonl.zst --repeat 5 --loop avx2   # another loop
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ def main() -> None:
     ap.add_argument("dump", type=Path)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--loop", help="the permutations' loop: x86-64-v4, avx2 or baseline (default: the best here)")
     args = ap.parse_args()
 
     from preprocessing.dedup import native
     from preprocessing.dedup.minhash import MinHashSignature, NearDedupConfig
 
-    print("kernels:", native._module().__file__)
+    loop = getattr(native._module(), "minhash_loop", None)  # (a tree from before it: its one loop)
+    print("kernels:", native._module().__file__, "loop:", loop(args.loop) if loop else "(one)")
 
     contents = contents_of(args.dump)
     full, few = MinHashSignature(NearDedupConfig()), MinHashSignature(NearDedupConfig(num_perm=8))
