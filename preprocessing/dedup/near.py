@@ -132,7 +132,8 @@ class LineNotes:
     """What pass 1 noted about JSON lines for pass 2: LINE_* per line (1 byte), and per unit a
     digest (of its zstd frame's compressed bytes for a whole-frame unit, else of its lines) and,
     for a whole-frame unit, (file, frame number, uncompressed bytes): ~150 bytes per frame, which
-    holds ~15 files of the benchmark's 17 KB average.
+    holds ~15 files of the benchmark's 17 KB average; per LINE_REWRITE_HEAD/BODY line (a foreign
+    dump's, as json.dumps writes them) where its content body is (8 bytes: :attr:`bodies`).
 
     ``digests`` is None when pass 1 saw the lines before they were written (near-dedup fused into
     `stream`, :class:`StreamNearDedup`): pass 2 then checks the line and record counts only, and
