@@ -85,6 +85,36 @@ def test_native_and_numpy_backends_give_identical_signatures(ngram, lowercase):
     np.testing.assert_array_equal(fast.shingles(texts[3]), ref.shingles(texts[3]))
 
 
+@needs_native
+@pytest.mark.parametrize("num_perm", [256, 13, 2])
+def test_every_loop_over_the_permutations_gives_the_reference_bits(num_perm):
+    # (the kernel runs the best loop the CPU has: x86-64-v4, AVX2 in 32-bit halves, or the
+    # baseline's; each one here against the numpy reference, with files of 0 to 3,000 distinct
+    # tokens, not a multiple of the vector width, and permutation counts that are not either)
+    from preprocessing.dedup import native
+
+    loop = native.kernel("minhash_loop")
+    texts = stdlib_texts(25) + [" ".join(f"t{i}" for i in range(n)).encode() for n in (1, 2, 7, 9, 17, 3000)] + [b""]
+    kw = {"num_perm": num_perm, "seed": 7}
+    ref = MinHashSignature(NearDedupConfig(backend="numpy", **kw)).signatures(texts)
+    fast = MinHashSignature(NearDedupConfig(backend="native", **kw))
+    best, ran = loop(), []
+    try:
+        for name in ("x86-64-v4", "avx2", "baseline"):
+            try:
+                assert loop(name) == name
+            except ValueError:  # (not this CPU's, or not built)
+                continue
+            ran.append(name)
+            got = fast.signatures(texts)
+            np.testing.assert_array_equal(got.sig, ref.sig, err_msg=name)
+            np.testing.assert_array_equal(got.ntokens, ref.ntokens)
+    finally:
+        loop(best)
+    assert "baseline" in ran and ran[0] == best
+    with pytest.raises(ValueError, match="no fast loop"):
+        loop("fast")
+
 
 def _escape_all(text: str, upper: bool) -> bytes:
     r"""A JSON string body with every character escaped as \uXXXX (surrogate pairs above U+FFFF)."""

@@ -406,11 +406,13 @@ def _foreign_lines() -> tuple[list[bytes], int]:
     return lines + odd, 5
 
 
+@pytest.mark.parametrize("name", ["a.jsonl", "a.jsonl.zst"])
 def test_foreign_jsonl_is_sketched_from_its_escaped_bodies_with_the_outputs_of_the_numpy_backend(tmp_path,
-                                                                                              monkeypatch):
+                                                                                              monkeypatch, name):
     """Lines written by json.dumps with its defaults and in other layouts take the fast path
     (their content's body sketched undecoded), and dedup gives the same records, rejections,
-    stats and output bytes as the numpy backend, which decodes every line."""
+    stats and output bytes as the numpy backend, which decodes every line. (A zstd frame: pass 2
+    rewrites the kept lines around their bodies, at the spans pass 1 noted.)"""
     from preprocessing.dedup.minhash import MinHashSignature
     from preprocessing.dedup.near import _sketch_lines
     from preprocessing.readers import JsonlReader, open_reader
@@ -418,7 +420,8 @@ def test_foreign_jsonl_is_sketched_from_its_escaped_bodies_with_the_outputs_of_t
     lines, n_decoded = _foreign_lines()
     d = tmp_path / "in"
     d.mkdir()
-    (d / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    raw = b"\n".join(lines) + b"\n"
+    (d / name).write_bytes(zstandard.ZstdCompressor().compress(raw) if name.endswith(".zst") else raw)
     inputs = InputConfig(paths=[str(d)])
     reader = open_reader(inputs)
     calls = []
@@ -502,7 +505,9 @@ def test_kept_lines_sketched_from_their_bodies_rewrite_heads_and_transcode_bodie
     ]
     reader = JsonlReader([])
     frame = FrameLines(b"\n".join(lines) + b"\n", 1)
-    status = _sketch_lines(reader, MinHashSignature(NearDedupConfig(backend="native")), "a.jsonl", frame).lines
+    hasher = MinHashSignature(NearDedupConfig(backend="native"))
+    sketched = _sketch_lines(reader, hasher, "a.jsonl", frame)
+    status = sketched.lines
     assert LINE_REWRITE_HEAD in status and LINE_REWRITE_BODY in status and LINE_REWRITE in status
     records = [i for i, st in enumerate(status) if st != LINE_REJECTED]
     heads = [i for i in records if status[i] in (LINE_REWRITE_HEAD, LINE_REWRITE_BODY)]
@@ -511,6 +516,13 @@ def test_kept_lines_sketched_from_their_bodies_rewrite_heads_and_transcode_bodie
     spans = frame.spans()
     bodies = _bodies(frame.data, spans, status, bytes(flags))
     assert sorted(bodies) == [records.index(i) for i in heads[1:]]
+    # Pass 1 notes the spans (from each line's start), so pass 2 need not find them again: the
+    # same ones, whether pass 1 had the lines in a frame or as a list (another layout).
+    assert len(sketched.bodies) == 8 * len(heads)
+    as_list = _sketch_lines(reader, hasher, "a.jsonl", [(n + 1, line) for n, line in enumerate(lines)])
+    assert as_list.bodies == sketched.bodies and as_list.lines == status
+    assert _bodies(frame.data, spans, status, bytes(flags), sketched.bodies) == bodies
+    assert _bodies(frame.data, spans, status, bytes(flags), sketched.bodies[:-8]) == bodies  # (not all: found again)
     fast = set()
     for i in heads[1:]:
         _lineno, start, end = spans[i]

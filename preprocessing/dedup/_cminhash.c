@@ -51,15 +51,25 @@ typedef uint8_t u8;
 #define INLINE static inline
 #endif
 
-/* The signature loops, compiled twice on x86-64 with GCC/clang: for AVX2 (the min-reduction of
- * the permutations vectorises 4 wide) and for the baseline; the loader picks one for the CPU. */
+/* The signature loops, compiled twice on x86-64 with GCC/clang: for AVX2 and for the baseline;
+ * the loader picks one for the CPU. The min-reduction of the permutations has three loops of its
+ * own, the best one the CPU has chosen at import (minhash_loop): x86-64-v4 (AVX-512 has a 64-bit
+ * multiply, vpmullq, and an unsigned 64-bit minimum, vpminuq: the 64-bit loop vectorised 8 wide;
+ * GCC 12 or later), AVX2 (32-bit halves, 8 lanes: minhash_avx2) and the baseline's. */
 #if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 #define CLONES __attribute__((target_clones("avx2", "default")))
+#define MINHASH_AVX2 __attribute__((target("avx2")))
+#if !defined(__clang__) && __GNUC__ >= 12 /* (__builtin_cpu_supports("x86-64-v4"): GCC 12) */
+#define MINHASH_V4 __attribute__((target("arch=x86-64-v4")))
+#endif
 #endif
 #endif
 #ifndef CLONES
 #define CLONES
+#endif
+#ifdef MINHASH_AVX2
+#include <immintrin.h>
 #endif
 
 /* Byte classes of the scan: 1 token byte, 0 other byte, 2 (JSON string bodies only) a byte to
@@ -448,6 +458,83 @@ INLINE void minhash_into(const u64 *sh, size_t n, const u64 *a, const u64 *b, si
     }
 }
 
+typedef void (*minhash_fn)(const u64 *, size_t, const u64 *, const u64 *, size_t, u32 *);
+
+static void minhash_baseline(const u64 *sh, size_t n, const u64 *a, const u64 *b, size_t nperm, u32 *out) {
+    minhash_into(sh, n, a, b, nperm, out);
+}
+
+#ifdef MINHASH_V4
+MINHASH_V4 static void minhash_v4(const u64 *sh, size_t n, const u64 *a, const u64 *b, size_t nperm, u32 *out) {
+    minhash_into(sh, n, a, b, nperm, out);
+}
+#endif
+
+#ifdef MINHASH_AVX2
+/* AVX2 has neither a 64-bit multiply nor an unsigned 64-bit compare, but only the high half of
+ * a*h + b (mod 2^64) is kept, and x -> x >> 32 is monotone, so the minimum can be taken on the high
+ * halves (u32, vpminud), and with a = aH*2^32 + aL, h = hH*2^32 + hL, b = bH*2^32 + bL:
+ *     hi32(a*h + b) = hi32(aL*hL + b) + aH*hL + aL*hH  (mod 2^32)
+ * (aL*hL + b: one 32x32->64 multiply, vpmuludq, and a 64-bit add whose high half is hi32(aL*hL +
+ * bL) + bH; the cross terms: 32-bit multiplies, vpmulld). Eight shingles per step: two vectors of
+ * four u64, their halves interleaved (lanes 0, 2, 4, 6 the first four, 1, 3, 5, 7 the others). */
+MINHASH_AVX2 static void minhash_avx2(const u64 *sh, size_t n, const u64 *a, const u64 *b, size_t nperm, u32 *out) {
+    size_t n8 = n / 8 * 8;
+    for (size_t k = 0; k < nperm; k++) {
+        __m256i A = _mm256_set1_epi64x((long long)a[k]), B = _mm256_set1_epi64x((long long)b[k]);
+        __m256i AH = _mm256_set1_epi32((int)(u32)(a[k] >> 32)), AL = _mm256_set1_epi32((int)(u32)a[k]);
+        __m256i M = _mm256_set1_epi32(-1);
+        for (size_t i = 0; i < n8; i += 8) {
+            __m256i h0 = _mm256_loadu_si256((const __m256i *)(sh + i));
+            __m256i h1 = _mm256_loadu_si256((const __m256i *)(sh + i + 4));
+            __m256i hl = _mm256_blend_epi32(h0, _mm256_slli_epi64(h1, 32), 0xAA);
+            __m256i hh = _mm256_blend_epi32(_mm256_srli_epi64(h0, 32), h1, 0xAA);
+            __m256i t0 = _mm256_add_epi64(_mm256_mul_epu32(h0, A), B);
+            __m256i t1 = _mm256_add_epi64(_mm256_mul_epu32(h1, A), B);
+            __m256i t = _mm256_blend_epi32(_mm256_srli_epi64(t0, 32), t1, 0xAA);
+            __m256i cross = _mm256_add_epi32(_mm256_mullo_epi32(hl, AH), _mm256_mullo_epi32(hh, AL));
+            M = _mm256_min_epu32(M, _mm256_add_epi32(t, cross));
+        }
+        __m128i m = _mm_min_epu32(_mm256_castsi256_si128(M), _mm256_extracti128_si256(M, 1));
+        m = _mm_min_epu32(m, _mm_shuffle_epi32(m, 0x4E));
+        m = _mm_min_epu32(m, _mm_shuffle_epi32(m, 0xB1));
+        u32 r = (u32)_mm_cvtsi128_si32(m);
+        for (size_t i = n8; i < n; i++) { /* the last n % 8 shingles */
+            u32 v = (u32)((a[k] * sh[i] + b[k]) >> 32);
+            r = v < r ? v : r;
+        }
+        out[k] = r;
+    }
+}
+#endif
+
+/* The permutations' loops by name, best first; MINHASH: the one in use (the best one the CPU
+ * has, chosen at import; minhash_loop() changes it, for tests and benchmarks). */
+static const struct {
+    const char *name;
+    minhash_fn fn;
+} MINHASH_LOOPS[] = {
+#ifdef MINHASH_V4
+    {"x86-64-v4", minhash_v4},
+#endif
+#ifdef MINHASH_AVX2
+    {"avx2", minhash_avx2},
+#endif
+    {"baseline", minhash_baseline},
+};
+#define N_LOOPS (sizeof MINHASH_LOOPS / sizeof MINHASH_LOOPS[0])
+static size_t MINHASH = N_LOOPS - 1;
+
+static int cpu_has(const char *name) {
+#ifdef MINHASH_V4
+    if (strcmp(name, "x86-64-v4") == 0) return __builtin_cpu_supports("x86-64-v4");
+#endif
+#ifdef MINHASH_AVX2
+    if (strcmp(name, "avx2") == 0) return __builtin_cpu_supports("avx2");
+#endif
+    return strcmp(name, "baseline") == 0;
+}
+
 static size_t scratch_words(size_t max_bytes) { /* as preprocessing.dedup._scratch.scratch_words */
     size_t n = max_bytes / 2 + 2, cap = 16;
     while (cap < 2 * n) cap *= 2;
@@ -464,7 +551,7 @@ CLONES static void signatures_impl(const u8 *buf, const u8 *low, const int64_t *
         size[d] = s.size;
         close[d] = s.close;
         canonical[d] = (u8)s.canonical;
-        if (s.size >= 0) minhash_into(scratch, s.m, a, b, nperm, sig + d * nperm);
+        if (s.size >= 0) MINHASH_LOOPS[MINHASH].fn(scratch, s.m, a, b, nperm, sig + d * nperm);
     }
 }
 
@@ -519,6 +606,28 @@ static PyObject *py_signatures(PyObject *self, PyObject *args) {
     for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) PyBuffer_Release(all[k]);
     if (!ok) return NULL;
     Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(minhash_loop_doc,
+"minhash_loop(name=None) -> str\n\n"
+"The loop signatures() runs over the permutations: 'x86-64-v4', 'avx2' or 'baseline', from import\n"
+"the best one this CPU has (and the compiler built). With a name, that one from now on (ValueError\n"
+"if it is not here). Returns the one in use. For tests and benchmarks: all give the same bits.");
+
+static PyObject *py_minhash_loop(PyObject *self, PyObject *args) {
+    const char *name = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "|z", &name)) return NULL;
+    if (name != NULL) {
+        size_t k = 0;
+        while (k < N_LOOPS && strcmp(MINHASH_LOOPS[k].name, name) != 0) k++;
+        if (k == N_LOOPS || !cpu_has(name)) {
+            PyErr_Format(PyExc_ValueError, "MinHash kernel: no %s loop here", name);
+            return NULL;
+        }
+        MINHASH = k;
+    }
+    return PyUnicode_FromString(MINHASH_LOOPS[MINHASH].name);
 }
 
 PyDoc_STRVAR(band_keys_doc,
@@ -769,6 +878,7 @@ PyDoc_STRVAR(json_lines_scan_doc,
 static PyMethodDef methods[] = {
     {"signatures", py_signatures, METH_VARARGS, signatures_doc},
     {"band_keys", py_band_keys, METH_VARARGS, band_keys_doc},
+    {"minhash_loop", py_minhash_loop, METH_VARARGS, minhash_loop_doc},
     {"shingles", py_shingles, METH_VARARGS, shingles_doc},
     {"xxh64", py_xxh64, METH_VARARGS, xxh64_doc},
     {"string_ends", py_string_ends, METH_VARARGS, string_ends_doc},
@@ -786,6 +896,8 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__cminhash(void) {
     init_tables();
+    for (MINHASH = 0; !cpu_has(MINHASH_LOOPS[MINHASH].name); MINHASH++) /* the best one here */
+        ;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
 #ifdef CMINHASH_SOURCE_SHA256

@@ -91,6 +91,9 @@ LINE_REWRITE_HEAD = 3  # LINE_REWRITE whose content body is byte for byte orjson
 LINE_REWRITE_BODY = 4  # LINE_REWRITE whose content body pass 1 sketched (checked): pass 2 transcodes it in C
 # Per record, what pass 2 must know about it (1 byte per record of a unit).
 _MEMBER, _DROPPED = 1, 2
+# A pass-2 work unit of lines (LineNotes.jobs): the unit, its LINE_*, its records' flags, whether
+# its digest is checked, pass 1's body spans of its LINE_REWRITE_HEAD/BODY lines (b"": not noted).
+Pass2Job = tuple[JsonlUnit, bytes, bytes, bool, bytes]
 
 
 @dataclass
@@ -103,6 +106,9 @@ class UnitSketch:
     digest: int | None = 0  # JSON Lines input: hash of the unit's lines or frame (pass 2 checks it)
     frame: tuple[str, int, int] | None = None  # a whole-frame unit: (file, frame number, bytes)
     names: list[bytes] = field(default_factory=list)  # JSON Lines input: per record its member_names()
+    bodies: bytes = b""
+    """JSON Lines input: per LINE_REWRITE_HEAD/BODY line, in line order, where its content body starts
+    and its closing quote, from the line's start (uint32 pairs, :func:`_noted_bodies`); empty: not noted."""
 
 
 @dataclass
@@ -126,7 +132,8 @@ class LineNotes:
     """What pass 1 noted about JSON lines for pass 2: LINE_* per line (1 byte), and per unit a
     digest (of its zstd frame's compressed bytes for a whole-frame unit, else of its lines) and,
     for a whole-frame unit, (file, frame number, uncompressed bytes): ~150 bytes per frame, which
-    holds ~15 files of the benchmark's 17 KB average.
+    holds ~15 files of the benchmark's 17 KB average; per LINE_REWRITE_HEAD/BODY line (a foreign
+    dump's, as json.dumps writes them) where its content body is (8 bytes: :attr:`bodies`).
 
     ``digests`` is None when pass 1 saw the lines before they were written (near-dedup fused into
     `stream`, :class:`StreamNearDedup`): pass 2 then checks the line and record counts only, and
@@ -151,6 +158,9 @@ class LineNotes:
     """Per input file, its line units and the spool its worker kept of them (or None), when
     workers read the files themselves (:func:`worker_files`)."""
     warnings: list[str] = field(default_factory=list)  # (then) what the workers' readers noted
+    bodies: list[bytes] = field(default_factory=list)
+    """Per unit, pass 1's body spans of its LINE_REWRITE_HEAD/BODY lines (:attr:`UnitSketch.bodies`;
+    8 bytes per such line), so that pass 2 need not find them again; b"": not noted."""
     input_files: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -159,7 +169,8 @@ class LineNotes:
         return self.line_spool is not None and self.line_spool.complete
 
     def add(self, status: bytes, digest: int | None = None, frame: tuple[str, int, int] | None = None,
-            names: list[bytes] = ()) -> None:  # type: ignore[assignment]
+            names: list[bytes] = (), bodies: bytes = b"") -> None:  # type: ignore[assignment]
+        self.bodies.append(bodies)
         if frame is not None:
             self.frames[len(self.starts)] = frame
         self.starts.append(len(self.status))
@@ -177,7 +188,7 @@ class LineNotes:
     def add_file(self, sketch: FileSketch) -> None:
         """Pass 1 of a file a worker read: its units, then what its reader noted (in input order)."""
         for res in sketch.units:
-            self.add(res.lines, res.digest, res.frame, res.names)
+            self.add(res.lines, res.digest, res.frame, res.names, res.bodies)
         assert self.files is not None, "files are added in the workers' file mode"
         self.files.append((len(sketch.units), sketch.spool))
         self.warnings += sketch.warnings
@@ -225,9 +236,10 @@ class LineNotes:
             skip.setdefault(source, {})[frame_no] = ends[u] - self.starts[u]
         return skip
 
-    def jobs(self, units: Iterator[JsonlUnit], result: ClusterResult) -> Iterator[tuple[JsonlUnit, bytes, bytes, bool]]:
-        """Pass-2 work units: each with its lines' LINE_* and its records' _MEMBER/_DROPPED flags, and
-        whether the unit's digest is checked (then a removed record's line is not decoded again)."""
+    def jobs(self, units: Iterator[JsonlUnit], result: ClusterResult) -> Iterator[Pass2Job]:
+        """Pass-2 work units: each with its lines' LINE_* and its records' _MEMBER/_DROPPED flags,
+        whether the unit's digest is checked (then a removed record's line is not decoded again) and
+        pass 1's body spans (:attr:`bodies`)."""
         pos = ordinal = 0
         for u, unit in enumerate(units):
             status = bytes(self.status[pos : pos + unit.nlines])
@@ -236,7 +248,7 @@ class LineNotes:
                 raise ValueError(CHANGED.format("more records"))
             flags = _flags(result, ordinal, k)
             pos, ordinal = pos + unit.nlines, ordinal + k
-            yield unit, status, flags, self.digests is not None
+            yield unit, status, flags, self.digests is not None, self.bodies[u] if u < len(self.bodies) else b""
         if pos != len(self.status):
             raise ValueError(CHANGED.format("fewer records"))
 
@@ -252,7 +264,8 @@ class LineNotes:
             k = len(status) - status.count(LINE_REJECTED)
             if ordinal + k > result.n:
                 raise ValueError(CHANGED.format("more records"))
-            yield FileJob(index, n, status, _flags(result, ordinal, k), self.digests is not None, spool)
+            yield FileJob(index, n, status, _flags(result, ordinal, k), self.digests is not None, spool,
+                          self.bodies[u:u + n])
             u, ordinal = u + n, ordinal + k
 
 
@@ -284,6 +297,7 @@ class FileJob:
     flags: bytes
     checked: bool
     spool: Any = None  # pass 1's spool of the file's units: read back instead of the file
+    bodies: list[bytes] = field(default_factory=list)  # per unit, pass 1's body spans (LineNotes.bodies)
 
 
 def worker_files(reader: Reader, limit: int | None) -> bool:
@@ -330,7 +344,9 @@ def _rows_file(w: DedupWorker, job: FileJob) -> list[UnitRows]:
         k = len(status) - status.count(LINE_REJECTED)
         if len(out) == job.units or len(status) != unit.nlines:
             raise ValueError(CHANGED.format("more records"))
-        out.append(_rows_lines_unit(w, (unit, status, job.flags[r:r + k], job.checked)))
+        u = len(out)
+        out.append(_rows_lines_unit(w, (unit, status, job.flags[r:r + k], job.checked,
+                                        job.bodies[u] if u < len(job.bodies) else b"")))
         pos, r = pos + unit.nlines, r + k
     if len(out) != job.units or pos != len(job.status):
         raise ValueError(CHANGED.format("fewer records"))
@@ -531,6 +547,7 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
     ntok = np.empty(n, dtype=np.int64)
     nbytes = np.empty(n, dtype=np.int64)
     fast: list[int] = []
+    spans_noted = array("I")  # per LINE_REWRITE_HEAD/BODY line: body start and closing quote, from the line's start
     keys: list[int] = []
     starts: list[int] = []
     ends: list[int] = []
@@ -563,6 +580,11 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
             records[i], head_canonical = split
             sketched[i] = 1
             status[i] = (LINE_VERBATIM if head_canonical else LINE_REWRITE_HEAD) if canon[j] else LINE_REWRITE_BODY
+            if status[i] != LINE_VERBATIM and spans_noted is not None:
+                if close[j] - start < 1 << 32:
+                    spans_noted.extend((starts[j] - start, close[j] - start))
+                else:
+                    spans_noted = None  # (a line of 4 GiB: pass 2 finds them again)
     # Lines decoded as a whole: rejected, or sketched from their decoded content.
     decoded: list[int] = []
     contents: list[bytes] = []
@@ -598,7 +620,7 @@ def _sketch_lines(reader: JsonlReader, hasher: MinHashSignature, source: str,
     names = [member_names(records[i].repo_name, records[i].path) for i in keep]  # type: ignore[union-attr]
     joined = digest and data is not None and not isinstance(lines, FrameLines)
     return UnitSketch(rejected, batch, bytes(status), xxhash.xxh3_64_intdigest(data) if joined else None,  # type: ignore[arg-type]
-                      names=names)
+                      names=names, bodies=spans_noted.tobytes() if spans_noted is not None else b"")
 
 
 def _rows_unit(w: DedupWorker, unit: Any) -> UnitRows:
@@ -611,14 +633,14 @@ def _rows_unit(w: DedupWorker, unit: Any) -> UnitRows:
     return out
 
 
-def _job_records(job: tuple[JsonlUnit, bytes, bytes, bool]) -> int:
+def _job_records(job: Pass2Job) -> int:
     return len(job[2])
 
 
-def _untouched(job: tuple[JsonlUnit, bytes, bytes, bool]) -> bool:
+def _untouched(job: Pass2Job) -> bool:
     """A frame pass 2 copies without decompressing it: verbatim lines only, none removed (the
     cluster members' names come from pass 1's spool)."""
-    unit, status, flags, _checked = job
+    unit, status, flags, _checked, _bodies = job
     return bool(unit.skipped) and status.count(LINE_VERBATIM) == len(status) and max(flags, default=0) < _DROPPED
 
 
@@ -660,11 +682,16 @@ def _head(row: Any) -> tuple[Any, dict[str, Any]] | None:
     return content, out
 
 
-def _bodies(data: bytes, spans: list[tuple[int, int, int]], status: bytes, flags: bytes) -> dict[int, tuple[int, int]]:
+def _bodies(data: bytes, spans: list[tuple[int, int, int]], status: bytes, flags: bytes, noted: bytes = b""
+            ) -> dict[int, tuple[int, int]]:
     """{record: (where its content body starts, its closing quote)} in ``data`` for the kept
-    LINE_REWRITE_HEAD and LINE_REWRITE_BODY lines of a unit (``spans``, ``status`` per line; ``flags`` per record),
-    the closing quotes found in one kernel call (:func:`~preprocessing.dedup.native.kernel`
-    ``string_ends``). Empty without the C kernels (then :func:`_rewritten` parses each line whole)."""
+    LINE_REWRITE_HEAD and LINE_REWRITE_BODY lines of a unit (``spans``, ``status`` per line; ``flags`` per record):
+    from ``noted``, pass 1's spans of them (:attr:`UnitSketch.bodies`; the unit's digest proves its
+    lines unchanged), else found again, the closing quotes in one kernel call
+    (:func:`~preprocessing.dedup.native.kernel` ``string_ends``). Empty without the C kernels
+    (then :func:`_rewritten` parses each line whole)."""
+    if noted and len(noted) == 8 * (status.count(LINE_REWRITE_HEAD) + status.count(LINE_REWRITE_BODY)):
+        return _noted_bodies(spans, status, flags, noted)
     want: list[tuple[int, int, int]] = []  # (record, body start, line end)
     r = 0
     for (_lineno, start, end), st in zip(spans, status):
@@ -686,6 +713,25 @@ def _bodies(data: bytes, spans: list[tuple[int, int, int]], status: bytes, flags
     close = np.empty(len(want), dtype=np.int64)
     string_ends(data, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64), close)
     return dict(zip(rec, zip(starts, close.tolist())))
+
+
+def _noted_bodies(spans: list[tuple[int, int, int]], status: bytes, flags: bytes, noted: bytes
+                  ) -> dict[int, tuple[int, int]]:
+    """:func:`_bodies` from pass 1's spans (``noted``: per LINE_REWRITE_HEAD/BODY line, uint32 body
+    start and closing quote from the line's start)."""
+    pairs = array("I")
+    pairs.frombytes(noted)
+    out: dict[int, tuple[int, int]] = {}
+    r = p = 0
+    for (_lineno, start, _end), st in zip(spans, status):
+        if st == LINE_REJECTED:
+            continue
+        if st >= LINE_REWRITE_HEAD:
+            if not flags[r] & _DROPPED:
+                out[r] = (start + pairs[p], start + pairs[p + 1])
+            p += 2
+        r += 1
+    return out
 
 
 _BODY_END = b'"}\n'
@@ -721,7 +767,7 @@ def _joined(line: bytes | tuple[bytes | memoryview, ...]) -> bytes:
     return b"".join(line) if type(line) is tuple else line
 
 
-def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) -> UnitRows:
+def _rows_lines_unit(w: DedupWorker, job: Pass2Job) -> UnitRows:
     """Pass 2 over JSON lines: a verbatim line of a kept file is written as read, the other kept
     lines are serialised again (:func:`_rewritten`; a line whose body pass 1 sketched only around
     its body, :func:`_rewritten_head`), rejected lines decoded again for their reason.
@@ -734,7 +780,7 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
     not even decompressed then); otherwise its kept rows are compressed here into one frame of
     their own, so the workers, not the main process, do the (de)compression.
     """
-    unit, status, flags, checked = job
+    unit, status, flags, checked, noted = job
     reader: JsonlReader = w.reader  # type: ignore[assignment]
     out = UnitRows(digest=_lines_digest(unit))
     if _untouched(job):
@@ -775,7 +821,7 @@ def _rows_lines_unit(w: DedupWorker, job: tuple[JsonlUnit, bytes, bytes, bool]) 
     # The lines of a FrameLines unit are sliced out of its buffer only when read (not a removed one)
     spans = unit.lines.spans() if isinstance(unit.lines, FrameLines) else None
     data = unit.lines.data if isinstance(unit.lines, FrameLines) else b""
-    bodies = _bodies(data, spans, status, flags) if fast and spans is not None else {}
+    bodies = _bodies(data, spans, status, flags, noted) if fast and spans is not None else {}
     line: bytes | None
     for item, st in zip(spans if spans is not None else unit.lines, status):
         if spans is None:
