@@ -251,9 +251,12 @@ def test_dedup_and_stream_of_a_foreign_dump_are_the_same_for_any_workers(tmp_pat
     assert runs[0]["totals"] == runs[1]["totals"] and runs[0]["totals"]["records_read"] == 55
     assert (tmp_path / "s1/clean/part-00000.jsonl.zst").read_bytes() == (tmp_path / "s2/clean/part-00000.jsonl.zst").read_bytes()
 
-def test_dedup_pass1_workers_read_the_frames_themselves(tmp_path: Path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_dedup_workers_read_the_frames_themselves_in_both_passes(tmp_path: Path, monkeypatch, workers: int):
     """Over RUN/clean-like frames, pass 1's units name frames (offset, length) found from their
-    headers: the driver decompresses none of them; the outputs are those of driver-side units."""
+    headers, and pass 2's units name the same frames: the driver decompresses none of them and
+    never walks the input (it reads only the frames it copies as they are); the outputs and the
+    stats' input files are those of driver-side units."""
     rows = stdlib_rows(40)
     with ShardedJsonlWriter(tmp_path / "clean", frame_bytes=60_000) as w:
         for r in rows + rows[:5]:  # exact copies: near-duplicates too
@@ -273,17 +276,41 @@ def test_dedup_pass1_workers_read_the_frames_themselves(tmp_path: Path, monkeypa
         return sketch_frame(w, ref)
 
     monkeypatch.setattr(jsonl_mod, "iter_line_groups", spy)
-    monkeypatch.setattr(near, "_sketch_frame", spy_frame)
+    if workers == 1:  # (a spy the pool's tasks could not carry)
+        monkeypatch.setattr(near, "_sketch_frame", spy_frame)
     inputs = InputConfig(paths=[str(tmp_path / "clean")])
-    st = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "out", executor=1)
-    n_frames = len(frames_of(w.paths[0]))
-    assert len(sketched) == n_frames and all(s for s in reads)  # the driver only read pass 2's frames, skipped
+    st = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "out", executor=workers)
+    if workers == 1:
+        assert len(sketched) == len(frames_of(w.paths[0]))
+    assert reads == []  # no pass walked the input in the driver
     assert st["near_dedup"]["removed"] == 5
+    assert st["input_files"] == [{"file": str(w.paths[0]), "lines": 45, "clean": True}]
     monkeypatch.setattr(near, "_sketch_frame", lambda w, ref: None)  # as if a frame were not a unit: driver units
     again = run_near_dedup(NearDedupConfig(), inputs, tmp_path / "driver", executor=1)
+    assert reads  # (that run's units came from the driver's walk)
     for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "driver" / name).read_bytes()
-    assert again["totals"] == st["totals"]
+    assert again["totals"] == st["totals"] and again["input_files"] == st["input_files"]
+    assert again["warnings"] == st["warnings"] == []
+
+
+def test_a_frame_cut_between_the_passes_is_an_error(tmp_path: Path, monkeypatch):
+    """Pass 2 reads each frame where pass 1 found it: a file cut short in between is named."""
+    rows = stdlib_rows(30)
+    with ShardedJsonlWriter(tmp_path / "clean", frame_bytes=60_000) as w:
+        for r in rows + rows[:3]:
+            w.write(CodeFile(content=r["content"], repo_name=r["repo_name"], path=r["path"], license=r["license"]))
+    path = w.paths[0]
+    cluster = near.NearDedupIndex.cluster
+
+    def cut_then_cluster(self):
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) - 100])
+        return cluster(self)
+
+    monkeypatch.setattr(near.NearDedupIndex, "cluster", cut_then_cluster)
+    with pytest.raises(ValueError, match=r"input changed between the two passes of near-dedup \(.*frame \d+ is cut"):
+        run_near_dedup(NearDedupConfig(), InputConfig(paths=[str(tmp_path / "clean")]), tmp_path / "out")
 
 
 def test_dedup_pass1_decides_on_frames_from_their_headers_before_any_work(tmp_path: Path, monkeypatch):

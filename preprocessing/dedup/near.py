@@ -60,6 +60,7 @@ from preprocessing.executors.pool import RECORDS_PER_TASK
 from preprocessing.readers import (
     ColumnsConfig,
     InputConfig,
+    InputError,
     JsonlReader,
     Reader,
     limit_units,
@@ -109,6 +110,7 @@ class UnitSketch:
     bodies: bytes = b""
     """JSON Lines input: per LINE_REWRITE_HEAD/BODY line, in line order, where its content body starts
     and its closing quote, from the line's start (uint32 pairs, :func:`_noted_bodies`); empty: not noted."""
+    ref: tuple[int, int] | None = None  # a frame the worker read itself (FrameRef): its (offset, length)
 
 
 @dataclass
@@ -148,6 +150,10 @@ class LineNotes:
     status: bytearray = field(default_factory=bytearray)
     digests: list[int] | None = field(default_factory=list)
     frames: dict[int, tuple[str, int, int]] = field(default_factory=dict)  # unit -> (file, frame, bytes)
+    refs: array = field(default_factory=lambda: array("q"))
+    """Per unit (while every unit so far is a frame the workers read themselves, :class:`FrameRef`):
+    its frame's offset and length in its file, 16 bytes per frame; pass 2's workers read the
+    frames again by these (:meth:`frame_units`), the driver does not open the input."""
     starts: list[int] = field(default_factory=list)  # unit -> its first line (index into status)
     spool_dir: Path | None = None  # where the spool is made (the work dir)
     spool: BinaryIO | None = None  # the records' names, in ordinal order (see :meth:`names`)
@@ -169,10 +175,13 @@ class LineNotes:
         return self.line_spool is not None and self.line_spool.complete
 
     def add(self, status: bytes, digest: int | None = None, frame: tuple[str, int, int] | None = None,
-            names: list[bytes] = (), bodies: bytes = b"") -> None:  # type: ignore[assignment]
+            names: list[bytes] = (), bodies: bytes = b"", ref: tuple[int, int] | None = None
+            ) -> None:  # type: ignore[assignment]
         self.bodies.append(bodies)
         if frame is not None:
             self.frames[len(self.starts)] = frame
+        if ref is not None and frame is not None and len(self.refs) == 2 * len(self.starts):
+            self.refs.extend(ref)
         self.starts.append(len(self.status))
         self.status += status
         if self.digests is not None:
@@ -194,12 +203,33 @@ class LineNotes:
         self.warnings += sketch.warnings
         self.input_files += sketch.input_files
 
+    @property
+    def by_ref(self) -> bool:
+        """Whether every unit of pass 1 was a whole frame that a worker read by its place in the file
+        (:class:`FrameRef`) and its digest is kept: pass 2 names the same frames (:meth:`frame_units`)."""
+        return bool(self.starts) and self.digests is not None and len(self.refs) == 2 * len(self.starts)
+
+    def frame_units(self, reader: JsonlReader) -> Iterator[FrameUnit]:
+        """Pass 2's units when :attr:`by_ref`: pass 1's frames, as places in the files (each the
+        frame's lines, not decompressed here); the input files' entries for the stats are set from
+        them, as the reader's walk over the same frames gives them (every file read whole)."""
+        ends = [*self.starts[1:], len(self.status)]
+        files: dict[str, dict[str, Any]] = {str(p): {"file": str(p), "lines": 0, "clean": True} for p in reader.paths}
+        for u, (start, end) in enumerate(zip(self.starts, ends)):
+            source, frame_no, _nbytes = self.frames[u]
+            entry = files[source]
+            first = entry["lines"] + 1  # (frames of whole lines, none blank: line numbers run on)
+            entry["lines"] += end - start
+            yield FrameUnit(source, self.refs[2 * u], self.refs[2 * u + 1], frame_no, end - start, first)
+        self.warnings, self.input_files = [], list(files.values())
+
     def notes(self, reader: Reader) -> Any:
         """Where the warnings and input files of the stats come from: what pass 1 noted when pass 2
-        did not read the input in this process (replayed, or read by the workers), else ``reader``."""
+        did not read the input in this process (replayed, read by the workers, or named by frame
+        refs), else ``reader``."""
         if self.replayed:
             return self.line_spool
-        return self if self.files is not None else reader
+        return self if self.files is not None or self.by_ref else reader
 
     def names(self, ordinal: int, k: int) -> list[bytes]:
         """:func:`member_names` of records ``ordinal`` to ``ordinal + k`` (as pass 1 read them)."""
@@ -781,6 +811,8 @@ def _rows_lines_unit(w: DedupWorker, job: Pass2Job) -> UnitRows:
     their own, so the workers, not the main process, do the (de)compression.
     """
     unit, status, flags, checked, noted = job
+    if isinstance(unit, FrameUnit):  # (read here: the driver ships its place, not its bytes)
+        unit = unit.unit()
     reader: JsonlReader = w.reader  # type: ignore[assignment]
     out = UnitRows(digest=_lines_digest(unit))
     if _untouched(job):
@@ -912,6 +944,37 @@ class FrameRef:
     frame_no: int
 
 
+@dataclass
+class FrameUnit:
+    """A pass-2 unit that names its bytes: a whole zstd frame of ``skipped`` lines (the first is
+    line ``first_line``) at ``offset`` in its file, as pass 1 found it (:class:`FrameRef`). What it
+    carries to a worker is these numbers; :meth:`unit` (in the worker, or in the driver for a frame
+    copied as it is) reads the frame and gives the reader's unit of a frame it did not decompress."""
+
+    source: str
+    offset: int
+    length: int
+    frame_no: int
+    skipped: int
+    first_line: int
+
+    @property
+    def nlines(self) -> int:
+        return self.skipped
+
+    def unit(self) -> JsonlUnit:
+        try:
+            with open_file(self.source) as f:  # (a URL: fsspec)
+                f.seek(self.offset)
+                raw = f.read(self.length)
+        except OSError as exc:
+            raise InputError(f"{self.source}: cannot read ({exc.strerror or exc})") from None
+        if len(raw) != self.length:
+            raise ValueError(CHANGED.format(f"{self.source}: frame {self.frame_no} is cut"))
+        return JsonlUnit(self.source, raw=raw, frame_no=self.frame_no, skipped=self.skipped,
+                         first_line=self.first_line)
+
+
 def _frame_refs(reader: JsonlReader) -> Iterator[FrameRef]:
     """The frames of every input file (all .zst, checked by the caller), in order, found from the
     frame and block headers of every file before the first is yielded (nothing is decompressed);
@@ -960,7 +1023,9 @@ def _sketch_frame(w: DedupWorker, ref: FrameRef) -> UnitSketch | None:
     lines = FrameLines(data, 1 if ref.frame_no == 0 else 2)
     if len(lines) > reader.batch_records or lines.has_blank():
         return None
-    return _sketch_lines_unit(w, JsonlUnit(ref.source, lines, raw=raw, frame_no=ref.frame_no))
+    res = _sketch_lines_unit(w, JsonlUnit(ref.source, lines, raw=raw, frame_no=ref.frame_no))
+    res.ref = (ref.offset, ref.length)
+    return res
 
 
 def _units(reader: Reader, limit: int | None, frames: bool = False) -> Iterator[Any]:
@@ -1055,6 +1120,8 @@ def _filter_pass(
         units = lines.line_spool.replay()  # type: ignore[union-attr]
     elif lines is None or not cfg.copy_frames:
         units = _units(reader, limit)
+    elif lines.by_ref:  # every unit a frame the workers read in pass 1: they read it again, by its place
+        units = lines.frame_units(reader)  # type: ignore[arg-type]
     elif limit is None and isinstance(reader, JsonlReader):
         units = reader.units(frames=True, skip=lines.frame_lines())
     else:

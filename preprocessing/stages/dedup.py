@@ -125,7 +125,7 @@ class DedupStage(Stage):
                 if isinstance(out, near.FileSketch):
                     lines.add_file(out)  # type: ignore[union-attr]
                 elif lines is not None:
-                    lines.add(out.lines, out.digest, out.frame, out.names, out.bodies)
+                    lines.add(out.lines, out.digest, out.frame, out.names, out.bodies, out.ref)
         except BaseException:
             if lines is not None:
                 lines.close()
