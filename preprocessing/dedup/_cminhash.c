@@ -30,6 +30,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the kernels read little-endian words (the numpy reference's byte order for n-grams)"
@@ -753,6 +756,14 @@ static PyObject *py_xxh64(PyObject *self, PyObject *args) {
 
 static PyObject *py_json_lines_scan(PyObject *self, PyObject *args); /* stream's, at the end of the file */
 static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args); /* stream's metrics, at the end of the file */
+static PyObject *py_json_lines_decode(PyObject *self, PyObject *args); /* stream's rows, at the end of the file */
+PyDoc_STRVAR(json_lines_decode_doc,
+"json_lines_decode(lines, content, repo, path, license, cls, slots, source, max_bytes)\n\n"
+"lines: a list of (line number, line bytes). Per line, cls(content, repo_name, path, license or None,\n"
+"extra, source, line number) (with slots, a tuple of cls's 8 fields' descriptors in that order, the\n"
+"last one metrics: an empty cls whose fields are set through them, metrics None) when the line is a simple JSON object (json_lines_scan's form) whose\n"
+"strings hold ASCII only (two-byte escapes and \\u escapes of 1..127) and whose content is a record's\n"
+"(non-empty, not only whitespace, at most max_bytes); None for any other line (and line 1).");
 PyDoc_STRVAR(ascii_text_stats_doc,
 "ascii_text_stats(buf, ends, alnum, lines, max_line, line_chars, newlines, equals)\n\n"
 "Text d = buf[ends[d-1]:ends[d]] (ends[-1] = 0), ASCII: alnum[d] its [0-9A-Za-z] characters, lines[d]\n"
@@ -775,6 +786,7 @@ static PyMethodDef methods[] = {
     {"orjson_body", py_orjson_body, METH_VARARGS, orjson_body_doc},
     {"json_lines_scan", py_json_lines_scan, METH_VARARGS, json_lines_scan_doc},
     {"ascii_text_stats", py_ascii_text_stats, METH_VARARGS, ascii_text_stats_doc},
+    {"json_lines_decode", py_json_lines_decode, METH_VARARGS, json_lines_decode_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1102,4 +1114,365 @@ static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args) {
     for (int k = 0; k < 6; k++) PyBuffer_Release(&out[k]);
     if (!ok) return NULL;
     Py_RETURN_NONE;
+}
+
+/* ------------------------------------------- stream: the records of simple JSON lines, decoded here
+ * `json_lines_decode` (preprocessing/readers/jsonl.py, `JsonlReader.decode_lines`) gives the record of
+ * each line of json_lines_scan's simple form whose strings are ASCII: what orjson.loads of the line,
+ * the four mapped fields popped and the record's checks give (the same values, types and key order:
+ * an object's repeated key keeps its first place and its last value, as orjson's dict), with no
+ * Python step per line. Strings: raw bytes 0x20..0x7f, the two-byte escapes and \u escapes of
+ * 1..127 (anything else, e.g. \u0000, a surrogate or raw UTF-8, is not decoded here); numbers of
+ * at most 15 digits without an exponent (an int, or a float correctly rounded, as orjson's);
+ * literals, arrays and objects of those (depth at most 8). A line outside that form gives None: the
+ * caller decodes it as before (so an unusual line gets the answer it always had). */
+
+/* The first position in [i, e) of a byte that ends a run of plain string bytes: a quote, a
+ * backslash, a control character or a non-ASCII byte (e when none); 16 bytes at a time with SSE2
+ * (a signed compare below 0x20 finds both the control and the non-ASCII bytes). */
+static size_t jd_plain_run(const u8 *b, size_t i, size_t e) {
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), slash = _mm_set1_epi8('\\'), low = _mm_set1_epi8(0x20);
+    while (i + 16 <= e) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(b + i));
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, slash)),
+                                 _mm_cmplt_epi8(v, low));
+        int mask = _mm_movemask_epi8(m);
+        if (mask) return i + (size_t)__builtin_ctz((unsigned)mask);
+        i += 16;
+    }
+#endif
+    while (i < e && b[i] != '"' && b[i] != '\\' && b[i] >= 0x20 && b[i] < 0x80) i++;
+    return i;
+}
+
+/* The escape at b[i] (a backslash, i + 1 < e): the ASCII byte it stands for and its length in
+ * *len, or 0 when it is not one decoded here (a \u escape outside 1..127, an invalid one). */
+static u8 jd_escape(const u8 *b, size_t i, size_t e, size_t *len) {
+    u8 y = b[i + 1];
+    if (y != 'u') {
+        *len = 2;
+        return SHORT_ESCAPE[y];
+    }
+    if (i + 5 >= e) return 0;
+    int h0 = HEX[b[i + 2]], h1 = HEX[b[i + 3]], h2 = HEX[b[i + 4]], h3 = HEX[b[i + 5]];
+    if ((h0 | h1 | h2 | h3) < 0) return 0;
+    int v = (h0 << 12) | (h1 << 8) | (h2 << 4) | h3;
+    *len = 6;
+    return v >= 1 && v <= 0x7f ? (u8)v : 0;
+}
+
+/* 1: the string at the cursor (on its quote) decoded into *out (a new reference); 0: not of the
+ * form; -1: a Python error. */
+static int jd_string(JsonCursor *c, PyObject **out) {
+    const u8 *b = c->b;
+    size_t i = c->i, e = c->e, n = 0, len;
+    if (i >= e || b[i] != '"') return 0;
+    size_t start = ++i;
+    int escaped = 0;
+    for (;;) {
+        size_t j = jd_plain_run(b, i, e);
+        n += j - i;
+        i = j;
+        if (i >= e) return 0;
+        if (b[i] == '"') break;
+        if (b[i] != '\\' || i + 1 >= e || !jd_escape(b, i, e, &len)) return 0;
+        escaped = 1;
+        i += len;
+        n++;
+    }
+    size_t end = i;
+    PyObject *s = PyUnicode_New((Py_ssize_t)n, 127);
+    if (s == NULL) return -1;
+    u8 *d = PyUnicode_1BYTE_DATA(s);
+    if (!escaped) {
+        memcpy(d, b + start, n);
+    } else {
+        for (size_t j = start; j < end;) {
+            size_t k = jd_plain_run(b, j, end);
+            memcpy(d, b + j, k - j);
+            d += k - j;
+            if (k >= end) break;
+            *d++ = jd_escape(b, k, e, &len);
+            j = k + len;
+        }
+    }
+    c->i = end + 1;
+    *out = s;
+    return 1;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)? with at most 15 digits (as jc_number): an int, or a float */
+static int jd_number(JsonCursor *c, PyObject **out) {
+    const u8 *b = c->b;
+    size_t start = c->i;
+    if (!jc_number(c)) return 0;
+    size_t n = c->i - start;
+    int is_float = 0;
+    long long v = 0;
+    for (size_t j = start; j < c->i; j++) {
+        if (b[j] == '.') is_float = 1;
+        else if (b[j] != '-') v = v * 10 + (b[j] - '0');
+    }
+    if (!is_float) {
+        *out = PyLong_FromLongLong(b[start] == '-' ? -v : v);
+        return *out == NULL ? -1 : 1;
+    }
+    char buf[24];
+    if (n >= sizeof buf) return 0;
+    memcpy(buf, b + start, n);
+    buf[n] = 0;
+    double x = PyOS_string_to_double(buf, NULL, NULL);
+    if (x == -1.0 && PyErr_Occurred()) return -1;
+    *out = PyFloat_FromDouble(x);
+    return *out == NULL ? -1 : 1;
+}
+
+static int jd_value(JsonCursor *c, PyObject **out, int depth) {
+    if (c->i >= c->e) return 0;
+    u8 x = c->b[c->i];
+    if (x == '"') return jd_string(c, out);
+    if (x == 't' || x == 'f' || x == 'n') {
+        PyObject *v = x == 't' ? Py_True : x == 'f' ? Py_False : Py_None;
+        if (!jc_literal(c, x == 't' ? "true" : x == 'f' ? "false" : "null", x == 'f' ? 5 : 4)) return 0;
+        Py_INCREF(v);
+        *out = v;
+        return 1;
+    }
+    if (x != '[' && x != '{') return jd_number(c, out);
+    if (depth >= 8) return 0;
+    int list = x == '[';
+    u8 close = list ? ']' : '}';
+    PyObject *box = list ? PyList_New(0) : PyDict_New();
+    if (box == NULL) return -1;
+    c->i++;
+    jc_ws(c);
+    if (c->i < c->e && c->b[c->i] == close) {
+        c->i++;
+        *out = box;
+        return 1;
+    }
+    for (;;) {
+        PyObject *k = NULL, *v = NULL;
+        int r = 1;
+        if (!list) {
+            r = jd_string(c, &k);
+            if (r == 1) {
+                jc_ws(c);
+                if (c->i >= c->e || c->b[c->i] != ':') r = 0;
+                else {
+                    c->i++;
+                    jc_ws(c);
+                }
+            }
+        }
+        if (r == 1) r = jd_value(c, &v, depth + 1);
+        if (r == 1) r = (list ? PyList_Append(box, v) : PyDict_SetItem(box, k, v)) < 0 ? -1 : 1;
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        if (r == 1) {
+            jc_ws(c);
+            if (c->i >= c->e) r = 0;
+            else if (c->b[c->i] == ',') {
+                c->i++;
+                jc_ws(c);
+                continue;
+            } else if (c->b[c->i] != close) {
+                r = 0;
+            } else {
+                c->i++;
+                *out = box;
+                return 1;
+            }
+        }
+        Py_DECREF(box);
+        return r;
+    }
+}
+
+/* The extra fields' names met in one call (most lines of a dump have the same few): each made once. */
+#define JD_KEYS 16
+typedef struct {
+    int n;
+    PyObject *key[JD_KEYS];
+} JdKeys;
+
+/* the str of the top-level key b[0:n) (printable ASCII), a new reference (NULL: a Python error) */
+static PyObject *jd_key(JdKeys *keys, const u8 *b, size_t n) {
+    for (int q = 0; q < keys->n; q++) {
+        PyObject *k = keys->key[q];
+        if ((size_t)PyUnicode_GET_LENGTH(k) == n && memcmp(PyUnicode_1BYTE_DATA(k), b, n) == 0) {
+            Py_INCREF(k);
+            return k;
+        }
+    }
+    PyObject *k = PyUnicode_New((Py_ssize_t)n, 127);
+    if (k == NULL) return NULL;
+    memcpy(PyUnicode_1BYTE_DATA(k), b, n);
+    if (keys->n < JD_KEYS) {
+        Py_INCREF(k);
+        keys->key[keys->n++] = k;
+    }
+    return k;
+}
+
+/* 1 and the record's parts (new references) when line [s, e) is simple and ASCII, 0 when not, -1 on error */
+static int jd_line(const u8 *b, size_t s, size_t e, const Py_buffer *names, JdKeys *keys, PyObject **field,
+                   PyObject **extra) {
+    JsonCursor c = {b, s, e};
+    unsigned seen = 0;
+    int r = 0;
+    field[0] = field[1] = field[2] = field[3] = NULL;
+    PyObject *rest = PyDict_New();
+    if (rest == NULL) return -1;
+    jc_ws(&c);
+    if (c.i >= c.e || b[c.i] != '{') goto fail;
+    c.i++;
+    jc_ws(&c);
+    if (c.i < c.e && b[c.i] == '}') goto fail; /* {}: no record */
+    for (;;) {
+        PyObject *k = NULL, *v = NULL;
+        /* a top-level key: no escape at all (an escaped key could spell a mapped name another way) */
+        r = 0;
+        if (c.i >= c.e || b[c.i] != '"') goto fail;
+        size_t ks = c.i + 1, ke = jd_plain_run(b, ks, c.e), kl = ke - ks;
+        if (ke >= c.e || b[ke] != '"') goto fail;
+        c.i = ke + 1;
+        int which = -1;
+        for (int q = 0; q < 4; q++)
+            if ((size_t)names[q].len == kl && memcmp(b + ks, names[q].buf, kl) == 0) which = q;
+        jc_ws(&c);
+        if (c.i >= c.e || b[c.i] != ':') goto fail;
+        c.i++;
+        jc_ws(&c);
+        if (which < 0 && (k = jd_key(keys, b + ks, kl)) == NULL) {
+            r = -1;
+            goto fail;
+        }
+        if (which >= 0) {
+            if (seen & (1u << which)) {
+                r = 0;
+                goto fail;
+            }
+            seen |= 1u << which;
+            if (which == 3 && c.i < c.e && b[c.i] == 'n') {
+                if (!jc_literal(&c, "null", 4)) {
+                    r = 0;
+                    goto fail;
+                }
+            } else if ((r = jd_string(&c, &field[which])) != 1) {
+                goto fail;
+            }
+        } else {
+            if ((r = jd_value(&c, &v, 1)) != 1) {
+                Py_DECREF(k);
+                goto fail;
+            }
+            r = PyDict_SetItem(rest, k, v) < 0 ? -1 : 1;
+            Py_DECREF(k);
+            Py_DECREF(v);
+            if (r < 0) goto fail;
+        }
+        jc_ws(&c);
+        r = 0;
+        if (c.i >= c.e) goto fail;
+        if (b[c.i] == ',') {
+            c.i++;
+            jc_ws(&c);
+            continue;
+        }
+        if (b[c.i] != '}') goto fail;
+        c.i++;
+        break;
+    }
+    jc_ws(&c);
+    r = 0;
+    if (c.i != c.e || (seen & 7u) != 7u) goto fail;
+    *extra = rest;
+    return 1;
+fail:
+    for (int q = 0; q < 4; q++) Py_CLEAR(field[q]);
+    Py_DECREF(rest);
+    return r;
+}
+
+static PyObject *py_json_lines_decode(PyObject *self, PyObject *args) {
+    PyObject *lines, *cls, *slots, *source;
+    Py_buffer names[4];
+    Py_ssize_t max_bytes;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "O!y*y*y*y*OOUn", &PyList_Type, &lines, &names[0], &names[1], &names[2],
+                          &names[3], &cls, &slots, &source, &max_bytes))
+        return NULL;
+    int slots_ok = slots == Py_None || (PyType_Check(cls) && PyTuple_Check(slots) && PyTuple_GET_SIZE(slots) == 8);
+    for (int q = 0; slots_ok && slots != Py_None && q < 8; q++)
+        slots_ok = Py_TYPE(PyTuple_GET_ITEM(slots, q))->tp_descr_set != NULL;
+    PyObject *empty = slots_ok ? PyTuple_New(0) : NULL;
+    if (!slots_ok || empty == NULL) {
+        if (!slots_ok) PyErr_SetString(PyExc_TypeError, "slots: None, or cls's 8 field descriptors");
+        for (int q = 0; q < 4; q++) PyBuffer_Release(&names[q]);
+        return NULL;
+    }
+    Py_ssize_t n = PyList_GET_SIZE(lines);
+    PyObject *out = PyList_New(n);
+    JdKeys keys;
+    keys.n = 0;
+    for (Py_ssize_t d = 0; out != NULL && d < n; d++) {
+        PyObject *pair = PyList_GET_ITEM(lines, d), *rec = Py_None;
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyLong_Check(PyTuple_GET_ITEM(pair, 0)) ||
+            !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+            PyErr_SetString(PyExc_TypeError, "lines: a list of (line number, bytes) pairs");
+            Py_CLEAR(out);
+            break;
+        }
+        PyObject *lineno = PyTuple_GET_ITEM(pair, 0), *line = PyTuple_GET_ITEM(pair, 1);
+        long no = PyLong_AsLong(lineno);
+        if (no == -1 && PyErr_Occurred()) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyObject *field[4], *extra = NULL;
+        int r = no == 1 ? 0 : /* (a byte order mark may open line 1) */
+                jd_line((const u8 *)PyBytes_AS_STRING(line), 0, (size_t)PyBytes_GET_SIZE(line), names, &keys, field,
+                        &extra);
+        if (r < 0) {
+            Py_CLEAR(out);
+            break;
+        }
+        if (r == 1) {
+            PyObject *content = field[0];
+            Py_ssize_t len = PyUnicode_GET_LENGTH(content), k = 0;
+            const u8 *t = PyUnicode_1BYTE_DATA(content);
+            while (k < len && Py_UNICODE_ISSPACE(t[k])) k++;
+            if (len == 0 || k == len || len > max_bytes) {
+                r = 0; /* no record: the caller's decode says why */
+            } else {
+                PyObject *lic = field[3];
+                if (lic == NULL || PyUnicode_GET_LENGTH(lic) == 0) lic = Py_None; /* `lic or None` */
+                PyObject *argv[8] = {content, field[1], field[2], lic, extra, source, lineno, Py_None};
+                if (slots == Py_None) {
+                    rec = PyObject_Vectorcall(cls, argv, 7, NULL);
+                } else { /* the record made empty and its 8 fields set through their slots' descriptors */
+                    rec = ((PyTypeObject *)cls)->tp_new((PyTypeObject *)cls, empty, NULL);
+                    for (int q = 0; rec != NULL && q < 8; q++) {
+                        PyObject *descr = PyTuple_GET_ITEM(slots, q);
+                        if (Py_TYPE(descr)->tp_descr_set(descr, rec, argv[q]) < 0) Py_CLEAR(rec);
+                    }
+                }
+            }
+            for (int q = 0; q < 4; q++) Py_XDECREF(field[q]);
+            Py_DECREF(extra);
+            if (r == 1 && rec == NULL) {
+                Py_CLEAR(out);
+                break;
+            }
+            if (r == 0) rec = Py_None;
+        }
+        if (rec == Py_None) Py_INCREF(rec);
+        PyList_SET_ITEM(out, d, rec);
+    }
+    for (int q = 0; q < 4; q++) PyBuffer_Release(&names[q]);
+    for (int q = 0; q < keys.n; q++) Py_DECREF(keys.key[q]);
+    Py_DECREF(empty);
+    return out;
 }

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import warnings
 import zlib
 from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import is_
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -654,6 +657,41 @@ def _json_lines_scan() -> Any:
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def _json_lines_decode() -> Any:
+    """The C ``json_lines_decode``, or None (a RuntimeWarning, once)."""
+    from preprocessing.dedup import native
+
+    try:
+        return native.kernel("json_lines_decode")
+    except (native.KernelsUnavailable, AttributeError) as exc:
+        warnings.warn(f"the C kernels have no json_lines_decode ({exc}): every JSON line is decoded by orjson "
+                      f"and Python (the same records, slower); {native.BUILD_HINT}", RuntimeWarning, stacklevel=3)
+        return None
+
+
+_RECORD_FIELDS = ("content", "repo_name", "path", "license", "extra", "source", "line", "metrics")
+
+
+@functools.lru_cache(maxsize=1)
+def _record_slots() -> tuple[Any, ...] | None:
+    """The descriptors of CodeFile's slots, in the order ``json_lines_decode`` sets them (it makes
+    an empty record and sets its fields: what the dataclass's ``__init__`` does, without a Python
+    frame per record), or None when CodeFile is not that plain slotted dataclass (then the C
+    decoder calls the class)."""
+    names = tuple(f.name for f in dataclasses.fields(CodeFile))
+    descrs = tuple(CodeFile.__dict__.get(name) for name in names)
+    plain = (names == _RECORD_FIELDS and not hasattr(CodeFile, "__post_init__")
+             and all(type(d).__name__ == "member_descriptor" for d in descrs))
+    return descrs if plain else None
+
+
+@functools.lru_cache(maxsize=16)
+def _raw_names(names: tuple[str, ...]) -> tuple[bytes, ...]:
+    """Field names as a JSON line spells them without escapes (orjson's string body)."""
+    return tuple(orjson.dumps(name)[1:-1] for name in names)
+
+
 class JsonlReader(FileDumpReader):
     """Streams JSON Lines files (plain, .gz, .zst); the main process only splits lines.
 
@@ -888,6 +926,25 @@ class JsonlReader(FileDumpReader):
         return message
 
     def decode_lines(self, source: str, lines: Iterable[tuple[int, bytes]]) -> list[CodeFile | Rejected]:
+        """``[self.decode_line(source, n, line) for n, line in lines]``: the lines of the simple
+        form that the C ``json_lines_decode`` reads (``json_lines_scan``'s, with ASCII strings:
+        most `json.dumps` dumps, whose escapes make every line ASCII) become their records there,
+        with no Python step per line; the others go through :meth:`decode_common`, in place.
+        Without the C extension (a RuntimeWarning, once), all lines go through
+        :meth:`decode_common`: the same records."""
+        cols = self.columns
+        names = (cols.content, cols.repo_name, cols.path, cols.license)
+        if not (all(names) and len(set(names)) == 4) or (decode := _json_lines_decode()) is None:
+            return self.decode_common(source, lines)
+        pairs = lines if type(lines) is list else list(lines)
+        out = decode(pairs, *_raw_names(names), CodeFile, _record_slots(), source, self.max_file_bytes)
+        missing = list(compress(range(len(out)), map(is_, out, repeat(None))))
+        if missing:
+            for i, item in zip(missing, self.decode_common(source, list(map(pairs.__getitem__, missing)))):
+                out[i] = item
+        return out
+
+    def decode_common(self, source: str, lines: Iterable[tuple[int, bytes]]) -> list[CodeFile | Rejected]:
         """``[self.decode_line(source, n, line) for n, line in lines]``, the common row mapped in
         one loop: a JSON object whose content, repo_name and path are strings, its license a
         string or missing, its content fit to keep (its fields popped, the rest its ``extra``).
