@@ -115,6 +115,10 @@ def _check(reader: JsonlReader, lines: list[bytes], first: int) -> int:
     got = reader.decode_lines("f", pairs)
     assert _same(got, reader.decode_common("f", pairs))
     assert _same(got, [reader.decode_line("f", n, line) for n, line in pairs])
+    if lines and all(b"\n" not in line for line in lines):  # as a unit's FrameLines (read in its buffer)
+        fl = FrameLines(b"\n".join(lines) + b"\n", first)
+        assert _same(reader.decode_lines("f", fl), got)
+        assert fl._lines is None or len(fl) == 0  # not split
     fast = jsonl_mod._json_lines_decode()(pairs, *_raw_names(("content", "repo_name", "path", "license")), CodeFile,
                                          _record_slots(), "f", reader.max_file_bytes)
     return sum(x is not None for x in fast)

@@ -759,7 +759,8 @@ static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args); /* stream'
 static PyObject *py_json_lines_decode(PyObject *self, PyObject *args); /* stream's rows, at the end of the file */
 PyDoc_STRVAR(json_lines_decode_doc,
 "json_lines_decode(lines, content, repo, path, license, cls, slots, source, max_bytes)\n\n"
-"lines: a list of (line number, line bytes). Per line, cls(content, repo_name, path, license or None,\n"
+"lines: a list of (line number, line bytes), or a frame's (data, ends, first): line d is\n"
+"data[ends[d-1] + 1:ends[d]] (ends: a list of the newlines' positions), numbered first + d. Per line, cls(content, repo_name, path, license or None,\n"
 "extra, source, line number) (with slots, a tuple of cls's 8 fields' descriptors in that order, the\n"
 "last one metrics: an empty cls whose fields are set through them, metrics None) when the line is a simple JSON object (json_lines_scan's form) whose\n"
 "strings hold ASCII only (two-byte escapes and \\u escapes of 1..127) and whose content is a record's\n"
@@ -1401,9 +1402,23 @@ static PyObject *py_json_lines_decode(PyObject *self, PyObject *args) {
     Py_buffer names[4];
     Py_ssize_t max_bytes;
     (void)self;
-    if (!PyArg_ParseTuple(args, "O!y*y*y*y*OOUn", &PyList_Type, &lines, &names[0], &names[1], &names[2],
-                          &names[3], &cls, &slots, &source, &max_bytes))
+    if (!PyArg_ParseTuple(args, "Oy*y*y*y*OOUn", &lines, &names[0], &names[1], &names[2], &names[3], &cls, &slots,
+                          &source, &max_bytes))
         return NULL;
+    /* the lines: a list of (line number, bytes), or a frame's (data, ends, first line number): line d is
+     * data[ends[d-1] + 1:ends[d]] (ends: the positions of the lines' newlines, a list of ints) */
+    PyObject *data = NULL, *ends = NULL;
+    Py_ssize_t first = 0;
+    int frame = PyTuple_Check(lines);
+    if (frame && !PyArg_ParseTuple(lines, "O!O!n", &PyBytes_Type, &data, &PyList_Type, &ends, &first)) {
+        for (int q = 0; q < 4; q++) PyBuffer_Release(&names[q]);
+        return NULL;
+    }
+    if (!frame && !PyList_Check(lines)) {
+        PyErr_SetString(PyExc_TypeError, "lines: a list of (line number, bytes) pairs or (data, ends, first)");
+        for (int q = 0; q < 4; q++) PyBuffer_Release(&names[q]);
+        return NULL;
+    }
     int slots_ok = slots == Py_None || (PyType_Check(cls) && PyTuple_Check(slots) && PyTuple_GET_SIZE(slots) == 8);
     for (int q = 0; slots_ok && slots != Py_None && q < 8; q++)
         slots_ok = Py_TYPE(PyTuple_GET_ITEM(slots, q))->tp_descr_set != NULL;
@@ -1413,29 +1428,56 @@ static PyObject *py_json_lines_decode(PyObject *self, PyObject *args) {
         for (int q = 0; q < 4; q++) PyBuffer_Release(&names[q]);
         return NULL;
     }
-    Py_ssize_t n = PyList_GET_SIZE(lines);
+    Py_ssize_t n = frame ? PyList_GET_SIZE(ends) : PyList_GET_SIZE(lines), start = 0;
     PyObject *out = PyList_New(n);
     JdKeys keys;
     keys.n = 0;
     for (Py_ssize_t d = 0; out != NULL && d < n; d++) {
-        PyObject *pair = PyList_GET_ITEM(lines, d), *rec = Py_None;
-        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyLong_Check(PyTuple_GET_ITEM(pair, 0)) ||
-            !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
-            PyErr_SetString(PyExc_TypeError, "lines: a list of (line number, bytes) pairs");
-            Py_CLEAR(out);
-            break;
+        PyObject *rec = Py_None, *lineno;
+        const u8 *lb;
+        Py_ssize_t ll;
+        if (frame) {
+            Py_ssize_t end = PyLong_AsSsize_t(PyList_GET_ITEM(ends, d));
+            if (end == -1 && PyErr_Occurred()) {
+                Py_CLEAR(out);
+                break;
+            }
+            if (end < start || end >= PyBytes_GET_SIZE(data)) {
+                PyErr_SetString(PyExc_ValueError, "ends: not ascending within data");
+                Py_CLEAR(out);
+                break;
+            }
+            lb = (const u8 *)PyBytes_AS_STRING(data) + start;
+            ll = end - start;
+            start = end + 1;
+            if ((lineno = PyLong_FromSsize_t(first + d)) == NULL) {
+                Py_CLEAR(out);
+                break;
+            }
+        } else {
+            PyObject *pair = PyList_GET_ITEM(lines, d);
+            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyLong_Check(PyTuple_GET_ITEM(pair, 0)) ||
+                !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+                PyErr_SetString(PyExc_TypeError, "lines: a list of (line number, bytes) pairs");
+                Py_CLEAR(out);
+                break;
+            }
+            lineno = PyTuple_GET_ITEM(pair, 0);
+            Py_INCREF(lineno);
+            lb = (const u8 *)PyBytes_AS_STRING(PyTuple_GET_ITEM(pair, 1));
+            ll = PyBytes_GET_SIZE(PyTuple_GET_ITEM(pair, 1));
         }
-        PyObject *lineno = PyTuple_GET_ITEM(pair, 0), *line = PyTuple_GET_ITEM(pair, 1);
         long no = PyLong_AsLong(lineno);
         if (no == -1 && PyErr_Occurred()) {
+            Py_DECREF(lineno);
             Py_CLEAR(out);
             break;
         }
         PyObject *field[4], *extra = NULL;
         int r = no == 1 ? 0 : /* (a byte order mark may open line 1) */
-                jd_line((const u8 *)PyBytes_AS_STRING(line), 0, (size_t)PyBytes_GET_SIZE(line), names, &keys, field,
-                        &extra);
+                jd_line(lb, 0, (size_t)ll, names, &keys, field, &extra);
         if (r < 0) {
+            Py_DECREF(lineno);
             Py_CLEAR(out);
             break;
         }
@@ -1463,11 +1505,13 @@ static PyObject *py_json_lines_decode(PyObject *self, PyObject *args) {
             for (int q = 0; q < 4; q++) Py_XDECREF(field[q]);
             Py_DECREF(extra);
             if (r == 1 && rec == NULL) {
+                Py_DECREF(lineno);
                 Py_CLEAR(out);
                 break;
             }
             if (r == 0) rec = Py_None;
         }
+        Py_DECREF(lineno);
         if (rec == Py_None) Py_INCREF(rec);
         PyList_SET_ITEM(out, d, rec);
     }

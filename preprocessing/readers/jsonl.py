@@ -383,6 +383,14 @@ class FrameLines(Sequence):
             self._lines = list(enumerate(lines, self.first))
         return self._lines
 
+    def lines_at(self, which: list[int]) -> list[tuple[int, bytes]]:
+        """The (line number, line) pairs of the lines ``which`` (positions, ascending), copied alone
+        (the others are not split) unless the lines were already split."""
+        if self._lines is not None:
+            return [self._lines[i] for i in which]
+        data, ends, first = self.data, self.ends(), self.first
+        return [(first + i, data[ends[i - 1] + 1 if i else 0:ends[i]]) for i in which]
+
     def __getitem__(self, i):  # type: ignore[override]
         return self._split()[i]
 
@@ -936,11 +944,15 @@ class JsonlReader(FileDumpReader):
         names = (cols.content, cols.repo_name, cols.path, cols.license)
         if not (all(names) and len(set(names)) == 4) or (decode := _json_lines_decode()) is None:
             return self.decode_common(source, lines)
-        pairs = lines if type(lines) is list else list(lines)
-        out = decode(pairs, *_raw_names(names), CodeFile, _record_slots(), source, self.max_file_bytes)
+        if type(lines) is FrameLines:  # its lines read in its buffer (not split into bytes and pairs)
+            args: Any = (lines.data, lines.ends(), lines.first)
+        else:
+            args = lines if type(lines) is list else list(lines)
+        out = decode(args, *_raw_names(names), CodeFile, _record_slots(), source, self.max_file_bytes)
         missing = list(compress(range(len(out)), map(is_, out, repeat(None))))
         if missing:
-            for i, item in zip(missing, self.decode_common(source, list(map(pairs.__getitem__, missing)))):
+            todo = list(map(args.__getitem__, missing)) if type(args) is list else lines.lines_at(missing)  # type: ignore[union-attr]
+            for i, item in zip(missing, self.decode_common(source, todo)):
                 out[i] = item
         return out
 
