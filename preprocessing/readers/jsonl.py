@@ -9,7 +9,7 @@ import warnings
 import zlib
 from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import is_
 from typing import Any, BinaryIO
 
@@ -872,10 +872,10 @@ class JsonlReader(FileDumpReader):
         if not content:
             yield JsonlRange(source, start, start, line, notes=[InputWarning(f"{source}: empty file (no records)")])
 
-    def _decode_range(self, unit: JsonlRange, decode_lines: Callable[[str, Any], list]
-                      ) -> Iterator[CodeFile | Rejected | InputWarning | FileRead]:
+    def _decode_range(self, unit: JsonlRange, groups: Callable[[str, Any], Iterable[list]]) -> Iterator[list]:
         source = unit.source
-        yield from unit.notes
+        if unit.notes:
+            yield list(unit.notes)
         if not unit.read:
             return
         if unit.end >= 0:
@@ -889,8 +889,8 @@ class JsonlReader(FileDumpReader):
             if lines and not lines[-1]:
                 lines.pop()
             good = [pair for pair in enumerate(lines, unit.first_line) if pair[1] and not pair[1].isspace()]
-            yield from decode_lines(source, good)
-            yield FileRead(source, len(good), True)
+            yield from groups(source, good)
+            yield [FileRead(source, len(good), True)]
             return
         nlines = 0  # a whole compressed file: as units() reads it, in the worker
         partial = b""
@@ -899,30 +899,41 @@ class JsonlReader(FileDumpReader):
             for group, _raw, _frame_no, _skipped in iter_line_groups(source):
                 good = [pair for pair in group if pair[1] and not pair[1].isspace()]  # blank lines are no records
                 nlines += len(good)
-                yield from decode_lines(source, good)
+                yield from groups(source, good)
         except TruncatedInput as exc:
             partial = getattr(exc, "partial", b"")
-            yield InputWarning(self._truncation_message(source, exc, nlines))
+            yield [InputWarning(self._truncation_message(source, exc, nlines))]
             if partial.strip():
-                yield Rejected("truncated_input", source, exc.lineno, len(partial))  # type: ignore[attr-defined]
+                yield [Rejected("truncated_input", source, exc.lineno, len(partial))]  # type: ignore[attr-defined]
             cut = True
         except OSError as exc:
             raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
         if nlines == 0 and not partial.strip() and not cut:
-            yield InputWarning(f"{source}: empty file (no records)")
-        yield FileRead(source, nlines, not cut)
+            yield [InputWarning(f"{source}: empty file (no records)")]
+        yield [FileRead(source, nlines, not cut)]
 
     def decode(self, unit: JsonlUnit | JsonlRange, lines: Callable[[str, Any], list] | None = None
                ) -> Iterator[CodeFile | Rejected]:
         """The unit's records (and rejections, warnings, what was read) in line order. ``lines``
         (optional): what decodes each group of its lines instead of :meth:`decode_lines`, with the
-        same arguments (a unit's lines, or the lines a worker read of a range or a file in turn)."""
-        decode_lines = lines or self.decode_lines
+        same arguments (a unit's lines, or the lines a worker read of a range or a file in turn).
+        The items of :meth:`decode_groups`, one by one."""
+        return chain.from_iterable(self.decode_groups(unit, None if lines is None else
+                                                      lambda source, group: (lines(source, group),)))
+
+    def decode_groups(self, unit: JsonlUnit | JsonlRange, groups: Callable[[str, Any], Iterable[list]] | None = None
+                      ) -> Iterator[list]:
+        """:meth:`decode`'s items in lists, in order (a consumer takes them by
+        ``chain.from_iterable``: no Python frame resumed per item). ``groups`` (optional): what
+        decodes each group of the unit's lines into lists of items, in order, instead of
+        ``(decode_lines(source, lines),)``; it is asked for each list when the one before is used up."""
+        groups = groups or (lambda source, group: (self.decode_lines(source, group),))
         if isinstance(unit, JsonlRange):
-            yield from self._decode_range(unit, decode_lines)  # type: ignore[misc]
+            yield from self._decode_range(unit, groups)
             return
-        yield from decode_lines(unit.source, unit.lines)
-        yield from unit.rejected
+        yield from groups(unit.source, unit.lines)
+        if unit.rejected:
+            yield unit.rejected
 
     def _truncation_message(self, source: str, exc: TruncatedInput, nlines: int) -> str:
         """The warning for a cut or corrupt file (its last complete line named); with ``strict``, the error."""
