@@ -2,7 +2,8 @@
 the Python decode gives (``JsonlReader.decode_common`` and ``decode_line``): the same values,
 types, ``extra`` key order, line numbers and rejections, on the installation's files written as
 `json.dumps` rows and on generated lines of every form its grammar takes or refuses; lines it
-does not decode are decoded as before; without the kernel, a RuntimeWarning and the same records."""
+does not decode are decoded as before; without the kernel, a RuntimeWarning and the same records.
+The lowercasing of the filters' joined text in C (``ascii_lower``) = ``bytes.lower``, likewise."""
 
 from __future__ import annotations
 
@@ -183,3 +184,24 @@ def test_without_the_decode_kernel_a_warning_and_the_same_records(installation, 
             assert _same(reader.decode_lines("f", pairs), with_kernel)
     finally:
         jsonl_mod._json_lines_decode.cache_clear()
+
+
+def test_ascii_lower_equals_bytes_lower_and_without_it_a_warning(installation, monkeypatch):
+    from preprocessing.filters import joined as joined_mod
+
+    lower = joined_mod._ascii_lower_kernel()
+    assert lower is not None
+    rng = random.Random(4)
+    every = "".join(map(chr, range(128)))
+    texts = ["".join(rng.choice(every) for _ in range(n)) for n in list(range(40)) * 5 + [1000, 4099]]
+    texts += [r.content for r in installation if r.content.isascii()][:500]
+    for t in texts:
+        assert lower(t) == t.encode("ascii").lower()
+    with pytest.raises(ValueError):
+        lower("é")
+    ref = joined_mod.JoinedText.of(texts[:300], lower=True)
+    monkeypatch.setattr(joined_mod, "_ASCII_LOWER", [])
+    monkeypatch.setattr(native, "kernel", lambda name: (_ for _ in ()).throw(AttributeError(name)))
+    with pytest.warns(RuntimeWarning, match="ascii_lower"):
+        without = joined_mod.JoinedText.of(texts[:300], lower=True)
+    assert without.text == ref.text and (without.ends == ref.ends).all() and (without.starts == ref.starts).all()

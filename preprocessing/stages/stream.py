@@ -7,7 +7,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from itertools import chain, compress, islice, repeat
-from operator import is_, itemgetter, not_
+from operator import attrgetter, is_, itemgetter, not_
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -160,6 +160,9 @@ KNOWN_EXAMPLES = EXAMPLES_PER_REASON
 the first EXAMPLES_PER_REASON duplicates in order, so no later one of a unit can be one."""
 
 
+_CONTENT = attrgetter("content")
+
+
 def content_keys(records: list[CodeFile], rewrite_keys: list[tuple] | None) -> np.ndarray:
     """The content key of each record: xxh3-64 of its UTF-8 content, seeded by a digest of its
     :meth:`Filter.rewrite_key`s (records with equal keys get the same rewritten content). 64 bits,
@@ -167,8 +170,8 @@ def content_keys(records: list[CodeFile], rewrite_keys: list[tuple] | None) -> n
     duplicate of another."""
     digest = xxhash.xxh3_64_intdigest
     if rewrite_keys is None:
-        return np.fromiter((digest(r.content.encode("utf-8", "surrogatepass")) for r in records),
-                           np.uint64, len(records))
+        return np.fromiter(map(digest, map(str.encode, map(_CONTENT, records), repeat("utf-8"), repeat("surrogatepass"))),
+                           np.uint64, len(records))  # (C-level maps: no generator frame per record)
     seeds: dict[tuple, int] = {}
     out = np.empty(len(records), np.uint64)
     for i, (r, k) in enumerate(zip(records, rewrite_keys)):
