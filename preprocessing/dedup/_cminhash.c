@@ -1079,7 +1079,52 @@ static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args) {
         int64_t s = 0;
         for (size_t d = 0; d < n; d++) {
             int64_t end = e[d], line_start = s, alnum = 0, lines = 0, mx = 0, chars = 0, nl = 0, eq = 0;
-            for (int64_t i = s; i < end; i++) {
+            int64_t i = s;
+#ifdef __SSE2__
+            /* 16 bytes at a time: the alphanumerics counted from three range masks, the special bytes
+             * ("=", the breaks) found by a mask and taken one by one as the byte loop below takes them */
+            const __m128i c0 = _mm_set1_epi8('0' - 1), c9 = _mm_set1_epi8('9' + 1), cA = _mm_set1_epi8('A' - 1),
+                          cZ = _mm_set1_epi8('Z' + 1), ca = _mm_set1_epi8('a' - 1), cz = _mm_set1_epi8('z' + 1),
+                          ceq = _mm_set1_epi8('='), cnl = _mm_set1_epi8('\n'), ccr = _mm_set1_epi8('\r'),
+                          cvt = _mm_set1_epi8(0x0B), cff = _mm_set1_epi8(0x0C), c1b = _mm_set1_epi8(0x1B),
+                          c1f = _mm_set1_epi8(0x1F);
+            int64_t skip = s; /* a special byte before this position was taken already (the "\n" of "\r\n") */
+            for (; i + 16 <= end; i += 16) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(b + i));
+                __m128i al = _mm_or_si128(
+                    _mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(v, c0), _mm_cmplt_epi8(v, c9)),
+                                 _mm_and_si128(_mm_cmpgt_epi8(v, cA), _mm_cmplt_epi8(v, cZ))),
+                    _mm_and_si128(_mm_cmpgt_epi8(v, ca), _mm_cmplt_epi8(v, cz)));
+                alnum += __builtin_popcount((unsigned)_mm_movemask_epi8(al));
+                __m128i sp = _mm_or_si128(
+                    _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, ceq), _mm_cmpeq_epi8(v, cnl)),
+                                 _mm_or_si128(_mm_cmpeq_epi8(v, ccr), _mm_cmpeq_epi8(v, cvt))),
+                    _mm_or_si128(_mm_cmpeq_epi8(v, cff), _mm_and_si128(_mm_cmpgt_epi8(v, c1b), _mm_cmplt_epi8(v, c1f))));
+                unsigned m = (unsigned)_mm_movemask_epi8(sp);
+                while (m) {
+                    int64_t q = i + __builtin_ctz(m);
+                    m &= m - 1;
+                    if (q < skip) continue;
+                    u8 k = ats_special[b[q]];
+                    if (k == 2) {
+                        eq++;
+                        continue;
+                    }
+                    int64_t len = q - line_start;
+                    lines++;
+                    chars += len;
+                    if (len > mx) mx = len;
+                    if (k == 3) nl++;
+                    else if (k == 4 && q + 1 < end && b[q + 1] == '\n') {
+                        q++;
+                        nl++;
+                    }
+                    line_start = skip = q + 1;
+                }
+            }
+            if (i < skip) i = skip; /* (the "\n" of a "\r\n" that ended the last block) */
+#endif
+            for (; i < end; i++) {
                 u8 c = b[i];
                 alnum += ats_alnum[c]; /* (no branch: letters and the rest alternate unpredictably) */
                 u8 k = ats_special[c];
