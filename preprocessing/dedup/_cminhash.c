@@ -771,7 +771,7 @@ PyDoc_STRVAR(json_lines_decode_doc,
 "(non-empty, not only whitespace, at most max_bytes); None for any other line (and line 1).");
 PyDoc_STRVAR(ascii_text_stats_doc,
 "ascii_text_stats(buf, ends, alnum, lines, max_line, line_chars, newlines, equals)\n\n"
-"Text d = buf[ends[d-1]:ends[d]] (ends[-1] = 0), ASCII: alnum[d] its [0-9A-Za-z] characters, lines[d]\n"
+"Text d = buf[ends[d-1]:ends[d]] (ends[-1] = 0; buf: bytes or an ASCII str), ASCII: alnum[d] its [0-9A-Za-z] characters, lines[d]\n"
 "len(text.splitlines()), max_line[d] the longest of them (0: none), line_chars[d] their characters,\n"
 "newlines[d] text.count('\\n'), equals[d] text.count('='). ends and the outputs: int64 arrays.");
 PyDoc_STRVAR(json_lines_scan_doc,
@@ -1060,10 +1060,22 @@ static void ats_init(void) {
 
 static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args) {
     Py_buffer buf, ends, out[6];
+    PyObject *text;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*w*w*w*w*w*w*", &buf, &ends, &out[0], &out[1], &out[2], &out[3], &out[4],
+    if (!PyArg_ParseTuple(args, "Oy*w*w*w*w*w*w*", &text, &ends, &out[0], &out[1], &out[2], &out[3], &out[4],
                           &out[5]))
         return NULL;
+    /* the texts: a bytes-like object, or an ASCII str (read in its own buffer: no encoded copy) */
+    int got = PyUnicode_Check(text) ? (PyUnicode_IS_ASCII(text)
+                                           ? PyBuffer_FillInfo(&buf, NULL, PyUnicode_1BYTE_DATA(text),
+                                                               PyUnicode_GET_LENGTH(text), 1, PyBUF_SIMPLE)
+                                           : (PyErr_SetString(PyExc_ValueError, "buf: bytes or an ASCII str"), -1))
+                                    : PyObject_GetBuffer(text, &buf, PyBUF_SIMPLE);
+    if (got < 0) {
+        PyBuffer_Release(&ends);
+        for (int k = 0; k < 6; k++) PyBuffer_Release(&out[k]);
+        return NULL;
+    }
     size_t n = (size_t)ends.len / 8;
     const int64_t *e = ends.buf;
     int ok = check(ends.len % 8 == 0, "ends: an int64 array");

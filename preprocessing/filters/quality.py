@@ -211,7 +211,7 @@ def _ascii_columns(texts: list[str], joined: str) -> MetricColumns:
         return _ascii_columns_numpy(texts, joined, lens)
     ends = lens.cumsum()
     alnum, n_lines, line_max, chars, newlines, equals = (np.empty(m, dtype=np.int64) for _ in range(6))
-    stats(joined.encode("ascii"), ends, alnum, n_lines, line_max, chars, newlines, equals)
+    stats(joined, ends, alnum, n_lines, line_max, chars, newlines, equals)  # (the str's own buffer: no encoded copy)
     # (every text is non-empty: at least one line) one IEEE division of exact integers each, as in Python
     return MetricColumns(lens, n_lines, line_max, chars / n_lines, alnum / lens, newlines, equals)
 
