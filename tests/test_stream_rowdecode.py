@@ -205,3 +205,19 @@ def test_ascii_lower_equals_bytes_lower_and_without_it_a_warning(installation, m
     with pytest.warns(RuntimeWarning, match="ascii_lower"):
         without = joined_mod.JoinedText.of(texts[:300], lower=True)
     assert without.text == ref.text and (without.ends == ref.ends).all() and (without.starts == ref.starts).all()
+
+
+def test_small_records_from_the_metric_columns_equal_the_text_test(installation):
+    """Batch.small read from the columns' ASCII flag and sizes = the length and isascii test."""
+    from preprocessing.filters.joined import BATCH_MAX_CHARS, Batch
+    from preprocessing.filters.quality import file_metrics_columns
+
+    texts = [r.content for r in installation[:400]] + ["", "é = 1\n", "a" * BATCH_MAX_CHARS, "a" * (BATCH_MAX_CHARS + 1),
+                                                       "é" * 3000, "x\n"]
+    random.Random(8).shuffle(texts)
+    for chunk in (texts, [t for t in texts if t and t.isascii()], texts[:20]):
+        cols = file_metrics_columns(chunk)
+        assert cols.ascii is not None and cols.ascii.tolist() == [t.isascii() for t in chunk]
+        got = Batch(chunk, (), cols).small.tolist()
+        assert got == Batch(chunk).small.tolist() == [len(t) <= BATCH_MAX_CHARS and t.isascii() for t in chunk]
+        assert Batch(chunk, (), cols).view([3, 1]).small.tolist() == [got[3], got[1]]

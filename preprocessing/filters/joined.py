@@ -274,9 +274,13 @@ class Batch:
         """Per record, whether its text is searched in the joined text (small and ASCII)."""
         root = self._root
         if root._small is None:
-            n = len(root.contents)
-            small = np.fromiter(map(len, root.contents), dtype=np.int64, count=n) <= BATCH_MAX_CHARS
-            small &= np.fromiter(map(str.isascii, root.contents), dtype=bool, count=n)
+            cols = root._metrics
+            if cols is not None and getattr(cols, "ascii", None) is not None:  # (an ASCII text's size is its length)
+                small = cols.ascii & (cols.size <= BATCH_MAX_CHARS)
+            else:
+                n = len(root.contents)
+                small = np.fromiter(map(len, root.contents), dtype=np.int64, count=n) <= BATCH_MAX_CHARS
+                small &= np.fromiter(map(str.isascii, root.contents), dtype=bool, count=n)
             root._small = small
         return self._pick(root._small)
 
