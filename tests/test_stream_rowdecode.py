@@ -221,3 +221,23 @@ def test_small_records_from_the_metric_columns_equal_the_text_test(installation)
         got = Batch(chunk, (), cols).small.tolist()
         assert got == Batch(chunk).small.tolist() == [len(t) <= BATCH_MAX_CHARS and t.isascii() for t in chunk]
         assert Batch(chunk, (), cols).view([3, 1]).small.tolist() == [got[3], got[1]]
+
+
+def test_newline_ends_equal_the_numpy_and_find_paths(monkeypatch):
+    rng = random.Random(6)
+    datas = [b"\n", b"\n\n\n", b"x" * 5000 + b"\n"]
+    for n in (1, 5, 300, 3000):  # short lines (numpy's path before) and long ones (bytes.find's)
+        for width in (3, 80, 2000):
+            datas.append(b"".join(bytes(rng.choice(b"ab \r\t{}\"") for _ in range(rng.randint(0, width))) + b"\n"
+                                  for _ in range(n)))
+    with_kernel = [FrameLines(d, 1).ends() for d in datas]
+    for d, ends in zip(datas, with_kernel):
+        assert ends == [i for i, c in enumerate(d) if c == 10]
+    monkeypatch.setattr(native, "kernel", lambda name: (_ for _ in ()).throw(AttributeError(name)))
+    jsonl_mod._newline_ends.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="newline_ends"):
+            assert jsonl_mod._newline_ends() is None
+        assert [FrameLines(d, 1).ends() for d in datas] == with_kernel
+    finally:
+        jsonl_mod._newline_ends.cache_clear()

@@ -758,6 +758,10 @@ static PyObject *py_json_lines_scan(PyObject *self, PyObject *args); /* stream's
 static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args); /* stream's metrics, at the end of the file */
 static PyObject *py_json_lines_decode(PyObject *self, PyObject *args); /* stream's rows, at the end of the file */
 static PyObject *py_ascii_lower(PyObject *self, PyObject *arg); /* the filters' joined text, at the end of the file */
+static PyObject *py_newline_ends(PyObject *self, PyObject *arg); /* the reader's line ends, at the end of the file */
+PyDoc_STRVAR(newline_ends_doc,
+"newline_ends(buf)\n\n"
+"The position of every b'\\n' in the bytes-like buf, ascending, as a list of ints (memchr from one to the next).");
 PyDoc_STRVAR(ascii_lower_doc,
 "ascii_lower(text)\n\n"
 "text.encode('ascii').lower() for an ASCII str (ValueError for another): one pass, no copy between.");
@@ -793,6 +797,7 @@ static PyMethodDef methods[] = {
     {"ascii_text_stats", py_ascii_text_stats, METH_VARARGS, ascii_text_stats_doc},
     {"json_lines_decode", py_json_lines_decode, METH_VARARGS, json_lines_decode_doc},
     {"ascii_lower", py_ascii_lower, METH_O, ascii_lower_doc},
+    {"newline_ends", py_newline_ends, METH_O, newline_ends_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1610,5 +1615,27 @@ static PyObject *py_ascii_lower(PyObject *self, PyObject *arg) {
         u8 c = src[i];
         dst[i] = c >= 'A' && c <= 'Z' ? (u8)(c | 0x20) : c;
     }
+    return out;
+}
+
+/* ------------------------------------------- the reader: where a buffer's lines end
+ * `newline_ends` (preprocessing/readers/jsonl.py, `FrameLines.ends`): the positions of the newlines
+ * of a decompressed piece, memchr from one to the next, straight into the list the reader keeps
+ * (numpy's compare, nonzero and tolist passes over the bytes before). */
+static PyObject *py_newline_ends(PyObject *self, PyObject *arg) {
+    Py_buffer buf;
+    (void)self;
+    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *out = PyList_New(0);
+    const char *b = buf.buf, *p = b, *e = b + buf.len;
+    while (out != NULL && p < e) {
+        const char *q = memchr(p, '\n', (size_t)(e - p));
+        if (q == NULL) break;
+        PyObject *pos = PyLong_FromSsize_t(q - b);
+        if (pos == NULL || PyList_Append(out, pos) < 0) Py_CLEAR(out);
+        Py_XDECREF(pos);
+        p = q + 1;
+    }
+    PyBuffer_Release(&buf);
     return out;
 }

@@ -359,7 +359,9 @@ class FrameLines(Sequence):
         """The position of each line's newline in ``data``."""
         if self._ends is None:
             data = self.data
-            if data.count(b"\n", 0, 1 << 13) < 12:  # lines over ~700 bytes: memchr from newline to newline
+            if (newline_ends := _newline_ends()) is not None:  # C: memchr from newline to newline, any length
+                out = newline_ends(data)
+            elif data.count(b"\n", 0, 1 << 13) < 12:  # lines over ~700 bytes: memchr from newline to newline
                 out, find, pos, stop = [], data.find, -1, len(data) - 1
                 while pos < stop:
                     pos = find(b"\n", pos + 1)
@@ -662,6 +664,19 @@ def _json_lines_scan() -> Any:
         warnings.warn(f"the C kernels have no json_lines_scan ({exc}): stream decodes every line, repeated "
                       f"content strings too (the same output, slower); {native.BUILD_HINT}", RuntimeWarning,
                       stacklevel=3)
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _newline_ends() -> Any:
+    """The C ``newline_ends``, or None (a RuntimeWarning, once)."""
+    from preprocessing.dedup import native
+
+    try:
+        return native.kernel("newline_ends")
+    except (native.KernelsUnavailable, AttributeError) as exc:
+        warnings.warn(f"the C kernels have no newline_ends ({exc}): the lines' ends are found by numpy or "
+                      f"bytes.find (the same lines, slower); {native.BUILD_HINT}", RuntimeWarning, stacklevel=3)
         return None
 
 
