@@ -405,8 +405,8 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                             passed[key] = (0, m, m, records[i].content)
             # known now: repeats of the unit's passed records or of those of an earlier round
             if passed:
-                fresh = [i for i, k in enumerate(keys) if k not in passed]
-                known_now = [k in passed for k in keys] if len(fresh) < n else [False] * n
+                known_now = list(map(passed.__contains__, keys))  # (C-level maps: no Python step per record)
+                fresh = list(compress(range(n), map(not_, known_now)))
             else:
                 known_now, fresh = [False] * n, list(range(n))
         else:
