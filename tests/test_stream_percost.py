@@ -38,6 +38,9 @@ def _edge_texts() -> list[str]:
     rng = random.Random(11)
     alphabet = "ab=\n\r\x0b\x0c\x1c\x1d\x1e\x1f \t9Z_#"
     texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 14))) for _ in range(3000)]
+    # longer ones: the C pass takes 16 bytes at a time (breaks and "\r\n" across its blocks' edges)
+    texts += ["".join(rng.choice(alphabet + "xyzXYZ019" * 3) for _ in range(rng.randint(15, 70))) for _ in range(3000)]
+    texts += ["a" * k + "\r\n" + "b" * j for k in range(12, 34) for j in (0, 1, 15)]
     return texts + ["\r", "\n", "\r\n", "a\r", "\na", "=", "x", "\r\r\n\n", "a" * 5000, "\n" * 40, "x = 1\r\n" * 7]
 
 

@@ -30,6 +30,9 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the kernels read little-endian words (the numpy reference's byte order for n-grams)"
@@ -862,9 +865,26 @@ static PyObject *py_xxh64(PyObject *self, PyObject *args) {
 
 static PyObject *py_json_lines_scan(PyObject *self, PyObject *args); /* stream's, at the end of the file */
 static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args); /* stream's metrics, at the end of the file */
+static PyObject *py_json_lines_decode(PyObject *self, PyObject *args); /* stream's rows, at the end of the file */
+static PyObject *py_ascii_lower(PyObject *self, PyObject *arg); /* the filters' joined text, at the end of the file */
+static PyObject *py_newline_ends(PyObject *self, PyObject *arg); /* the reader's line ends, at the end of the file */
+PyDoc_STRVAR(newline_ends_doc,
+"newline_ends(buf)\n\n"
+"The position of every b'\\n' in the bytes-like buf, ascending, as a list of ints (memchr from one to the next).");
+PyDoc_STRVAR(ascii_lower_doc,
+"ascii_lower(text)\n\n"
+"text.encode('ascii').lower() for an ASCII str (ValueError for another): one pass, no copy between.");
+PyDoc_STRVAR(json_lines_decode_doc,
+"json_lines_decode(lines, content, repo, path, license, cls, slots, source, max_bytes)\n\n"
+"lines: a list of (line number, line bytes), or a frame's (data, ends, first): line d is\n"
+"data[ends[d-1] + 1:ends[d]] (ends: a list of the newlines' positions), numbered first + d. Per line, cls(content, repo_name, path, license or None,\n"
+"extra, source, line number) (with slots, a tuple of cls's 8 fields' descriptors in that order, the\n"
+"last one metrics: an empty cls whose fields are set through them, metrics None) when the line is a simple JSON object (json_lines_scan's form) whose\n"
+"strings hold ASCII only (two-byte escapes and \\u escapes of 1..127) and whose content is a record's\n"
+"(non-empty, not only whitespace, at most max_bytes); None for any other line (and line 1).");
 PyDoc_STRVAR(ascii_text_stats_doc,
 "ascii_text_stats(buf, ends, alnum, lines, max_line, line_chars, newlines, equals)\n\n"
-"Text d = buf[ends[d-1]:ends[d]] (ends[-1] = 0), ASCII: alnum[d] its [0-9A-Za-z] characters, lines[d]\n"
+"Text d = buf[ends[d-1]:ends[d]] (ends[-1] = 0; buf: bytes or an ASCII str), ASCII: alnum[d] its [0-9A-Za-z] characters, lines[d]\n"
 "len(text.splitlines()), max_line[d] the longest of them (0: none), line_chars[d] their characters,\n"
 "newlines[d] text.count('\\n'), equals[d] text.count('='). ends and the outputs: int64 arrays.");
 PyDoc_STRVAR(json_lines_scan_doc,
@@ -885,6 +905,9 @@ static PyMethodDef methods[] = {
     {"orjson_body", py_orjson_body, METH_VARARGS, orjson_body_doc},
     {"json_lines_scan", py_json_lines_scan, METH_VARARGS, json_lines_scan_doc},
     {"ascii_text_stats", py_ascii_text_stats, METH_VARARGS, ascii_text_stats_doc},
+    {"json_lines_decode", py_json_lines_decode, METH_VARARGS, json_lines_decode_doc},
+    {"ascii_lower", py_ascii_lower, METH_O, ascii_lower_doc},
+    {"newline_ends", py_newline_ends, METH_O, newline_ends_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1154,10 +1177,22 @@ static void ats_init(void) {
 
 static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args) {
     Py_buffer buf, ends, out[6];
+    PyObject *text;
     (void)self;
-    if (!PyArg_ParseTuple(args, "y*y*w*w*w*w*w*w*", &buf, &ends, &out[0], &out[1], &out[2], &out[3], &out[4],
+    if (!PyArg_ParseTuple(args, "Oy*w*w*w*w*w*w*", &text, &ends, &out[0], &out[1], &out[2], &out[3], &out[4],
                           &out[5]))
         return NULL;
+    /* the texts: a bytes-like object, or an ASCII str (read in its own buffer: no encoded copy) */
+    int got = PyUnicode_Check(text) ? (PyUnicode_IS_ASCII(text)
+                                           ? PyBuffer_FillInfo(&buf, NULL, PyUnicode_1BYTE_DATA(text),
+                                                               PyUnicode_GET_LENGTH(text), 1, PyBUF_SIMPLE)
+                                           : (PyErr_SetString(PyExc_ValueError, "buf: bytes or an ASCII str"), -1))
+                                    : PyObject_GetBuffer(text, &buf, PyBUF_SIMPLE);
+    if (got < 0) {
+        PyBuffer_Release(&ends);
+        for (int k = 0; k < 6; k++) PyBuffer_Release(&out[k]);
+        return NULL;
+    }
     size_t n = (size_t)ends.len / 8;
     const int64_t *e = ends.buf;
     int ok = check(ends.len % 8 == 0, "ends: an int64 array");
@@ -1173,7 +1208,54 @@ static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args) {
         int64_t s = 0;
         for (size_t d = 0; d < n; d++) {
             int64_t end = e[d], line_start = s, alnum = 0, lines = 0, mx = 0, chars = 0, nl = 0, eq = 0;
-            for (int64_t i = s; i < end; i++) {
+            int64_t i = s;
+#ifdef __SSE2__
+            /* 16 bytes at a time: the alphanumerics counted from three range masks, the special bytes
+             * ("=", the breaks) found by a mask and taken one by one as the byte loop below takes them */
+            const __m128i c0 = _mm_set1_epi8('0' - 1), c9 = _mm_set1_epi8('9' + 1), cA = _mm_set1_epi8('A' - 1),
+                          cZ = _mm_set1_epi8('Z' + 1), ca = _mm_set1_epi8('a' - 1), cz = _mm_set1_epi8('z' + 1),
+                          ceq = _mm_set1_epi8('='), cnl = _mm_set1_epi8('\n'), ccr = _mm_set1_epi8('\r'),
+                          cvt = _mm_set1_epi8(0x0B), cff = _mm_set1_epi8(0x0C), c1b = _mm_set1_epi8(0x1B),
+                          c1f = _mm_set1_epi8(0x1F), one = _mm_set1_epi8(1);
+            int64_t skip = s; /* a special byte before this position was taken already (the "\n" of "\r\n") */
+            for (; i + 16 <= end; i += 16) {
+                __m128i v = _mm_loadu_si128((const __m128i *)(b + i));
+                __m128i al = _mm_or_si128(
+                    _mm_or_si128(_mm_and_si128(_mm_cmpgt_epi8(v, c0), _mm_cmplt_epi8(v, c9)),
+                                 _mm_and_si128(_mm_cmpgt_epi8(v, cA), _mm_cmplt_epi8(v, cZ))),
+                    _mm_and_si128(_mm_cmpgt_epi8(v, ca), _mm_cmplt_epi8(v, cz)));
+                /* (their count: the 0/1 bytes summed by _mm_sad_epu8, no popcount call) */
+                __m128i sums = _mm_sad_epu8(_mm_and_si128(al, one), _mm_setzero_si128());
+                alnum += _mm_cvtsi128_si32(sums) + _mm_cvtsi128_si32(_mm_srli_si128(sums, 8));
+                __m128i sp = _mm_or_si128(
+                    _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, ceq), _mm_cmpeq_epi8(v, cnl)),
+                                 _mm_or_si128(_mm_cmpeq_epi8(v, ccr), _mm_cmpeq_epi8(v, cvt))),
+                    _mm_or_si128(_mm_cmpeq_epi8(v, cff), _mm_and_si128(_mm_cmpgt_epi8(v, c1b), _mm_cmplt_epi8(v, c1f))));
+                unsigned m = (unsigned)_mm_movemask_epi8(sp);
+                while (m) {
+                    int64_t q = i + __builtin_ctz(m);
+                    m &= m - 1;
+                    if (q < skip) continue;
+                    u8 k = ats_special[b[q]];
+                    if (k == 2) {
+                        eq++;
+                        continue;
+                    }
+                    int64_t len = q - line_start;
+                    lines++;
+                    chars += len;
+                    if (len > mx) mx = len;
+                    if (k == 3) nl++;
+                    else if (k == 4 && q + 1 < end && b[q + 1] == '\n') {
+                        q++;
+                        nl++;
+                    }
+                    line_start = skip = q + 1;
+                }
+            }
+            if (i < skip) i = skip; /* (the "\n" of a "\r\n" that ended the last block) */
+#endif
+            for (; i < end; i++) {
                 u8 c = b[i];
                 alnum += ats_alnum[c]; /* (no branch: letters and the rest alternate unpredictably) */
                 u8 k = ats_special[c];
@@ -1214,4 +1296,460 @@ static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args) {
     for (int k = 0; k < 6; k++) PyBuffer_Release(&out[k]);
     if (!ok) return NULL;
     Py_RETURN_NONE;
+}
+
+/* ------------------------------------------- stream: the records of simple JSON lines, decoded here
+ * `json_lines_decode` (preprocessing/readers/jsonl.py, `JsonlReader.decode_lines`) gives the record of
+ * each line of json_lines_scan's simple form whose strings are ASCII: what orjson.loads of the line,
+ * the four mapped fields popped and the record's checks give (the same values, types and key order:
+ * an object's repeated key keeps its first place and its last value, as orjson's dict), with no
+ * Python step per line. Strings: raw bytes 0x20..0x7f, the two-byte escapes and \u escapes of
+ * 1..127 (anything else, e.g. \u0000, a surrogate or raw UTF-8, is not decoded here); numbers of
+ * at most 15 digits without an exponent (an int, or a float correctly rounded, as orjson's);
+ * literals, arrays and objects of those (depth at most 8). A line outside that form gives None: the
+ * caller decodes it as before (so an unusual line gets the answer it always had). */
+
+/* The first position in [i, e) of a byte that ends a run of plain string bytes: a quote, a
+ * backslash, a control character or a non-ASCII byte (e when none); 16 bytes at a time with SSE2
+ * (a signed compare below 0x20 finds both the control and the non-ASCII bytes). */
+static size_t jd_plain_run(const u8 *b, size_t i, size_t e) {
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"'), slash = _mm_set1_epi8('\\'), low = _mm_set1_epi8(0x20);
+    while (i + 16 <= e) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(b + i));
+        __m128i m = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, slash)),
+                                 _mm_cmplt_epi8(v, low));
+        int mask = _mm_movemask_epi8(m);
+        if (mask) return i + (size_t)__builtin_ctz((unsigned)mask);
+        i += 16;
+    }
+#endif
+    while (i < e && b[i] != '"' && b[i] != '\\' && b[i] >= 0x20 && b[i] < 0x80) i++;
+    return i;
+}
+
+/* The escape at b[i] (a backslash, i + 1 < e): the ASCII byte it stands for and its length in
+ * *len, or 0 when it is not one decoded here (a \u escape outside 1..127, an invalid one). */
+static u8 jd_escape(const u8 *b, size_t i, size_t e, size_t *len) {
+    u8 y = b[i + 1];
+    if (y != 'u') {
+        *len = 2;
+        return SHORT_ESCAPE[y];
+    }
+    if (i + 5 >= e) return 0;
+    int h0 = HEX[b[i + 2]], h1 = HEX[b[i + 3]], h2 = HEX[b[i + 4]], h3 = HEX[b[i + 5]];
+    if ((h0 | h1 | h2 | h3) < 0) return 0;
+    int v = (h0 << 12) | (h1 << 8) | (h2 << 4) | h3;
+    *len = 6;
+    return v >= 1 && v <= 0x7f ? (u8)v : 0;
+}
+
+/* 1: the string at the cursor (on its quote) decoded into *out (a new reference); 0: not of the
+ * form; -1: a Python error. */
+static int jd_string(JsonCursor *c, PyObject **out) {
+    const u8 *b = c->b;
+    size_t i = c->i, e = c->e, n = 0, len;
+    if (i >= e || b[i] != '"') return 0;
+    size_t start = ++i;
+    int escaped = 0;
+    for (;;) {
+        size_t j = jd_plain_run(b, i, e);
+        n += j - i;
+        i = j;
+        if (i >= e) return 0;
+        if (b[i] == '"') break;
+        if (b[i] != '\\' || i + 1 >= e || !jd_escape(b, i, e, &len)) return 0;
+        escaped = 1;
+        i += len;
+        n++;
+    }
+    size_t end = i;
+    PyObject *s = PyUnicode_New((Py_ssize_t)n, 127);
+    if (s == NULL) return -1;
+    u8 *d = PyUnicode_1BYTE_DATA(s);
+    if (!escaped) {
+        memcpy(d, b + start, n);
+    } else {
+        for (size_t j = start; j < end;) {
+            size_t k = jd_plain_run(b, j, end);
+            memcpy(d, b + j, k - j);
+            d += k - j;
+            if (k >= end) break;
+            *d++ = jd_escape(b, k, e, &len);
+            j = k + len;
+        }
+    }
+    c->i = end + 1;
+    *out = s;
+    return 1;
+}
+
+/* -?(0|[1-9][0-9]*)(.[0-9]+)? with at most 15 digits (as jc_number): an int, or a float */
+static int jd_number(JsonCursor *c, PyObject **out) {
+    const u8 *b = c->b;
+    size_t start = c->i;
+    if (!jc_number(c)) return 0;
+    size_t n = c->i - start;
+    int is_float = 0;
+    long long v = 0;
+    for (size_t j = start; j < c->i; j++) {
+        if (b[j] == '.') is_float = 1;
+        else if (b[j] != '-') v = v * 10 + (b[j] - '0');
+    }
+    if (!is_float) {
+        *out = PyLong_FromLongLong(b[start] == '-' ? -v : v);
+        return *out == NULL ? -1 : 1;
+    }
+    char buf[24];
+    if (n >= sizeof buf) return 0;
+    memcpy(buf, b + start, n);
+    buf[n] = 0;
+    double x = PyOS_string_to_double(buf, NULL, NULL);
+    if (x == -1.0 && PyErr_Occurred()) return -1;
+    *out = PyFloat_FromDouble(x);
+    return *out == NULL ? -1 : 1;
+}
+
+static int jd_value(JsonCursor *c, PyObject **out, int depth) {
+    if (c->i >= c->e) return 0;
+    u8 x = c->b[c->i];
+    if (x == '"') return jd_string(c, out);
+    if (x == 't' || x == 'f' || x == 'n') {
+        PyObject *v = x == 't' ? Py_True : x == 'f' ? Py_False : Py_None;
+        if (!jc_literal(c, x == 't' ? "true" : x == 'f' ? "false" : "null", x == 'f' ? 5 : 4)) return 0;
+        Py_INCREF(v);
+        *out = v;
+        return 1;
+    }
+    if (x != '[' && x != '{') return jd_number(c, out);
+    if (depth >= 8) return 0;
+    int list = x == '[';
+    u8 close = list ? ']' : '}';
+    PyObject *box = list ? PyList_New(0) : PyDict_New();
+    if (box == NULL) return -1;
+    c->i++;
+    jc_ws(c);
+    if (c->i < c->e && c->b[c->i] == close) {
+        c->i++;
+        *out = box;
+        return 1;
+    }
+    for (;;) {
+        PyObject *k = NULL, *v = NULL;
+        int r = 1;
+        if (!list) {
+            r = jd_string(c, &k);
+            if (r == 1) {
+                jc_ws(c);
+                if (c->i >= c->e || c->b[c->i] != ':') r = 0;
+                else {
+                    c->i++;
+                    jc_ws(c);
+                }
+            }
+        }
+        if (r == 1) r = jd_value(c, &v, depth + 1);
+        if (r == 1) r = (list ? PyList_Append(box, v) : PyDict_SetItem(box, k, v)) < 0 ? -1 : 1;
+        Py_XDECREF(k);
+        Py_XDECREF(v);
+        if (r == 1) {
+            jc_ws(c);
+            if (c->i >= c->e) r = 0;
+            else if (c->b[c->i] == ',') {
+                c->i++;
+                jc_ws(c);
+                continue;
+            } else if (c->b[c->i] != close) {
+                r = 0;
+            } else {
+                c->i++;
+                *out = box;
+                return 1;
+            }
+        }
+        Py_DECREF(box);
+        return r;
+    }
+}
+
+/* The extra fields' names met in one call (most lines of a dump have the same few): each made once. */
+#define JD_KEYS 16
+typedef struct {
+    int n;
+    PyObject *key[JD_KEYS];
+} JdKeys;
+
+/* the str of the top-level key b[0:n) (printable ASCII), a new reference (NULL: a Python error) */
+static PyObject *jd_key(JdKeys *keys, const u8 *b, size_t n) {
+    for (int q = 0; q < keys->n; q++) {
+        PyObject *k = keys->key[q];
+        if ((size_t)PyUnicode_GET_LENGTH(k) == n && memcmp(PyUnicode_1BYTE_DATA(k), b, n) == 0) {
+            Py_INCREF(k);
+            return k;
+        }
+    }
+    PyObject *k = PyUnicode_New((Py_ssize_t)n, 127);
+    if (k == NULL) return NULL;
+    memcpy(PyUnicode_1BYTE_DATA(k), b, n);
+    if (keys->n < JD_KEYS) {
+        Py_INCREF(k);
+        keys->key[keys->n++] = k;
+    }
+    return k;
+}
+
+/* 1 and the record's parts (new references) when line [s, e) is simple and ASCII, 0 when not, -1 on error */
+static int jd_line(const u8 *b, size_t s, size_t e, const Py_buffer *names, JdKeys *keys, PyObject **field,
+                   PyObject **extra) {
+    JsonCursor c = {b, s, e};
+    unsigned seen = 0;
+    int r = 0;
+    field[0] = field[1] = field[2] = field[3] = NULL;
+    PyObject *rest = PyDict_New();
+    if (rest == NULL) return -1;
+    jc_ws(&c);
+    if (c.i >= c.e || b[c.i] != '{') goto fail;
+    c.i++;
+    jc_ws(&c);
+    if (c.i < c.e && b[c.i] == '}') goto fail; /* {}: no record */
+    for (;;) {
+        PyObject *k = NULL, *v = NULL;
+        /* a top-level key: no escape at all (an escaped key could spell a mapped name another way) */
+        r = 0;
+        if (c.i >= c.e || b[c.i] != '"') goto fail;
+        size_t ks = c.i + 1, ke = jd_plain_run(b, ks, c.e), kl = ke - ks;
+        if (ke >= c.e || b[ke] != '"') goto fail;
+        c.i = ke + 1;
+        int which = -1;
+        for (int q = 0; q < 4; q++)
+            if ((size_t)names[q].len == kl && memcmp(b + ks, names[q].buf, kl) == 0) which = q;
+        jc_ws(&c);
+        if (c.i >= c.e || b[c.i] != ':') goto fail;
+        c.i++;
+        jc_ws(&c);
+        if (which < 0 && (k = jd_key(keys, b + ks, kl)) == NULL) {
+            r = -1;
+            goto fail;
+        }
+        if (which >= 0) {
+            if (seen & (1u << which)) {
+                r = 0;
+                goto fail;
+            }
+            seen |= 1u << which;
+            if (which == 3 && c.i < c.e && b[c.i] == 'n') {
+                if (!jc_literal(&c, "null", 4)) {
+                    r = 0;
+                    goto fail;
+                }
+            } else if ((r = jd_string(&c, &field[which])) != 1) {
+                goto fail;
+            }
+        } else {
+            if ((r = jd_value(&c, &v, 1)) != 1) {
+                Py_DECREF(k);
+                goto fail;
+            }
+            r = PyDict_SetItem(rest, k, v) < 0 ? -1 : 1;
+            Py_DECREF(k);
+            Py_DECREF(v);
+            if (r < 0) goto fail;
+        }
+        jc_ws(&c);
+        r = 0;
+        if (c.i >= c.e) goto fail;
+        if (b[c.i] == ',') {
+            c.i++;
+            jc_ws(&c);
+            continue;
+        }
+        if (b[c.i] != '}') goto fail;
+        c.i++;
+        break;
+    }
+    jc_ws(&c);
+    r = 0;
+    if (c.i != c.e || (seen & 7u) != 7u) goto fail;
+    *extra = rest;
+    return 1;
+fail:
+    for (int q = 0; q < 4; q++) Py_CLEAR(field[q]);
+    Py_DECREF(rest);
+    return r;
+}
+
+static PyObject *py_json_lines_decode(PyObject *self, PyObject *args) {
+    PyObject *lines, *cls, *slots, *source;
+    Py_buffer names[4];
+    Py_ssize_t max_bytes;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oy*y*y*y*OOUn", &lines, &names[0], &names[1], &names[2], &names[3], &cls, &slots,
+                          &source, &max_bytes))
+        return NULL;
+    /* the lines: a list of (line number, bytes), or a frame's (data, ends, first line number): line d is
+     * data[ends[d-1] + 1:ends[d]] (ends: the positions of the lines' newlines, a list of ints) */
+    PyObject *data = NULL, *ends = NULL;
+    Py_ssize_t first = 0;
+    int frame = PyTuple_Check(lines);
+    if (frame && !PyArg_ParseTuple(lines, "O!O!n", &PyBytes_Type, &data, &PyList_Type, &ends, &first)) {
+        for (int q = 0; q < 4; q++) PyBuffer_Release(&names[q]);
+        return NULL;
+    }
+    if (!frame && !PyList_Check(lines)) {
+        PyErr_SetString(PyExc_TypeError, "lines: a list of (line number, bytes) pairs or (data, ends, first)");
+        for (int q = 0; q < 4; q++) PyBuffer_Release(&names[q]);
+        return NULL;
+    }
+    int slots_ok = slots == Py_None || (PyType_Check(cls) && PyTuple_Check(slots) && PyTuple_GET_SIZE(slots) == 8);
+    for (int q = 0; slots_ok && slots != Py_None && q < 8; q++)
+        slots_ok = Py_TYPE(PyTuple_GET_ITEM(slots, q))->tp_descr_set != NULL;
+    PyObject *empty = slots_ok ? PyTuple_New(0) : NULL;
+    if (!slots_ok || empty == NULL) {
+        if (!slots_ok) PyErr_SetString(PyExc_TypeError, "slots: None, or cls's 8 field descriptors");
+        for (int q = 0; q < 4; q++) PyBuffer_Release(&names[q]);
+        return NULL;
+    }
+    Py_ssize_t n = frame ? PyList_GET_SIZE(ends) : PyList_GET_SIZE(lines), start = 0;
+    PyObject *out = PyList_New(n);
+    JdKeys keys;
+    keys.n = 0;
+    for (Py_ssize_t d = 0; out != NULL && d < n; d++) {
+        PyObject *rec = Py_None, *lineno;
+        const u8 *lb;
+        Py_ssize_t ll;
+        if (frame) {
+            Py_ssize_t end = PyLong_AsSsize_t(PyList_GET_ITEM(ends, d));
+            if (end == -1 && PyErr_Occurred()) {
+                Py_CLEAR(out);
+                break;
+            }
+            if (end < start || end >= PyBytes_GET_SIZE(data)) {
+                PyErr_SetString(PyExc_ValueError, "ends: not ascending within data");
+                Py_CLEAR(out);
+                break;
+            }
+            lb = (const u8 *)PyBytes_AS_STRING(data) + start;
+            ll = end - start;
+            start = end + 1;
+            if ((lineno = PyLong_FromSsize_t(first + d)) == NULL) {
+                Py_CLEAR(out);
+                break;
+            }
+        } else {
+            PyObject *pair = PyList_GET_ITEM(lines, d);
+            if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2 || !PyLong_Check(PyTuple_GET_ITEM(pair, 0)) ||
+                !PyBytes_Check(PyTuple_GET_ITEM(pair, 1))) {
+                PyErr_SetString(PyExc_TypeError, "lines: a list of (line number, bytes) pairs");
+                Py_CLEAR(out);
+                break;
+            }
+            lineno = PyTuple_GET_ITEM(pair, 0);
+            Py_INCREF(lineno);
+            lb = (const u8 *)PyBytes_AS_STRING(PyTuple_GET_ITEM(pair, 1));
+            ll = PyBytes_GET_SIZE(PyTuple_GET_ITEM(pair, 1));
+        }
+        long no = PyLong_AsLong(lineno);
+        if (no == -1 && PyErr_Occurred()) {
+            Py_DECREF(lineno);
+            Py_CLEAR(out);
+            break;
+        }
+        PyObject *field[4], *extra = NULL;
+        int r = no == 1 ? 0 : /* (a byte order mark may open line 1) */
+                jd_line(lb, 0, (size_t)ll, names, &keys, field, &extra);
+        if (r < 0) {
+            Py_DECREF(lineno);
+            Py_CLEAR(out);
+            break;
+        }
+        if (r == 1) {
+            PyObject *content = field[0];
+            Py_ssize_t len = PyUnicode_GET_LENGTH(content), k = 0;
+            const u8 *t = PyUnicode_1BYTE_DATA(content);
+            while (k < len && Py_UNICODE_ISSPACE(t[k])) k++;
+            if (len == 0 || k == len || len > max_bytes) {
+                r = 0; /* no record: the caller's decode says why */
+            } else {
+                PyObject *lic = field[3];
+                if (lic == NULL || PyUnicode_GET_LENGTH(lic) == 0) lic = Py_None; /* `lic or None` */
+                PyObject *argv[8] = {content, field[1], field[2], lic, extra, source, lineno, Py_None};
+                if (slots == Py_None) {
+                    rec = PyObject_Vectorcall(cls, argv, 7, NULL);
+                } else { /* the record made empty and its 8 fields set through their slots' descriptors */
+                    rec = ((PyTypeObject *)cls)->tp_new((PyTypeObject *)cls, empty, NULL);
+                    for (int q = 0; rec != NULL && q < 8; q++) {
+                        PyObject *descr = PyTuple_GET_ITEM(slots, q);
+                        if (Py_TYPE(descr)->tp_descr_set(descr, rec, argv[q]) < 0) Py_CLEAR(rec);
+                    }
+                }
+            }
+            for (int q = 0; q < 4; q++) Py_XDECREF(field[q]);
+            Py_DECREF(extra);
+            if (r == 1 && rec == NULL) {
+                Py_DECREF(lineno);
+                Py_CLEAR(out);
+                break;
+            }
+            if (r == 0) rec = Py_None;
+        }
+        Py_DECREF(lineno);
+        if (rec == Py_None) Py_INCREF(rec);
+        PyList_SET_ITEM(out, d, rec);
+    }
+    for (int q = 0; q < 4; q++) PyBuffer_Release(&names[q]);
+    for (int q = 0; q < keys.n; q++) Py_DECREF(keys.key[q]);
+    Py_DECREF(empty);
+    return out;
+}
+
+/* ------------------------------------------- stream: the filters' joined text, lowercased
+ * `ascii_lower` (preprocessing/filters/joined.py, `JoinedText.of`) gives the bytes of an ASCII str
+ * with A-Z lowercased (what bytes.lower does to ASCII), read from the str's own buffer: no
+ * encoded copy, 16 bytes at a time with SSE2. */
+static PyObject *py_ascii_lower(PyObject *self, PyObject *arg) {
+    (void)self;
+    if (!PyUnicode_Check(arg) || !PyUnicode_IS_ASCII(arg)) {
+        PyErr_SetString(PyExc_ValueError, "ascii_lower: an ASCII str");
+        return NULL;
+    }
+    Py_ssize_t n = PyUnicode_GET_LENGTH(arg), i = 0;
+    const u8 *src = PyUnicode_1BYTE_DATA(arg);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (out == NULL) return NULL;
+    u8 *dst = (u8 *)PyBytes_AS_STRING(out);
+#ifdef __SSE2__
+    const __m128i before_a = _mm_set1_epi8('A' - 1), after_z = _mm_set1_epi8('Z' + 1), bit = _mm_set1_epi8(0x20);
+    for (; i + 16 <= n; i += 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(src + i));
+        __m128i upper = _mm_and_si128(_mm_cmpgt_epi8(v, before_a), _mm_cmplt_epi8(v, after_z));
+        _mm_storeu_si128((__m128i *)(dst + i), _mm_or_si128(v, _mm_and_si128(upper, bit)));
+    }
+#endif
+    for (; i < n; i++) {
+        u8 c = src[i];
+        dst[i] = c >= 'A' && c <= 'Z' ? (u8)(c | 0x20) : c;
+    }
+    return out;
+}
+
+/* ------------------------------------------- the reader: where a buffer's lines end
+ * `newline_ends` (preprocessing/readers/jsonl.py, `FrameLines.ends`): the positions of the newlines
+ * of a decompressed piece, memchr from one to the next, straight into the list the reader keeps
+ * (numpy's compare, nonzero and tolist passes over the bytes before). */
+static PyObject *py_newline_ends(PyObject *self, PyObject *arg) {
+    Py_buffer buf;
+    (void)self;
+    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *out = PyList_New(0);
+    const char *b = buf.buf, *p = b, *e = b + buf.len;
+    while (out != NULL && p < e) {
+        const char *q = memchr(p, '\n', (size_t)(e - p));
+        if (q == NULL) break;
+        PyObject *pos = PyLong_FromSsize_t(q - b);
+        if (pos == NULL || PyList_Append(out, pos) < 0) Py_CLEAR(out);
+        Py_XDECREF(pos);
+        p = q + 1;
+    }
+    PyBuffer_Release(&buf);
+    return out;
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
@@ -35,9 +36,12 @@ class JoinedText:
         pieces: list[str] = texts
         text: bytes | str
         if joined.isascii():  # ASCII: bytes, lowercased at once (as str.lower: no length changes)
-            text = joined.encode("ascii")
-            if lower:
-                text = text.lower()
+            if lower and (ascii_lower := _ascii_lower_kernel()) is not None:
+                text = ascii_lower(joined)  # (one pass over the str's buffer: no encoded copy)
+            else:
+                text = joined.encode("ascii")
+                if lower:
+                    text = text.lower()
         elif lower:
             pieces = [t.lower() for t in texts]
             text = SEP.join(pieces)
@@ -63,6 +67,25 @@ class JoinedText:
     def record_of(self, positions: np.ndarray) -> np.ndarray:
         """The record of each position of ``text`` (not a separator's)."""
         return self.ends.searchsorted(positions, side="right")
+
+
+_ASCII_LOWER: list[Any] = []
+
+
+def _ascii_lower_kernel() -> Any:
+    """The C ``ascii_lower`` (preprocessing/dedup/_cminhash.c), or None: then a RuntimeWarning,
+    once, and ``bytes.lower`` of the encoded text (the same bytes, slower)."""
+    if not _ASCII_LOWER:
+        from preprocessing.dedup import native
+
+        try:
+            fn = native.kernel("ascii_lower")
+        except (native.KernelsUnavailable, AttributeError) as exc:
+            warnings.warn(f"the C kernels have no ascii_lower ({exc}): the filters' joined texts are lowercased by "
+                          f"bytes.lower (the same bytes, slower); {native.BUILD_HINT}", RuntimeWarning, stacklevel=3)
+            fn = None
+        _ASCII_LOWER.append(fn)
+    return _ASCII_LOWER[0]
 
 
 class PatternSet:
@@ -251,9 +274,13 @@ class Batch:
         """Per record, whether its text is searched in the joined text (small and ASCII)."""
         root = self._root
         if root._small is None:
-            n = len(root.contents)
-            small = np.fromiter(map(len, root.contents), dtype=np.int64, count=n) <= BATCH_MAX_CHARS
-            small &= np.fromiter(map(str.isascii, root.contents), dtype=bool, count=n)
+            cols = root._metrics
+            if cols is not None and getattr(cols, "ascii", None) is not None:  # (an ASCII text's size is its length)
+                small = cols.ascii & (cols.size <= BATCH_MAX_CHARS)
+            else:
+                n = len(root.contents)
+                small = np.fromiter(map(len, root.contents), dtype=np.int64, count=n) <= BATCH_MAX_CHARS
+                small &= np.fromiter(map(str.isascii, root.contents), dtype=bool, count=n)
             root._small = small
         return self._pick(root._small)
 

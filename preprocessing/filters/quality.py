@@ -110,6 +110,9 @@ class MetricColumns:
     pass of :func:`file_metrics_columns`), else None; not a metric of the report."""
     equals: np.ndarray | None = None
     """Per record ``content.count("=")`` (int64), likewise."""
+    ascii: np.ndarray | None = None
+    """Per record ``content.isascii()`` (bool), where :func:`file_metrics_columns` knew it, else
+    None (then ``size`` is also the record's length where it is True)."""
 
     def __len__(self) -> int:
         return len(self.size)
@@ -123,7 +126,8 @@ class MetricColumns:
             idx = np.fromiter(idx, dtype=np.int64, count=len(idx))
         return MetricColumns(self.size[idx], self.lines[idx], self.max_line_length[idx], self.mean_line_length[idx],
                              self.alnum_fraction[idx], None if self.newlines is None else self.newlines[idx],
-                             None if self.equals is None else self.equals[idx])
+                             None if self.equals is None else self.equals[idx],
+                             None if self.ascii is None else self.ascii[idx])
 
     def rows(self, idx: Any = None) -> list[dict[str, Any]]:
         """The :func:`file_metrics` dicts of the records ``idx`` (default: all), in that order."""
@@ -159,7 +163,9 @@ def file_metrics_columns(contents: list[str]) -> MetricColumns:
         return MetricColumns(*(np.zeros(0, dtype=np.int64 if k < 3 else np.float64) for k in range(5)))
     joined = "".join(contents)
     if len(contents) >= _BATCH_MIN and joined.isascii() and all(contents):
-        return _ascii_columns(contents, joined)
+        cols = _ascii_columns(contents, joined)
+        cols.ascii = np.ones(len(contents), dtype=bool)
+        return cols
     idx = [i for i, c in enumerate(contents) if c and c.isascii()]
     if len(idx) < _BATCH_MIN:
         return MetricColumns.of_rows([file_metrics(c) for c in contents])
@@ -178,6 +184,7 @@ def file_metrics_columns(contents: list[str]) -> MetricColumns:
             col[idx] = part.column(name)
             col[others] = np.fromiter((contents[i].count(char) for i in others), dtype=np.int64, count=len(others))
             setattr(out, name, col)
+    out.ascii = np.fromiter(map(str.isascii, contents), dtype=bool, count=len(contents))
     return out
 
 
@@ -211,7 +218,7 @@ def _ascii_columns(texts: list[str], joined: str) -> MetricColumns:
         return _ascii_columns_numpy(texts, joined, lens)
     ends = lens.cumsum()
     alnum, n_lines, line_max, chars, newlines, equals = (np.empty(m, dtype=np.int64) for _ in range(6))
-    stats(joined.encode("ascii"), ends, alnum, n_lines, line_max, chars, newlines, equals)
+    stats(joined, ends, alnum, n_lines, line_max, chars, newlines, equals)  # (the str's own buffer: no encoded copy)
     # (every text is non-empty: at least one line) one IEEE division of exact integers each, as in Python
     return MetricColumns(lens, n_lines, line_max, chars / n_lines, alnum / lens, newlines, equals)
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import warnings
 import zlib
 from collections.abc import Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, compress, repeat
+from operator import is_
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -356,7 +359,9 @@ class FrameLines(Sequence):
         """The position of each line's newline in ``data``."""
         if self._ends is None:
             data = self.data
-            if data.count(b"\n", 0, 1 << 13) < 12:  # lines over ~700 bytes: memchr from newline to newline
+            if (newline_ends := _newline_ends()) is not None:  # C: memchr from newline to newline, any length
+                out = newline_ends(data)
+            elif data.count(b"\n", 0, 1 << 13) < 12:  # lines over ~700 bytes: memchr from newline to newline
                 out, find, pos, stop = [], data.find, -1, len(data) - 1
                 while pos < stop:
                     pos = find(b"\n", pos + 1)
@@ -379,6 +384,14 @@ class FrameLines(Sequence):
                 start = end + 1
             self._lines = list(enumerate(lines, self.first))
         return self._lines
+
+    def lines_at(self, which: list[int]) -> list[tuple[int, bytes]]:
+        """The (line number, line) pairs of the lines ``which`` (positions, ascending), copied alone
+        (the others are not split) unless the lines were already split."""
+        if self._lines is not None:
+            return [self._lines[i] for i in which]
+        data, ends, first = self.data, self.ends(), self.first
+        return [(first + i, data[ends[i - 1] + 1 if i else 0:ends[i]]) for i in which]
 
     def __getitem__(self, i):  # type: ignore[override]
         return self._split()[i]
@@ -654,6 +667,54 @@ def _json_lines_scan() -> Any:
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def _newline_ends() -> Any:
+    """The C ``newline_ends``, or None (a RuntimeWarning, once)."""
+    from preprocessing.dedup import native
+
+    try:
+        return native.kernel("newline_ends")
+    except (native.KernelsUnavailable, AttributeError) as exc:
+        warnings.warn(f"the C kernels have no newline_ends ({exc}): the lines' ends are found by numpy or "
+                      f"bytes.find (the same lines, slower); {native.BUILD_HINT}", RuntimeWarning, stacklevel=3)
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _json_lines_decode() -> Any:
+    """The C ``json_lines_decode``, or None (a RuntimeWarning, once)."""
+    from preprocessing.dedup import native
+
+    try:
+        return native.kernel("json_lines_decode")
+    except (native.KernelsUnavailable, AttributeError) as exc:
+        warnings.warn(f"the C kernels have no json_lines_decode ({exc}): every JSON line is decoded by orjson "
+                      f"and Python (the same records, slower); {native.BUILD_HINT}", RuntimeWarning, stacklevel=3)
+        return None
+
+
+_RECORD_FIELDS = ("content", "repo_name", "path", "license", "extra", "source", "line", "metrics")
+
+
+@functools.lru_cache(maxsize=1)
+def _record_slots() -> tuple[Any, ...] | None:
+    """The descriptors of CodeFile's slots, in the order ``json_lines_decode`` sets them (it makes
+    an empty record and sets its fields: what the dataclass's ``__init__`` does, without a Python
+    frame per record), or None when CodeFile is not that plain slotted dataclass (then the C
+    decoder calls the class)."""
+    names = tuple(f.name for f in dataclasses.fields(CodeFile))
+    descrs = tuple(CodeFile.__dict__.get(name) for name in names)
+    plain = (names == _RECORD_FIELDS and not hasattr(CodeFile, "__post_init__")
+             and all(type(d).__name__ == "member_descriptor" for d in descrs))
+    return descrs if plain else None
+
+
+@functools.lru_cache(maxsize=16)
+def _raw_names(names: tuple[str, ...]) -> tuple[bytes, ...]:
+    """Field names as a JSON line spells them without escapes (orjson's string body)."""
+    return tuple(orjson.dumps(name)[1:-1] for name in names)
+
+
 class JsonlReader(FileDumpReader):
     """Streams JSON Lines files (plain, .gz, .zst); the main process only splits lines.
 
@@ -826,10 +887,10 @@ class JsonlReader(FileDumpReader):
         if not content:
             yield JsonlRange(source, start, start, line, notes=[InputWarning(f"{source}: empty file (no records)")])
 
-    def _decode_range(self, unit: JsonlRange, decode_lines: Callable[[str, Any], list]
-                      ) -> Iterator[CodeFile | Rejected | InputWarning | FileRead]:
+    def _decode_range(self, unit: JsonlRange, groups: Callable[[str, Any], Iterable[list]]) -> Iterator[list]:
         source = unit.source
-        yield from unit.notes
+        if unit.notes:
+            yield list(unit.notes)
         if not unit.read:
             return
         if unit.end >= 0:
@@ -843,8 +904,8 @@ class JsonlReader(FileDumpReader):
             if lines and not lines[-1]:
                 lines.pop()
             good = [pair for pair in enumerate(lines, unit.first_line) if pair[1] and not pair[1].isspace()]
-            yield from decode_lines(source, good)
-            yield FileRead(source, len(good), True)
+            yield from groups(source, good)
+            yield [FileRead(source, len(good), True)]
             return
         nlines = 0  # a whole compressed file: as units() reads it, in the worker
         partial = b""
@@ -853,30 +914,41 @@ class JsonlReader(FileDumpReader):
             for group, _raw, _frame_no, _skipped in iter_line_groups(source):
                 good = [pair for pair in group if pair[1] and not pair[1].isspace()]  # blank lines are no records
                 nlines += len(good)
-                yield from decode_lines(source, good)
+                yield from groups(source, good)
         except TruncatedInput as exc:
             partial = getattr(exc, "partial", b"")
-            yield InputWarning(self._truncation_message(source, exc, nlines))
+            yield [InputWarning(self._truncation_message(source, exc, nlines))]
             if partial.strip():
-                yield Rejected("truncated_input", source, exc.lineno, len(partial))  # type: ignore[attr-defined]
+                yield [Rejected("truncated_input", source, exc.lineno, len(partial))]  # type: ignore[attr-defined]
             cut = True
         except OSError as exc:
             raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
         if nlines == 0 and not partial.strip() and not cut:
-            yield InputWarning(f"{source}: empty file (no records)")
-        yield FileRead(source, nlines, not cut)
+            yield [InputWarning(f"{source}: empty file (no records)")]
+        yield [FileRead(source, nlines, not cut)]
 
     def decode(self, unit: JsonlUnit | JsonlRange, lines: Callable[[str, Any], list] | None = None
                ) -> Iterator[CodeFile | Rejected]:
         """The unit's records (and rejections, warnings, what was read) in line order. ``lines``
         (optional): what decodes each group of its lines instead of :meth:`decode_lines`, with the
-        same arguments (a unit's lines, or the lines a worker read of a range or a file in turn)."""
-        decode_lines = lines or self.decode_lines
+        same arguments (a unit's lines, or the lines a worker read of a range or a file in turn).
+        The items of :meth:`decode_groups`, one by one."""
+        return chain.from_iterable(self.decode_groups(unit, None if lines is None else
+                                                      lambda source, group: (lines(source, group),)))
+
+    def decode_groups(self, unit: JsonlUnit | JsonlRange, groups: Callable[[str, Any], Iterable[list]] | None = None
+                      ) -> Iterator[list]:
+        """:meth:`decode`'s items in lists, in order (a consumer takes them by
+        ``chain.from_iterable``: no Python frame resumed per item). ``groups`` (optional): what
+        decodes each group of the unit's lines into lists of items, in order, instead of
+        ``(decode_lines(source, lines),)``; it is asked for each list when the one before is used up."""
+        groups = groups or (lambda source, group: (self.decode_lines(source, group),))
         if isinstance(unit, JsonlRange):
-            yield from self._decode_range(unit, decode_lines)  # type: ignore[misc]
+            yield from self._decode_range(unit, groups)
             return
-        yield from decode_lines(unit.source, unit.lines)
-        yield from unit.rejected
+        yield from groups(unit.source, unit.lines)
+        if unit.rejected:
+            yield unit.rejected
 
     def _truncation_message(self, source: str, exc: TruncatedInput, nlines: int) -> str:
         """The warning for a cut or corrupt file (its last complete line named); with ``strict``, the error."""
@@ -888,6 +960,29 @@ class JsonlReader(FileDumpReader):
         return message
 
     def decode_lines(self, source: str, lines: Iterable[tuple[int, bytes]]) -> list[CodeFile | Rejected]:
+        """``[self.decode_line(source, n, line) for n, line in lines]``: the lines of the simple
+        form that the C ``json_lines_decode`` reads (``json_lines_scan``'s, with ASCII strings:
+        most `json.dumps` dumps, whose escapes make every line ASCII) become their records there,
+        with no Python step per line; the others go through :meth:`decode_common`, in place.
+        Without the C extension (a RuntimeWarning, once), all lines go through
+        :meth:`decode_common`: the same records."""
+        cols = self.columns
+        names = (cols.content, cols.repo_name, cols.path, cols.license)
+        if not (all(names) and len(set(names)) == 4) or (decode := _json_lines_decode()) is None:
+            return self.decode_common(source, lines)
+        if type(lines) is FrameLines:  # its lines read in its buffer (not split into bytes and pairs)
+            args: Any = (lines.data, lines.ends(), lines.first)
+        else:
+            args = lines if type(lines) is list else list(lines)
+        out = decode(args, *_raw_names(names), CodeFile, _record_slots(), source, self.max_file_bytes)
+        missing = list(compress(range(len(out)), map(is_, out, repeat(None))))
+        if missing:
+            todo = list(map(args.__getitem__, missing)) if type(args) is list else lines.lines_at(missing)  # type: ignore[union-attr]
+            for i, item in zip(missing, self.decode_common(source, todo)):
+                out[i] = item
+        return out
+
+    def decode_common(self, source: str, lines: Iterable[tuple[int, bytes]]) -> list[CodeFile | Rejected]:
         """``[self.decode_line(source, n, line) for n, line in lines]``, the common row mapped in
         one loop: a JSON object whose content, repo_name and path are strings, its license a
         string or missing, its content fit to keep (its fields popped, the rest its ``extra``).

@@ -6,8 +6,8 @@ import sys
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from itertools import compress, islice, repeat
-from operator import is_, itemgetter, not_
+from itertools import chain, compress, islice, repeat
+from operator import attrgetter, is_, itemgetter, not_
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -160,6 +160,9 @@ KNOWN_EXAMPLES = EXAMPLES_PER_REASON
 the first EXAMPLES_PER_REASON duplicates in order, so no later one of a unit can be one."""
 
 
+_CONTENT = attrgetter("content")
+
+
 def content_keys(records: list[CodeFile], rewrite_keys: list[tuple] | None) -> np.ndarray:
     """The content key of each record: xxh3-64 of its UTF-8 content, seeded by a digest of its
     :meth:`Filter.rewrite_key`s (records with equal keys get the same rewritten content). 64 bits,
@@ -167,8 +170,8 @@ def content_keys(records: list[CodeFile], rewrite_keys: list[tuple] | None) -> n
     duplicate of another."""
     digest = xxhash.xxh3_64_intdigest
     if rewrite_keys is None:
-        return np.fromiter((digest(r.content.encode("utf-8", "surrogatepass")) for r in records),
-                           np.uint64, len(records))
+        return np.fromiter(map(digest, map(str.encode, map(_CONTENT, records), repeat("utf-8"), repeat("surrogatepass"))),
+                           np.uint64, len(records))  # (C-level maps: no generator frame per record)
     seeds: dict[tuple, int] = {}
     out = np.empty(len(records), np.uint64)
     for i, (r, k) in enumerate(zip(records, rewrite_keys)):
@@ -280,11 +283,13 @@ class _RawRepeats:
         self.reader, self.passed, self.known, self.memo = reader, passed, known, memo
         self.answered = 0  # lines of the unit known to be known duplicates when decided
 
-    def __call__(self, source: str, lines: Any) -> Iterator[Any]:
+    def __call__(self, source: str, lines: Any) -> Iterator[list[Any]]:
+        """The items of ``lines`` in lists (:meth:`JsonlReader.decode_groups`' ``groups``): each
+        block's records, then its KnownLines."""
         reader, raw = self.reader, _RAW_KEYS
         scanned = reader.scan(source, lines) if raw.wanted(len(lines)) else None  # type: ignore[attr-defined]
         if scanned is None:
-            yield from reader.decode_lines(source, lines)  # type: ignore[attr-defined]
+            yield reader.decode_lines(source, lines)  # type: ignore[attr-defined]
             return
         passed, known, memo = self.passed, self.known, self.memo
         keys_of = raw.keys
@@ -319,9 +324,9 @@ class _RawRepeats:
             for rk, item in zip(todo_keys, decoded):  # the content keys of the raw strings met first here
                 if rk is not None and type(item) is CodeFile:
                     keys_of[rk] = digest(item.content.encode("utf-8", "surrogatepass"))
-            yield from decoded
+            yield decoded
             if counted:  # after the block's records: the loop counts them past its examples wherever they come
-                yield KnownLines(counted)
+                yield [KnownLines(counted)]
 
 
 def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
@@ -356,7 +361,9 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     n_in = bytes_in = n_kept = bytes_out = 0  # read (= the filter stage's input) and the filters' keeps
     dumps, append, add_before = orjson.dumps, kept.append, before.append
     if skip and not rewriters and hasattr(w.reader, "scan"):  # repeats known by their raw line (_RawRepeats)
-        decoded = w.reader.decode(ku.unit, _RawRepeats(w.reader, passed, known, memo))
+        decoded = chain.from_iterable(w.reader.decode_groups(ku.unit, _RawRepeats(w.reader, passed, known, memo)))  # type: ignore[attr-defined]
+    elif hasattr(w.reader, "decode_groups"):  # the items in lists: no generator frame resumed per item
+        decoded = chain.from_iterable(w.reader.decode_groups(ku.unit))
     else:
         decoded = w.reader.decode(ku.unit)
     while chunk := list(islice(decoded, METRICS_BATCH)):
@@ -398,8 +405,8 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                             passed[key] = (0, m, m, records[i].content)
             # known now: repeats of the unit's passed records or of those of an earlier round
             if passed:
-                fresh = [i for i, k in enumerate(keys) if k not in passed]
-                known_now = [k in passed for k in keys] if len(fresh) < n else [False] * n
+                known_now = list(map(passed.__contains__, keys))  # (C-level maps: no Python step per record)
+                fresh = list(compress(range(n), map(not_, known_now)))
             else:
                 known_now, fresh = [False] * n, list(range(n))
         else:
