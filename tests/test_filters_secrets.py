@@ -329,3 +329,25 @@ def test_minified_long_line_under_budget_is_redacted_in_place():
     reason, edit = SecretsFilter().rewrite(r)
     assert reason is None and edit.counts == {"github_token": 1} and time.perf_counter() - t0 < 2
     assert r.content == line.replace(token, "<SECRET:github_token>") + "\n"
+
+
+def test_plugins_made_at_the_first_candidate_line_only() -> None:
+    """A scanner imports detect-secrets (and requests) only when a text has a line a plugin must see;
+    the findings are those of a scanner whose plugins were made first (made at once)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from preprocessing.filters.secrets import SecretsScanner\n"
+        "s = SecretsScanner()\n"
+        "assert s.scan('def f(x):\\n    return x + 1\\n') == []\n"
+        "assert 'detect_secrets' not in sys.modules, 'plugins made for a text without candidate lines'\n"
+        f"text = {PLANTS[0][1] + chr(10) + PLANTS[2][1]!r}\n"
+        "got = s.scan(text)\n"
+        "assert 'detect_secrets' in sys.modules\n"
+        "ref = SecretsScanner()\n"
+        "ref._plugins_made()\n"
+        "assert got == ref.scan(text) and [f.kind for f in got] == ['aws_access_key', 'github_token'], got\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)

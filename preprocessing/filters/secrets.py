@@ -181,21 +181,26 @@ class BudgetExceeded(Exception):
     """A file needs more scanning than the per-file budget allows."""
 
 
+# The token-format detect-secrets plugins by their key (as named in _TRIGGERS), in the order they are
+# tried: (key, module under detect_secrets.plugins, class); None: ours (below). A table, so that a scanner
+# knows its keys without importing detect-secrets (~35 ms: it imports requests), which only a text with
+# a candidate line needs.
+_REGEX_PLUGINS: tuple[tuple[str, str | None, str | None], ...] = (
+    (PRIVATE_KEY, "private_key", "PrivateKeyDetector"), ("aws", "aws", "AWSKeyDetector"),
+    ("github_token", "github_token", "GitHubTokenDetector"), ("gitlab_token", "gitlab_token", "GitLabTokenDetector"),
+    ("slack", "slack", "SlackDetector"), ("stripe_key", "stripe", "StripeDetector"),
+    ("openai_key", "openai", "OpenAIDetector"), ("huggingface_token", None, None),
+    ("pypi_token", "pypi_token", "PypiTokenDetector"), ("npm_token", "npm", "NpmDetector"),
+    ("sendgrid_key", "sendgrid", "SendGridDetector"), ("jwt", "jwt", "JwtTokenDetector"),
+    ("url_password", "basic_auth", "BasicAuthDetector"),
+)
+
+
 def _regex_plugins() -> dict[str, Any]:
-    """The token-format detect-secrets plugins by their key (as named in _TRIGGERS)."""
-    from detect_secrets.plugins.aws import AWSKeyDetector
+    """The token-format detect-secrets plugins by their key, in _REGEX_PLUGINS's order."""
+    import importlib
+
     from detect_secrets.plugins.base import RegexBasedDetector
-    from detect_secrets.plugins.basic_auth import BasicAuthDetector
-    from detect_secrets.plugins.github_token import GitHubTokenDetector
-    from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
-    from detect_secrets.plugins.jwt import JwtTokenDetector
-    from detect_secrets.plugins.npm import NpmDetector
-    from detect_secrets.plugins.openai import OpenAIDetector
-    from detect_secrets.plugins.private_key import PrivateKeyDetector
-    from detect_secrets.plugins.pypi_token import PypiTokenDetector
-    from detect_secrets.plugins.sendgrid import SendGridDetector
-    from detect_secrets.plugins.slack import SlackDetector
-    from detect_secrets.plugins.stripe import StripeDetector
 
     class HuggingFaceTokenDetector(RegexBasedDetector):
         """Hugging Face user access tokens (detect-secrets has no plugin for them; its documented way to add one)."""
@@ -203,13 +208,9 @@ def _regex_plugins() -> dict[str, Any]:
         secret_type = "Hugging Face Token"
         denylist = (re.compile(r"hf_[A-Za-z0-9]{34}"),)
 
-    return {
-        PRIVATE_KEY: PrivateKeyDetector(), "aws": AWSKeyDetector(), "github_token": GitHubTokenDetector(),
-        "gitlab_token": GitLabTokenDetector(), "slack": SlackDetector(), "stripe_key": StripeDetector(),
-        "openai_key": OpenAIDetector(), "huggingface_token": HuggingFaceTokenDetector(),
-        "pypi_token": PypiTokenDetector(), "npm_token": NpmDetector(), "sendgrid_key": SendGridDetector(),
-        "jwt": JwtTokenDetector(), "url_password": BasicAuthDetector(),
-    }
+    return {key: (HuggingFaceTokenDetector() if module is None else
+                  getattr(importlib.import_module(f"detect_secrets.plugins.{module}"), cls)())  # type: ignore[arg-type]
+            for key, module, cls in _REGEX_PLUGINS}
 
 
 def _entropy_plugins(cfg: SecretsFilterConfig) -> list[tuple[Any, str]]:
@@ -346,11 +347,14 @@ class SecretsScanner:
 
     def __init__(self, config: SecretsFilterConfig | None = None) -> None:
         self.config = cfg = config or SecretsFilterConfig()
-        plugins = _regex_plugins() if cfg.secrets else {}
+        plugins = [key for key, _, _ in _REGEX_PLUGINS] if cfg.secrets else []
         if cfg.secrets and cfg.high_entropy != "off":
-            plugins["entropy"] = _entropy_plugins(cfg)
-        # one bit per plugin (or the pair of high-entropy plugins), then e-mail, IPv4, IPv6
-        self._plugins = [(1 << i, key, plugin) for i, (key, plugin) in enumerate(plugins.items())]
+            plugins.append("entropy")
+        # one bit per plugin (or the pair of high-entropy plugins), then e-mail, IPv4, IPv6; the plugins
+        # themselves are made at the first candidate line one of them must see (_plugins_made)
+        self._plugin_keys = plugins
+        self._plugin_bits = (1 << len(plugins)) - 1
+        self._plugins: list[tuple[int, str, Any]] | None = None
         bit_of = {key: 1 << i for i, key in enumerate(plugins)}
         self._literals = [(sum(bit_of.get(k, 0) for k in keys), re.compile(pat.encode()), lower)
                           for pat, lower, keys in _TRIGGERS if any(k in bit_of for k in keys)]
@@ -395,9 +399,12 @@ class SecretsScanner:
             lines = [(s, e, self._all_bits) for s, e in _all_lines(content)]
         found: list[Finding] = []
         lock_file = _is_lock_file(path)
+        plugins = self._plugins
+        if plugins is None:
+            plugins = self._plugins_made() if any(bits & self._plugin_bits for _, _, bits in lines) else []
         for s, e, bits in lines:
             line = content[s:e]
-            for bit, key, plugin in self._plugins:
+            for bit, key, plugin in plugins:
                 if bits & bit:
                     if key == "entropy":
                         self._scan_entropy(line, s, plugin, found, lock_file, prefilter)
@@ -415,6 +422,15 @@ class SecretsScanner:
             if len(found) > cfg.max_findings:
                 raise BudgetExceeded(f"more than max_findings {cfg.max_findings} findings")
         return merge_findings(found)
+
+    def _plugins_made(self) -> list[tuple[int, str, Any]]:
+        """(bit, key, plugin) of each plugin, made once (the same plugins whenever they are made)."""
+        plugins = _regex_plugins() if self.config.secrets else {}
+        if "entropy" in self._plugin_keys:
+            plugins["entropy"] = _entropy_plugins(self.config)
+        assert list(plugins) == self._plugin_keys
+        self._plugins = [(1 << i, key, plugin) for i, (key, plugin) in enumerate(plugins.items())]
+        return self._plugins
 
     @staticmethod
     def _scan_plugin(content: str, line: str, s: int, key: str, plugin: Any, found: list[Finding]) -> None:
