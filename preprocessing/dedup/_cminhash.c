@@ -1164,6 +1164,29 @@ static PyObject *py_json_lines_scan(PyObject *self, PyObject *args) {
 static u8 ats_alnum[256];   /* 1 for [0-9A-Za-z] */
 static u8 ats_special[256]; /* 2 "=", 3 "\n", 4 "\r", 5 another break, 0 the rest */
 
+/* A text's line counts so far: where its current line starts, its lines, the longest, their
+ * characters, its "\n" breaks, its "=" bytes. */
+typedef struct {
+    int64_t line_start, lines, mx, chars, nl, eq;
+} AtsCounts;
+
+/* The line break at b[q] (ats_special k, 3 to 5) ends the current line: counted; a "\r\n" is one
+ * break. Returns the break's last byte (q, or q + 1 for "\r\n"): the next line starts after it. */
+INLINE int64_t ats_break(AtsCounts *c, const u8 *b, int64_t q, int64_t end, u8 k) {
+    int64_t len = q - c->line_start;
+    c->lines++;
+    c->chars += len;
+    if (len > c->mx) c->mx = len;
+    if (k == 3) {
+        c->nl++;
+    } else if (k == 4 && q + 1 < end && b[q + 1] == '\n') {
+        q++;
+        c->nl++;
+    }
+    c->line_start = q + 1;
+    return q;
+}
+
 static void ats_init(void) {
     if (ats_alnum['a']) return;
     for (int c = '0'; c <= '9'; c++) ats_alnum[c] = 1;
@@ -1207,7 +1230,8 @@ static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args) {
         Py_BEGIN_ALLOW_THREADS
         int64_t s = 0;
         for (size_t d = 0; d < n; d++) {
-            int64_t end = e[d], line_start = s, alnum = 0, lines = 0, mx = 0, chars = 0, nl = 0, eq = 0;
+            int64_t end = e[d], alnum = 0;
+            AtsCounts c = {s, 0, 0, 0, 0, 0};
             int64_t i = s;
 #ifdef __SSE2__
             /* 16 bytes at a time: the alphanumerics counted from three range masks, the special bytes
@@ -1238,55 +1262,37 @@ static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args) {
                     if (q < skip) continue;
                     u8 k = ats_special[b[q]];
                     if (k == 2) {
-                        eq++;
+                        c.eq++;
                         continue;
                     }
-                    int64_t len = q - line_start;
-                    lines++;
-                    chars += len;
-                    if (len > mx) mx = len;
-                    if (k == 3) nl++;
-                    else if (k == 4 && q + 1 < end && b[q + 1] == '\n') {
-                        q++;
-                        nl++;
-                    }
-                    line_start = skip = q + 1;
+                    skip = ats_break(&c, b, q, end, k) + 1;
                 }
             }
             if (i < skip) i = skip; /* (the "\n" of a "\r\n" that ended the last block) */
 #endif
             for (; i < end; i++) {
-                u8 c = b[i];
-                alnum += ats_alnum[c]; /* (no branch: letters and the rest alternate unpredictably) */
-                u8 k = ats_special[c];
+                u8 ch = b[i];
+                alnum += ats_alnum[ch]; /* (no branch: letters and the rest alternate unpredictably) */
+                u8 k = ats_special[ch];
                 if (k == 0) continue;
                 if (k == 2) {
-                    eq++;
+                    c.eq++;
                     continue;
                 }
-                int64_t len = i - line_start;
-                lines++;
-                chars += len;
-                if (len > mx) mx = len;
-                if (k == 3) nl++;
-                else if (k == 4 && i + 1 < end && b[i + 1] == '\n') {
-                    i++;
-                    nl++;
-                }
-                line_start = i + 1;
+                i = ats_break(&c, b, i, end, k);
             }
-            if (line_start < end) {
-                int64_t len = end - line_start;
-                lines++;
-                chars += len;
-                if (len > mx) mx = len;
+            if (c.line_start < end) { /* the last line, with no break after it */
+                int64_t len = end - c.line_start;
+                c.lines++;
+                c.chars += len;
+                if (len > c.mx) c.mx = len;
             }
             o_alnum[d] = alnum;
-            o_lines[d] = lines;
-            o_max[d] = mx;
-            o_chars[d] = chars;
-            o_nl[d] = nl;
-            o_eq[d] = eq;
+            o_lines[d] = c.lines;
+            o_max[d] = c.mx;
+            o_chars[d] = c.chars;
+            o_nl[d] = c.nl;
+            o_eq[d] = c.eq;
             s = end;
         }
         Py_END_ALLOW_THREADS

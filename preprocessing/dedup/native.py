@@ -56,6 +56,17 @@ def kernel(name: str) -> Any:
     return getattr(_module(), name)
 
 
+def optional_kernel(name: str, without: str) -> Any:
+    """The C function ``name``, or None where this build lacks it (no extension, or an older one):
+    then a RuntimeWarning that says what runs instead (``without``: the pure-Python or numpy path,
+    which gives the same results). Its callers keep the answer, so the warning comes once."""
+    try:
+        return kernel(name)
+    except (KernelsUnavailable, AttributeError) as exc:
+        warnings.warn(f"the C kernels have no {name} ({exc}): {without}; {BUILD_HINT}", RuntimeWarning, stacklevel=4)
+        return None
+
+
 @functools.lru_cache(maxsize=4)
 def ready(strict: bool) -> bool:
     """Whether the kernels can be had here.

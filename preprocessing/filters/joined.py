@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
@@ -78,13 +77,8 @@ def _ascii_lower_kernel() -> Any:
     if not _ASCII_LOWER:
         from preprocessing.dedup import native
 
-        try:
-            fn = native.kernel("ascii_lower")
-        except (native.KernelsUnavailable, AttributeError) as exc:
-            warnings.warn(f"the C kernels have no ascii_lower ({exc}): the filters' joined texts are lowercased by "
-                          f"bytes.lower (the same bytes, slower); {native.BUILD_HINT}", RuntimeWarning, stacklevel=3)
-            fn = None
-        _ASCII_LOWER.append(fn)
+        _ASCII_LOWER.append(native.optional_kernel("ascii_lower", "the filters' joined texts are lowercased "
+                                                   "by bytes.lower (the same bytes, slower)"))
     return _ASCII_LOWER[0]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -197,13 +196,8 @@ def _text_stats_kernel() -> Any:
     if not _TEXT_STATS:
         from preprocessing.dedup import native
 
-        try:
-            fn = native.kernel("ascii_text_stats")
-        except (native.KernelsUnavailable, AttributeError) as exc:
-            warnings.warn(f"the C kernels have no ascii_text_stats ({exc}): the file metrics are counted by numpy "
-                          f"(the same values, slower); {native.BUILD_HINT}", RuntimeWarning, stacklevel=3)
-            fn = None
-        _TEXT_STATS.append(fn)
+        _TEXT_STATS.append(native.optional_kernel("ascii_text_stats", "the file metrics are counted "
+                                                  "by numpy (the same values, slower)"))
     return _TEXT_STATS[0]
 
 

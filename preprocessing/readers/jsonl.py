@@ -658,13 +658,8 @@ def _json_lines_scan() -> Any:
     """The C ``json_lines_scan``, or None (a RuntimeWarning, once)."""
     from preprocessing.dedup import native
 
-    try:
-        return native.kernel("json_lines_scan")
-    except (native.KernelsUnavailable, AttributeError) as exc:
-        warnings.warn(f"the C kernels have no json_lines_scan ({exc}): stream decodes every line, repeated "
-                      f"content strings too (the same output, slower); {native.BUILD_HINT}", RuntimeWarning,
-                      stacklevel=3)
-        return None
+    return native.optional_kernel("json_lines_scan", "stream decodes every line, repeated content "
+                                  "strings too (the same output, slower)")
 
 
 @functools.lru_cache(maxsize=1)
@@ -672,12 +667,8 @@ def _newline_ends() -> Any:
     """The C ``newline_ends``, or None (a RuntimeWarning, once)."""
     from preprocessing.dedup import native
 
-    try:
-        return native.kernel("newline_ends")
-    except (native.KernelsUnavailable, AttributeError) as exc:
-        warnings.warn(f"the C kernels have no newline_ends ({exc}): the lines' ends are found by numpy or "
-                      f"bytes.find (the same lines, slower); {native.BUILD_HINT}", RuntimeWarning, stacklevel=3)
-        return None
+    return native.optional_kernel("newline_ends", "the lines' ends are found by "
+                                  "numpy or bytes.find (the same lines, slower)")
 
 
 @functools.lru_cache(maxsize=1)
@@ -685,12 +676,8 @@ def _json_lines_decode() -> Any:
     """The C ``json_lines_decode``, or None (a RuntimeWarning, once)."""
     from preprocessing.dedup import native
 
-    try:
-        return native.kernel("json_lines_decode")
-    except (native.KernelsUnavailable, AttributeError) as exc:
-        warnings.warn(f"the C kernels have no json_lines_decode ({exc}): every JSON line is decoded by orjson "
-                      f"and Python (the same records, slower); {native.BUILD_HINT}", RuntimeWarning, stacklevel=3)
-        return None
+    return native.optional_kernel("json_lines_decode", "every JSON line is decoded by "
+                                  "orjson and Python (the same records, slower)")
 
 
 _RECORD_FIELDS = ("content", "repo_name", "path", "license", "extra", "source", "line", "metrics")
