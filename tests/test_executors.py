@@ -236,6 +236,13 @@ def test_an_existing_cluster_by_address(tmp_path):
             except OSError:
                 assert head.poll() is None and time.monotonic() < deadline, "ray start --head failed"
                 time.sleep(0.5)
+        while True:  # and answers for its head node (on a loaded machine, some seconds after its port opens)
+            status = subprocess.run([ray_cli, "status", f"--address=127.0.0.1:{port}"], env=env,
+                                    capture_output=True, timeout=120)
+            if status.returncode == 0:
+                break
+            assert head.poll() is None and time.monotonic() < deadline, "ray start --head: the cluster never answered"
+            time.sleep(0.5)
         cli = [sys.executable, "-m", "preprocessing.cli"]
         for name, extra in (("local", ["--workers", "2"]),
                             ("cluster", ["--executor", "ray", "--ray-address", f"127.0.0.1:{port}"])):
