@@ -374,9 +374,7 @@ def _rows_file(w: DedupWorker, job: FileJob) -> list[UnitRows]:
         k = len(status) - status.count(LINE_REJECTED)
         if len(out) == job.units or len(status) != unit.nlines:
             raise ValueError(CHANGED.format("more records"))
-        u = len(out)
-        out.append(_rows_lines_unit(w, (unit, status, job.flags[r:r + k], job.checked,
-                                        job.bodies[u] if u < len(job.bodies) else b"")))
+        out.append(_rows_lines_unit(w, (unit, status, job.flags[r:r + k], job.checked, job.bodies[len(out)])))
         pos, r = pos + unit.nlines, r + k
     if len(out) != job.units or pos != len(job.status):
         raise ValueError(CHANGED.format("fewer records"))

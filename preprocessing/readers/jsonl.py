@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import types
 import warnings
 import zlib
 from collections.abc import Container, Iterable, Iterator, Sequence
@@ -692,7 +693,7 @@ def _record_slots() -> tuple[Any, ...] | None:
     names = tuple(f.name for f in dataclasses.fields(CodeFile))
     descrs = tuple(CodeFile.__dict__.get(name) for name in names)
     plain = (names == _RECORD_FIELDS and not hasattr(CodeFile, "__post_init__")
-             and all(type(d).__name__ == "member_descriptor" for d in descrs))
+             and all(isinstance(d, types.MemberDescriptorType) for d in descrs))
     return descrs if plain else None
 
 
