@@ -295,6 +295,293 @@ typedef struct {
     int canonical;   /* every escape is one orjson writes */
 } Shingles;
 
+INLINE unsigned ctz64(u64 x) { /* x != 0 */
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)__builtin_ctzll(x);
+#else
+    unsigned k = 0;
+    while (!(x & 1)) x >>= 1, k++;
+    return k;
+#endif
+}
+
+INLINE unsigned popcount64(u64 x) {
+#if defined(__GNUC__) || defined(__clang__)
+    return (unsigned)__builtin_popcountll(x);
+#else
+    unsigned k = 0;
+    for (; x; x &= x - 1) k++;
+    return k;
+#endif
+}
+
+/* The byte classes of buf[0:64] as bit masks (bit k: the byte at k): token bytes, backslashes,
+ * quotes and the other bytes of class 2 (control characters, bytes >= 0x80). */
+typedef struct {
+    u64 tok, backslash, quote, other;
+} ClassMasks;
+
+INLINE ClassMasks class_masks(const u8 *buf) {
+    ClassMasks m = {0, 0, 0, 0};
+#if defined(__SSE2__) && (defined(__GNUC__) || defined(__clang__))
+    /* [A-Za-z]: (x | 0x20) in a..z; [0-9]; "_"; x < 0x20 as a signed byte: a control character or a
+     * byte >= 0x80. The ranges as signed compares of shifted bytes. */
+    const __m128i sp = _mm_set1_epi8(0x20), la = _mm_set1_epi8((char)(128 - 'a')), lz = _mm_set1_epi8(-128 + 26),
+                  d0 = _mm_set1_epi8((char)(128 - '0')), d9 = _mm_set1_epi8(-128 + 10), us = _mm_set1_epi8('_'),
+                  bs = _mm_set1_epi8('\\'), qu = _mm_set1_epi8('"');
+    for (int k = 0; k < 4; k++) {
+        __m128i x = _mm_loadu_si128((const __m128i *)(buf + 16 * k));
+        __m128i t = _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(_mm_add_epi8(_mm_or_si128(x, sp), la), lz),
+                                              _mm_cmplt_epi8(_mm_add_epi8(x, d0), d9)),
+                                 _mm_cmpeq_epi8(x, us));
+        m.tok |= (u64)(unsigned)_mm_movemask_epi8(t) << (16 * k);
+        m.backslash |= (u64)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, bs)) << (16 * k);
+        m.quote |= (u64)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, qu)) << (16 * k);
+        m.other |= (u64)(unsigned)_mm_movemask_epi8(_mm_cmplt_epi8(x, sp)) << (16 * k);
+    }
+#else
+    for (int k = 0; k < 64; k++) {
+        u8 c = buf[k];
+        m.tok |= (u64)(CLASS_RAW[c] == 1) << k;
+        m.backslash |= (u64)(c == '\\') << k;
+        m.quote |= (u64)(c == '"') << k;
+        m.other |= (u64)(c < 0x20 || c >= 0x80) << k;
+    }
+#endif
+    return m;
+}
+
+/* The escaped bytes of a block whose first byte is not escaped (the byte after each backslash
+ * that starts an escape), from its backslashes: simdjson's find_escaped (a run of backslashes
+ * escapes the byte after it when it is of odd length; the runs that start on even and on odd bits
+ * told apart by one addition). */
+INLINE u64 escaped_bytes(u64 backslash) {
+    const u64 even = 0x5555555555555555ULL;
+    u64 follows = backslash << 1;
+    u64 odd_starts = backslash & ~even & ~follows;
+    u64 even_runs = odd_starts + backslash;
+    return (even ^ (even_runs << 1)) & follows;
+}
+
+/* The token hashes of a file seen so far, by the token's bytes: a token of up to 16 bytes is its
+ * bytes as two little-endian words, zero-padded (token bytes are never 0), so a repeated token
+ * (code repeats its tokens: a median 29% of a file's tokens are distinct) is one probe, not one
+ * xxh64. Open addressing, 4 words a slot (the two words, the hash, unused), word 0 zero in an
+ * empty slot; it doubles at half full, alternately at the two ends of the `nroom` words it has
+ * (the table part of the scratch), and stops taking tokens where the next size would not fit
+ * (those tokens are hashed as they come: the same hashes). */
+typedef struct {
+    u64 *slots, *room;
+    size_t cap, used, nroom;
+} TokenCache;
+
+static const u64 BYTE_MASK[9] = {0, 0xFFULL, 0xFFFFULL, 0xFFFFFFULL, 0xFFFFFFFFULL, 0xFFFFFFFFFFULL,
+                                 0xFFFFFFFFFFFFULL, 0xFFFFFFFFFFFFFFULL, ~0ULL};
+
+INLINE size_t cache_slot(u64 w0, u64 w1, size_t cap) {
+    return (size_t)(((w0 ^ rotl(w1, 29)) * P1) >> 40) & (cap - 1);
+}
+
+INLINE void cache_init(TokenCache *c, u64 *room, size_t nroom, size_t len) {
+    size_t cap = 64;
+    while (cap * 16 < len && 4 * cap * 3 <= nroom) cap *= 2; /* one slot per 16 bytes to start: rarely grows */
+    c->room = room;
+    c->nroom = nroom;
+    c->slots = 4 * cap <= nroom ? room : NULL;
+    c->cap = cap;
+    c->used = 0;
+    if (c->slots != NULL) memset(c->slots, 0, 4 * cap * sizeof(u64));
+}
+
+/* Doubles the table or, where that would not fit beside the old one, gives it up. */
+static void cache_grow(TokenCache *c) {
+    size_t cap = 2 * c->cap;
+    if (4 * (cap + c->cap) > c->nroom || cap > ((size_t)1 << 24)) {
+        c->slots = NULL;
+        return;
+    }
+    u64 *old = c->slots, *slots = old == c->room ? c->room + c->nroom - 4 * cap : c->room;
+    memset(slots, 0, 4 * cap * sizeof(u64));
+    for (size_t s = 0; s < c->cap; s++) {
+        const u64 *e = old + 4 * s;
+        if (e[0] == 0) continue;
+        size_t k = cache_slot(e[0], e[1], cap);
+        while (slots[4 * k] != 0) k = (k + 1) & (cap - 1);
+        memcpy(slots + 4 * k, e, 3 * sizeof(u64));
+    }
+    c->slots = slots;
+    c->cap = cap;
+}
+
+/* The hash of the token low[i:j] (1 to 16 bytes, 16 bytes readable from low + i); *fresh: whether
+ * it is the token's first time in this file (always 1 once the cache is off). */
+INLINE u64 cached_token_hash(TokenCache *c, const u8 *low, size_t i, size_t j, int *fresh) {
+    size_t len = j - i, l0 = len < 8 ? len : 8, l1 = len > 8 ? len - 8 : 0;
+    u64 w0 = lane8(low + i) & BYTE_MASK[l0], w1 = lane8(low + i + 8) & BYTE_MASK[l1];
+    *fresh = 1;
+    if (c->slots == NULL) return token_hash(low, i, j);
+    size_t k = cache_slot(w0, w1, c->cap);
+    for (;;) {
+        u64 *e = c->slots + 4 * k;
+        if (e[0] == 0) break;
+        if (e[0] == w0 && e[1] == w1) {
+            *fresh = 0;
+            return e[2];
+        }
+        k = (k + 1) & (c->cap - 1);
+    }
+    u64 h = token_hash(low, i, j);
+    u64 *e = c->slots + 4 * k;
+    e[0] = w0, e[1] = w1, e[2] = h;
+    if (++c->used > c->cap / 2) cache_grow(c);
+    return h;
+}
+
+/* The scan's state over one file (see shingles). */
+typedef struct {
+    const u8 *buf, *low;
+    size_t buflen, end;
+    long ngram;
+    int escaped, lower;
+    u64 *toks;     /* the token hashes kept (with ngram 1, each token's first time only) */
+    u8 *tokbuf;    /* the decoded bytes of a token with escapes */
+    size_t nt;
+    int64_t size;  /* as Shingles */
+    int64_t close;
+    int canonical;
+    TokenCache cache;
+} Scan;
+
+INLINE void keep_token(Scan *s, size_t i, size_t j) { /* the token low[i:j], as it is */
+    int fresh = 1;
+    u64 h = j - i <= 16 && i + 16 <= s->buflen ? cached_token_hash(&s->cache, s->low, i, j, &fresh)
+                                               : token_hash(s->low, i, j);
+    if (fresh || s->ngram != 1) s->toks[s->nt++] = h;
+}
+
+/* A token from buf[i] on whose bytes include \uXXXX escapes of token characters (escaped bodies
+ * only; its plain bytes up to j found already): its decoded bytes gathered in tokbuf (token bytes
+ * from low) and kept; returns where it ends. */
+static size_t keep_escaped_token(Scan *s, size_t i, size_t j) {
+    const u8 *buf = s->buf, *low = s->low;
+    size_t t = 0, end = s->end;
+    for (size_t p = i; p < j; p++) s->tokbuf[t++] = low[p];
+    while (j < end) {
+        if (CLASS_ESCAPED[buf[j]] == 1) {
+            s->tokbuf[t] = low[j];
+            j++;
+        } else if (buf[j] == '\\') {
+            int v = token_escape(buf, j, end, s->lower);
+            if (v == 0) break;
+            s->tokbuf[t] = (u8)v;
+            j += 6;
+            s->size -= 5;
+            s->canonical = 0;
+        } else {
+            break;
+        }
+        t++;
+    }
+    s->toks[s->nt++] = token_hash(s->tokbuf, 0, t);
+    return j;
+}
+
+/* The token that starts at i (its first byte a token byte) and ends at or after j: its end found
+ * byte by byte from j, then kept; returns its end. */
+INLINE size_t keep_token_from(Scan *s, size_t i, size_t j) {
+    const u8 *cls = s->escaped ? CLASS_ESCAPED : CLASS_RAW;
+    while (j < s->end && cls[s->buf[j]] == 1) j++;
+    if (s->escaped && j < s->end && s->buf[j] == '\\' && token_escape(s->buf, j, s->end, s->lower) != 0)
+        return keep_escaped_token(s, i, j);
+    keep_token(s, i, j);
+    return j;
+}
+
+/* The scan byte by byte from i on, until a position at or after `limit` (a token or an escape that
+ * starts before limit is taken whole); returns where it stopped, or (size_t)-1 where the scan is
+ * over (the closing quote, or a check failed: size -1). */
+static size_t scan_bytes(Scan *s, size_t i, size_t limit) {
+    const u8 *buf = s->buf, *cls = s->escaped ? CLASS_ESCAPED : CLASS_RAW;
+    size_t end = s->end;
+    while (i < limit) {
+        u8 c = buf[i];
+        u8 k = cls[c];
+        if (k == 0) {
+            i++;
+        } else if (k == 1) {
+            i = keep_token_from(s, i, i + 1);
+        } else if (c == '\\' && token_escape(buf, i, end, s->lower) != 0) { /* a token that starts with an escape */
+            i = keep_escaped_token(s, i, i);
+        } else if (c == '\\') { /* an escape of a non-token character */
+            u8 e = i + 1 < end ? SHORT_ESCAPE[buf[i + 1]] : 0;
+            if (e != 0) {
+                i += 2;
+                s->size -= 1;
+                s->canonical = s->canonical && e != '/'; /* orjson writes "/" unescaped */
+            } else if (i + 1 < end && buf[i + 1] == 'u') { /* \uXXXX */
+                int upper;
+                long v = hex4(buf, i + 2, end, &upper);
+                i += 6;
+                if (v < 0 || v == 0 || (v >= 0xDC00 && v <= 0xDFFF)) { /* malformed, NUL, a lone low surrogate */
+                    s->size = -1;
+                    return (size_t)-1;
+                }
+                if (v >= 0xD800 && v <= 0xDBFF) { /* a high surrogate: a low one must follow */
+                    long lo = -1;
+                    int up2;
+                    if (i + 1 < end && buf[i] == '\\' && buf[i + 1] == 'u') lo = hex4(buf, i + 2, end, &up2);
+                    if (!(lo >= 0xDC00 && lo <= 0xDFFF)) {
+                        s->size = -1;
+                        return (size_t)-1;
+                    }
+                    i += 6;
+                    s->size -= 8; /* twelve bytes for four */
+                    s->canonical = 0;
+                } else if (v < 0x20) {
+                    s->size -= 5;
+                    s->canonical = s->canonical && !upper && !U_SHORT[v];
+                } else { /* orjson writes these characters as their UTF-8 bytes */
+                    s->size -= v < 0x80 ? 5 : v < 0x800 ? 4 : 3;
+                    s->canonical = 0;
+                }
+            } else { /* not an escape JSON has, or cut */
+                s->size = -1;
+                return (size_t)-1;
+            }
+        } else if (c >= 128) { /* a non-ASCII character (never a token byte): its bytes must be UTF-8 */
+            size_t nu = utf8_length(buf, i, end);
+            if (nu == 0) {
+                s->size = -1;
+                return (size_t)-1;
+            }
+            i += nu;
+        } else if (c == '"') { /* the closing quote */
+            s->close = (int64_t)i;
+            return (size_t)-1;
+        } else { /* a raw control character */
+            s->size = -1;
+            return (size_t)-1;
+        }
+    }
+    return i;
+}
+
+/* Keeps the tokens of the block at base whose bytes are the bits of tok (none cut by an escape
+ * that is not one of JSON's two-byte ones); a token that runs past the block is taken whole;
+ * returns where the block's scan ends (base + 64, or that token's end). */
+INLINE size_t keep_block_tokens(Scan *s, size_t base, u64 tok) {
+    u64 starts = tok & ~(tok << 1), ends = ~tok & (tok << 1);
+    while (starts) {
+        size_t i = base + ctz64(starts);
+        starts &= starts - 1;
+        if (ends == 0) /* the block's last token runs into the next block */
+            return keep_token_from(s, i, base + 64);
+        keep_token(s, i, base + ctz64(ends));
+        ends &= ends - 1;
+    }
+    return base + 64;
+}
+
 /* Distinct shingle hashes of the text at buf[start:end], in first-seen order, in scratch[:m].
  *
  * Token bytes are read from `low` (buf itself, or its lowercased copy), everything else from buf.
@@ -306,112 +593,76 @@ typedef struct {
  * character, every escape well-formed, no lone surrogate), well-formed UTF-8 (Python's strict
  * rules) and free of NUL (which the readers reject as binary). `canonical`: every escape is one
  * orjson writes (the body is byte for byte orjson's). scratch holds scratch_words(end - start)
- * words: out, token hashes, n-gram hashes (first the decoded bytes of a token with escapes), table. */
-INLINE Shingles shingles(const u8 *buf, const u8 *low, size_t start, size_t end, long ngram, int escaped,
-                         int lower, u64 *scratch) {
-    size_t n = (end - start) / 2 + 2;
+ * words: out, token hashes, n-gram hashes (first the decoded bytes of a token with escapes), table
+ * (first the token cache). buflen: the bytes readable from buf and low (the cache reads 16 at a
+ * time from a token's start).
+ *
+ * The scan takes 64 bytes at a time as bit masks (class_masks, SSE2): the tokens are the runs of
+ * token bits, each found by two bit scans, where a byte loop mispredicts a branch at the end of
+ * every run; an escaped body's escapes are found by escaped_bytes, and a block whose escapes are
+ * all of JSON's two-byte ones, with no control character and no non-ASCII byte, is taken as a
+ * whole (its escaped bytes are no token bytes, each escape one byte less of decoded size). Other
+ * blocks, and the last bytes (under 64), are scanned byte by byte (scan_bytes). Each token goes
+ * through the token cache: with ngram 1 only a token's first time in the file is kept (the later
+ * ones add nothing to the set), with ngram > 1 every token's hash. The same values, in the same
+ * first-seen order, as a byte loop that hashes every token. */
+INLINE Shingles shingles(const u8 *buf, const u8 *low, size_t buflen, size_t start, size_t end, long ngram,
+                         int escaped, int lower, u64 *scratch) {
+    size_t n = (end - start) / 2 + 2, room = 16;
+    while (room < 2 * n) room *= 2;
     u64 *out = scratch, *toks = scratch + n, *grams = scratch + 2 * n, *table = scratch + 3 * n;
-    u8 *tokbuf = (u8 *)grams;
-    const u8 *cls = escaped ? CLASS_ESCAPED : CLASS_RAW;
-    size_t nt = 0, i = start;
-    int64_t size = (int64_t)(end - start), close = -1;
-    int canonical = 1;
+    Scan s = {buf, low, buflen, end, ngram, escaped, lower, toks, (u8 *)grams, 0, (int64_t)(end - start), -1, 1,
+              {NULL, NULL, 0, 0, 0}};
     Shingles r;
+    size_t i = start;
+    cache_init(&s.cache, table, room, end - start);
     while (i < end) {
-        u8 c = buf[i];
-        u8 k = cls[c];
-        if (k == 0) {
-            i++;
-        } else if (k == 1 || (c == '\\' && token_escape(buf, i, end, lower) != 0)) {
-            size_t j = i;
-            while (j < end && cls[buf[j]] == 1) j++;
-            if (j < end && buf[j] == '\\' && escaped && token_escape(buf, j, end, lower) != 0) {
-                /* a token with escaped characters: its decoded bytes, gathered in tokbuf */
-                size_t t = 0;
-                for (size_t p = i; p < j; p++) tokbuf[t++] = low[p];
-                while (j < end) {
-                    if (cls[buf[j]] == 1) {
-                        tokbuf[t] = low[j];
-                        j++;
-                    } else if (buf[j] == '\\') {
-                        int v = token_escape(buf, j, end, lower);
-                        if (v == 0) break;
-                        tokbuf[t] = (u8)v;
-                        j += 6;
-                        size -= 5;
-                        canonical = 0;
-                    } else {
-                        break;
-                    }
-                    t++;
-                }
-                toks[nt] = token_hash(tokbuf, 0, t);
-            } else {
-                toks[nt] = token_hash(low, i, j);
-            }
-            nt++;
-            i = j; /* the byte at j is not a token byte: the next round looks at it */
-        } else if (c == '\\') { /* a backslash: an escape of a non-token character */
-            u8 e = i + 1 < end ? SHORT_ESCAPE[buf[i + 1]] : 0;
-            if (e != 0) {
-                i += 2;
-                size -= 1;
-                canonical = canonical && e != '/'; /* orjson writes "/" unescaped */
-            } else if (i + 1 < end && buf[i + 1] == 'u') { /* \uXXXX */
-                int upper;
-                long v = hex4(buf, i + 2, end, &upper);
-                i += 6;
-                if (v < 0 || v == 0 || (v >= 0xDC00 && v <= 0xDFFF)) { /* malformed, NUL, a lone low surrogate */
-                    size = -1;
-                    break;
-                }
-                if (v >= 0xD800 && v <= 0xDBFF) { /* a high surrogate: a low one must follow */
-                    long lo = -1;
-                    int up2;
-                    if (i + 1 < end && buf[i] == '\\' && buf[i + 1] == 'u') lo = hex4(buf, i + 2, end, &up2);
-                    if (!(lo >= 0xDC00 && lo <= 0xDFFF)) {
-                        size = -1;
-                        break;
-                    }
-                    i += 6;
-                    size -= 8; /* twelve bytes for four */
-                    canonical = 0;
-                } else if (v < 0x20) {
-                    size -= 5;
-                    canonical = canonical && !upper && !U_SHORT[v];
-                } else { /* orjson writes these characters as their UTF-8 bytes */
-                    size -= v < 0x80 ? 5 : v < 0x800 ? 4 : 3;
-                    canonical = 0;
-                }
-            } else { /* not an escape JSON has, or cut */
-                size = -1;
-                break;
-            }
-        } else if (c >= 128) { /* a non-ASCII character (never a token byte): its bytes must be UTF-8 */
-            size_t nu = utf8_length(buf, i, end);
-            if (nu == 0) {
-                size = -1;
-                break;
-            }
-            i += nu;
-        } else if (c == '"') { /* the closing quote */
-            close = (int64_t)i;
-            break;
-        } else { /* a raw control character */
-            size = -1;
+        if (i + 64 > end) { /* (the last bytes) */
+            scan_bytes(&s, i, end);
             break;
         }
+        ClassMasks m = class_masks(buf + i);
+        if (!escaped) {
+            i = keep_block_tokens(&s, i, m.tok);
+            continue;
+        }
+        /* The block starts at no escaped byte (the one before it is no backslash that starts an
+         * escape: a block that ends in one ends before it). */
+        u64 esc = m.backslash ? escaped_bytes(m.backslash) : 0, quote = m.quote & ~esc, inside = ~(u64)0;
+        u64 cut = (m.backslash & ~esc) >> 63; /* an escape that starts at the block's last byte */
+        if (quote) inside = (quote & (0 - quote)) - 1; /* the first one closes the body */
+        int whole = (m.other & inside) == 0, slash = 0;
+        if (cut && !quote && (i + 64 == end || buf[i + 64] == 'u'))
+            whole = 0; /* (a \uXXXX there may continue the token before it) */
+        for (u64 e = esc & inside; whole && e; e &= e - 1) {
+            u8 c = SHORT_ESCAPE[buf[i + ctz64(e)]];
+            whole = c != 0; /* (else a \uXXXX, or no escape JSON has) */
+            slash |= c == '/';
+        }
+        if (!whole) {
+            i = scan_bytes(&s, i, i + 64);
+            if (i == (size_t)-1) break;
+            continue;
+        }
+        s.size -= (int64_t)popcount64(esc & inside);
+        s.canonical = s.canonical && !slash; /* (orjson writes "/" unescaped) */
+        size_t next = keep_block_tokens(&s, i, m.tok & ~esc & inside);
+        if (quote) {
+            s.close = (int64_t)(i + ctz64(quote));
+            break;
+        }
+        i = cut && !quote ? i + 63 : next; /* (the cut escape: the next block starts at its backslash) */
     }
     if (escaped) {
-        if (close < 0)
-            size = -1;
+        if (s.close < 0)
+            s.size = -1;
         else
-            size -= (int64_t)(end - (size_t)close);
+            s.size -= (int64_t)(end - (size_t)s.close);
     }
-    r.size = size;
-    r.close = close;
-    r.canonical = canonical;
-    size_t nd = distinct(toks, nt, table, out);
+    r.size = s.size;
+    r.close = s.close;
+    r.canonical = s.canonical;
+    size_t nt = s.nt, nd = distinct(toks, nt, table, out);
     r.ntok = (int64_t)nd;
     if (ngram == 1) {
         r.m = nd;
@@ -544,12 +795,12 @@ static size_t scratch_words(size_t max_bytes) { /* as preprocessing.dedup._scrat
     return 3 * n + cap;
 }
 
-CLONES static void signatures_impl(const u8 *buf, const u8 *low, const int64_t *starts, const int64_t *ends,
+CLONES static void signatures_impl(const u8 *buf, const u8 *low, size_t buflen, const int64_t *starts, const int64_t *ends,
                                    size_t ndocs, long ngram, int escaped, int lower, const u64 *a, const u64 *b,
                                    size_t nperm, u32 *sig, int64_t *ntok, int64_t *size, int64_t *close,
                                    u8 *canonical, u64 *scratch) {
     for (size_t d = 0; d < ndocs; d++) {
-        Shingles s = shingles(buf, low, (size_t)starts[d], (size_t)ends[d], ngram, escaped, lower, scratch);
+        Shingles s = shingles(buf, low, buflen, (size_t)starts[d], (size_t)ends[d], ngram, escaped, lower, scratch);
         ntok[d] = s.ntok;
         size[d] = s.size;
         close[d] = s.close;
@@ -559,7 +810,7 @@ CLONES static void signatures_impl(const u8 *buf, const u8 *low, const int64_t *
 }
 
 CLONES static size_t shingles_impl(const u8 *buf, size_t len, long ngram, u64 *scratch) {
-    return shingles(buf, buf, 0, len, ngram, 0, 0, scratch).m;
+    return shingles(buf, buf, len, 0, len, ngram, 0, 0, scratch).m;
 }
 
 /* ----------------------------------------------------------------------------- Python calls */
@@ -601,7 +852,7 @@ static PyObject *py_signatures(PyObject *self, PyObject *args) {
     ok = ok && check((size_t)scratch.len / 8 >= scratch_words(maxlen), "scratch is smaller than scratch_words()");
     if (ok) {
         Py_BEGIN_ALLOW_THREADS
-        signatures_impl(buf.buf, low.buf, s, e, ndocs, ngram, escaped, lower, a.buf, b.buf, nperm, sig.buf, ntok.buf,
+        signatures_impl(buf.buf, low.buf, (size_t)buf.len, s, e, ndocs, ngram, escaped, lower, a.buf, b.buf, nperm, sig.buf, ntok.buf,
                         size.buf, close.buf, canon.buf, scratch.buf);
         Py_END_ALLOW_THREADS
     }
