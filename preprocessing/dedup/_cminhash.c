@@ -363,13 +363,18 @@ INLINE u64 escaped_bytes(u64 backslash) {
     return (even ^ (even_runs << 1)) & follows;
 }
 
+#ifndef CACHE_BYTES_PER_SLOT
+#define CACHE_BYTES_PER_SLOT 16 /* the cache starts with a slot per this many bytes of the file */
+#endif
+
 /* The token hashes of a file seen so far, by the token's bytes: a token of up to 16 bytes is its
  * bytes as two little-endian words, zero-padded (token bytes are never 0), so a repeated token
  * (code repeats its tokens: a median 29% of a file's tokens are distinct) is one probe, not one
- * xxh64. Open addressing, 4 words a slot (the two words, the hash, unused), word 0 zero in an
- * empty slot; it doubles at half full, alternately at the two ends of the `nroom` words it has
- * (the table part of the scratch), and stops taking tokens where the next size would not fit
- * (those tokens are hashed as they come: the same hashes). */
+ * xxh64. Open addressing: `cap` slots of two words (word 0 zero in an empty slot), then their
+ * hashes (cap words, read only where ngram > 1); it doubles at half full, alternately at the two
+ * ends of the `nroom` words it has (the table part of the scratch), and stops taking tokens where
+ * the next size would not fit beside the last (those tokens are hashed as they come: the same
+ * hashes). */
 typedef struct {
     u64 *slots, *room;
     size_t cap, used, nroom;
@@ -384,30 +389,31 @@ INLINE size_t cache_slot(u64 w0, u64 w1, size_t cap) {
 
 INLINE void cache_init(TokenCache *c, u64 *room, size_t nroom, size_t len) {
     size_t cap = 64;
-    while (cap * 16 < len && 4 * cap * 3 <= nroom) cap *= 2; /* one slot per 16 bytes to start: rarely grows */
+    while (cap * CACHE_BYTES_PER_SLOT < len && 9 * cap <= nroom) cap *= 2; /* (to start: it rarely grows) */
     c->room = room;
     c->nroom = nroom;
-    c->slots = 4 * cap <= nroom ? room : NULL;
+    c->slots = 3 * cap <= nroom ? room : NULL;
     c->cap = cap;
     c->used = 0;
-    if (c->slots != NULL) memset(c->slots, 0, 4 * cap * sizeof(u64));
+    if (c->slots != NULL) memset(c->slots, 0, 2 * cap * sizeof(u64));
 }
 
 /* Doubles the table or, where that would not fit beside the old one, gives it up. */
 static void cache_grow(TokenCache *c) {
     size_t cap = 2 * c->cap;
-    if (4 * (cap + c->cap) > c->nroom || cap > ((size_t)1 << 24)) {
+    if (3 * (cap + c->cap) > c->nroom) {
         c->slots = NULL;
         return;
     }
-    u64 *old = c->slots, *slots = old == c->room ? c->room + c->nroom - 4 * cap : c->room;
-    memset(slots, 0, 4 * cap * sizeof(u64));
-    for (size_t s = 0; s < c->cap; s++) {
-        const u64 *e = old + 4 * s;
-        if (e[0] == 0) continue;
-        size_t k = cache_slot(e[0], e[1], cap);
-        while (slots[4 * k] != 0) k = (k + 1) & (cap - 1);
-        memcpy(slots + 4 * k, e, 3 * sizeof(u64));
+    u64 *old = c->slots, *slots = old == c->room ? c->room + c->nroom - 3 * cap : c->room;
+    memset(slots, 0, 2 * cap * sizeof(u64));
+    for (size_t k = 0; k < c->cap; k++) {
+        if (old[2 * k] == 0) continue;
+        size_t q = cache_slot(old[2 * k], old[2 * k + 1], cap);
+        while (slots[2 * q] != 0) q = (q + 1) & (cap - 1);
+        slots[2 * q] = old[2 * k];
+        slots[2 * q + 1] = old[2 * k + 1];
+        slots[2 * cap + q] = old[2 * c->cap + k];
     }
     c->slots = slots;
     c->cap = cap;
@@ -422,17 +428,18 @@ INLINE u64 cached_token_hash(TokenCache *c, const u8 *low, size_t i, size_t j, i
     if (c->slots == NULL) return token_hash(low, i, j);
     size_t k = cache_slot(w0, w1, c->cap);
     for (;;) {
-        u64 *e = c->slots + 4 * k;
+        u64 *e = c->slots + 2 * k;
         if (e[0] == 0) break;
         if (e[0] == w0 && e[1] == w1) {
             *fresh = 0;
-            return e[2];
+            return c->slots[2 * c->cap + k];
         }
         k = (k + 1) & (c->cap - 1);
     }
     u64 h = token_hash(low, i, j);
-    u64 *e = c->slots + 4 * k;
-    e[0] = w0, e[1] = w1, e[2] = h;
+    c->slots[2 * k] = w0;
+    c->slots[2 * k + 1] = w1;
+    c->slots[2 * c->cap + k] = h;
     if (++c->used > c->cap / 2) cache_grow(c);
     return h;
 }
