@@ -719,14 +719,18 @@ INLINE void minhash_into(const u64 *sh, size_t n, const u64 *a, const u64 *b, si
     }
 }
 
-typedef void (*minhash_fn)(const u64 *, size_t, const u64 *, const u64 *, size_t, u32 *);
+/* (work: n words of scratch the loop may use) */
+typedef void (*minhash_fn)(const u64 *, size_t, const u64 *, const u64 *, size_t, u32 *, u64 *);
 
-static void minhash_baseline(const u64 *sh, size_t n, const u64 *a, const u64 *b, size_t nperm, u32 *out) {
+static void minhash_baseline(const u64 *sh, size_t n, const u64 *a, const u64 *b, size_t nperm, u32 *out, u64 *work) {
+    (void)work;
     minhash_into(sh, n, a, b, nperm, out);
 }
 
 #ifdef MINHASH_V4
-MINHASH_V4 static void minhash_v4(const u64 *sh, size_t n, const u64 *a, const u64 *b, size_t nperm, u32 *out) {
+MINHASH_V4 static void minhash_v4(const u64 *sh, size_t n, const u64 *a, const u64 *b, size_t nperm, u32 *out,
+                                  u64 *work) {
+    (void)work;
     minhash_into(sh, n, a, b, nperm, out);
 }
 #endif
@@ -738,33 +742,66 @@ MINHASH_V4 static void minhash_v4(const u64 *sh, size_t n, const u64 *a, const u
  *     hi32(a*h + b) = hi32(aL*hL + b) + aH*hL + aL*hH  (mod 2^32)
  * (aL*hL + b: one 32x32->64 multiply, vpmuludq, and a 64-bit add whose high half is hi32(aL*hL +
  * bL) + bH; the cross terms: 32-bit multiplies, vpmulld). Eight shingles per step: two vectors of
- * four u64, their halves interleaved (lanes 0, 2, 4, 6 the first four, 1, 3, 5, 7 the others). */
-MINHASH_AVX2 static void minhash_avx2(const u64 *sh, size_t n, const u64 *a, const u64 *b, size_t nperm, u32 *out) {
+ * four u64, their halves interleaved (lanes 0, 2, 4, 6 the first four, 1, 3, 5, 7 the others).
+ * The interleaved halves depend on the shingles only: made once per file into `work` (n words),
+ * and two permutations per sweep share their loads and the shift of the low halves. */
+MINHASH_AVX2 INLINE __m256i minhash_avx2_step(__m256i hl, __m256i ho, __m256i hh, __m256i A, __m256i B, __m256i AH,
+                                             __m256i AL) {
+    __m256i t0 = _mm256_add_epi64(_mm256_mul_epu32(hl, A), B);
+    __m256i t1 = _mm256_add_epi64(_mm256_mul_epu32(ho, A), B);
+    __m256i t = _mm256_blend_epi32(_mm256_srli_epi64(t0, 32), t1, 0xAA);
+    __m256i cross = _mm256_add_epi32(_mm256_mullo_epi32(hl, AH), _mm256_mullo_epi32(hh, AL));
+    return _mm256_add_epi32(t, cross);
+}
+
+MINHASH_AVX2 INLINE u32 minhash_avx2_min(__m256i M, const u64 *sh, size_t from, size_t n, u64 a, u64 b) {
+    __m128i m = _mm_min_epu32(_mm256_castsi256_si128(M), _mm256_extracti128_si256(M, 1));
+    m = _mm_min_epu32(m, _mm_shuffle_epi32(m, 0x4E));
+    m = _mm_min_epu32(m, _mm_shuffle_epi32(m, 0xB1));
+    u32 r = (u32)_mm_cvtsi128_si32(m);
+    for (size_t i = from; i < n; i++) { /* the last n % 8 shingles */
+        u32 v = (u32)((a * sh[i] + b) >> 32);
+        r = v < r ? v : r;
+    }
+    return r;
+}
+
+MINHASH_AVX2 static void minhash_avx2(const u64 *sh, size_t n, const u64 *a, const u64 *b, size_t nperm, u32 *out,
+                                      u64 *work) {
     size_t n8 = n / 8 * 8;
-    for (size_t k = 0; k < nperm; k++) {
+    for (size_t i = 0; i < n8; i += 8) { /* work[i:i + 4]: the low halves, work[i + 4:i + 8]: the high ones */
+        __m256i h0 = _mm256_loadu_si256((const __m256i *)(sh + i));
+        __m256i h1 = _mm256_loadu_si256((const __m256i *)(sh + i + 4));
+        _mm256_storeu_si256((__m256i *)(work + i), _mm256_blend_epi32(h0, _mm256_slli_epi64(h1, 32), 0xAA));
+        _mm256_storeu_si256((__m256i *)(work + i + 4), _mm256_blend_epi32(_mm256_srli_epi64(h0, 32), h1, 0xAA));
+    }
+    size_t k = 0;
+    for (; k + 2 <= nperm; k += 2) {
+        __m256i A0 = _mm256_set1_epi64x((long long)a[k]), B0 = _mm256_set1_epi64x((long long)b[k]);
+        __m256i AH0 = _mm256_set1_epi32((int)(u32)(a[k] >> 32)), AL0 = _mm256_set1_epi32((int)(u32)a[k]);
+        __m256i A1 = _mm256_set1_epi64x((long long)a[k + 1]), B1 = _mm256_set1_epi64x((long long)b[k + 1]);
+        __m256i AH1 = _mm256_set1_epi32((int)(u32)(a[k + 1] >> 32)), AL1 = _mm256_set1_epi32((int)(u32)a[k + 1]);
+        __m256i M0 = _mm256_set1_epi32(-1), M1 = M0;
+        for (size_t i = 0; i < n8; i += 8) {
+            __m256i hl = _mm256_loadu_si256((const __m256i *)(work + i));
+            __m256i hh = _mm256_loadu_si256((const __m256i *)(work + i + 4));
+            __m256i ho = _mm256_srli_epi64(hl, 32);
+            M0 = _mm256_min_epu32(M0, minhash_avx2_step(hl, ho, hh, A0, B0, AH0, AL0));
+            M1 = _mm256_min_epu32(M1, minhash_avx2_step(hl, ho, hh, A1, B1, AH1, AL1));
+        }
+        out[k] = minhash_avx2_min(M0, sh, n8, n, a[k], b[k]);
+        out[k + 1] = minhash_avx2_min(M1, sh, n8, n, a[k + 1], b[k + 1]);
+    }
+    for (; k < nperm; k++) {
         __m256i A = _mm256_set1_epi64x((long long)a[k]), B = _mm256_set1_epi64x((long long)b[k]);
         __m256i AH = _mm256_set1_epi32((int)(u32)(a[k] >> 32)), AL = _mm256_set1_epi32((int)(u32)a[k]);
         __m256i M = _mm256_set1_epi32(-1);
         for (size_t i = 0; i < n8; i += 8) {
-            __m256i h0 = _mm256_loadu_si256((const __m256i *)(sh + i));
-            __m256i h1 = _mm256_loadu_si256((const __m256i *)(sh + i + 4));
-            __m256i hl = _mm256_blend_epi32(h0, _mm256_slli_epi64(h1, 32), 0xAA);
-            __m256i hh = _mm256_blend_epi32(_mm256_srli_epi64(h0, 32), h1, 0xAA);
-            __m256i t0 = _mm256_add_epi64(_mm256_mul_epu32(h0, A), B);
-            __m256i t1 = _mm256_add_epi64(_mm256_mul_epu32(h1, A), B);
-            __m256i t = _mm256_blend_epi32(_mm256_srli_epi64(t0, 32), t1, 0xAA);
-            __m256i cross = _mm256_add_epi32(_mm256_mullo_epi32(hl, AH), _mm256_mullo_epi32(hh, AL));
-            M = _mm256_min_epu32(M, _mm256_add_epi32(t, cross));
+            __m256i hl = _mm256_loadu_si256((const __m256i *)(work + i));
+            __m256i hh = _mm256_loadu_si256((const __m256i *)(work + i + 4));
+            M = _mm256_min_epu32(M, minhash_avx2_step(hl, _mm256_srli_epi64(hl, 32), hh, A, B, AH, AL));
         }
-        __m128i m = _mm_min_epu32(_mm256_castsi256_si128(M), _mm256_extracti128_si256(M, 1));
-        m = _mm_min_epu32(m, _mm_shuffle_epi32(m, 0x4E));
-        m = _mm_min_epu32(m, _mm_shuffle_epi32(m, 0xB1));
-        u32 r = (u32)_mm_cvtsi128_si32(m);
-        for (size_t i = n8; i < n; i++) { /* the last n % 8 shingles */
-            u32 v = (u32)((a[k] * sh[i] + b[k]) >> 32);
-            r = v < r ? v : r;
-        }
-        out[k] = r;
+        out[k] = minhash_avx2_min(M, sh, n8, n, a[k], b[k]);
     }
 }
 #endif
@@ -812,7 +849,9 @@ CLONES static void signatures_impl(const u8 *buf, const u8 *low, size_t buflen, 
         size[d] = s.size;
         close[d] = s.close;
         canonical[d] = (u8)s.canonical;
-        if (s.size >= 0) MINHASH_LOOPS[MINHASH].fn(scratch, s.m, a, b, nperm, sig + d * nperm);
+        /* (the token hashes' words, after the shingles, are free now: the loop's work) */
+        size_t n = ((size_t)ends[d] - (size_t)starts[d]) / 2 + 2;
+        if (s.size >= 0) MINHASH_LOOPS[MINHASH].fn(scratch, s.m, a, b, nperm, sig + d * nperm, scratch + n);
     }
 }
 
