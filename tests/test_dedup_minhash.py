@@ -178,6 +178,49 @@ def test_escaped_json_bodies_give_the_signatures_of_their_decoded_text(ngram, lo
     assert eb.sizes[k:].tolist() == [-1] * len(bad), [b for b, s in zip(bad, eb.sizes[k:]) if s != -1]
 
 
+BLOCK_FRAGMENTS = [
+    "tok\\u0041en", "word\\\\nnext", "a\\\\\\\"b", "x\\/y", "end\\n", "\\nstart", "\\u00e9t\\u00e9",
+    "\\ud83d\\ude00smile", "k" * 20 + "_" + "q" * 50, "abcdefghijklmnop", "abcdefgh", "abcdefghi", "\\\\", "\\\\\\\\u0041",
+    "caf\u00e9_ok", "\\t\\t\\r\\b\\f",
+]
+
+
+@needs_native
+@pytest.mark.parametrize("ngram", [1, 3])
+def test_escaped_scan_at_every_block_offset_and_with_many_distinct_tokens(ngram):
+    r"""The kernel scans 64 bytes at a time by bit masks, with the tokens' hashes kept per file by
+    their bytes: a token or an escape at every offset across a block's end (escapes cut by it,
+    a \u escape of a letter continuing a token, runs of backslashes), tokens of 1 to 71 bytes,
+    files with many distinct tokens (the cache grows, then gives up) and a body that ends at the
+    buffer's end, against the numpy reference on the decoded text."""
+    import json
+
+    fragments = [f.encode() for f in BLOCK_FRAGMENTS]
+    bodies = [(b"a. " * 50)[:pad] + frag + b" tail_" + frag for frag in fragments for pad in range(140)]
+    bodies += [b" ".join(b"t%d_%s" % (i, b"x" * (i % 19)) for i in range(n)) for n in (300, 5000, 40000)]
+    bodies.append(b"\\n".join(b"w%d" % (i % 700) for i in range(20000)))
+    cfg = {"ngram": ngram, "num_perm": 32}
+    h = MinHashSignature(NearDedupConfig(backend="native", **cfg))
+    ref = MinHashSignature(NearDedupConfig(backend="numpy", **cfg))
+    texts = [json.loads(b'"' + b + b'"').encode("utf-8", "surrogatepass") for b in bodies]
+    buf = b""
+    starts, ends = [], []
+    for body in bodies:
+        buf += b'{"content": "'
+        starts.append(len(buf))
+        buf += body + b'"}'
+        ends.append(len(buf))
+        buf += b"\n" if body is not bodies[-1] else b""  # the last line ends at the buffer's end
+    eb = h.signatures_escaped(buf, np.array(starts), np.array(ends))
+    want = ref.signatures(texts)
+    assert eb.sizes.tolist() == [len(t) for t in texts]
+    np.testing.assert_array_equal(eb.batch.ntokens, want.ntokens)
+    np.testing.assert_array_equal(eb.batch.sig, want.sig)
+    np.testing.assert_array_equal(h.signatures(texts).sig, want.sig)  # and as decoded contents
+    for t in texts[-4:]:
+        np.testing.assert_array_equal(h.shingles(t), ref.shingles(t))
+
+
 def test_tokens_are_codeparrot_non_alpha_split():
     import re
 
