@@ -589,6 +589,17 @@ INLINE size_t keep_block_tokens(Scan *s, size_t base, u64 tok) {
     return base + 64;
 }
 
+/* The scratch of a text of len bytes (preprocessing.dedup._scratch.scratch_words): n words each
+ * for the distinct shingles, the token hashes and the n-gram hashes (a token per two bytes at
+ * most, plus one), then a table of table_words(n) words. */
+INLINE size_t scratch_n(size_t len) { return len / 2 + 2; }
+
+INLINE size_t table_words(size_t n) { /* the first power of two >= 2n (at least 16) */
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    return cap;
+}
+
 /* Distinct shingle hashes of the text at buf[start:end], in first-seen order, in scratch[:m].
  *
  * Token bytes are read from `low` (buf itself, or its lowercased copy), everything else from buf.
@@ -615,8 +626,7 @@ INLINE size_t keep_block_tokens(Scan *s, size_t base, u64 tok) {
  * first-seen order, as a byte loop that hashes every token. */
 INLINE Shingles shingles(const u8 *buf, const u8 *low, size_t buflen, size_t start, size_t end, long ngram,
                          int escaped, int lower, u64 *scratch) {
-    size_t n = (end - start) / 2 + 2, room = 16;
-    while (room < 2 * n) room *= 2;
+    size_t n = scratch_n(end - start), room = table_words(n);
     u64 *out = scratch, *toks = scratch + n, *grams = scratch + 2 * n, *table = scratch + 3 * n;
     Scan s = {buf, low, buflen, end, ngram, escaped, lower, toks, (u8 *)grams, 0, (int64_t)(end - start), -1, 1,
               {NULL, NULL, 0, 0, 0}};
@@ -834,9 +844,8 @@ static int cpu_has(const char *name) {
 }
 
 static size_t scratch_words(size_t max_bytes) { /* as preprocessing.dedup._scratch.scratch_words */
-    size_t n = max_bytes / 2 + 2, cap = 16;
-    while (cap < 2 * n) cap *= 2;
-    return 3 * n + cap;
+    size_t n = scratch_n(max_bytes);
+    return 3 * n + table_words(n);
 }
 
 CLONES static void signatures_impl(const u8 *buf, const u8 *low, size_t buflen, const int64_t *starts, const int64_t *ends,
@@ -850,7 +859,7 @@ CLONES static void signatures_impl(const u8 *buf, const u8 *low, size_t buflen, 
         close[d] = s.close;
         canonical[d] = (u8)s.canonical;
         /* (the token hashes' words, after the shingles, are free now: the loop's work) */
-        size_t n = ((size_t)ends[d] - (size_t)starts[d]) / 2 + 2;
+        size_t n = scratch_n((size_t)ends[d] - (size_t)starts[d]);
         if (s.size >= 0) MINHASH_LOOPS[MINHASH].fn(scratch, s.m, a, b, nperm, sig + d * nperm, scratch + n);
     }
 }
@@ -974,7 +983,7 @@ static PyObject *py_shingles(PyObject *self, PyObject *args) {
     size_t len = (size_t)buf.len, m = 0;
     int ok = check(ngram >= 1, "ngram must be >= 1") &&
              check((size_t)scratch.len / 8 >= scratch_words(len), "scratch is smaller than scratch_words()") &&
-             check((size_t)out.len / 8 >= len / 2 + 2, "out is too small");
+             check((size_t)out.len / 8 >= scratch_n(len), "out is too small");
     if (ok) {
         Py_BEGIN_ALLOW_THREADS
         m = shingles_impl(buf.buf, len, ngram, scratch.buf);
