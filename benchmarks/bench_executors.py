@@ -4,7 +4,9 @@ The input is real code: the files of the local Python installation exported thro
 own reader into ``--shards`` .jsonl.gz files (the CodeParrot dump's format), repeated ``--copies``
 times to reach a few hundred MB. Each run is its own process (its wall time, its own CPU and that
 of its workers are its own); `stream` and then `dedup` run into a fresh RUN. The outputs of every
-run are checked byte-identical. The machine may be shared: compare the ratios of one run.
+run are checked byte-identical. The machine may be shared: compare the ratios of one run. Each run
+also reports the hypervisor's steal (``/proc/stat``: the share of the machine's CPU time the VM was
+runnable but not run); a ratio measured under heavy steal says little.
 
     python benchmarks/bench_executors.py                       # ~640 MB, local 1/2 workers, ray 2
     python benchmarks/bench_executors.py --copies 1 --no-ray    # quicker
@@ -85,6 +87,21 @@ print(json.dumps({{"dedup": {{"wall_s": t1 - t0, "driver_cpu_s": c1[0] - c0[0], 
 _ENV = {**os.environ, "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "1")}
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(steal, all) CPU ticks of the machine so far, from /proc/stat ((0, 0) where there is none)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_share(t0: tuple[int, int], t1: tuple[int, int]) -> float:
+    """The share of the machine's CPU time stolen between two :func:`cpu_ticks`."""
+    return (t1[0] - t0[0]) / max(t1[1] - t0[1], 1)
+
+
 def dedup_input_runs(code_roots: list[tuple[str, Path]], paths: list[str], tmp: Path, repeat: int) -> None:
     """`dedup -i` of a dump other tools wrote (e.g. one zstd frame: the driver must read it), 1 vs
     2 workers per checkout, alternating, the fastest wall of ``repeat``; outputs checked identical."""
@@ -95,8 +112,10 @@ def dedup_input_runs(code_roots: list[tuple[str, Path]], paths: list[str], tmp: 
             for workers in (1, 2):
                 out = tmp / f"dedup-{name}-{workers}"
                 code = _DEDUP_INPUT.format(root=str(root), paths=paths, out=str(out), workers=workers)
+                ticks = cpu_ticks()
                 proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_ENV)
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
+                r["steal"] = steal_share(ticks, cpu_ticks())
                 digests.setdefault(name, set()).add(tree_digest(out))
                 digests.setdefault("plain", set()).add(tree_digest(out, True))
                 if (name, workers) not in best or r["dedup"]["wall_s"] < best[name, workers]["dedup"]["wall_s"]:
@@ -109,7 +128,7 @@ def dedup_input_runs(code_roots: list[tuple[str, Path]], paths: list[str], tmp: 
             share = s["driver_cpu_s"] / max(s["driver_cpu_s"] + s["workers_cpu_s"], 1e-9)
             print(f"{name:8s} dedup -i ({r['records']:,} files, {r['mb']:.0f} MB) workers={workers}: {s['wall_s']:6.1f} s "
                   f"wall (pass 1 {s['pass1_s']:.1f}, pass 2 {s['pass2_s']:.1f}), driver CPU {s['driver_cpu_s']:.1f} s, "
-                  f"workers CPU {s['workers_cpu_s']:.1f} s (driver's share {share:.0%})", flush=True)
+                  f"workers CPU {s['workers_cpu_s']:.1f} s (driver's share {share:.0%}); steal {r['steal']:.0%}", flush=True)
         print(f"{name}: dedup -i 2 vs 1 workers x{one['dedup']['wall_s'] / two['dedup']['wall_s']:.2f}; "
               f"outputs byte-identical: {len(digests[name]) == 1}")
     print("dedup -i: uncompressed outputs identical across checkouts:", len(digests["plain"]) == 1)
@@ -191,9 +210,11 @@ def main() -> None:
         rows = {}
         for code, executor, workers in sides:
             root = args.code if code == "baseline" else ROOT
+            ticks = cpu_ticks()
             r = run_child(root, paths, Path(tmp) / f"{code}-{executor}{workers}", executor, workers)
+            r["steal"] = steal_share(ticks, cpu_ticks())
             rows[(code, executor, workers)] = r
-            print(f"{code:8s} {executor:5s} workers={workers} ({r['records']:,} files, {r['mb']:.0f} MB):", flush=True)
+            print(f"{code:8s} {executor:5s} workers={workers} ({r['records']:,} files, {r['mb']:.0f} MB), steal {r['steal']:.0%}:", flush=True)
             for stage in ("stream", "dedup"):
                 s = r[stage]
                 share = s["driver_cpu_s"] / max(s["driver_cpu_s"] + s["workers_cpu_s"], 1e-9)

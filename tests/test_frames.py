@@ -426,6 +426,23 @@ def test_whole_frames_end_shards_where_lines_one_by_one_would(tmp_path: Path, ma
         assert all(data.endswith(b"\n") for data, _ in frames_of(p) if data)
 
 
+@pytest.mark.parametrize("max_bytes", [30_000, 1 << 30])
+def test_write_lines_gives_the_bytes_of_lines_written_one_by_one(tmp_path: Path, max_bytes: int):
+    """write_lines (the clusters file's rows of a unit in one call) cuts the same frames and shards
+    as write_line of each line: batches that cross frame ends, fill a shard, or are empty."""
+    lines = [orjson.dumps(r) + b"\n" for r in stdlib_rows(40)]
+    with ShardedJsonlWriter(tmp_path / "ref", max_bytes=max_bytes, frame_bytes=2_000) as ref:
+        for line in lines:
+            ref.write_line(line)
+    with ShardedJsonlWriter(tmp_path / "w", max_bytes=max_bytes, frame_bytes=2_000) as w:
+        for start, stop in ((0, 1), (1, 1), (1, 9), (9, 30), (30, 40)):
+            w.write_lines(lines[start:stop])
+    assert [p.name for p in w.paths] == [p.name for p in ref.paths]
+    assert [p.read_bytes() for p in w.paths] == [p.read_bytes() for p in ref.paths]
+    assert sum(len(frames_of(p)) for p in ref.paths) > 2 * len(ref.paths)  # (frames did end among the batches)
+    assert (w.rows, w.bytes_written) == (ref.rows, ref.bytes_written) == (len(lines), sum(map(len, lines)))
+
+
 def test_stream_units_compress_their_frames_and_dedup_cuts_them(tmp_path: Path):
     """Units (whole .gz files) whose kept lines fill frames: the worker compresses them; exact
     duplicates inside them are cut out by the reduce (gathered) or where the result is held

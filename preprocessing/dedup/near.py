@@ -156,7 +156,7 @@ class LineNotes:
     frames again by these (:meth:`frame_units`), the driver does not open the input."""
     starts: list[int] = field(default_factory=list)  # unit -> its first line (index into status)
     spool_dir: Path | None = None  # where the spool is made (the work dir)
-    spool: BinaryIO | None = None  # the records' names, in ordinal order (see :meth:`names`)
+    spool: BinaryIO | None = None  # the records' names, in ordinal order (see :meth:`names_at`)
     name_ends: array = field(default_factory=lambda: array("q", [0]))  # ordinal -> where its names end
     line_spool: LineSpool | None = None
     """The lines pass 1 read in the driver, kept for the workers and pass 2 (:mod:`.linespool`)."""
@@ -231,20 +231,20 @@ class LineNotes:
             return self.line_spool
         return self if self.files is not None or self.by_ref else reader
 
-    def names(self, ordinal: int, k: int) -> list[bytes]:
-        """:func:`member_names` of records ``ordinal`` to ``ordinal + k`` (as pass 1 read them)."""
+    def names_at(self, ordinal: int, k: int, at: list[int]) -> list[bytes]:
+        """:func:`member_names` of records ``ordinal + i`` for each ``i`` of ``at`` (ascending, each
+        below ``k``), as pass 1 read them: one read of the spool, a slice of it per name asked for."""
         if ordinal + k >= len(self.name_ends):
             raise ValueError(CHANGED.format("more records"))
-        start, ends = self.name_ends[ordinal], self.name_ends[ordinal + 1 : ordinal + k + 1]
+        if not at:
+            return []
+        ends = self.name_ends
+        start, stop = ends[ordinal + at[0]], ends[ordinal + at[-1] + 1]
         assert self.spool is not None, "names of records that were added"
         self.spool.seek(start)
-        data = self.spool.read(ends[-1] - start) if k else b""
+        data = self.spool.read(stop - start)
         self.spool.seek(0, 2)  # (the end: where add() writes)
-        out, pos = [], 0
-        for end in ends:
-            out.append(data[pos : end - start])
-            pos = end - start
-        return out
+        return [data[ends[ordinal + i] - start:ends[ordinal + i + 1] - start] for i in at]
 
     def close(self) -> None:
         if self.spool is not None:
@@ -800,7 +800,7 @@ def _rows_lines_unit(w: DedupWorker, job: Pass2Job) -> UnitRows:
     lines are serialised again (:func:`_rewritten`; a line whose body pass 1 sketched only around
     its body, :func:`_rewritten_head`), rejected lines decoded again for their reason.
     A removed record's line is not decoded when the unit's digest is checked (``checked``; the
-    cluster members' names come from pass 1, :meth:`LineNotes.names`); unchecked (pass 1 fused
+    cluster members' names come from pass 1, :meth:`LineNotes.names_at`); unchecked (pass 1 fused
     into `stream`), every line but a kept verbatim one is decoded as :meth:`JsonlReader.decode_line`
     does, and must still give a record.
 
@@ -1196,14 +1196,24 @@ def _reduce_rows(results: Iterator[UnitRows], lines: LineNotes | None, result: C
         clusters = cluster[sl]
         at = np.flatnonzero(clusters >= 0)
         if len(at):
+            closed = []  # (the unit's rows, in the order their clusters close: one write)
             for c, kc, member in zip(clusters[at].tolist(), kept[sl][at].tolist(),
                                      _members(res, lines, ordinal, k, at, sim[sl][at])):
-                members = open_clusters.setdefault(c, [])
-                members.append(member)
-                left[c] -= 1
-                if left[c] == 0:
-                    cluster_writer.write_line(_CLUSTER_ROW % (c, len(members), kc, b",".join(members)))
-                    del open_clusters[c]
+                n = left[c] - 1
+                left[c] = n
+                members = open_clusters.get(c)
+                if n == 0:
+                    if members is None:  # (all its members in this unit, the last one here)
+                        closed.append(_CLUSTER_ROW % (c, 1, kc, member))
+                    else:
+                        members.append(member)
+                        closed.append(_CLUSTER_ROW % (c, len(members), kc, b",".join(members)))
+                        del open_clusters[c]
+                elif members is None:
+                    open_clusters[c] = [member]
+                else:
+                    members.append(member)
+            cluster_writer.write_lines(closed)
         ordinal += k
         unit_done(u)
     if ordinal != result.n:
@@ -1228,14 +1238,14 @@ order), assembled from bytes: no dict per member in the driver."""
 def _members(res: UnitRows, lines: LineNotes | None, ordinal: int, k: int, at: np.ndarray,
              similarity: np.ndarray) -> list[bytes]:
     """The clusters.jsonl members of a unit's records ``at`` (records ``ordinal`` to ``ordinal + k``)."""
+    where = at.tolist()
     if lines is not None:
-        names = lines.names(ordinal, k)
-        picked = [names[i] for i in at.tolist()]
+        picked = lines.names_at(ordinal, k, where)
     else:
-        picked = [member_names(res.records[i][1], res.records[i][2]) for i in at.tolist()]
+        picked = [member_names(res.records[i][1], res.records[i][2]) for i in where]
     # (each similarity rounded as before, written by orjson as in the row's dict; a float has no comma)
     sims = orjson.dumps([round(s, 4) for s in similarity.tolist()])[1:-1].split(b",")
-    return [_MEMBER % (ordinal + i, name, s) for i, name, s in zip(at.tolist(), picked, sims)]
+    return [_MEMBER % (ordinal + i, name, s) for i, name, s in zip(where, picked, sims)]
 
 
 class CleanRowSketcher:
