@@ -1199,20 +1199,12 @@ def _reduce_rows(results: Iterator[UnitRows], lines: LineNotes | None, result: C
             closed = []  # (the unit's rows, in the order their clusters close: one write)
             for c, kc, member in zip(clusters[at].tolist(), kept[sl][at].tolist(),
                                      _members(res, lines, ordinal, k, at, sim[sl][at])):
-                n = left[c] - 1
-                left[c] = n
-                members = open_clusters.get(c)
-                if n == 0:
-                    if members is None:  # (all its members in this unit, the last one here)
-                        closed.append(_CLUSTER_ROW % (c, 1, kc, member))
-                    else:
-                        members.append(member)
-                        closed.append(_CLUSTER_ROW % (c, len(members), kc, b",".join(members)))
-                        del open_clusters[c]
-                elif members is None:
-                    open_clusters[c] = [member]
-                else:
-                    members.append(member)
+                members = open_clusters.setdefault(c, [])
+                members.append(member)
+                left[c] -= 1
+                if left[c] == 0:
+                    closed.append(_CLUSTER_ROW % (c, len(members), kc, b",".join(members)))
+                    del open_clusters[c]
             cluster_writer.write_lines(closed)
         ordinal += k
         unit_done(u)
