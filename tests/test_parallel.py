@@ -53,6 +53,24 @@ def test_inline_items_do_not_run_ahead_of_the_window():
     assert list(out) == list(range(1, 200))
 
 
+def test_inline_items_run_ahead_of_a_slow_task_within_the_tasks_budget():
+    """With batches, inline results do not take the pool tasks' places in the window: behind a
+    slow task the loop reads on until the inline results held cost what ``window`` tasks may
+    (window * batch), and no further."""
+    consumed = []
+
+    def items():
+        for i in range(400):
+            consumed.append(i)
+            yield i
+
+    out = ordered_map(slow_first, items(), workers=2, window=4, inline=lambda x: x > 0, batch=10,
+                      cost=lambda x: 1)
+    assert next(out) == 0
+    assert 5 < len(consumed) <= 1 + 4 * 10 + 1  # (the slow task, the budget, the item that filled it)
+    assert list(out) == list(range(1, 400))
+
+
 def _sum_known(ctx: None, unit: tuple[int, tuple]) -> tuple[int, int]:
     """A unit that reads the shared arrays it carries: (its value, the sum of what it was shown)."""
     value, handles = unit

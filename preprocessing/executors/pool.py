@@ -112,18 +112,39 @@ def windowed_map(
     """The scheduling loop of every executor: ``submit(group)`` starts a task over consecutive
     items (grouped as :func:`ordered_map` says), at most ``window`` tasks are pending, and results
     are yielded in input order; ``inline`` items run here through ``fn``; at a :data:`BARRIER`
-    the results of the items it names are yielded before the next item is read."""
+    the results of the items it names are yielded before the next item is read.
+
+    Inline results wait behind the pending tasks before them (results are yielded in order), but
+    they do not take the tasks' places: the loop reads on while fewer than ``window`` tasks are
+    pending and the inline results held add up to less than the tasks may hold, ``window * batch``
+    of ``cost`` (``window`` results without ``batch``), so memory stays bounded. (`dedup` pass 2
+    over RUN/clean, ~4 untouched frames copied here per frame a worker rewrites: with the inline
+    results counted in the window, the driver waited for nearly every task, 2 workers no faster
+    than 1.)"""
     pending: deque[Pending] = deque()  # per task: a handle or a _Done, each giving a list of results
     group: list = []
     group_cost = 0
     given = submitted = 0  # items whose results were yielded; items read
+    tasks = 0  # pending tasks that are not inline results
+    held = 0  # the summed cost of the inline results pending
+    budget = window * batch if batch > 0 else window
 
     def flush() -> None:
-        nonlocal group_cost
+        nonlocal group_cost, tasks
         if group:
             pending.append(submit(list(group)))
+            tasks += 1
             group.clear()
             group_cost = 0
+
+    def oldest() -> list:
+        nonlocal tasks, held
+        task = pending.popleft()
+        if type(task) is _Done:
+            held -= task.cost
+        else:
+            tasks -= 1
+        return task.get()
 
     for item in items:
         if type(item) is Barrier:
@@ -131,27 +152,29 @@ def windowed_map(
             if given < upto:
                 flush()
                 while pending and given < upto:
-                    results = pending.popleft().get()
+                    results = oldest()
                     given += len(results)
                     yield from results
             continue
         submitted += 1
         if inline is not None and inline(item):
             flush()
-            pending.append(_Done([fn(item)]))
+            weight = max(cost(item), 1) if batch > 0 else 1
+            pending.append(_Done([fn(item)], weight))
+            held += weight
         else:
             group.append(item)
             if batch > 0:
                 group_cost += cost(item)
             if group_cost >= batch:
                 flush()
-        while len(pending) >= window:  # inline results count too: memory stays bounded
-            results = pending.popleft().get()
+        while tasks >= window or held >= budget:
+            results = oldest()
             given += len(results)
             yield from results
     flush()
     while pending:
-        yield from pending.popleft().get()
+        yield from oldest()
 
 
 def apply_each(fn: Callable[[A], R], items: list[A]) -> list[R]:
@@ -172,10 +195,14 @@ class _Future:
 
 
 class _Done:
-    """The results of items run inline, with AsyncResult's ``get``."""
+    """The results of items run inline, with AsyncResult's ``get``; ``cost``: what they hold
+    (:func:`windowed_map`)."""
 
-    def __init__(self, value: list[Any]):
+    __slots__ = ("value", "cost")
+
+    def __init__(self, value: list[Any], cost: int = 1):
         self.value = value
+        self.cost = cost
 
     def get(self) -> list:
         return self.value
