@@ -255,6 +255,52 @@ def test_a_dump_of_compressed_files_is_read_by_the_workers_with_the_same_output(
     assert any("truncated" in w for w in st["warnings"]) and len(st["input_files"]) == 5
 
 
+def _sketch_view(fs: near.FileSketch) -> tuple:
+    """What a FileSketch says of its file, comparable across processes (the spool's path aside)."""
+    units = [(u.batch.sig.tobytes(), u.batch.keys.tobytes(), u.batch.scores.tobytes(), u.batch.nbytes.tobytes(),
+              u.lines, u.digest, u.names, u.bodies, u.rejected) for u in fs.units]
+    return units, fs.warnings, fs.input_files, None if fs.spool is None else len(fs.spool[1])
+
+
+@pytest.mark.parametrize("split", [2, 5])
+def test_the_last_files_are_sketched_unit_by_unit_with_the_sketches_of_whole_files(tmp_path: Path, monkeypatch,
+                                                                                   split):
+    """The workers' file mode (FilePlan): the last ``split`` files are read into spools by one
+    task each, then their units are sketched as tasks of their own by any worker; each file's
+    FileSketch, in file order, equals the one a whole-file task gives (sketches, LINE_*, digests,
+    names, rejections, the reader's notes, the spool's units). Without room for a spool, the
+    spool task sketches its file itself: the same sketches."""
+    paths = compressed_dump(tmp_path / "in", near_dup_rows(80))
+    reader = JsonlReader(paths, batch_records=8)
+    spools = tmp_path / "spools"
+    spools.mkdir()
+    ctx = near.DedupWorker(reader, NearDedupConfig(), str(spools))
+    whole = [_sketch_view(near._sketch_file(ctx, i)) for i in range(len(paths))]
+    assert sum(len(units) for units, *_ in whole) > 10 and all(n for *_, n in whole)
+
+    plan = near.FilePlan(len(paths), split)
+    tasks: list = []
+
+    def counted():
+        for t in plan.tasks():
+            tasks.append(type(t).__name__)
+            yield t
+
+    got = [_sketch_view(fs) for fs in plan.results(LocalExecutor(2).map(near._file_task, counted(), ctx))]
+    assert got == whole
+    assert tasks.count("SpoolFile") == split and tasks.count("Barrier") == split
+    assert tasks.count("SpooledUnit") == sum(len(units) for units, *_ in whole[-split:])
+
+    plan = near.FilePlan(len(paths), split)  # in this process (the spooled units not pickled)
+    assert [_sketch_view(fs) for fs in plan.results(LocalExecutor(1).map(near._file_task, plan.tasks(), ctx))] == whole
+
+    monkeypatch.setattr(linespool, "BUDGET", 0)  # no room: each spool task sketches its file itself
+    plan = near.FilePlan(len(paths), split)
+    got = [_sketch_view(fs) for fs in plan.results(LocalExecutor(2).map(near._file_task, plan.tasks(), ctx))]
+    assert [g[:3] for g in got] == [w[:3] for w in whole] and not plan.spooled  # (it warned in the workers)
+    assert all(n is None for *_, n in got)
+
+
 def test_a_compressed_file_edited_between_the_passes(tmp_path: Path, monkeypatch):
     """The workers' file mode: where a worker kept its file's lines, pass 2 writes what pass 1
     read (an edit between the passes changes nothing); where it did not (no room), the edit is

@@ -87,8 +87,7 @@ class DedupStage(Stage):
             except near._NotFrames:
                 pass  # (nothing was written but the work dir, which _pass1 removed)
         if near.worker_files(reader, limit):  # a dump of compressed files: each worker reads its own
-            index, lines, rejected = self._pass1(executor, work_dir, iter(range(len(reader.paths))), near._sketch_file,
-                                                 files=True)
+            index, lines, rejected = self._pass1(executor, work_dir, iter(()), near._file_task, files=True)
             return self._finish(executor, out, index, lines, rejected, t0)
         units = near._units(reader, limit, frames=isinstance(reader, JsonlReader) and cfg.copy_frames)
         spool = None
@@ -103,7 +102,8 @@ class DedupStage(Stage):
     def _pass1(self, executor: Executor, work_dir: Path, units: Iterator[Any], fn: Any, cost: Any = len,
                spool: LineSpool | None = None, files: bool = False
                ) -> tuple[NearDedupIndex, near.LineNotes | None, Counter]:
-        """``files``: the units are input files the workers read whole (one task each)."""
+        """``files``: the workers read the input files themselves (:class:`~preprocessing.dedup.near.FilePlan`;
+        ``units`` unused)."""
         rejected: Counter = Counter()
         lines = near.LineNotes(spool_dir=work_dir, line_spool=spool) if isinstance(self.reader, JsonlReader) else None
         if files:
@@ -115,7 +115,13 @@ class DedupStage(Stage):
                 spool_dir = str((work_dir / "files").resolve())
                 Path(spool_dir).mkdir(parents=True, exist_ok=True)
             context = near.DedupWorker(self.reader, self.cfg, spool_dir)
-            for out in executor.map(fn, units, context, batch=0 if files else RECORDS_PER_TASK, cost=cost):
+            if files:  # a task per file; the last files' units sketched apart, where the spools allow
+                plan = near.FilePlan(len(self.reader.paths),
+                                     executor.workers if spool_dir is not None and executor.workers > 1 else 0)
+                outs = plan.results(executor.map(fn, plan.tasks(), context))
+            else:
+                outs = executor.map(fn, units, context, batch=RECORDS_PER_TASK, cost=cost)
+            for out in outs:
                 if out is None:
                     raise near._NotFrames
                 for res in out.units if isinstance(out, near.FileSketch) else (out,):
