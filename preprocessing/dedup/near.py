@@ -56,7 +56,7 @@ from preprocessing.dedup.minhash import (
     encode_content,
 )
 from preprocessing.executors import Executor
-from preprocessing.executors.pool import RECORDS_PER_TASK
+from preprocessing.executors.pool import RECORDS_PER_TASK, Barrier
 from preprocessing.readers import (
     ColumnsConfig,
     InputConfig,
@@ -453,8 +453,6 @@ class FilePlan:
         """The tasks, in order: whole files, then a :class:`SpoolFile` per last file; then per such
         file a barrier on its spool task (the results before it are reduced, :meth:`results` has
         its spool) and its units."""
-        from preprocessing.executors.pool import Barrier
-
         first = self.files - self.split
         yield from range(first)
         yield from (SpoolFile(i) for i in range(first, self.files))
