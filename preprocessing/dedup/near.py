@@ -352,6 +352,11 @@ def _file_reader(w: DedupWorker, index: int) -> JsonlReader:
     return one  # type: ignore[return-value]
 
 
+def _reader_notes(reader: JsonlReader) -> tuple[list[str], list[dict[str, Any]]]:
+    """What a file's reader noted, for its FileSketch: (warnings, input files), copied."""
+    return list(reader.warnings), [dict(f) for f in reader.input_files]
+
+
 def _sketch_file(w: DedupWorker, index: int) -> FileSketch:
     """Pass 1 of input file ``index``, read and cut into line units here (in the worker). With a
     spool directory (the workers share the driver's disk), the units' lines are kept there for
@@ -361,7 +366,7 @@ def _sketch_file(w: DedupWorker, index: int) -> FileSketch:
     spool = LineSpool(Path(w.spool_dir), refs=False, share=4) if w.spool_dir is not None else None
     units = reader.units() if spool is None else spool.record(reader.units(), reader)
     sketches = [_sketch_lines_unit(w, unit) for unit in units]
-    return FileSketch(sketches, list(reader.warnings), [dict(f) for f in reader.input_files],
+    return FileSketch(sketches, *_reader_notes(reader),
                       spool.detach() if spool is not None else None)
 
 
@@ -411,11 +416,11 @@ def _spool_file(w: DedupWorker, index: int) -> SpooledFile | FileSketch:
     if spool.complete:
         kept = spool.detach()
         assert kept is not None, "a complete spool is kept"
-        return SpooledFile(index, kept, list(reader.warnings), [dict(f) for f in reader.input_files])
+        return SpooledFile(index, kept, *_reader_notes(reader))
     sketches = [_sketch_lines_unit(w, item.entry.unit(item.path)) if isinstance(item, linespool.SpooledUnit) else item
                 for item in items]
     spool.detach()  # (removes the file)
-    return FileSketch(sketches, list(reader.warnings), [dict(f) for f in reader.input_files])
+    return FileSketch(sketches, *_reader_notes(reader))
 
 
 def _file_task(w: DedupWorker, task: Any) -> FileSketch | SpooledFile | UnitSketch:

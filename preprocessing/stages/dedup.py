@@ -87,7 +87,7 @@ class DedupStage(Stage):
             except near._NotFrames:
                 pass  # (nothing was written but the work dir, which _pass1 removed)
         if near.worker_files(reader, limit):  # a dump of compressed files: each worker reads its own
-            index, lines, rejected = self._pass1(executor, work_dir, iter(()), near._file_task, files=True)
+            index, lines, rejected = self._pass1(executor, work_dir, None, near._file_task, files=True)
             return self._finish(executor, out, index, lines, rejected, t0)
         units = near._units(reader, limit, frames=isinstance(reader, JsonlReader) and cfg.copy_frames)
         spool = None
@@ -99,11 +99,11 @@ class DedupStage(Stage):
                                              spool=spool)
         return self._finish(executor, out, index, lines, rejected, t0)
 
-    def _pass1(self, executor: Executor, work_dir: Path, units: Iterator[Any], fn: Any, cost: Any = len,
+    def _pass1(self, executor: Executor, work_dir: Path, units: Iterator[Any] | None, fn: Any, cost: Any = len,
                spool: LineSpool | None = None, files: bool = False
                ) -> tuple[NearDedupIndex, near.LineNotes | None, Counter]:
         """``files``: the workers read the input files themselves (:class:`~preprocessing.dedup.near.FilePlan`;
-        ``units`` unused)."""
+        its tasks, not ``units``)."""
         rejected: Counter = Counter()
         lines = near.LineNotes(spool_dir=work_dir, line_spool=spool) if isinstance(self.reader, JsonlReader) else None
         if files:
