@@ -3,8 +3,10 @@ and hands whole-frame units their compressed bytes, and `dedup` copies untouched
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import warnings
 from pathlib import Path
 
 import orjson
@@ -403,23 +405,53 @@ def test_unit_frames_cut_whole_lines_and_only_for_units_that_fill_a_frame(tmp_pa
     assert w.paths[0].read_bytes() == frames[0][0]
 
 
+@pytest.mark.parametrize("given", ["bytes", "file", "file, no copy_file_range"])
 @pytest.mark.parametrize("max_bytes", [30_000, 100_000, 1 << 30])
-def test_whole_frames_end_shards_where_lines_one_by_one_would(tmp_path: Path, max_bytes: int):
+def test_whole_frames_end_shards_where_lines_one_by_one_would(tmp_path: Path, max_bytes: int, given: str,
+                                                             monkeypatch):
     """A shard ends after the line that brings it to max_bytes, inside a whole frame too (that frame
-    is split in two): the shards hold the same lines as when every line is written one by one."""
+    is split in two): the shards hold the same lines as when every line is written one by one. The
+    same bytes whether the frames are given as bytes or as places in a file (FileFrame, a worker's
+    hand-over), also where the kernel cannot copy between the files (then with a warning)."""
     lines = [orjson.dumps(r) + b"\n" for r in stdlib_rows(40)]
     with ShardedJsonlWriter(tmp_path / "ref", max_bytes=max_bytes) as ref:
         for line in lines:
             ref.write_line(line)
     frames = writer_mod.unit_frames(lines[10:], writer_mod.zstd_compressor(3), frame_bytes=25_000)
-    with ShardedJsonlWriter(tmp_path / "w", max_bytes=max_bytes) as w:
-        for line in lines[:10]:  # a small unit's lines in the open frame, then a unit of frames of its own
-            w.write_line(line)
-        start = 10
-        for raw, nbytes, n in frames:
-            w.write_frame(raw, nbytes, n, [len(x) for x in lines[start:start + n]])
-            start += n
+    handed = tmp_path / "handed.zst"
+    handed.write_bytes(b"".join(raw for raw, _, _ in frames))
+    if given == "file, no copy_file_range":
+        def cannot(*_a):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        monkeypatch.setattr(os, "copy_file_range", cannot)
+        monkeypatch.setattr(writer_mod, "_IN_KERNEL", True)
+    fd = os.open(handed, os.O_RDONLY)
+    try:
+        with ShardedJsonlWriter(tmp_path / "w", max_bytes=max_bytes) as w, warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for line in lines[:10]:  # a small unit's lines in the open frame, then a unit of frames of its own
+                w.write_line(line)
+            start, offset = 10, 0
+            for raw, nbytes, n in frames:
+                frame = raw if given == "bytes" else writer_mod.FileFrame(fd, offset, len(raw))
+                w.write_frame(frame, nbytes, n, [len(x) for x in lines[start:start + n]])
+                start, offset = start + n, offset + len(raw)
+    finally:
+        os.close(fd)
+    expected = ["os.copy_file_range cannot copy"] if given.endswith("range") else []
+    assert [str(c.message)[:len("os.copy_file_range cannot copy")] for c in caught] == expected
+    if given == "file, no copy_file_range":
+        assert writer_mod._IN_KERNEL is False  # (one warning: the rest are copied through the process)
     assert [p.name for p in w.paths] == [p.name for p in ref.paths]
+    if given != "bytes":  # byte for byte the shards of the frames given as bytes
+        with ShardedJsonlWriter(tmp_path / "b", max_bytes=max_bytes) as b:
+            for line in lines[:10]:
+                b.write_line(line)
+            start = 10
+            for raw, nbytes, n in frames:
+                b.write_frame(raw, nbytes, n, [len(x) for x in lines[start:start + n]])
+                start += n
+        assert [p.read_bytes() for p in w.paths] == [p.read_bytes() for p in b.paths]
     assert [decompressed(p) for p in w.paths] == [decompressed(p) for p in ref.paths]
     assert w.rows == len(lines) and w.bytes_written == sum(map(len, lines))
     for p in w.paths:  # every frame still holds whole lines
@@ -499,7 +531,16 @@ def test_dedup_pass2_workers_compress_the_frames_of_lines_the_driver_read(tmp_pa
     monkeypatch.setattr(near, "unit_frames",
                         lambda lines, cctx, sizes=None: writer_mod.unit_frames(lines, cctx, 8_000, sizes))
     inputs = InputConfig(paths=[str(path)], batch_records=8)
+    copies: list[int] = []  # the bytes the driver had the kernel copy from the workers' files into shards
+    copy_file_range = os.copy_file_range
+
+    def counted(src, dst, count, offset_src=None, *a):
+        copies.append(count)
+        return copy_file_range(src, dst, count, offset_src, *a)
+
+    monkeypatch.setattr(os, "copy_file_range", counted)
     runs = {w: run_near_dedup(NearDedupConfig(), inputs, tmp_path / f"w{w}", executor=w) for w in (1, 2)}
+    assert all(not (tmp_path / f"w{w}" / ".work").exists() for w in (1, 2))
     line_by_line = run_near_dedup(NearDedupConfig(copy_frames=False), inputs, tmp_path / "lines", executor=1)
     assert runs[1]["near_dedup"]["removed"] >= 5 and runs[1]["totals"] == runs[2]["totals"] == line_by_line["totals"]
     for name in ("part-00000.jsonl.zst", "clusters.jsonl.zst"):
@@ -515,7 +556,23 @@ def test_dedup_pass2_workers_compress_the_frames_of_lines_the_driver_read(tmp_pa
             data = obj.unused_data
         return out
 
+    assert copies and all(c > 0 for c in copies)  # (2 workers: their frames came back in files)
+
     mine = frames(tmp_path / "w1" / "part-00000.jsonl.zst")
     assert all(data.endswith(b"\n") for data in mine)
     # the units' own frames (~8 kB each, a unit of 8 files each), not the writer's open frame of 256 KiB
     assert len(mine) >= runs[1]["totals"]["kept"] // 8 and max(map(len, mine)) < 256 << 10
+
+
+def test_a_worker_that_cannot_write_its_frames_to_a_file_sends_them(tmp_path: Path):
+    """hand_over: a unit's frames go to one file (the unit then carries their lengths); where the
+    file cannot be made, the frames stay bytes, with a warning."""
+    raws = [b"a" * 10, b"bb" * 7, b"c"]
+    out = near.UnitRows(frame=raws[0], frame_nbytes=5, frames=[(raws[1], 3, 1, [3]), (raws[2], 2, 1, [2])])
+    near.hand_over(out, str(tmp_path))
+    assert out.handed is not None and Path(out.handed).read_bytes() == b"".join(raws)
+    assert out.frame == 10 and out.frames == [(14, 3, 1, [3]), (1, 2, 1, [2])]
+    kept = near.UnitRows(frames=[(raws[1], 3, 1, [3])])
+    with pytest.warns(RuntimeWarning, match="cannot hand its frames over"):
+        near.hand_over(kept, str(tmp_path / "gone"))
+    assert kept.handed is None and kept.frames == [(raws[1], 3, 1, [3])]

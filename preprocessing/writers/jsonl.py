@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import zstandard
@@ -21,6 +23,57 @@ SYNC_BYTES = 32 << 20
 FRAME_BYTES = 256 << 10
 """Uncompressed bytes per zstd frame of a shard: about 6% larger files than one frame per shard
 (measured on Python code at level 3), in return for frames that `dedup` can copy unchanged."""
+
+
+class FileFrame(NamedTuple):
+    """A compressed frame that lies in an open file (descriptor ``fd``, ``length`` bytes from
+    ``offset``), given to :meth:`ShardedJsonlWriter.write_frame` in place of its bytes: the kernel
+    copies it into the shard (``os.copy_file_range``), not this process. How `dedup`'s workers on
+    this machine hand their compressed frames over (:func:`preprocessing.dedup.near.hand_over`)."""
+
+    fd: int
+    offset: int
+    length: int
+
+
+_IN_KERNEL = hasattr(os, "copy_file_range")
+_NOT_IN_KERNEL = (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL)
+
+
+def copy_frame(frame: FileFrame, fd: int) -> None:
+    """Append ``frame`` to the file open at ``fd`` (at its position): by ``os.copy_file_range``;
+    where the kernel or the filesystems cannot, through this process (with a warning, once)."""
+    global _IN_KERNEL
+    offset, left = frame.offset, frame.length
+    while left:
+        if _IN_KERNEL:
+            try:
+                n = os.copy_file_range(frame.fd, fd, left, offset)
+            except OSError as exc:
+                if exc.errno not in _NOT_IN_KERNEL:
+                    raise
+                _IN_KERNEL = False
+                warnings.warn(f"os.copy_file_range cannot copy frames into the shards here ({exc.strerror}): "
+                              "they are copied through the writer's process from now on", RuntimeWarning,
+                              stacklevel=2)
+                continue
+        else:
+            data = os.pread(frame.fd, min(left, 16 << 20), offset)
+            n = len(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        if n == 0:
+            raise OSError(f"a frame's file ends {left} bytes early (descriptor {frame.fd})")
+        offset, left = offset + n, left - n
+
+
+def read_frame(frame: FileFrame) -> bytes:
+    """The bytes of ``frame``."""
+    data = os.pread(frame.fd, frame.length, frame.offset)
+    if len(data) != frame.length:
+        raise OSError(f"a frame's file ends {frame.length - len(data)} bytes early (descriptor {frame.fd})")
+    return data
 
 
 def zstd_compressor(level: int) -> zstandard.ZstdCompressor:
@@ -150,10 +203,15 @@ class ShardedJsonlWriter:
         self._fd = os.dup(self._file.fileno())
         self._shard_bytes = self._unsynced = 0
 
-    def _write(self, raw: bytes) -> None:
+    def _write(self, raw: bytes | FileFrame) -> None:
         """Append compressed bytes to the open shard; flush it in the background every :data:`SYNC_BYTES`."""
-        self._file.write(raw)
-        self._unsynced += len(raw)
+        if type(raw) is FileFrame:
+            self._file.flush()  # (then the kernel appends the frame at the file's position)
+            copy_frame(raw, self._file.fileno())
+            self._unsynced += raw.length
+        else:
+            self._file.write(raw)
+            self._unsynced += len(raw)
         if self._unsynced >= SYNC_BYTES:
             self._file.flush()
             self._unsynced = 0
@@ -235,10 +293,10 @@ class ShardedJsonlWriter:
         self.bytes_written += total
         self.rows += len(lines)
 
-    def write_frame(self, raw: bytes, nbytes: int, rows: int, sizes: list[int] | None = None) -> None:
-        """Append one whole zstd frame as it is: ``raw`` decompresses to ``rows`` complete JSON
-        lines of ``nbytes`` bytes (as a frame from ``JsonlReader.units(frames=True)`` or from
-        :func:`unit_frames` does). With ``sizes`` (the bytes of each of its lines), a frame that
+    def write_frame(self, raw: bytes | FileFrame, nbytes: int, rows: int, sizes: list[int] | None = None) -> None:
+        """Append one whole zstd frame as it is: ``raw`` (its bytes, or where they lie:
+        :class:`FileFrame`) decompresses to ``rows`` complete JSON lines of ``nbytes`` bytes (as a
+        frame from ``JsonlReader.units(frames=True)`` or from :func:`unit_frames` does). With ``sizes`` (the bytes of each of its lines), a frame that
         would take the shard past ``max_bytes`` is split after the line that reaches it (that frame
         decompressed and its two parts compressed again, once per shard), so the shards end where
         they would with the lines written one by one; without, the shard ends after the frame."""
@@ -258,7 +316,7 @@ class ShardedJsonlWriter:
         if lines:
             self._put(None, b"".join(lines), [len(x) for x in lines])
 
-    def _put(self, raw: bytes | None, data: bytes | None, sizes: list[int]) -> None:
+    def _put(self, raw: bytes | FileFrame | None, data: bytes | None, sizes: list[int]) -> None:
         """Append one frame, given compressed (``raw``) or not (``data``), of lines of ``sizes`` bytes."""
         self.end_frame()
         while True:
@@ -274,7 +332,8 @@ class ShardedJsonlWriter:
                         break
                 if j < len(sizes) - 1:  # the shard ends inside the frame: a frame for each part
                     if data is None:
-                        data = zstandard.ZstdDecompressor().decompress(raw, max_output_size=nbytes)
+                        compressed = read_frame(raw) if type(raw) is FileFrame else raw
+                        data = zstandard.ZstdDecompressor().decompress(compressed, max_output_size=nbytes)
                     self._write(compress_frame(self._cctx, data[:cut]))
                     self._count(cut, j + 1)  # (closes the shard)
                     raw, data, sizes = None, data[cut:], sizes[j + 1:]
