@@ -20,6 +20,11 @@ functions in microseconds per record.
     python benchmarks/bench_stream_foreign.py --shape real --files 5000
     python benchmarks/bench_stream_foreign.py --shape small --files 100000 --profile
     python benchmarks/bench_stream_foreign.py --shape small --before /tmp/base   # also the code of another checkout
+    python benchmarks/bench_stream_foreign.py --shape small --slope 5   # ours' CPU per record: the slope, 20,000 -> 200,000
+
+``--slope RUNS`` measures the per-record cost without the start-up: ours alone, RUNS pinned runs
+each (alternating) on the first SLOPE_FROM records and on ``--files`` records of the same rows; the
+CPU difference per added record, of the fastest runs and of the medians.
 """
 
 from __future__ import annotations
@@ -146,6 +151,36 @@ def profile_ours(inp: Path, run_dir: Path, top: int) -> None:
         print(f"  {tt / n * 1e6:7.2f} µs/rec own  {ct / n * 1e6:7.2f} cum  {nc:>9,} calls  {where}:{name}")
 
 
+SLOPE_FROM = 20_000
+"""The smaller dump of ``--slope``: its start-up and imports are what the slope subtracts."""
+
+
+def slope(shape: str, n: int, writer: str, work: Path, runs: int) -> dict:
+    """Ours' CPU seconds per record between SLOPE_FROM and ``n`` records (the first rows of the
+    same dump), from ``runs`` alternating pinned runs of each: of the fastest runs and the medians."""
+    import statistics
+
+    if not SLOPE_FROM < n:
+        raise SystemExit(f"--slope needs --files above {SLOPE_FROM:,}")
+    rows = installation_rows(shape, n)
+    cpu: dict[int, list[float]] = {SLOPE_FROM: [], n: []}
+    inputs = {}
+    for k in cpu:
+        inputs[k] = work / f"{shape}-{k}.jsonl.zst"
+        if not inputs[k].exists():
+            write_dump(inputs[k], rows[:k], writer)
+    for _ in range(runs):
+        for k in cpu:
+            run_dir = work / f"slope-{k}"
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir()
+            cpu[k].append(measure("ours", inputs[k], run_dir)["cpu_s"])
+    added = n - SLOPE_FROM
+    return {"records": [SLOPE_FROM, n], "cpu_s": {str(k): [round(x, 3) for x in v] for k, v in cpu.items()},
+            "us_per_record_best": round((min(cpu[n]) - min(cpu[SLOPE_FROM])) / added * 1e6, 2),
+            "us_per_record_median": round((statistics.median(cpu[n]) - statistics.median(cpu[SLOPE_FROM])) / added * 1e6, 2)}
+
+
 def measure(side: str, inp: Path, work: Path, script: str = __file__) -> dict:
     """One side in a fresh process pinned to one core: wall and CPU seconds of that process
     (``script``: this benchmark in another checkout, whose package it then imports)."""
@@ -179,6 +214,8 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, help="keep the dump and the runs in this directory")
     ap.add_argument("--before", type=Path, help="also run ours from this checkout (e.g. a `git worktree` of the "
                     "commit before a change), in the same run: prints its CPU seconds and ours' speed-up over it")
+    ap.add_argument("--slope", type=int, metavar="RUNS", help=f"instead: ours' CPU per record, the slope between "
+                    f"the first {SLOPE_FROM:,} records and --files (RUNS pinned runs of each, alternating)")
     ap.add_argument("--side", choices=["baseline", "datatrove", "ours"])
     ap.add_argument("--input", type=Path)
     ap.add_argument("--work", type=Path)
@@ -200,6 +237,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-foreign-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
+        if args.slope:
+            res = slope(args.shape, n, args.writer, work, args.slope)
+            print(json.dumps(res))
+            print(f"ours, CPU per record from {SLOPE_FROM:,} to {n:,} records ({args.slope} runs each): "
+                  f"{res['us_per_record_best']} µs (fastest runs), {res['us_per_record_median']} µs (medians)")
+            return
         inp = work / f"{args.shape}-{n}.jsonl.zst"
         if not inp.exists():
             nbytes = write_dump(inp, installation_rows(args.shape, n), args.writer)
