@@ -28,6 +28,7 @@ import warnings
 from array import array
 from collections import Counter, deque
 from collections.abc import Iterator
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from itertools import accumulate
 from dataclasses import dataclass, field
@@ -1342,15 +1343,13 @@ def _reduce_rows(results: Iterator[UnitRows], lines: LineNotes | None, result: C
         sl = slice(ordinal, ordinal + k)
         sizes, dropped = nbytes_of[sl], drop[sl]
         n_drop = int(np.count_nonzero(dropped))
-        if res.handed is not None:
-            _write_handed(res, writer, (lines.frames[u][2] if res.frame_nbytes < 0 else res.frame_nbytes)
-                          if res.frame is not None else 0, k - n_drop)
-        else:
-            if res.frame is not None:
-                nbytes = res.frame_nbytes if res.frame_nbytes >= 0 else lines.frames[u][2]  # type: ignore[union-attr]
-                writer.write_frame(res.frame, nbytes, k - n_drop)  # type: ignore[arg-type]
-            for raw, nbytes, rows, line_sizes in res.frames or ():
-                writer.write_frame(raw, nbytes, rows, line_sizes)  # type: ignore[arg-type]
+        if res.frame is not None or res.frames:
+            with _frames_of(res) as (frame, frames):
+                if frame is not None:
+                    nbytes = res.frame_nbytes if res.frame_nbytes >= 0 else lines.frames[u][2]  # type: ignore[union-attr]
+                    writer.write_frame(frame, nbytes, k - n_drop)
+                for raw, nbytes, rows, line_sizes in frames:
+                    writer.write_frame(raw, nbytes, rows, line_sizes)
         stats.records_in += k  # (StageStats.keep and .drop for each record, summed)
         stats.kept += k - n_drop
         total = int(sizes.sum())
@@ -1384,18 +1383,24 @@ def _reduce_rows(results: Iterator[UnitRows], lines: LineNotes | None, result: C
         cluster_writer.write_line(b"")  # an empty (but valid) clusters file
 
 
-def _write_handed(res: UnitRows, writer: ShardedJsonlWriter, frame_nbytes: int, frame_rows: int) -> None:
-    """Write the frames a worker handed over in a file (:func:`hand_over`), then remove the file."""
-    assert res.handed is not None, "frames handed over"
+@contextmanager
+def _frames_of(res: UnitRows) -> Iterator[tuple[bytes | FileFrame | None, list[tuple[bytes | FileFrame, int, int, list[int]]]]]:
+    """``res.frame`` and ``res.frames`` to write: their bytes, or where a worker handed them over
+    (:func:`hand_over`) each one's place in that file (:class:`FileFrame`); the file is closed and
+    removed after."""
+    if res.handed is None:
+        yield res.frame, res.frames or []  # type: ignore[misc]
+        return
     fd = os.open(res.handed, os.O_RDONLY)
     try:
-        offset = 0
+        frame, offset = None, 0
         if res.frame is not None:
-            writer.write_frame(FileFrame(fd, 0, res.frame), frame_nbytes, frame_rows)  # type: ignore[arg-type]
-            offset = res.frame  # type: ignore[assignment]
+            frame, offset = FileFrame(fd, 0, res.frame), res.frame  # type: ignore[arg-type]
+        frames = []
         for length, nbytes, rows, line_sizes in res.frames or ():
-            writer.write_frame(FileFrame(fd, offset, length), nbytes, rows, line_sizes)  # type: ignore[arg-type]
+            frames.append((FileFrame(fd, offset, length), nbytes, rows, line_sizes))  # type: ignore[arg-type]
             offset += length  # type: ignore[operator]
+        yield frame, frames
     finally:
         os.close(fd)
         os.unlink(res.handed)
