@@ -1174,6 +1174,14 @@ static PyObject *py_ascii_text_stats(PyObject *self, PyObject *args); /* stream'
 static PyObject *py_json_lines_decode(PyObject *self, PyObject *args); /* stream's rows, at the end of the file */
 static PyObject *py_ascii_lower(PyObject *self, PyObject *arg); /* the filters' joined text, at the end of the file */
 static PyObject *py_newline_ends(PyObject *self, PyObject *arg); /* the reader's line ends, at the end of the file */
+static PyObject *py_ascii_word_counts(PyObject *self, PyObject *args); /* the filters' words, at the end of the file */
+PyDoc_STRVAR(ascii_word_counts_doc,
+"ascii_word_counts(texts, classes, table, out_start, out_ids, lengths, shift, counts)\n\n"
+"counts[d * k + p] = texts[d].lower().count(pattern p) for a list of ASCII str, k = len(lengths), by one\n"
+"pass of the DFA (classes: uint8[256], the class of each byte; table: int32[states << shift], entry\n"
+"next state << shift; out_start: int32[states + 1] and out_ids: int32, the patterns ending in each\n"
+"state, those with patterns last; lengths: int32[k]) that preprocessing/filters/joined.py builds.\n"
+"counts: int64, zeroed here.");
 PyDoc_STRVAR(newline_ends_doc,
 "newline_ends(buf)\n\n"
 "The position of every b'\\n' in the bytes-like buf, ascending, as a list of ints (memchr from one to the next).");
@@ -1214,6 +1222,7 @@ static PyMethodDef methods[] = {
     {"json_lines_decode", py_json_lines_decode, METH_VARARGS, json_lines_decode_doc},
     {"ascii_lower", py_ascii_lower, METH_O, ascii_lower_doc},
     {"newline_ends", py_newline_ends, METH_O, newline_ends_doc},
+    {"ascii_word_counts", py_ascii_word_counts, METH_VARARGS, ascii_word_counts_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2064,4 +2073,122 @@ static PyObject *py_newline_ends(PyObject *self, PyObject *arg) {
     }
     PyBuffer_Release(&buf);
     return out;
+}
+
+/* ------------------------------------------- stream: the filters' words, counted per text
+ * `ascii_word_counts` (preprocessing/filters/joined.py, `PatternSet.counts`): per ASCII text and
+ * per pattern, text.lower().count(pattern), from one pass of an Aho-Corasick automaton built in
+ * Python (`word_automaton`: a DFA over byte classes, A-Z in the class of a-z, so the text is
+ * lowercased as it is read), over each str's own buffer (no join, no lowercased copy). An entry of
+ * `table` is the next state << shift (a row's start); the states where patterns end are the last
+ * ones, from `first_out` on, and the patterns ending in state s are
+ * out_ids[out_start[s]:out_start[s + 1]]. A pattern's occurrence is counted when it starts at or
+ * after the end of the last one counted (str.count: no overlaps, left to right); `last` holds
+ * those ends in one running offset over the texts, so it needs no reset between texts (an end is
+ * never past the text it is in). Two texts are read at once, a byte of each in turn: each byte
+ * waits for the table entry the byte before gave, and the two chains of loads overlap. */
+typedef struct {
+    const int32_t *ostart, *oid, *plen;
+    int shift;
+} WcOut;
+
+INLINE void wc_emit(const WcOut *o, int64_t *row, int64_t *last, int32_t st, int64_t end) {
+    int32_t s = st >> o->shift;
+    for (int32_t j = o->ostart[s]; j < o->ostart[s + 1]; j++) {
+        int32_t p = o->oid[j];
+        if (end - o->plen[p] >= last[p]) {
+            row[p]++;
+            last[p] = end;
+        }
+    }
+}
+
+/* the rest of one text from byte i on, in state st */
+INLINE void wc_tail(const WcOut *o, const int32_t *tab, const u8 *cls, int32_t from, const u8 *b, Py_ssize_t i,
+                    Py_ssize_t len, int32_t st, int64_t *row, int64_t *last, int64_t offset) {
+    for (; i < len; i++) {
+        st = tab[st + cls[b[i]]];
+        if (st >= from) wc_emit(o, row, last, st, offset + i + 1);
+    }
+}
+
+static PyObject *py_ascii_word_counts(PyObject *self, PyObject *args) {
+    PyObject *texts;
+    Py_buffer classes, table, out_start, out_ids, lengths, counts;
+    int shift;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Oy*y*y*y*y*iw*", &texts, &classes, &table, &out_start, &out_ids, &lengths, &shift,
+                          &counts))
+        return NULL;
+    PyObject *seq = PySequence_Fast(texts, "texts: a list of ASCII str");
+    Py_buffer *bufs[] = {&classes, &table, &out_start, &out_ids, &lengths, &counts};
+    int64_t *last = NULL;
+    int ok = seq != NULL;
+    Py_ssize_t n = ok ? PySequence_Fast_GET_SIZE(seq) : 0;
+    size_t k = (size_t)lengths.len / 4, states = (size_t)out_start.len / 4 - (out_start.len >= 4),
+           n_ids = (size_t)out_ids.len / 4, cells = (size_t)table.len / 4, first_out = 0;
+    const int32_t *tab = table.buf, *ostart = out_start.buf, *oid = out_ids.buf, *plen = lengths.buf;
+    const u8 *cls = classes.buf;
+    ok = ok && check(classes.len == 256, "classes: 256 bytes") && check(shift >= 0 && shift < 16, "shift: 0..15")
+         && check(table.len % 4 == 0 && lengths.len % 4 == 0 && out_ids.len % 4 == 0 && out_start.len % 4 == 0
+                      && states >= 1 && cells == states << shift, "table: states << shift int32, out_start: states + 1")
+         && check((size_t)counts.len >= (size_t)n * k * 8, "counts: too small (texts * patterns int64)");
+    /* every entry a row of the table; every class a column; every output a pattern; the states
+     * with outputs last */
+    for (size_t i = 0; ok && i < cells; i++)
+        ok = check(tab[i] >= 0 && (size_t)tab[i] < cells && (tab[i] & ((1 << shift) - 1)) == 0,
+                   "table: an entry that is no state");
+    for (size_t i = 0; ok && i < 256; i++) ok = check(cls[i] < (1u << shift), "classes: a class past the row");
+    for (size_t s = 0; ok && s < states; s++)
+        ok = check(ostart[s] >= 0 && ostart[s] <= ostart[s + 1] && (size_t)ostart[s + 1] <= n_ids, "out_start: not ascending");
+    while (ok && first_out < states && ostart[first_out + 1] == ostart[first_out]) first_out++;
+    for (size_t s = first_out; ok && s < states; s++)
+        ok = check(ostart[s + 1] > ostart[s], "out_start: a state without outputs after one with");
+    for (size_t i = 0; ok && i < n_ids; i++) ok = check(oid[i] >= 0 && (size_t)oid[i] < k, "out_ids: not a pattern");
+    for (size_t p = 0; ok && p < k; p++) ok = check(plen[p] > 0, "lengths: a pattern of no bytes");
+    for (Py_ssize_t d = 0; ok && d < n; d++) {
+        PyObject *t = PySequence_Fast_GET_ITEM(seq, d);
+        ok = check(PyUnicode_Check(t) && PyUnicode_IS_ASCII(t), "texts: a list of ASCII str");
+    }
+    if (ok && k) {
+        last = PyMem_Calloc(2 * k, sizeof(int64_t)); /* one running offset per lane */
+        if (last == NULL) {
+            PyErr_NoMemory();
+            ok = 0;
+        }
+    }
+    if (ok && k) {
+        const WcOut o = {ostart, oid, plen, shift};
+        const int32_t from = (int32_t)(first_out << shift);
+        int64_t *cnt = counts.buf, off0 = 0, off1 = 0, *last0 = last, *last1 = last + k;
+        memset(cnt, 0, (size_t)n * k * 8);
+        Py_ssize_t d = 0;
+        for (; d + 1 < n; d += 2) {
+            PyObject *t0 = PySequence_Fast_GET_ITEM(seq, d), *t1 = PySequence_Fast_GET_ITEM(seq, d + 1);
+            const u8 *b0 = PyUnicode_1BYTE_DATA(t0), *b1 = PyUnicode_1BYTE_DATA(t1);
+            Py_ssize_t len0 = PyUnicode_GET_LENGTH(t0), len1 = PyUnicode_GET_LENGTH(t1), m = len0 < len1 ? len0 : len1, i;
+            int64_t *row0 = cnt + (size_t)d * k, *row1 = row0 + k;
+            int32_t st0 = 0, st1 = 0;
+            for (i = 0; i < m; i++) {
+                st0 = tab[st0 + cls[b0[i]]];
+                st1 = tab[st1 + cls[b1[i]]];
+                if (st0 >= from) wc_emit(&o, row0, last0, st0, off0 + i + 1);
+                if (st1 >= from) wc_emit(&o, row1, last1, st1, off1 + i + 1);
+            }
+            wc_tail(&o, tab, cls, from, b0, i, len0, st0, row0, last0, off0);
+            wc_tail(&o, tab, cls, from, b1, i, len1, st1, row1, last1, off1);
+            off0 += len0;
+            off1 += len1;
+        }
+        if (d < n) {
+            PyObject *t = PySequence_Fast_GET_ITEM(seq, d);
+            wc_tail(&o, tab, cls, from, PyUnicode_1BYTE_DATA(t), 0, PyUnicode_GET_LENGTH(t), 0, cnt + (size_t)d * k,
+                    last0, off0);
+        }
+    }
+    PyMem_Free(last);
+    Py_XDECREF(seq);
+    for (int i = 0; i < 6; i++) PyBuffer_Release(bufs[i]);
+    if (!ok) return NULL;
+    Py_RETURN_NONE;
 }

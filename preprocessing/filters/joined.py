@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from itertools import chain
 from operator import attrgetter
@@ -94,12 +95,27 @@ class PatternSet:
                 raise ValueError(f"cannot search joined records for {p!r}: a pattern must be non-empty and hold no {SEP!r}")
         self._ascii = [i for i, p in enumerate(self.patterns) if p.isascii()]
         self._automaton: Any = None
+        self._dfa: tuple | None = None  # word_automaton's arrays, for the C ascii_word_counts
 
     def __getstate__(self) -> dict[str, Any]:
         return {"patterns": self.patterns}  # the automaton is rebuilt where it is used
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["patterns"])  # type: ignore[misc]
+
+    def counts(self, texts: list[str]) -> np.ndarray | None:
+        """Per text (ASCII str) and per pattern, ``text.lower().count(pattern)`` (int64, texts x
+        patterns), by the C ``ascii_word_counts``: one pass over each str's own buffer, no joined
+        or lowercased copy. None without the C kernel (a RuntimeWarning, once): then
+        :meth:`search` over the joined texts answers, the same counts."""
+        kernel = _word_counts_kernel()
+        if kernel is None:
+            return None
+        if self._dfa is None:
+            self._dfa = word_automaton(self.patterns)
+        out = np.empty((len(texts), len(self.patterns)), dtype=np.int64)
+        kernel(texts, *self._dfa, out)
+        return out
 
     def search(self, text: JoinedText) -> Matches:
         """Where each pattern occurs in ``text`` (every occurrence, overlapping ones included)."""
@@ -125,6 +141,24 @@ class PatternSet:
         else:
             per = [np.asarray(_positions(text.text, p, 1), dtype=np.int64) for p in self.patterns]
         return Matches(self, text, per)
+
+
+@dataclass
+class Counts:
+    """A :class:`PatternSet`'s patterns counted per record (:meth:`PatternSet.counts`), answering
+    as :class:`Matches` does."""
+
+    patterns: PatternSet
+    table: np.ndarray  # records x patterns: ``text_i.count(pattern)``
+
+    def contains(self, which: tuple[str, ...] | list[str]) -> np.ndarray:
+        """Per record, whether any of the patterns ``which`` occurs in it."""
+        index = self.patterns.patterns.index
+        return (self.table[:, [index(p) for p in which]] > 0).any(axis=1)
+
+    def count(self, pattern: str) -> np.ndarray:
+        """Per record, ``text_i.count(pattern)``."""
+        return self.table[:, self.patterns.patterns.index(pattern)]
 
 
 @dataclass
@@ -155,6 +189,87 @@ class Matches:
                 piece = t.text[t.starts[i]:t.ends[i]]
                 counts[i] = piece.count(pattern.encode("ascii") if type(piece) is bytes else pattern)  # type: ignore[arg-type]
         return counts
+
+
+def word_automaton(patterns: tuple[str, ...]) -> tuple:
+    """The arguments of the C ``ascii_word_counts`` after the texts, for ``patterns``: an
+    Aho-Corasick automaton as a DFA over byte classes (each character of a pattern one class, every
+    other byte class 0; A-Z in the class of a-z: the texts are lowercased as they are read), with
+    every pattern that ends in each state (its own, and those its suffixes end: the failure links
+    followed). A pattern that is not lowercase ASCII cannot occur in a lowercased ASCII text: it
+    is left out (its count stays 0). Returns (classes uint8[256], table int32[states << shift],
+    out_start int32[states + 1], out_ids int32, lengths int32[len(patterns)], shift); an entry of
+    the table is the next state << shift (the start of its row), the states where patterns end
+    numbered last (0 is the start state: no pattern is empty)."""
+    kept = [i for i, p in enumerate(patterns) if p and p.isascii() and p == p.lower()]
+    chars = sorted({c for i in kept for c in patterns[i]})
+    klass = {c: k + 1 for k, c in enumerate(chars)}
+    width = len(chars) + 1
+    shift = max(width - 1, 1).bit_length()
+    goto: list[dict[int, int]] = [{}]
+    ends: list[list[int]] = [[]]
+    for i in kept:
+        s = 0
+        for c in patterns[i]:
+            nxt = goto[s].get(klass[c])
+            if nxt is None:
+                nxt = goto[s][klass[c]] = len(goto)
+                goto.append({})
+                ends.append([])
+            s = nxt
+        ends[s].append(i)
+    # breadth first: a state's failure link (its longest proper suffix that is a state) is shallower
+    delta = [[0] * width for _ in goto]
+    fail = [0] * len(goto)
+    queue = deque()
+    for c, nxt in goto[0].items():
+        delta[0][c] = nxt
+        queue.append(nxt)
+    while queue:
+        s = queue.popleft()
+        ends[s] = ends[s] + ends[fail[s]]
+        for c in range(width):
+            nxt = goto[s].get(c)
+            if nxt is None:
+                delta[s][c] = delta[fail[s]][c]
+            else:
+                fail[nxt] = delta[fail[s]][c] if s else 0
+                delta[s][c] = nxt
+                queue.append(nxt)
+    # numbered anew: the states where patterns end last (the kernel tells them by their number)
+    order = sorted(range(len(goto)), key=lambda q: (bool(ends[q]), q))
+    number = {q: k for k, q in enumerate(order)}
+    table = np.zeros(len(goto) << shift, dtype=np.int32)
+    for q, row in enumerate(delta):
+        base = number[q] << shift
+        for c, nxt in enumerate(row):
+            table[base + c] = number[nxt] << shift
+    ends = [ends[q] for q in order]
+    classes = np.zeros(256, dtype=np.uint8)
+    for c, k in klass.items():
+        classes[ord(c)] = k
+        if "a" <= c <= "z":
+            classes[ord(c.upper())] = k
+    out_start = np.zeros(len(goto) + 1, dtype=np.int32)
+    out_start[1:] = np.cumsum([len(e) for e in ends])
+    out_ids = np.array([i for e in ends for i in e], dtype=np.int32)
+    lengths = np.array([max(len(p), 1) for p in patterns], dtype=np.int32)
+    return classes, table, out_start, out_ids, lengths, shift
+
+
+_WORD_COUNTS: list[Any] = []
+
+
+def _word_counts_kernel() -> Any:
+    """The C ``ascii_word_counts`` (preprocessing/dedup/_cminhash.c), or None: then a
+    RuntimeWarning, once, and the ``aho-corasick`` crate's search of the joined texts (the same
+    counts, slower)."""
+    if not _WORD_COUNTS:
+        from preprocessing.dedup import native
+
+        _WORD_COUNTS.append(native.optional_kernel("ascii_word_counts", "the filters' words are found by "
+                                                   "searching the joined texts (the same answers, slower)"))
+    return _WORD_COUNTS[0]
 
 
 def _overlaps_itself(p: str) -> bool:
@@ -278,18 +393,34 @@ class Batch:
             root._small = small
         return self._pick(root._small)
 
-    def _matches(self, which: tuple[str, ...]) -> tuple[np.ndarray, Matches]:
+    def _small_texts(self) -> list[str]:
+        """The root's small texts, in order (the records of its joined text)."""
+        root = self._root
+        if root._idx is None:
+            root._idx = root.small.nonzero()[0]
+        contents = root.contents
+        return contents if len(root._idx) == len(contents) else [contents[i] for i in root._idx.tolist()]
+
+    def _joined(self) -> JoinedText:
+        """The root's small texts lowercased and joined, built once when first asked."""
         root = self._root
         if root._text is None:
-            root._idx = root.small.nonzero()[0]
-            contents = root.contents
-            root._text = JoinedText.of(contents if len(root._idx) == len(contents) else
-                                       [contents[i] for i in root._idx.tolist()], lower=True)
+            root._text = JoinedText.of(self._small_texts(), lower=True)
+        return root._text
+
+    def _matches(self, which: tuple[str, ...]) -> Counts | Matches:
+        """Where the words ``which`` (all of the batch's, in one pass, when they are among them)
+        occur in the root's small texts: counted per text by the C kernel (no joined text), else
+        searched in the joined text."""
+        root = self._root
         words = root.words if all(w in root.words for w in which) else tuple(dict.fromkeys(which))
         found = root._found.get(words)
         if found is None:
-            found = root._found[words] = pattern_set(words).search(root._text)
-        return root._idx, found  # type: ignore[return-value]
+            patterns = pattern_set(words)
+            table = patterns.counts(self._small_texts())
+            found = root._found[words] = Counts(patterns, table) if table is not None else \
+                patterns.search(self._joined())
+        return found
 
     def _per_record(self, key: tuple, dtype: Any, compute: Any) -> np.ndarray:
         root = self._root
@@ -297,8 +428,8 @@ class Batch:
         if arr is None:
             arr = np.zeros(len(root.contents), dtype=dtype)
             if root.small.any():
-                idx, found = self._matches(key[1] if key[0] != "char" else ())
-                arr[idx] = compute(found)
+                found = self._matches(key[1]) if key[0] != "char" else self._joined()
+                arr[root._idx] = compute(found)
             root._cache[key] = arr
         return self._pick(arr)
 
@@ -313,4 +444,4 @@ class Batch:
 
     def char_count(self, char: str) -> np.ndarray:
         """Per record, ``text.lower().count(char)`` for one ASCII character (0 where not :attr:`small`)."""
-        return self._per_record(("char", char), np.int64, lambda found: found.text.char_count(char))
+        return self._per_record(("char", char), np.int64, lambda text: text.char_count(char))
