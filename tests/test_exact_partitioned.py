@@ -46,6 +46,43 @@ def test_partitions_find_the_first_occurrences_of_the_table(partitions, chunk_ro
     assert parts.duplicates == sum(map(len, units)) - len(table)
 
 
+def test_table_in_c_answers_as_a_set_and_as_the_numpy_rounds(monkeypatch):
+    """HashSet64 filled by the C hashset_add == a Python set fed the same batches (new = first
+    occurrence, within the batch too), and == the numpy rounds without the kernel (a
+    RuntimeWarning): the same answers, sizes and growth, on keys that share their first slots
+    (the probes chain and wrap), batches as lists and arrays, growth in the middle of a batch."""
+    from preprocessing.dedup import exact, native
+
+    rng = random.Random(5)
+    pool = [rng.getrandbits(64) | 1 for _ in range(300)] + [(1 << 63) + i for i in range(40)] + [i for i in range(1, 40)]
+    batches = [[rng.choice(pool) for _ in range(rng.choice((0, 1, 5, 40, 300)))] for _ in range(80)]
+
+    def fill():
+        table, seen, sizes = HashSet64(1 << 4), set(), []
+        for k, batch in enumerate(batches):
+            got = table.add_batch(batch if k % 2 else np.array(batch, dtype=np.uint64))
+            want = []
+            for h in batch:
+                want.append(h not in seen)
+                seen.add(h)
+            assert got.tolist() == want and len(table) == len(seen), k
+            sizes.append(table.nbytes)
+        return sizes, sorted(int(x) for x in table._table[table._table != 0])
+
+    with_c = fill()
+    assert len(set(with_c[0])) >= 3  # it grew
+    insert = exact._hashset_kernel()
+    monkeypatch.setattr(exact, "_HASHSET", [])
+    monkeypatch.setattr(native, "kernel", lambda name: (_ for _ in ()).throw(AttributeError(name)))
+    with pytest.warns(RuntimeWarning, match="hashset_add"):
+        assert fill() == with_c
+    flags = np.zeros(4, dtype=bool)
+    for table, keys, what in ((np.zeros(6, np.uint64), [1], "power of two"), (np.zeros(4, np.uint64), [1, 0], "empty slot"),
+                              (np.zeros(2, np.uint64), [1, 2, 3], "full")):
+        with pytest.raises(ValueError, match=what):
+            insert(table, np.array(keys, dtype=np.uint64), flags)
+
+
 def test_partition_of_is_a_prefix_range():
     h = np.array([0, 1 << 62, 1 << 63, (1 << 64) - 1], dtype=np.uint64)
     assert partition_of(h, 4).tolist() == [0, 1, 2, 3]

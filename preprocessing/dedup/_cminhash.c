@@ -1175,6 +1175,12 @@ static PyObject *py_json_lines_decode(PyObject *self, PyObject *args); /* stream
 static PyObject *py_ascii_lower(PyObject *self, PyObject *arg); /* the filters' joined text, at the end of the file */
 static PyObject *py_newline_ends(PyObject *self, PyObject *arg); /* the reader's line ends, at the end of the file */
 static PyObject *py_ascii_word_counts(PyObject *self, PyObject *args); /* the filters' words, at the end of the file */
+static PyObject *py_hashset_add(PyObject *self, PyObject *args); /* exact dedup's table, at the end of the file */
+PyDoc_STRVAR(hashset_add_doc,
+"hashset_add(table, keys, new)\n\n"
+"Insert the nonzero uint64 keys, in order, into the open-addressing table (uint64, a power of two\n"
+"slots, 0 empty; first slot: the top bits of key * 0x9E3779B97F4A7C15, then linear probing);\n"
+"new[i] (uint8/bool) = whether key i was absent. Returns the number added.");
 PyDoc_STRVAR(ascii_word_counts_doc,
 "ascii_word_counts(texts, classes, table, out_start, out_ids, lengths, shift, counts)\n\n"
 "counts[d * k + p] = texts[d].lower().count(pattern p) for a list of ASCII str, k = len(lengths), by one\n"
@@ -1223,6 +1229,7 @@ static PyMethodDef methods[] = {
     {"ascii_lower", py_ascii_lower, METH_O, ascii_lower_doc},
     {"newline_ends", py_newline_ends, METH_O, newline_ends_doc},
     {"ascii_word_counts", py_ascii_word_counts, METH_VARARGS, ascii_word_counts_doc},
+    {"hashset_add", py_hashset_add, METH_VARARGS, hashset_add_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2191,4 +2198,45 @@ static PyObject *py_ascii_word_counts(PyObject *self, PyObject *args) {
     for (int i = 0; i < 6; i++) PyBuffer_Release(bufs[i]);
     if (!ok) return NULL;
     Py_RETURN_NONE;
+}
+
+/* ------------------------------------------- stream: exact dedup's table
+ * `hashset_add` (preprocessing/dedup/exact.py, `HashSet64`): the keys (nonzero uint64), in order,
+ * into an open-addressing table of 2^b uint64 slots (0: empty), each key's first slot the top b
+ * bits of key * 0x9E3779B97F4A7C15, then the next ones (wrapping); new[i] = 1 where key i was
+ * absent (its first occurrence, also within the keys: a repeat finds it). Returns how many were
+ * added. The caller keeps the load at or below one half; a full table is a ValueError (the keys
+ * before the one that found no slot are in). */
+static PyObject *py_hashset_add(PyObject *self, PyObject *args) {
+    Py_buffer table, keys, new;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "w*y*w*", &table, &keys, &new)) return NULL;
+    size_t slots = (size_t)table.len / 8, n = (size_t)keys.len / 8;
+    int bits = 0;
+    while (((size_t)1 << bits) < slots) bits++;
+    int ok = check(table.len % 8 == 0 && keys.len % 8 == 0, "table, keys: uint64 arrays")
+             && check(slots >= 2 && ((size_t)1 << bits) == slots, "table: a power of two slots (2 or more)")
+             && check((size_t)new.len >= n, "new: too small (one byte per key)");
+    u64 *t = table.buf;
+    const u64 *k = keys.buf;
+    u8 *fresh = new.buf;
+    size_t added = 0;
+    for (size_t i = 0; ok && i < n; i++) ok = check(k[i] != 0, "keys: 0 is the empty slot");
+    const size_t mask = slots - 1;
+    for (size_t i = 0; ok && i < n; i++) {
+        u64 key = k[i];
+        size_t s = (size_t)((key * 0x9E3779B97F4A7C15ULL) >> (64 - bits)), probes = 0;
+        while (t[s] != 0 && t[s] != key && ++probes < slots) s = (s + 1) & mask;
+        ok = check(probes < slots, "table: full (the caller keeps its load at or below one half)");
+        fresh[i] = ok && t[s] == 0;
+        if (ok && t[s] == 0) {
+            t[s] = key;
+            added++;
+        }
+    }
+    PyBuffer_Release(&table);
+    PyBuffer_Release(&keys);
+    PyBuffer_Release(&new);
+    if (!ok) return NULL;
+    return PyLong_FromSize_t(added);
 }

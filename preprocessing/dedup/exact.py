@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xxhash
@@ -65,12 +66,30 @@ class HashSetSize:
         self.count += new
 
 
+_HASHSET: list[Any] = []
+
+
+def _hashset_kernel() -> Any:
+    """The C ``hashset_add`` (preprocessing/dedup/_cminhash.c), or None: then a RuntimeWarning,
+    once, and the numpy rounds (the same answers, slower on the small batches of a unit)."""
+    if not _HASHSET:
+        from preprocessing.dedup import native
+
+        _HASHSET.append(native.optional_kernel("hashset_add", "exact dedup's table is filled by numpy "
+                                               "(the same answers, slower)"))
+    return _HASHSET[0]
+
+
 class HashSet64:
     """An open-addressing set of uint64 in one numpy array: 8 bytes per slot, load <= 0.5,
     so 16-32 bytes per unique file (a Python set of ints costs about 70).
 
-    ``add_batch`` is vectorised: it returns, for a batch of hashes in input order, which ones
-    were new (first occurrence, also within the batch), and inserts them.
+    ``add_batch`` returns, for a batch of hashes in input order, which ones were new (first
+    occurrence, also within the batch), and inserts them: one C pass (``hashset_add`` in
+    preprocessing/dedup/_cminhash.c, linear probing key by key), else (a RuntimeWarning, once)
+    the numpy rounds of :meth:`_insert_unique`. The two may place a key in different slots (the
+    rounds probe all keys at once) but hold the same keys and answer the same; the table grows at
+    the same counts, so its size (stats.json's ``table_bytes``) is the same too.
     """
 
     def __init__(self, capacity: int = 1 << 16):
@@ -88,7 +107,11 @@ class HashSet64:
         old = self._table[self._table != 0]
         self._table = np.zeros(self._table.size * 2, dtype=np.uint64)
         self._count = 0
-        self._insert_unique(old)
+        insert = _hashset_kernel()
+        if insert is None:
+            self._insert_unique(old)
+        else:
+            self._count = insert(self._table, old, np.zeros(old.size, dtype=bool))
 
     def _insert_unique(self, keys: np.ndarray) -> np.ndarray:
         """Insert distinct keys; returns a bool mask of which were absent before."""
@@ -126,6 +149,14 @@ class HashSet64:
         keys = np.asarray(hashes, dtype=np.uint64)
         if keys.size == 0:
             return np.zeros(0, dtype=bool)
+        insert = _hashset_kernel()
+        if insert is not None:
+            distinct = len(set(hashes)) if type(hashes) is list else int(np.unique(keys).size)
+            while must_grow(self._table.size, self._count, distinct):
+                self._grow()
+            out = np.zeros(keys.size, dtype=bool)
+            self._count += insert(self._table, keys, out)
+            return out
         uniq, first_idx = np.unique(keys, return_index=True)
         while must_grow(self._table.size, self._count, uniq.size):
             self._grow()
