@@ -145,18 +145,21 @@ class CorpusProfile:
             return rank
         return None
 
-    def chosen_examples(self, offers: Sequence[tuple[str, int]]) -> list[int]:
+    def chosen_examples(self, offers: Sequence[tuple[str, int]], floor: dict[str, int] | None = None) -> list[int]:
         """The indices, in order, of the ``offers`` ((reason, rank), in the order they come) whose
         examples the buckets hold once all of them were offered in that order: offering those
         alone, in order (:meth:`offer_example`), leaves the same buckets, so a caller builds only
-        those examples. A bucket keeps the EXAMPLES_PER_REASON smallest by (rank, arrival)."""
+        those examples. A bucket keeps the EXAMPLES_PER_REASON smallest by (rank, arrival).
+        ``floor`` (optional): per reason, the largest rank worth offering (a larger one is left
+        out: ``stream``'s :class:`~preprocessing.stages.stream.ExampleFloor`)."""
         # an offer ranked at or past a full bucket's last cannot get in (a tie goes to the one held)
         limit = {reason: bucket[-1][0] for reason, bucket in self.examples.items()
                  if len(bucket) >= EXAMPLES_PER_REASON}
         unbounded = 1 << 64
+        floor = floor or {}
         by_reason: dict[str, list[tuple[int, int, int]]] = {}
         for i, (reason, rank) in enumerate(offers):
-            if rank < limit.get(reason, unbounded):
+            if rank < limit.get(reason, unbounded) and rank <= floor.get(reason, unbounded):
                 by_reason.setdefault(reason, []).append((rank, 1, i))
         chosen: list[int] = []
         for reason, items in by_reason.items():
@@ -165,19 +168,35 @@ class CorpusProfile:
         chosen.sort()
         return chosen
 
-    def chosen_of(self, reasons: Sequence[str], ranks: Sequence[int]) -> list[int]:
-        """:meth:`chosen_examples` of the offers ``zip(reasons, ranks)``, the same indices, with
-        numpy for many offers: per reason, its EXAMPLES_PER_REASON first offers by (rank,
-        arrival) (a stable argsort) are the only ones that can get in; those meet the bucket."""
+    def chosen_of(self, reasons: Sequence[str], ranks: Sequence[int], floor: dict[str, int] | None = None) -> list[int]:
+        """:meth:`chosen_examples` of the offers ``zip(reasons, ranks)`` (and ``floor``), the same
+        indices, with numpy for many offers: the offers past the floor left out at once; per
+        reason, its EXAMPLES_PER_REASON first offers by (rank, arrival) (a stable argsort) are the
+        only ones that can get in; those meet the bucket."""
         n = len(ranks)
+        present = dict.fromkeys(reasons)
+        if floor and n and all(reason in floor for reason in present) and \
+                min(ranks) > max(floor[reason] for reason in present):
+            return []  # (a process past its first units: every offer is past the floor)
         if n < 64:
-            return self.chosen_examples(list(zip(reasons, ranks)))
+            return self.chosen_examples(list(zip(reasons, ranks)), floor)
         ranked = np.fromiter(ranks, dtype=np.uint64, count=n)
-        ids = {reason: k for k, reason in enumerate(dict.fromkeys(reasons))}
+        ids = {reason: k for k, reason in enumerate(present)}
         code = np.fromiter(map(ids.__getitem__, reasons), dtype=np.int64, count=n) if len(ids) > 1 else None
+        live = None  # the offers at or below the floor of their reason (None: all)
+        if floor and any(reason in floor for reason in ids):
+            top = np.array([floor.get(reason, (1 << 64) - 1) for reason in ids], dtype=np.uint64)
+            live = ranked <= (top[0] if code is None else top[code])
+            if not live.any():
+                return []
         chosen: list[int] = []
         for reason, k in ids.items():
-            idx = np.arange(n) if code is None else (code == k).nonzero()[0]  # in arrival order
+            if code is None:
+                idx = np.arange(n) if live is None else live.nonzero()[0]  # in arrival order
+            else:
+                idx = ((code == k) if live is None else ((code == k) & live)).nonzero()[0]
+            if idx.size == 0:
+                continue
             if idx.size > EXAMPLES_PER_REASON:
                 idx = idx[np.argsort(ranked[idx], kind="stable")[:EXAMPLES_PER_REASON]]
             items = [(ranks[i], 1, i) for i in idx.tolist()]

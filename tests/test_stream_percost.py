@@ -169,6 +169,54 @@ def test_chosen_of_equals_chosen_examples():
         ranks = [rng.getrandbits(bits) for _ in range(n)]
         reasons = [rng.choice(pool) for _ in range(n)]
         assert profile.chosen_of(reasons, ranks) == profile.chosen_examples(list(zip(reasons, ranks)))
+        # with a floor: the offers past their reason's floor are left out, nothing else changes
+        floor = {reason: rng.choice([rng.getrandbits(bits), 0, (1 << 64) - 1]) for reason in pool if rng.random() < 0.7}
+        kept = [i for i in range(n) if ranks[i] <= floor.get(reasons[i], 1 << 64)]
+        want = [kept[j] for j in profile.chosen_examples([(reasons[i], ranks[i]) for i in kept])]
+        assert profile.chosen_of(reasons, ranks, floor) == profile.chosen_examples(list(zip(reasons, ranks)), floor) \
+            == want
+
+
+def test_example_floor_leaves_the_report_as_it_was(installation, tmp_path, monkeypatch):
+    """stream with the per-process example floor (ExampleFloor: a unit builds no example that
+    EXAMPLES_PER_REASON smaller-ranked drops of its reason, met by earlier units in the process,
+    keep out of the report) writes the same stats.json examples as without it, with 1 and 2
+    workers, on many small units of real files; with it, far fewer examples are built; a new run
+    empties the floor."""
+    import zstandard
+
+    from preprocessing.readers import InputConfig
+    from preprocessing.stages import stream as stream_mod
+    from preprocessing.stages.stream import ExampleFloor, StreamConfig, run_stream
+
+    rows = [{"repo_name": r.repo_name, "path": r.path, "content": r.content, "license": "mit"} for r in installation]
+    path = tmp_path / "dump.jsonl.zst"
+    path.write_bytes(zstandard.ZstdCompressor().compress(b"".join(json.dumps(r).encode() + b"\n" for r in rows)))
+    built = []
+    real_example_of = stream_mod.example_of
+    monkeypatch.setattr(stream_mod, "example_of", lambda *a: built.append(1) or real_example_of(*a))
+
+    def run(name: str, workers: int) -> dict:
+        built.clear()
+        cfg = StreamConfig(input=InputConfig(paths=[str(path)], batch_records=64))
+        stats = run_stream(cfg, tmp_path / name, executor=workers)
+        return {"examples": stats["examples"], "built": len(built), "dropped": stats["totals"]["dropped"]}
+
+    floor = {w: run(f"floor{w}", w) for w in (1, 2)}
+    monkeypatch.setattr(ExampleFloor, "of", lambda self, run: None)
+    plain = {w: run(f"plain{w}", w) for w in (1, 2)}
+    assert sum(floor[1]["dropped"].values()) > 1000 and len(floor[1]["examples"]) >= 4
+    for w in (1, 2):
+        assert floor[w]["examples"] == plain[w]["examples"] == plain[1]["examples"], w
+    assert floor[1]["built"] * 3 < plain[1]["built"], (floor[1]["built"], plain[1]["built"])
+    # one process, two runs: the second's floor is its own
+    monkeypatch.undo()
+    f = ExampleFloor()
+    assert f.of("a") == {}
+    f.update("a", {"quality:x": [(5, {}), (9, {}), (7, {})], "rejected:y": [(1, {})] * 3})
+    assert f.of("a") == {"quality:x": 9}
+    f.update("a", {"quality:x": [(6, {})]})
+    assert f.of("a") == {"quality:x": 7} and f.of("b") == {} and f.of("") is None
 
 
 def _has_blank_loop(fl: FrameLines) -> bool:

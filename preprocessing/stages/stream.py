@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections import Counter, deque
@@ -134,6 +135,48 @@ class StreamWorker:
     """zstd level of the output, for the frames a unit's rows get of their own (:func:`_pack_lines`)."""
     frame_bytes: int = 0
     """The writer's frame size (0: the lines travel as they are, the driver compresses them)."""
+    run: str = ""
+    """This run's identity (random, made by :func:`stream_records`): what a process keeps across
+    the units of one run (:class:`ExampleFloor`) is never used in another; "" keeps nothing."""
+
+
+class ExampleFloor:
+    """Per process: for each drop reason, the EXAMPLES_PER_REASON smallest ranks among the report
+    examples that the units of this run processed here offered (their own buckets). A drop of
+    that reason whose rank is above the largest of them has at least EXAMPLES_PER_REASON drops of
+    the reason with smaller ranks in the run, so it is in no bucket of the merged report (which
+    keeps the EXAMPLES_PER_REASON smallest ranks, ties by arrival): its unit need not build its
+    example (:meth:`CorpusProfile.chosen_of`'s ``floor``). That holds whatever the process saw
+    before, so the merged report is the same for any workers, executor or order; a unit's own
+    buckets may hold fewer examples than it would alone."""
+
+    def __init__(self) -> None:
+        self.run = ""
+        self.ranks: dict[str, list[int]] = {}
+
+    def of(self, run: str) -> dict[str, int] | None:
+        """Per reason, the largest rank a drop may have to be offered (reasons with a full
+        floor only), for the run ``run`` (its first unit here empties the floor); None for no run."""
+        if not run:
+            return None
+        if run != self.run:
+            self.run, self.ranks = run, {}
+        return {reason: ranks[-1] for reason, ranks in self.ranks.items() if len(ranks) >= EXAMPLES_PER_REASON}
+
+    def update(self, run: str, examples: dict[str, list[tuple[int, Any]]]) -> None:
+        """Take a unit's buckets (``CorpusProfile.examples``) of the run ``run`` into the floor."""
+        if not run or run != self.run:
+            return
+        for reason, items in examples.items():
+            if reason.startswith(("rejected:", "edited:")):  # (ranked by other keys: no floor)
+                continue
+            mine = self.ranks.setdefault(reason, [])
+            mine.extend(rank for rank, _ in items)
+            mine.sort()
+            del mine[EXAMPLES_PER_REASON:]
+
+
+_EXAMPLE_FLOOR = ExampleFloor()
 
 
 @dataclass(slots=True)
@@ -356,6 +399,7 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     # content key -> (hash, metrics before and after the filters, content after) of a passed record
     passed: dict[int, tuple[int, dict[str, float], dict[str, float], str]] = {}
     memo = _known_metrics()
+    floor = _EXAMPLE_FLOOR.of(w.run)  # the examples this unit need not build (ExampleFloor)
     before: list[dict[str, float]] = []  # metrics of every record read, binned once at the end of the unit
     dropped_n: Counter = Counter()
     n_in = bytes_in = n_kept = bytes_out = 0  # read (= the filter stage's input) and the filters' keeps
@@ -514,7 +558,7 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
                 ranks += record_key_hashes(records[i] for _, _, i in drops[len(drop_at):])
                 order = sorted(range(len(drops)), key=lambda j: drops[j][2])
                 drops, ranks = [drops[j] for j in order], [ranks[j] for j in order]
-            for j in profile.chosen_of(list(map(itemgetter(0), drops)), ranks):
+            for j in profile.chosen_of(list(map(itemgetter(0), drops)), ranks, floor):
                 reason, f, i = drops[j]
                 item = records[i]
                 example = example_of(item.repo_name, item.path, item.content, item.where)
@@ -545,6 +589,7 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
     filt.bytes_out += bytes_out
     filt.dropped.update(dropped_n)
     profile.before.add_batch(before)
+    _EXAMPLE_FLOOR.update(w.run, profile.examples)
     sketch = None
     if w.sketcher is not None and kept:
         rows = [k[1] for k in kept if type(k[1]) is bytes]
@@ -703,7 +748,7 @@ def stream_records(cfg: StreamConfig, reader: Reader, writer: ShardedJsonlWriter
     # that know their records, which the driver reads.
     units = reader.work_units() if limit is None else limit_units(reader.units(), limit)
     context = StreamWorker(reader, filters, cfg.exact_dedup, near.sketcher if near is not None else None,
-                           writer.level, writer.frame_bytes)
+                           writer.level, writer.frame_bytes, os.urandom(8).hex())
     known: list[Shared] = []  # the keys passed unchanged by each round, shared with the workers
     round_keys: deque[tuple[int, np.ndarray]] = deque()  # (unit, its passed keys) not shared yet, as reduced
     shared_keys = 0
