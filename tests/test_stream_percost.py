@@ -235,3 +235,22 @@ def test_has_blank_equals_the_line_loop():
         lines = [rng.choice(pieces) for _ in range(rng.randint(1, 12))]
         fl = FrameLines(b"\n".join(lines) + b"\n", 1)
         assert fl.has_blank() == _has_blank_loop(fl)
+
+
+def test_first_fresh_equals_the_loop():
+    """_first_fresh (C-level maps over the first position of each key) = the loop it replaced: a
+    record is fresh and the first of its key in the chunk (an earlier one not fresh counts too)."""
+    from preprocessing.stages.stream import _first_fresh
+
+    rng = random.Random(2)
+    for _ in range(2000):
+        n = rng.randint(0, 40)
+        keys = [rng.randint(0, 8) for _ in range(n)]
+        fresh = [rng.random() < 0.7 for _ in range(n)]
+        seen: set = set()
+        want = []
+        for key, f in zip(keys, fresh):
+            want.append(f and key not in seen)
+            seen.add(key)
+        got = _first_fresh(keys, fresh)
+        assert got == want and all(type(g) is bool for g in got)

@@ -8,7 +8,7 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from itertools import chain, compress, islice, repeat
-from operator import attrgetter, is_, itemgetter, not_
+from operator import and_, attrgetter, eq, is_, itemgetter, not_
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -666,12 +666,9 @@ def _first_fresh(keys: list, fresh: list[bool]) -> list[bool]:
     repeat a record of the chunk that passes, known only once its filters have run."""
     if len(set(keys)) == len(keys):
         return fresh
-    seen: set = set()
-    out = []
-    for key, f in zip(keys, fresh):
-        out.append(f and key not in seen)
-        seen.add(key)
-    return out
+    n = len(keys)
+    first = dict(zip(reversed(keys), range(n - 1, -1, -1)))  # key -> its first position (the last one written)
+    return list(map(and_, fresh, map(eq, map(first.__getitem__, keys), range(n))))  # (C-level maps)
 
 
 def _process_unit_hashed(w: StreamWorker, ku: KnownUnit) -> tuple[tuple[np.ndarray, np.ndarray | None], UnitResult]:
