@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import json
 from pathlib import Path
 
@@ -302,6 +304,49 @@ def test_known_duplicates_skip_the_filters_and_keep_the_same_rows(tmp_path):
     assert stages["filter"]["dropped"] == {"license:unknown": 7}  # only the copies before the kept one (was 14)
     assert stages["exact_dedup"]["dropped"] == {"exact_duplicate": 7 * 2 + 1}  # was 7 + 1
     assert stages["read"]["records_in"] == len(dump)
+
+
+def test_repeats_in_a_chunk_are_decided_with_it(tmp_path):
+    """Without a rewriting step a chunk's repeats of a key are decided by its batch with the rest:
+    a copy the keyed draws drop before any copy of its content passed keeps its drop; the copies
+    after the first that passes are known duplicates (exact_duplicate), whatever their draws. The
+    rows and every count equal the plain way, record by record, with 1 and 2 workers."""
+    from preprocessing.filters import apply_filters, build_filters
+    from preprocessing.filters.quality import file_metrics
+    from preprocessing.readers import open_reader
+    from preprocessing.record import CodeFile
+
+    rows = stdlib_rows(8)
+    drawn = [dict(rows[0], content="def test_a():\n    config = 1\n    test = 2\n" * 3),  # config/test: p = 0.7
+             dict(rows[0], content="x = 1\ny = 2\nz = 3\nw = 4\nv = 5\nu = 6\n")]  # no keyword: p = 0.7
+    dump = []
+    for k in range(60):
+        dump += [dict(drawn[k % 2], path=f"tests/t{k}.py"), rows[k % 8]]
+    write_jsonl(tmp_path / "d.jsonl", dump)
+    cfg = StreamConfig(input=InputConfig(paths=[str(tmp_path / "d.jsonl")]))
+    cfg.filters.secrets.mode = "off"  # (no rewriting step)
+    stats = {w: run_stream(cfg, tmp_path / f"w{w}", executor=w) for w in (1, 2)}
+    assert read_output(tmp_path / "w1") == [json.loads(line) for line in _filters_then_dedup(cfg)]
+    reader, filters = open_reader(cfg.input), build_filters(cfg.filters)
+    want: Counter = Counter()
+    passed: set = set()
+    for unit in reader.units():
+        for rec in reader.decode(unit):
+            if isinstance(rec, CodeFile):
+                if rec.content in passed:
+                    want["exact_duplicate"] += 1
+                    continue
+                rec.metrics = file_metrics(rec.content)
+                dropped = apply_filters(filters, rec)
+                if dropped:
+                    want[dropped[0]] += 1
+                else:
+                    passed.add(rec.content)
+    assert want["quality:config_or_test"] and want["quality:no_keywords"] and want["exact_duplicate"] > 60
+    for w in (1, 2):
+        assert stats[w]["totals"]["dropped"] == dict(sorted(want.items())), w
+        assert_accounted(stats[w])
+    assert stats[1]["examples"] == stats[2]["examples"]
 
 
 def rounds_dump(tmp_path: Path) -> StreamConfig:

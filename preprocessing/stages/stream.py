@@ -474,9 +474,13 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
             batch = [records[i] for i in fresh]
             cols = cols.take(stay)
             known_now = [k in passed for k in keys]
-        # the filters of the fresh records decided together; a key repeated in the chunk waits for its first
-        only = _first_fresh(keys if len(fresh) == n else [keys[i] for i in fresh], [True] * len(fresh)) \
-            if skip else None
+        # the filters of the fresh records decided together. A key repeated in the chunk: with a
+        # rewriting step its repeats wait for its first (the step counts edits for what it sees);
+        # without one they are decided too (_passed_repeats: those after a pass of their key are
+        # known duplicates)
+        fresh_keys = keys if len(fresh) == n else [keys[i] for i in fresh]
+        firsts = _first_fresh(fresh_keys, [True] * len(fresh)) if skip else None
+        only = firsts if rewriters else None
         # the batch may redact them (a rewriting step): what passed unchanged is shared
         originals = [r.content for r in batch] if rewriters else None
         verdicts: list[Any] = [None] * n
@@ -486,6 +490,8 @@ def _process_unit(w: StreamWorker, ku: KnownUnit) -> UnitResult:
         # record keys: the quality filter's keyed draws and the drop examples' ranks share them
         names = record_keys_of(batch)
         answers = apply_filters_batch(filters, batch, profile, only, cols, names)
+        if firsts is not None and only is None and not all(firsts):
+            _passed_repeats(fresh_keys, firsts, answers)
         dropped_here = list(map(is_, map(type, answers), repeat(tuple)))
         drop_at = list(compress(range(len(answers)), dropped_here))  # positions in fresh of the batch's drops
         rest_at = list(compress(range(len(answers)), map(not_, dropped_here)))  # ... of the others
@@ -669,6 +675,23 @@ def _first_fresh(keys: list, fresh: list[bool]) -> list[bool]:
     n = len(keys)
     first = dict(zip(reversed(keys), range(n - 1, -1, -1)))  # key -> its first position (the last one written)
     return list(map(and_, fresh, map(eq, map(first.__getitem__, keys), range(n))))  # (C-level maps)
+
+
+def _passed_repeats(keys: list, firsts: list[bool], answers: list) -> None:
+    """In a chunk's batch answers (positions aligned with ``keys``; ``firsts``: whether each is
+    the first of its key in the chunk), a repeat that the batch dropped after an earlier record
+    of its key passed is answered None instead: the unit's loop, which takes the records in
+    order, finds its key passed and counts it a known duplicate, as it did when repeats waited
+    for their first. A repeat with no pass before it keeps its own answer (the filters are pure:
+    the one they give it alone)."""
+    repeated = set(compress(keys, map(not_, firsts)))
+    ok: set = set()
+    for p in [p for p, key in enumerate(keys) if key in repeated]:
+        key = keys[p]
+        if type(answers[p]) is not tuple:
+            ok.add(key)
+        elif key in ok:
+            answers[p] = None
 
 
 def _process_unit_hashed(w: StreamWorker, ku: KnownUnit) -> tuple[tuple[np.ndarray, np.ndarray | None], UnitResult]:
