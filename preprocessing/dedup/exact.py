@@ -146,7 +146,7 @@ class HashSet64:
 
     def add_batch(self, hashes: np.ndarray | list[int]) -> np.ndarray:
         """Insert ``hashes`` (nonzero uint64) in order; returns the mask of first occurrences."""
-        keys = np.asarray(hashes, dtype=np.uint64)
+        keys = np.ascontiguousarray(hashes, dtype=np.uint64)
         if keys.size == 0:
             return np.zeros(0, dtype=bool)
         insert = _hashset_kernel()
