@@ -221,7 +221,7 @@ def word_automaton(patterns: tuple[str, ...]) -> tuple:
     # breadth first: a state's failure link (its longest proper suffix that is a state) is shallower
     delta = [[0] * width for _ in goto]
     fail = [0] * len(goto)
-    queue = deque()
+    queue: deque[int] = deque()
     for c, nxt in goto[0].items():
         delta[0][c] = nxt
         queue.append(nxt)
