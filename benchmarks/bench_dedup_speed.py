@@ -310,10 +310,23 @@ def sketch_only(inp: Path) -> tuple[float, float, float, float]:
     return mb, t_ds, t_ours, t_np
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB: VmHWM of /proc/self/status (proc(5): its own memory's high
+    water mark, new at exec), else ru_maxrss, which Linux carries over from the parent at the fork
+    (a parent that built the big dump in memory would make every child's look that big)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(method: str, inp: Path, out: Path, workers: int) -> None:
     fn = {"ours": run_ours, "datasketch": run_datasketch, "rensa": run_rensa}[method]
     res = fn(inp, out, workers)
-    res["rss_main_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    res["rss_main_mb"] = peak_rss_mb()
     res["rss_worker_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     res["cpu_s"] = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
                        for f in ("ru_utime", "ru_stime"))
