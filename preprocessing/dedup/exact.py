@@ -87,7 +87,7 @@ class HashSet64:
     ``add_batch`` returns, for a batch of hashes in input order, which ones were new (first
     occurrence, also within the batch), and inserts them: one C pass (``hashset_add`` in
     preprocessing/dedup/_cminhash.c, linear probing key by key), else (a RuntimeWarning, once)
-    the numpy rounds of :meth:`_insert_unique`. The two may place a key in different slots (the
+    the numpy rounds of :meth:`_insert_unique` (:meth:`_insert` takes one or the other). The two may place a key in different slots (the
     rounds probe all keys at once) but hold the same keys and answer the same; the table grows at
     the same counts, so its size (stats.json's ``table_bytes``) is the same too.
     """
@@ -107,11 +107,20 @@ class HashSet64:
         old = self._table[self._table != 0]
         self._table = np.zeros(self._table.size * 2, dtype=np.uint64)
         self._count = 0
+        self._insert(old)
+
+    def _insert(self, keys: np.ndarray) -> np.ndarray:
+        """Insert ``keys`` (contiguous uint64, in order, repeats allowed; the table grown for them
+        already); returns the mask of those absent before (a repeat finds its first)."""
         insert = _hashset_kernel()
-        if insert is None:
-            self._insert_unique(old)
-        else:
-            self._count = insert(self._table, old, np.zeros(old.size, dtype=bool))
+        if insert is not None:
+            out = np.zeros(keys.size, dtype=bool)
+            self._count += insert(self._table, keys, out)
+            return out
+        uniq, first_idx = np.unique(keys, return_index=True)
+        out = np.zeros(keys.size, dtype=bool)
+        out[first_idx[self._insert_unique(uniq)]] = True
+        return out
 
     def _insert_unique(self, keys: np.ndarray) -> np.ndarray:
         """Insert distinct keys; returns a bool mask of which were absent before."""
@@ -149,18 +158,7 @@ class HashSet64:
         keys = np.ascontiguousarray(hashes, dtype=np.uint64)
         if keys.size == 0:
             return np.zeros(0, dtype=bool)
-        insert = _hashset_kernel()
-        if insert is not None:
-            distinct = len(set(hashes)) if type(hashes) is list else int(np.unique(keys).size)
-            while must_grow(self._table.size, self._count, distinct):
-                self._grow()
-            out = np.zeros(keys.size, dtype=bool)
-            self._count += insert(self._table, keys, out)
-            return out
-        uniq, first_idx = np.unique(keys, return_index=True)
-        while must_grow(self._table.size, self._count, uniq.size):
+        distinct = len(set(hashes)) if type(hashes) is list else int(np.unique(keys).size)
+        while must_grow(self._table.size, self._count, distinct):
             self._grow()
-        new_uniq = self._insert_unique(uniq)
-        out = np.zeros(keys.size, dtype=bool)
-        out[first_idx[new_uniq]] = True
-        return out
+        return self._insert(keys)
